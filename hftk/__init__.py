@@ -1,0 +1,11 @@
+"""hftk: one recipe file and one command from a pretrained checkpoint to a pipeline-ready fine-tuned model."""
+
+from hftk.check import check
+from hftk.errors import HftkError
+from hftk.models import load_tokenizer
+from hftk.predict import Predictor, evaluate, predict
+from hftk.recipe import Recipe, load_recipe
+from hftk.train import train
+
+__version__ = "0.1.0"
+__all__ = ["HftkError", "Predictor", "Recipe", "check", "evaluate", "load_recipe", "load_tokenizer", "predict", "train"]

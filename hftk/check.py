@@ -1,0 +1,61 @@
+"""`hftk check`: validate a recipe and its data without loading weights, and show what training will see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hftk.recipe import Recipe, load_recipe
+from hftk.train import prepare
+
+
+def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate recipe and data; return per-split rows, label counts, token-length percentiles and warnings.
+
+    Raises:
+        HftkError: on the first problem in the data, or every problem in the recipe at once.
+    """
+    recipe = load_recipe(recipe, overrides)
+    prepared = prepare(recipe)
+    task = prepared.task
+    report: dict[str, Any] = {"task": recipe.task, "model": recipe.model, "max_length": task.max_length}
+    warnings: list[str] = []
+    for name, records in prepared.splits.items():
+        if all(task.has_role(records, role) for role in task.target_roles):
+            task.targets(records)  # every label/target converts, or a located error
+        info: dict[str, Any] = {"rows": len(records), **task.summary(records)}
+        lengths = task.lengths(records)
+        if lengths:
+            arr = np.asarray(lengths)
+            info["tokens"] = {f"p{q}": int(np.percentile(arr, q)) for q in (50, 90, 99)} | {"max": int(arr.max())}
+            over = int((arr > task.max_length).sum())
+            if over:
+                warnings.append(
+                    f"{records.source}: {over} of {len(arr)} inputs ({over / len(arr):.1%}) are longer than "
+                    f"max_length {task.max_length} tokens and will be truncated; raise max_length to keep them"
+                )
+        report[name] = info
+    report["warnings"] = warnings
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"task {report['task']}, model {report['model']}, max_length {report['max_length']}"]
+    for split in ("train", "validation", "test"):
+        info = report.get(split)
+        if not info:
+            continue
+        lines.append(f"{split}: {info['rows']} rows")
+        if "tokens" in info:
+            t = info["tokens"]
+            lines.append(f"  tokens: median {t['p50']}, p90 {t['p90']}, p99 {t['p99']}, max {t['max']}")
+        if "labels" in info:
+            labels = ", ".join(f"{k} {v}" for k, v in info["labels"].items())
+            lines.append(f"  labels: {labels}")
+        if "label range" in info:
+            lines.append(f"  labels: {info['label range']}")
+    lines.extend(f"warning: {w}" for w in report["warnings"])
+    lines.append("ok" if not report["warnings"] else f"ok, {len(report['warnings'])} warning(s)")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""`hftk` command line: a thin layer over the library functions, which do the work."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from hftk.errors import HftkError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hftk", description="Fine-tune HuggingFace models from one recipe file.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="fine-tune the model a recipe describes")
+    t.add_argument("recipe", help="recipe YAML file")
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field, e.g. --set training.learning_rate=3e-5 (repeatable)",
+    )
+    t.add_argument("--output", help="output directory (default: the recipe's output_dir)")
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output dir")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run in the output dir")
+
+    c = sub.add_parser("check", help="validate a recipe and its data without loading weights")
+    c.add_argument("recipe")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    pr = sub.add_parser("predict", help="predict a file of inputs with a trained model directory")
+    pr.add_argument("model_dir")
+    pr.add_argument("--input", required=True, help="text file (one input per line), CSV, TSV, JSON(L) or Parquet")
+    pr.add_argument("--output", required=True, help="JSONL file to write, one prediction per input, in order")
+    pr.add_argument("--top-k", type=int, default=None, help="also list the k most likely labels")
+
+    e = sub.add_parser("evaluate", help="the task's metrics on a labelled file")
+    e.add_argument("model_dir")
+    e.add_argument("--data", required=True)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except HftkError as e:
+        for line in str(e).splitlines():
+            print(f"hftk: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hftk: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hftk.recipe import parse_overrides
+
+    if args.command == "train":
+        from hftk.train import train
+
+        result = train(
+            args.recipe,
+            overrides=parse_overrides(args.overrides),
+            output_dir=args.output,
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
+        print(json.dumps(result.metrics.get("eval", result.metrics.get("train")), indent=2))
+        print(f"model saved to {result.output_dir}")
+    elif args.command == "check":
+        from hftk.check import check, format_report
+
+        report = check(args.recipe, parse_overrides(args.overrides))
+        print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
+    elif args.command == "predict":
+        from hftk.predict import predict
+
+        _quiet_loading()
+        start = time.perf_counter()
+        n = predict(args.model_dir, args.input, args.output, top_k=args.top_k)
+        seconds = time.perf_counter() - start
+        print(f"{n} predictions written to {args.output} in {seconds:.1f} s")
+    elif args.command == "evaluate":
+        from hftk.predict import evaluate
+
+        _quiet_loading()
+        metrics = evaluate(args.model_dir, args.data)
+        if args.json:
+            print(json.dumps(metrics))
+        else:
+            for k, v in metrics.items():
+                print(f"{k}: {v:.4f}")
+    return 0
+
+
+def _quiet_loading() -> None:
+    """Inference commands print their results; weight-loading progress bars would only bury them."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Data files -> `Records`: rows as dicts plus where each came from, so every error names file and line.
+
+CSV, TSV, JSON, JSON Lines, Parquet, `datasets` directories saved with `save_to_disk`, and hub datasets for
+online users. Tasks with their own formats (CoNLL, SQuAD JSON) register a reader in `READERS`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hftk.errors import HftkError
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+@dataclass
+class Records:
+    """Rows of one data file, each remembering its line (text formats) or record number."""
+
+    source: str
+    rows: list[dict[str, Any]]
+    lines: list[int] | None = None
+    columns: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def where(self, i: int) -> str:
+        """'file:line' for text formats, 'file: record N' otherwise (1-based)."""
+        if self.lines is not None:
+            return f"{self.source}:{self.lines[i]}"
+        return f"{self.source}: record {i + 1}"
+
+    def column(self, name: str, role: str | None = None) -> list[Any]:
+        """All values of a column; a clear error when it is missing or empty in a row."""
+        if name not in self.columns:
+            have = ", ".join(self.columns) or "none"
+            fix = f"set data.columns.{role}: <column> in the recipe" if role else "rename the column"
+            raise HftkError(
+                f"{self.source}: no column {name!r}"
+                + (f" for {role!r}" if role and role != name else "")
+                + f" (columns: {have}); {fix}"
+            )
+        values = []
+        for i, row in enumerate(self.rows):
+            value = row.get(name)
+            if value is None:
+                raise HftkError(f"{self.where(i)}: column {name!r} is missing or null; fill it or drop the row")
+            values.append(value)
+        return values
+
+
+Reader = Callable[[Path], Records]
+
+
+def read_records(path: str | Path, *, column_names: list[str] | None = None) -> Records:
+    """Read one data file (or saved `datasets` directory) into Records."""
+    p = Path(path)
+    if not p.exists():
+        raise HftkError(f"{p}: data file not found; check the path (relative paths start at the current folder)")
+    if p.is_dir():
+        return _read_saved_dataset(p)
+    suffix = p.suffix.lower()
+    reader = READERS.get(suffix)
+    if reader is None:
+        known = ", ".join(sorted(READERS))
+        raise HftkError(f"{p}: unknown data format {suffix or '(no suffix)'!r}; use one of {known}")
+    if suffix in (".csv", ".tsv"):
+        records = _read_delimited(p, "\t" if suffix == ".tsv" else ",", column_names)
+    else:
+        if column_names:
+            raise HftkError(f"{p}: data.column_names applies to CSV/TSV files without a header only")
+        records = reader(p)
+    if not records.rows:
+        raise HftkError(f"{p}: no records in the file; add data or point the recipe at another file")
+    return records
+
+
+def read_hub_split(name: str, config: str | None, split: str) -> Records:
+    """A split of a hub dataset (online users, or offline from the local `datasets` cache)."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # datasets raises many types: connection, missing split, missing config
+        raise HftkError(f"hub dataset {name!r} split {split!r}: {str(e).splitlines()[0]}") from None
+    return Records(f"{name}[{split}]", ds.to_list(), None, list(ds.column_names))
+
+
+def _lines(p: Path) -> Iterator[tuple[int, str]]:
+    """Lines of a UTF-8 text file (a BOM is dropped), with a located error for bad bytes."""
+    with open(p, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise HftkError(
+                    f"{p}:{n}: not UTF-8 (byte {e.start + 1} of the line); re-save the file as UTF-8"
+                ) from None
+            if n == 1:
+                line = line.removeprefix("\ufeff")
+            yield n, line
+
+
+def _read_delimited(p: Path, delimiter: str, column_names: list[str] | None) -> Records:
+    # GLUE-style TSV has bare quote characters inside fields: TSV is read without quoting, CSV with it.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    numbered = list(_lines(p))
+    reader = csv.reader((line for _, line in numbered), delimiter=delimiter, quoting=quoting)
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    header = list(column_names) if column_names else None
+    try:
+        for cells in reader:
+            n = numbered[reader.line_num - 1][0]
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            if header is None:
+                header = [c.strip() for c in cells]
+                continue
+            if len(cells) != len(header):
+                raise HftkError(
+                    f"{p}:{n}: {len(cells)} fields, the header has {len(header)}; "
+                    f"fix the row (a stray {'tab' if delimiter == chr(9) else 'comma or quote'}?)"
+                )
+            rows.append(dict(zip(header, cells)))
+            lines.append(n)
+    except csv.Error as e:
+        raise HftkError(f"{p}:{reader.line_num}: {e}; fix the quoting") from None
+    return Records(str(p), rows, lines, header or [])
+
+
+def _read_jsonl(p: Path) -> Records:
+    rows, lines = [], []
+    for n, line in _lines(p):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise HftkError(f"{p}:{n}: invalid JSON ({e.msg}); one JSON object per line") from None
+        if not isinstance(obj, dict):
+            raise HftkError(f"{p}:{n}: expected a JSON object per line, got {type(obj).__name__}")
+        rows.append(obj)
+        lines.append(n)
+    return Records(str(p), rows, lines, _columns(rows))
+
+
+def _read_json(p: Path) -> Records:
+    text = "".join(line for _, line in _lines(p))
+    if not text.strip():
+        return Records(str(p), [], None, [])
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data":  # JSON Lines saved as .json (JGLUE does this)
+            return _read_jsonl(p)
+        raise HftkError(f"{p}:{e.lineno}: invalid JSON ({e.msg}); fix the file") from None
+    if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+        obj = obj["data"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
+        n = {len(v) for v in obj.values()}
+        if len(n) != 1:
+            raise HftkError(f"{p}: columns of different lengths; every column needs one value per row")
+        keys = list(obj)
+        obj = [dict(zip(keys, vals)) for vals in zip(*obj.values())]
+    if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
+        raise HftkError(f"{p}: expected a list of JSON objects (or JSON Lines); got another shape")
+    return Records(str(p), obj, None, _columns(obj))
+
+
+def _read_parquet(p: Path) -> Records:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(p)
+    except Exception as e:  # pyarrow's errors vary by corruption kind
+        raise HftkError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    return Records(str(p), table.to_pylist(), None, table.column_names)
+
+
+def _read_saved_dataset(p: Path) -> Records:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(p))
+    except FileNotFoundError:
+        raise HftkError(f"{p}: a directory, but not one saved with Dataset.save_to_disk; name a file") from None
+    if isinstance(ds, datasets.DatasetDict):
+        splits = ", ".join(ds)
+        raise HftkError(f"{p}: a DatasetDict with splits {splits}; name one split, e.g. {p}/{next(iter(ds))}")
+    return Records(str(p), ds.to_list(), None, list(ds.column_names))
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows[:1000]:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
+READERS: dict[str, Reader] = {
+    ".csv": lambda p: _read_delimited(p, ",", None),
+    ".tsv": lambda p: _read_delimited(p, "\t", None),
+    ".json": _read_json,
+    ".jsonl": _read_jsonl,
+    ".ndjson": _read_jsonl,
+    ".parquet": _read_parquet,
+}

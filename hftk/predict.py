@@ -1,0 +1,164 @@
+"""Batched, length-sorted inference over a trained model directory.
+
+Inputs are tokenised in one call, sorted by length so each batch carries almost no padding, run under
+`torch.inference_mode`, and written back in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hftk.data import Records, read_records
+from hftk.errors import HftkError
+from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
+from hftk.recipe import load_recipe
+from hftk.tasks import Task, get_task
+
+# Padded tokens per batch: batches of short inputs hold more examples, long ones fewer, so the cost per
+# batch stays even and the per-call overhead is amortised.
+TOKENS_PER_BATCH = 4096
+
+
+class Predictor:
+    """A trained model directory, ready to predict. `Predictor(DIR).predict(["text", ...])`."""
+
+    def __init__(self, model_dir: str | Path, *, device: str | None = None, max_batch_size: int = 64) -> None:
+        self.model_dir = Path(resolve_model(str(model_dir)))
+        recipe_file = self.model_dir / "recipe.yaml"
+        if not recipe_file.is_file():
+            raise HftkError(f"{self.model_dir}: no recipe.yaml (not trained by hftk); train it with hftk train")
+        self.recipe = load_recipe(recipe_file)
+        import torch
+        from transformers import AutoConfig
+
+        self.tokenizer = load_tokenizer(str(self.model_dir))
+        config = AutoConfig.from_pretrained(self.model_dir)
+        self.task: Task = get_task(self.recipe.task).from_trained(self.recipe, self.tokenizer, config)
+        self.device = device or detect_device()
+        dtype = device_policy("auto", self.device).inference_dtype if self.device == "cuda" else torch.float32
+        self.dtype = dtype
+        self._model = None
+        self.max_batch_size = max_batch_size
+
+    @property
+    def model(self) -> Any:
+        """Loaded on first use, so bad input fails fast, before the weights are read."""
+        if self._model is None:
+            check_weights(str(self.model_dir))
+            model = self.task.auto_model().from_pretrained(self.model_dir, dtype=self.dtype)
+            self._model = model.to(self.device).eval()
+        return self._model
+
+    # -- inputs ----------------------------------------------------------------------------------------
+    def read(self, path: str | Path) -> Records:
+        """A text file (one input per line) or a CSV/TSV/JSON(L)/Parquet file with the recipe's columns."""
+        p = Path(path)
+        if p.suffix.lower() in (".txt", ""):
+            if not p.is_file():
+                raise HftkError(f"{p}: input file not found; check the path")
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as e:
+                raise HftkError(f"{p}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+            col = self.recipe.data.column(self.task.input_roles[0])
+            numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+            if not numbered:
+                raise HftkError(f"{p}: no inputs (the file is empty); one input per line")
+            return Records(str(p), [{col: t} for _, t in numbered], [n for n, _ in numbered], [col])
+        return read_records(p, column_names=self.recipe.data.column_names)
+
+    def records(self, inputs: list[str] | list[dict[str, Any]]) -> Records:
+        """In-memory inputs: strings, or dicts keyed by the recipe's column names."""
+        col = self.recipe.data.column(self.task.input_roles[0])
+        rows = [x if isinstance(x, dict) else {col: x} for x in inputs]
+        columns = list(dict.fromkeys(k for r in rows[:1000] for k in r))
+        return Records("<inputs>", rows, None, columns)
+
+    # -- running ---------------------------------------------------------------------------------------
+    def outputs(self, records: Records) -> Iterator[tuple[list[int], np.ndarray]]:
+        """(row indices, model outputs) batch by batch, shortest inputs first."""
+        import torch
+
+        features = self.task.encode(records, with_targets=False)
+        ids = features["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        pad_id = self.tokenizer.pad_token_id or 0
+        names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in features]
+        with torch.inference_mode():
+            for batch in _batches(order, [len(x) for x in ids], TOKENS_PER_BATCH, self.max_batch_size):
+                width = len(ids[batch[-1]])
+                tensors = {}
+                for name in names:
+                    arr = np.full((len(batch), width), pad_id if name == "input_ids" else 0, dtype=np.int64)
+                    for row, i in enumerate(batch):
+                        values = features[name][i]
+                        arr[row, : len(values)] = values
+                    tensors[name] = torch.from_numpy(arr).to(self.device)
+                logits = self.model(**tensors).logits
+                yield batch, logits.float().cpu().numpy()
+
+    def logits(self, records: Records) -> np.ndarray:
+        """Model outputs for every row, in input order."""
+        parts = list(self.outputs(records))
+        first = parts[0][1]
+        out = np.zeros((len(records), *first.shape[1:]), dtype=first.dtype)
+        for batch, values in parts:
+            out[batch] = values
+        return out
+
+    def predict(self, inputs: list[str] | list[dict[str, Any]] | Records, top_k: int | None = None) -> list[dict]:
+        """One prediction dict per input, in input order."""
+        records = inputs if isinstance(inputs, Records) else self.records(inputs)
+        results: list[dict[str, Any]] = [{}] * len(records)
+        for batch, values in self.outputs(records):
+            for i, pred in zip(batch, self.task.decode(values, top_k)):
+                results[i] = pred
+        return results
+
+
+def _batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -> Iterator[list[int]]:
+    """Consecutive runs of `order` whose padded size (count x longest) stays within `tokens`."""
+    batch: list[int] = []
+    for i in order:
+        if batch and ((len(batch) + 1) * lengths[i] > tokens or len(batch) >= max_size):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def predict(model_dir: str | Path, input_path: str | Path, output_path: str | Path, *, top_k: int | None = None) -> int:
+    """Predict every input of a file and write JSONL in input order; returns the number of rows written."""
+    out = Path(output_path)
+    if out.exists() and out.is_dir():
+        raise HftkError(f"{out}: is a directory; give a file name such as predictions.jsonl")
+    predictor = Predictor(model_dir)
+    records = predictor.read(input_path)
+    results = predictor.predict(records, top_k=top_k)
+    tmp = out.with_name(f".{out.name}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row, result in zip(records.rows, results):
+            f.write(json.dumps({**_inputs_of(row, predictor), **result}, ensure_ascii=False) + "\n")
+    os.replace(tmp, out)  # a crash never leaves half a predictions file under the real name
+    return len(results)
+
+
+def _inputs_of(row: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
+    cols = [predictor.recipe.data.column(r) for r in (*predictor.task.input_roles, *predictor.task.optional_roles)]
+    return {c: row[c] for c in cols if c in row}
+
+
+def evaluate(model_dir: str | Path, data_path: str | Path) -> dict[str, float]:
+    """The task's metrics on a labelled file, computed from the same batched predictor."""
+    predictor = Predictor(model_dir)
+    records = predictor.read(data_path)
+    labels = np.asarray(predictor.task.targets(records))
+    return predictor.task.metrics(predictor.logits(records), labels)

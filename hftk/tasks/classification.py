@@ -1,0 +1,221 @@
+"""Sequence classification: single-label, sentence-pair, multi-label and regression."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from hftk.data import Records
+from hftk.errors import HftkError
+from hftk.recipe import Recipe
+from hftk.tasks.base import Task
+
+_PROBLEM_TYPES = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+    "regression": "regression",
+}
+
+
+class ClassificationRecipe(Recipe):
+    task: Literal["text-classification"]
+    problem_type: Literal["single_label", "multi_label", "regression"] = "single_label"
+    # Label order (list), or data value -> name (mapping, e.g. {0: negative, 1: positive}). Default: the
+    # sorted labels seen in train.
+    labels: list[str] | dict[str, str] | None = None
+    threshold: float = Field(default=0.5, gt=0, lt=1)  # multi-label decision threshold on sigmoid scores
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_strings(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): str(val) for k, val in v.items()}
+        if isinstance(v, list):
+            return [str(x) for x in v]
+        return v
+
+
+class Classification(Task):
+    name = "text-classification"
+    pipeline_task = "text-classification"
+    recipe_class = ClassificationRecipe
+    input_roles = ("text",)
+    optional_roles = ("text_pair",)
+    target_roles = ("label",)
+    recipe: ClassificationRecipe
+
+    _MAIN: ClassVar[dict[str, str]] = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "pearson"}
+
+    def __init__(self, recipe: ClassificationRecipe, tokenizer: Any) -> None:
+        super().__init__(recipe, tokenizer)
+        self.problem = recipe.problem_type
+        self.main_metric = self._MAIN[self.problem]  # type: ignore[misc]
+        # data value -> label id, and id -> display name
+        self.value_to_id: dict[str, int] = {}
+        self.names: list[str] = []
+        if isinstance(recipe.labels, dict):
+            self.value_to_id = {v: i for i, v in enumerate(recipe.labels)}
+            self.names = list(recipe.labels.values())
+        elif isinstance(recipe.labels, list):
+            self.value_to_id = {v: i for i, v in enumerate(recipe.labels)}
+            self.names = list(recipe.labels)
+
+    # -- data ------------------------------------------------------------------------------------------
+    def fit(self, train: Records) -> None:
+        if self.problem == "regression" or self.names:
+            return
+        seen = Counter(v for values in self._raw_labels(train) for v in values)
+        ordered = sorted(seen, key=_natural_key)
+        self.value_to_id = {v: i for i, v in enumerate(ordered)}
+        self.names = ordered
+        if self.problem == "single_label" and len(ordered) < 2:
+            raise HftkError(f"{train.source}: only one label ({ordered[0]!r}) in train; a classifier needs two")
+
+    def encode(self, records: Records, *, with_targets: bool) -> dict[str, list[Any]]:
+        texts = self._texts(records, "text")
+        pairs = self._texts(records, "text_pair") if self.has_role(records, "text_pair") else None
+        features = dict(self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length))
+        if with_targets:
+            features["labels"] = self.targets(records)
+        return features
+
+    def lengths(self, records: Records) -> list[int]:
+        texts = self._texts(records, "text")
+        pairs = self._texts(records, "text_pair") if self.has_role(records, "text_pair") else None
+        return [len(x) for x in self.tokenizer(texts, pairs)["input_ids"]]
+
+    def summary(self, records: Records) -> dict[str, Any]:
+        if not self.has_role(records, "label"):
+            return {}
+        if self.problem == "regression":
+            y = np.asarray(self.targets(records), dtype=float)
+            return {"label range": f"{y.min():g} .. {y.max():g} (mean {y.mean():.3g})"}
+        counts = Counter(v for values in self._raw_labels(records) for v in values)
+        return {"labels": {self._name_of(v): counts[v] for v in sorted(counts, key=_natural_key)}}
+
+    def _texts(self, records: Records, role: str) -> list[str]:
+        values = self.column(records, role)
+        for i, v in enumerate(values):
+            if not isinstance(v, str):
+                raise HftkError(f"{records.where(i)}: {role} must be text, got {type(v).__name__} {v!r}")
+        return values
+
+    def _raw_labels(self, records: Records) -> list[list[str]]:
+        """Each row's label values as strings: one per row, or several for multi-label."""
+        values = self.column(records, "label")
+        if self.problem != "multi_label":
+            return [[str(v)] for v in values]
+        delim = self.recipe.data.label_delimiter
+        out = []
+        for i, v in enumerate(values):
+            if isinstance(v, list):
+                out.append([str(x) for x in v])
+            elif isinstance(v, str) and delim:
+                out.append([x.strip() for x in v.split(delim) if x.strip()])
+            else:
+                raise HftkError(
+                    f"{records.where(i)}: a multi-label label is a list or a delimited string, got {v!r}; "
+                    "set data.label_delimiter (e.g. ',') or store a list"
+                )
+        return out
+
+    def targets(self, records: Records) -> list[Any]:
+        if self.problem == "regression":
+            out = []
+            for i, v in enumerate(self.column(records, "label")):
+                try:
+                    out.append(float(v))
+                except (TypeError, ValueError):
+                    raise HftkError(f"{records.where(i)}: regression label {v!r} is not a number") from None
+            return out
+        raw = self._raw_labels(records)
+        for i, values in enumerate(raw):
+            for v in values:
+                if v not in self.value_to_id:
+                    known = ", ".join(list(self.value_to_id)[:10])
+                    raise HftkError(
+                        f"{records.where(i)}: label {v!r} is not among the training labels ({known}); "
+                        "fix the row or list it under labels: in the recipe"
+                    )
+        if self.problem == "single_label":
+            return [self.value_to_id[values[0]] for values in raw]
+        multi_hot = np.zeros((len(raw), len(self.names)), dtype=np.float32)
+        for i, values in enumerate(raw):
+            multi_hot[i, [self.value_to_id[v] for v in values]] = 1.0
+        return multi_hot.tolist()
+
+    def _name_of(self, value: str) -> str:
+        i = self.value_to_id.get(value)
+        return self.names[i] if i is not None else value
+
+    # -- model -----------------------------------------------------------------------------------------
+    def auto_model(self) -> Any:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
+
+    def model_kwargs(self) -> dict[str, Any]:
+        if self.problem == "regression":
+            return {"num_labels": 1, "problem_type": "regression"}
+        return {
+            "num_labels": len(self.names),
+            "id2label": dict(enumerate(self.names)),
+            "label2id": {n: i for i, n in enumerate(self.names)},
+            "problem_type": _PROBLEM_TYPES[self.problem],
+        }
+
+    @classmethod
+    def from_trained(cls, recipe: ClassificationRecipe, tokenizer: Any, config: Any) -> Classification:
+        task = cls(recipe, tokenizer)
+        if task.problem != "regression":
+            task.names = [config.id2label[i] for i in range(config.num_labels)]
+            # Trained labels are stored by display name; data files may hold the raw values instead.
+            raw = recipe.labels if isinstance(recipe.labels, dict) else {}
+            task.value_to_id = {**{n: i for i, n in enumerate(task.names)}, **{v: i for i, v in enumerate(raw)}}
+        return task
+
+    # -- outputs ---------------------------------------------------------------------------------------
+    def metrics(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        from hftk import metrics
+
+        if self.problem == "regression":
+            return metrics.regression(predictions.reshape(-1), labels.reshape(-1))
+        if self.problem == "multi_label":
+            return metrics.multi_label(predictions > _logit(self.recipe.threshold), labels > 0.5)
+        return metrics.single_label(predictions.argmax(-1), labels, num_labels=len(self.names))
+
+    def decode(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
+        if self.problem == "regression":
+            return [{"score": float(v)} for v in outputs.reshape(-1)]
+        if self.problem == "multi_label":
+            probs = 1.0 / (1.0 + np.exp(-outputs))
+        else:
+            shifted = np.exp(outputs - outputs.max(-1, keepdims=True))
+            probs = shifted / shifted.sum(-1, keepdims=True)
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        k = len(self.names) if top_k is None else min(top_k, len(self.names))
+        out = []
+        for p, idx in zip(probs, order):
+            ranked = [{"label": self.names[j], "score": float(p[j])} for j in idx[:k]]
+            if self.problem == "multi_label":
+                chosen = [self.names[j] for j in idx if p[j] >= self.recipe.threshold]
+                out.append({"labels": chosen, "scores": ranked})
+            else:
+                row = {"label": self.names[idx[0]], "score": float(p[idx[0]])}
+                if top_k is not None:
+                    row["top_k"] = ranked
+                out.append(row)
+        return out
+
+
+def _natural_key(v: str) -> tuple[int, float, str]:
+    """Numbers in numeric order, before words in alphabetical order: 2 < 10 < 'neg' < 'pos'."""
+    return (0, float(v), "") if re.fullmatch(r"-?\d+(\.\d+)?", v) else (1, 0.0, v)
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))

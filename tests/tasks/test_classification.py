@@ -1,0 +1,114 @@
+"""Classification adapter on real rows, without loading weights: labels, targets, errors, decoding."""
+
+import numpy as np
+import pytest
+
+from hftk import HftkError, load_recipe
+from hftk.data import read_records
+from hftk.models import load_tokenizer
+from hftk.tasks import get_task
+
+from ..conftest import DATA, MINILM
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(MINILM)
+
+
+def make(tokenizer, **fields):
+    recipe = load_recipe({"task": "text-classification", "model": MINILM, "data": {}, **fields})
+    return get_task("text-classification")(recipe, tokenizer)
+
+
+def test_label_vocabulary_from_train_in_natural_order(tokenizer, tmp_path):
+    p = tmp_path / "t.tsv"
+    p.write_text("text\tlabel\na\t10\nb\t2\nc\t2\nd\tneg\n")
+    task = make(tokenizer)
+    task.fit(read_records(p))
+    assert task.names == ["2", "10", "neg"]
+    assert task.model_kwargs()["id2label"] == {0: "2", 1: "10", 2: "neg"}
+
+
+def test_label_mapping_gives_names(tokenizer):
+    task = make(tokenizer, labels={0: "negative", 1: "positive"}, data={"columns": {"text": "sentence"}})
+    recs = read_records(DATA / "en/sst2/dev.tsv")
+    task.fit(recs)
+    assert task.names == ["negative", "positive"]
+    feats = task.encode(recs, with_targets=True)
+    assert feats["labels"][:3] == [1, 0, 1] and len(feats["input_ids"]) == 872
+    assert task.summary(recs) == {"labels": {"negative": 428, "positive": 444}}
+
+
+def test_unseen_validation_label_names_file_line_and_label(tokenizer, tmp_path):
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    train.write_text("text\tlabel\ngood\tpos\nbad\tneg\n")
+    dev.write_text("text\tlabel\nfine\tpos\nmeh\tneutral\nugh\tneutral\n")
+    task = make(tokenizer)
+    task.fit(read_records(train))
+    with pytest.raises(HftkError) as e:
+        task.targets(read_records(dev))
+    assert str(e.value).startswith(f"{dev}:3: label 'neutral' is not among the training labels (neg, pos)")
+
+
+def test_sentence_pairs_use_both_columns(tokenizer):
+    task = make(tokenizer, data={"columns": {"text": "#1 String", "text_pair": "#2 String", "label": "Quality"}})
+    recs = read_records(DATA / "en/mrpc/dev.tsv")
+    task.fit(recs)
+    feats = task.encode(recs, with_targets=False)
+    # token_type_ids switch to 1 for the second sentence
+    assert all(1 in t for t in feats["token_type_ids"]) and "labels" not in feats
+
+
+def test_multi_label_from_delimited_ids(tokenizer):
+    names = (DATA / "en/goemotions/labels.txt").read_text().split()
+    task = make(
+        tokenizer,
+        problem_type="multi_label",
+        labels=dict(enumerate(names)),
+        data={"column_names": ["text", "label", "id"], "label_delimiter": ","},
+    )
+    recs = read_records(DATA / "en/goemotions/dev.tsv", column_names=["text", "label", "id"])
+    y = np.asarray(task.targets(recs))
+    assert y.shape == (5426, 28)
+    assert (y.sum(1) >= 1).all() and (y.sum(1) > 1).sum() == 878  # multi-label rows, per SOURCE.md
+    assert task.model_kwargs()["problem_type"] == "multi_label_classification"
+
+
+def test_multi_label_without_delimiter_is_an_error(tokenizer, tmp_path):
+    p = tmp_path / "m.tsv"
+    p.write_text("text\tlabel\nhi\tjoy,love\n")
+    task = make(tokenizer, problem_type="multi_label")
+    with pytest.raises(HftkError, match=r"m.tsv:2: .* set data.label_delimiter"):
+        task.fit(read_records(p))
+
+
+def test_regression_targets_and_bad_value(tokenizer, tmp_path):
+    task = make(
+        tokenizer,
+        problem_type="regression",
+        data={"columns": {"text": "sentence1", "text_pair": "sentence2", "label": "score"}},
+    )
+    y = task.targets(read_records(DATA / "en/stsb/dev.tsv"))
+    assert len(y) == 1500 and min(y) == 0.0 and max(y) == 5.0
+    p = tmp_path / "s.tsv"
+    p.write_text("sentence1\tsentence2\tscore\na\tb\t4.2\nc\td\thigh\n")
+    with pytest.raises(HftkError, match=r"s\.tsv:3: regression label 'high' is not a number"):
+        task.targets(read_records(p))
+
+
+def test_decode_and_metrics(tokenizer):
+    task = make(tokenizer, labels=["neg", "pos", "neu"])
+    logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    out = task.decode(logits, top_k=2)
+    assert [o["label"] for o in out] == ["neg", "neu"]
+    assert out[0]["score"] == pytest.approx(np.exp(2) / (np.exp(2) + 2))
+    assert [x["label"] for x in out[1]["top_k"]] == ["neu", "neg"]
+    m = task.metrics(logits, np.array([0, 1]))
+    assert m["accuracy"] == 0.5
+
+
+def test_multi_label_decode_uses_threshold(tokenizer):
+    task = make(tokenizer, problem_type="multi_label", labels=["a", "b", "c"], threshold=0.6)
+    out = task.decode(np.array([[2.0, 0.1, -3.0]]))  # sigmoid: 0.88, 0.52, 0.05
+    assert out[0]["labels"] == ["a"] and [s["label"] for s in out[0]["scores"]] == ["a", "b", "c"]

