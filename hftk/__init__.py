@@ -2,10 +2,21 @@
 
 from hftk.check import check
 from hftk.errors import HftkError
-from hftk.models import load_tokenizer
+from hftk.models import load_tokenizer, pipeline
 from hftk.predict import Predictor, evaluate, predict
 from hftk.recipe import Recipe, load_recipe
 from hftk.train import train
 
 __version__ = "0.1.0"
-__all__ = ["HftkError", "Predictor", "Recipe", "check", "evaluate", "load_recipe", "load_tokenizer", "predict", "train"]
+__all__ = [
+    "HftkError",
+    "Predictor",
+    "Recipe",
+    "check",
+    "evaluate",
+    "load_recipe",
+    "load_tokenizer",
+    "pipeline",
+    "predict",
+    "train",
+]

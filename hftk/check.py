@@ -18,15 +18,20 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
         HftkError: on the first problem in the data, or every problem in the recipe at once.
     """
     recipe = load_recipe(recipe, overrides)
-    prepared = prepare(recipe)
+    prepared = prepare(recipe, tokenizer_optional=True)
     task = prepared.task
     report: dict[str, Any] = {"task": recipe.task, "model": recipe.model, "max_length": task.max_length}
     warnings: list[str] = []
+    if task.tokenizer is None:
+        warnings.append(
+            f"{recipe.model}: tokenizer not available here (offline and not in the HF cache); "
+            "token lengths not checked. Run online once, or --set model=LOCAL_DIR"
+        )
     for name, records in prepared.splits.items():
         if all(task.has_role(records, role) for role in task.target_roles):
             task.targets(records)  # every label/target converts, or a located error
         info: dict[str, Any] = {"rows": len(records), **task.summary(records)}
-        lengths = task.lengths(records)
+        lengths = task.lengths(records) if task.tokenizer is not None else None
         if lengths:
             arr = np.asarray(lengths)
             info["tokens"] = {f"p{q}": int(np.percentile(arr, q)) for q in (50, 90, 99)} | {"max": int(arr.max())}

@@ -133,3 +133,17 @@ def _cuda_bf16() -> bool:
 def is_main_process() -> bool:
     """Rank 0 under torchrun/accelerate (and always in a single process): the one that writes outputs."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any):
+    """`transformers.pipeline` with hftk's tokenizer loader.
+
+    Same pipeline, but Tohoku Japanese checkpoints get the fast MeCab tokenizer, so offsets work there too
+    (token-classification aggregation, question-answering spans).
+    """
+    from transformers import pipeline as hf_pipeline
+
+    if model is not None:
+        model = resolve_model(model)
+        kwargs.setdefault("tokenizer", load_tokenizer(model))
+    return hf_pipeline(task, model=model, **kwargs)

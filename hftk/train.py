@@ -36,9 +36,18 @@ class Prepared:
     splits: dict[str, Records]
 
 
-def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS) -> Prepared:
-    """Read and validate every data split named in the recipe, and fit the task's label vocabulary."""
-    tokenizer = load_tokenizer(recipe.model)
+def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optional: bool = False) -> Prepared:
+    """Read and validate every data split named in the recipe, and fit the task's label vocabulary.
+
+    With `tokenizer_optional`, a hub model whose tokenizer cannot be fetched (offline, not cached) leaves
+    `task.tokenizer` None instead of failing: `hftk check` still validates recipe and data.
+    """
+    try:
+        tokenizer = load_tokenizer(recipe.model)
+    except HftkError:
+        if not tokenizer_optional or Path(recipe.model).exists() or recipe.model.startswith("package:"):
+            raise
+        tokenizer = None
     task = get_task(recipe.task)(recipe, tokenizer)
     data = recipe.data
     records: dict[str, Records] = {}

@@ -37,6 +37,14 @@ def test_check_warns_about_truncation():
     assert "are longer than max_length 16 tokens and will be truncated" in proc.stdout
 
 
+def test_check_works_offline_for_a_hub_model():
+    # recipes/jsick-ja.yaml names cl-tohoku/bert-base-japanese-v3, not cached here: data is still validated.
+    proc = hftk("check", "recipes/jsick-ja.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert "train: 5000 rows" in proc.stdout and "contradiction 823, entailment 1091, neutral 3086" in proc.stdout
+    assert "tokenizer not available here" in proc.stdout
+
+
 def test_bad_recipe_key_exit_2_one_line(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text((ROOT / "recipes/sst2-minilm.yaml").read_text().replace("max_length", "max_lenght"))
