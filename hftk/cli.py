@@ -84,7 +84,8 @@ def _run(args: argparse.Namespace) -> int:
 
         _quiet_loading()
         start = time.perf_counter()
-        n = predict(args.model_dir, args.input, args.output, top_k=args.top_k)
+        options = {"top_k": args.top_k} if args.top_k is not None else {}
+        n = predict(args.model_dir, args.input, args.output, **options)
         seconds = time.perf_counter() - start
         print(f"{n} predictions written to {args.output} in {seconds:.1f} s")
     elif args.command == "evaluate":

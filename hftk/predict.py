@@ -19,6 +19,7 @@ from hftk.errors import HftkError
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
 from hftk.recipe import load_recipe
 from hftk.tasks import Task, get_task
+from hftk.tasks.base import Features
 
 # Padded tokens per batch: batches of short inputs hold more examples, long ones fewer, so the cost per
 # batch stays even and the per-call overhead is amortised.
@@ -81,45 +82,41 @@ class Predictor:
         return Records("<inputs>", rows, None, columns)
 
     # -- running ---------------------------------------------------------------------------------------
-    def outputs(self, records: Records) -> Iterator[tuple[list[int], np.ndarray]]:
-        """(row indices, model outputs) batch by batch, shortest inputs first."""
+    def run(self, features: Features) -> list[Any]:
+        """The model's outputs for every feature, in feature order, batched shortest first."""
         import torch
 
-        features = self.task.encode(records, with_targets=False)
         ids = features["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        pad_id = self.tokenizer.pad_token_id or 0
-        names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in features]
+        lengths = [len(x) for x in ids]
+        order = sorted(range(len(ids)), key=lengths.__getitem__)
+        names = [n for n in self.tokenizer.model_input_names if n in features]
+        pad = {name: (self.tokenizer.pad_token_id or 0) if name == "input_ids" else 0 for name in names}
+        results: list[Any] = [None] * len(ids)
         with torch.inference_mode():
-            for batch in _batches(order, [len(x) for x in ids], TOKENS_PER_BATCH, self.max_batch_size):
-                width = len(ids[batch[-1]])
+            for batch in _batches(order, lengths, TOKENS_PER_BATCH, self.max_batch_size):
+                width = lengths[batch[-1]]
                 tensors = {}
                 for name in names:
-                    arr = np.full((len(batch), width), pad_id if name == "input_ids" else 0, dtype=np.int64)
+                    arr = np.full((len(batch), width), pad[name], dtype=np.int64)
                     for row, i in enumerate(batch):
                         values = features[name][i]
                         arr[row, : len(values)] = values
                     tensors[name] = torch.from_numpy(arr).to(self.device)
-                logits = self.model(**tensors).logits
-                yield batch, logits.float().cpu().numpy()
-
-    def logits(self, records: Records) -> np.ndarray:
-        """Model outputs for every row, in input order."""
-        parts = list(self.outputs(records))
-        first = parts[0][1]
-        out = np.zeros((len(records), *first.shape[1:]), dtype=first.dtype)
-        for batch, values in parts:
-            out[batch] = values
-        return out
-
-    def predict(self, inputs: list[str] | list[dict[str, Any]] | Records, top_k: int | None = None) -> list[dict]:
-        """One prediction dict per input, in input order."""
-        records = inputs if isinstance(inputs, Records) else self.records(inputs)
-        results: list[dict[str, Any]] = [{}] * len(records)
-        for batch, values in self.outputs(records):
-            for i, pred in zip(batch, self.task.decode(values, top_k)):
-                results[i] = pred
+                arrays = self.task.forward(self.model, tensors)
+                for i, out in zip(batch, self.task.unbatch(arrays, [lengths[i] for i in batch])):
+                    results[i] = out
         return results
+
+    def predict(self, inputs: list[str] | list[dict[str, Any]] | Records, **options: Any) -> list[dict]:
+        """One prediction dict per input, in input order. Options are the task's (e.g. top_k)."""
+        records = inputs if isinstance(inputs, Records) else self.records(inputs)
+        features = self.task.encode(records, with_targets=False)
+        return self.task.postprocess(records, features, self.run(features), **options)
+
+    def evaluate(self, records: Records) -> dict[str, float]:
+        """The task's metrics on labelled records."""
+        features = self.task.encode(records, with_targets=True)
+        return self.task.score(records, features, self.run(features))
 
 
 def _batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -> Iterator[list[int]]:
@@ -134,14 +131,14 @@ def _batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -
         yield batch
 
 
-def predict(model_dir: str | Path, input_path: str | Path, output_path: str | Path, *, top_k: int | None = None) -> int:
+def predict(model_dir: str | Path, input_path: str | Path, output_path: str | Path, **options: Any) -> int:
     """Predict every input of a file and write JSONL in input order; returns the number of rows written."""
     out = Path(output_path)
     if out.exists() and out.is_dir():
         raise HftkError(f"{out}: is a directory; give a file name such as predictions.jsonl")
     predictor = Predictor(model_dir)
     records = predictor.read(input_path)
-    results = predictor.predict(records, top_k=top_k)
+    results = predictor.predict(records, **options)
     tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "w", encoding="utf-8") as f:
@@ -159,6 +156,4 @@ def _inputs_of(row: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
 def evaluate(model_dir: str | Path, data_path: str | Path) -> dict[str, float]:
     """The task's metrics on a labelled file, computed from the same batched predictor."""
     predictor = Predictor(model_dir)
-    records = predictor.read(data_path)
-    labels = np.asarray(predictor.task.targets(records))
-    return predictor.task.metrics(predictor.logits(records), labels)
+    return predictor.evaluate(predictor.read(data_path))

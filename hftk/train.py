@@ -19,6 +19,7 @@ from hftk.errors import HftkError
 from hftk.models import DevicePolicy, check_weights, device_policy, load_tokenizer, resolve_model
 from hftk.recipe import Recipe, dump_recipe, load_recipe
 from hftk.tasks import Task, get_task
+from hftk.tasks.base import Features
 
 logger = logging.getLogger("hftk")
 
@@ -103,7 +104,7 @@ def train(
     policy = device_policy(recipe.precision)
 
     import transformers
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
     set_seed(recipe.seed)  # before the head is initialised, so a seed gives the same model
     model_path = resolve_model(recipe.model)
@@ -133,17 +134,14 @@ def train(
     if recipe.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
 
-    def compute_metrics(eval_pred: Any) -> dict[str, float]:
-        return task.metrics(eval_pred.predictions, eval_pred.label_ids)
-
-    trainer = Trainer(
+    trainer = _in_order(task.trainer_class())(
         model=model,
         args=args,
-        train_dataset=features["train"],
-        eval_dataset=features.get("validation"),
+        train_dataset=features["train"][0],
+        eval_dataset=features["validation"][0] if has_eval else None,
         processing_class=task.tokenizer,
         data_collator=task.collator(8 if policy.device == "cuda" else None),
-        compute_metrics=compute_metrics,
+        compute_metrics=task.metric_fn(splits["validation"], features["validation"][1]) if has_eval else None,
         callbacks=callbacks,
     )
     checkpoint = None
@@ -158,7 +156,8 @@ def train(
     if has_eval:
         metrics["eval"] = trainer.evaluate()
     if "test" in features:
-        metrics["test"] = trainer.evaluate(features["test"], metric_key_prefix="test")
+        trainer.compute_metrics = task.metric_fn(splits["test"], features["test"][1])
+        metrics["test"] = trainer.evaluate(features["test"][0], metric_key_prefix="test")
     metrics["device"] = {"device": policy.device, "precision": policy.precision, "world_size": args.world_size}
     if trainer.is_world_process_zero():
         _write_output(trainer, recipe, task, metrics, out)
@@ -183,8 +182,24 @@ def _start_step_callback():
     return StartStep()
 
 
-def _features(task: Task, records: Records, *, by_length: bool):
-    """Tokenised features as a `datasets.Dataset`.
+def _in_order(base: type) -> type:
+    class HftkTrainer(base):
+        """Evaluates in dataset order, which the task's metrics rely on to line outputs up with features.
+
+        With `group_by_length`, Trainer would shuffle evaluation batches by length too; hftk's evaluation
+        splits are sorted by length already.
+        """
+
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            from torch.utils.data import SequentialSampler
+
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    return HftkTrainer
+
+
+def _features(task: Task, records: Records, *, by_length: bool) -> tuple[Any, Features]:
+    """Tokenised features as a `datasets.Dataset` for Trainer, and as columns for the task's metrics.
 
     Evaluation splits are sorted by length: metrics do not depend on order, and batches of similar length
     carry almost no padding, so evaluating each epoch costs less.
@@ -193,9 +208,10 @@ def _features(task: Task, records: Records, *, by_length: bool):
 
     columns = task.encode(records, with_targets=True)
     if by_length:
-        order = sorted(range(len(records)), key=lambda i: len(columns["input_ids"][i]))
+        ids = columns["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         columns = {k: [v[i] for i in order] for k, v in columns.items()}
-    return Dataset.from_dict(columns)
+    return Dataset.from_dict(columns), columns
 
 
 def _check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:

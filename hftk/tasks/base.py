@@ -1,13 +1,25 @@
-"""The small interface every task adapter implements; loading, Trainer, saving and prediction are shared."""
+"""The small interface every task adapter implements; loading, Trainer, saving and prediction are shared.
+
+The flow a task plugs into, for training, evaluation and prediction alike:
+
+    records --encode--> features --model--> outputs --unbatch--> one output per feature
+        --score--> metrics (labelled data)      --postprocess--> one prediction per record (user-facing)
+
+A feature is one row the model sees. Most tasks make one per record; tasks that split long inputs into
+overlapping windows (NER, QA) make several and keep an `example` column pointing back at the record.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from hftk.data import Records
 from hftk.recipe import Recipe
+
+Features = dict[str, list[Any]]
 
 
 class Task:
@@ -25,6 +37,10 @@ class Task:
     target_roles: ClassVar[tuple[str, ...]] = ()
     main_metric: ClassVar[str]
     greater_is_better: ClassVar[bool] = True
+    # The model outputs the task reads, in the order Trainer hands them to compute_metrics.
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    # Outputs with one row per token (NER, QA) are cut back to each feature's own length after batching.
+    token_level: ClassVar[bool] = False
 
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
@@ -35,12 +51,13 @@ class Task:
     def fit(self, train: Records) -> None:
         """Learn what the model's head needs from the training data (e.g. the label vocabulary)."""
 
-    def encode(self, records: Records, *, with_targets: bool) -> dict[str, list[Any]]:
-        """Records -> feature columns (input_ids, ..., labels when with_targets)."""
+    def encode(self, records: Records, *, with_targets: bool) -> Features:
+        """Records -> feature columns: the model's inputs, `labels` when with_targets, and any columns
+        `score`/`postprocess` need later (the model never sees those)."""
         raise NotImplementedError
 
     def targets(self, records: Records) -> list[Any]:
-        """What the model learns to predict for each record (label ids, values, spans...)."""
+        """What the model learns to predict for each record, checked: a bad value is a located error."""
         raise NotImplementedError
 
     def lengths(self, records: Records) -> list[int] | None:
@@ -57,6 +74,16 @@ class Task:
     def has_role(self, records: Records, role: str) -> bool:
         return self.recipe.data.column(role) in records.columns
 
+    def texts(self, records: Records, role: str) -> list[str]:
+        """A text column, every value checked to be a string."""
+        from hftk.errors import HftkError
+
+        values = self.column(records, role)
+        for i, v in enumerate(values):
+            if not isinstance(v, str):
+                raise HftkError(f"{records.where(i)}: {role} must be text, got {type(v).__name__} {v!r}")
+        return values
+
     # -- model -----------------------------------------------------------------------------------------
     def auto_model(self) -> Any:
         raise NotImplementedError
@@ -70,18 +97,50 @@ class Task:
 
         return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
+    def trainer_class(self) -> type:
+        from transformers import Trainer
+
+        return Trainer
+
     @classmethod
     def from_trained(cls, recipe: Recipe, tokenizer: Any, config: Any) -> Task:
         """The task of a trained model directory, its head read back from the saved config."""
         return cls(recipe, tokenizer)
 
     # -- outputs ---------------------------------------------------------------------------------------
-    def metrics(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        """One batch through the model -> the outputs named in `output_names`, as float32 numpy arrays."""
+        out = model(**batch)
+        return tuple(out[name].float().cpu().numpy() for name in self.output_names)
+
+    def unbatch(self, arrays: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int]) -> list[Any]:
+        """Batched outputs (from `forward`, or Trainer's padded predictions) -> one output per feature.
+
+        A task with one output gets one array per feature, with several a tuple of arrays.
+        """
+        arrays = (arrays,) if isinstance(arrays, np.ndarray) else tuple(arrays)
+        rows = []
+        for i, n in enumerate(lengths):
+            parts = tuple(a[i, :n] if self.token_level else a[i] for a in arrays)
+            rows.append(parts[0] if len(parts) == 1 else parts)
+        return rows
+
+    def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
+        """Metrics from one output per feature on labelled data (the features were encoded with targets)."""
         raise NotImplementedError
 
-    def decode(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
-        """A batch of model outputs -> one JSON-able prediction per example."""
+    def postprocess(self, records: Records, features: Features, outputs: list[Any], **options: Any) -> list[dict]:
+        """One output per feature -> one JSON-able prediction per record, in record order."""
         raise NotImplementedError
+
+    def metric_fn(self, records: Records, features: Features) -> Callable[[Any], dict[str, float]] | None:
+        """Trainer's compute_metrics for one evaluation split; None leaves Trainer's loss as the only metric."""
+        lengths = [len(x) for x in features["input_ids"]]
+
+        def compute(prediction: Any) -> dict[str, float]:
+            return self.score(records, features, self.unbatch(prediction.predictions, lengths))
+
+        return compute
 
 
 def _model_max_length(tokenizer: Any) -> int:

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.recipe import Recipe
-from hftk.tasks.base import Task
+from hftk.tasks.base import Features, Task
 
 _PROBLEM_TYPES = {
     "single_label": "single_label_classification",
@@ -76,16 +76,16 @@ class Classification(Task):
             raise HftkError(f"{train.source}: only one label ({ordered[0]!r}) in train; a classifier needs two")
 
     def encode(self, records: Records, *, with_targets: bool) -> dict[str, list[Any]]:
-        texts = self._texts(records, "text")
-        pairs = self._texts(records, "text_pair") if self.has_role(records, "text_pair") else None
+        texts = self.texts(records, "text")
+        pairs = self.texts(records, "text_pair") if self.has_role(records, "text_pair") else None
         features = dict(self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length))
         if with_targets:
             features["labels"] = self.targets(records)
         return features
 
     def lengths(self, records: Records) -> list[int]:
-        texts = self._texts(records, "text")
-        pairs = self._texts(records, "text_pair") if self.has_role(records, "text_pair") else None
+        texts = self.texts(records, "text")
+        pairs = self.texts(records, "text_pair") if self.has_role(records, "text_pair") else None
         return [len(x) for x in self.tokenizer(texts, pairs)["input_ids"]]
 
     def summary(self, records: Records) -> dict[str, Any]:
@@ -96,13 +96,6 @@ class Classification(Task):
             return {"label range": f"{y.min():g} .. {y.max():g} (mean {y.mean():.3g})"}
         counts = Counter(v for values in self._raw_labels(records) for v in values)
         return {"labels": {self._name_of(v): counts[v] for v in sorted(counts, key=_natural_key)}}
-
-    def _texts(self, records: Records, role: str) -> list[str]:
-        values = self.column(records, role)
-        for i, v in enumerate(values):
-            if not isinstance(v, str):
-                raise HftkError(f"{records.where(i)}: {role} must be text, got {type(v).__name__} {v!r}")
-        return values
 
     def _raw_labels(self, records: Records) -> list[list[str]]:
         """Each row's label values as strings: one per row, or several for multi-label."""
@@ -187,6 +180,14 @@ class Classification(Task):
         if self.problem == "multi_label":
             return metrics.multi_label(predictions > _logit(self.recipe.threshold), labels > 0.5)
         return metrics.single_label(predictions.argmax(-1), labels, num_labels=len(self.names))
+
+    def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
+        return self.metrics(np.stack(outputs), np.asarray(features["labels"]))
+
+    def postprocess(
+        self, records: Records, features: Features, outputs: list[Any], *, top_k: int | None = None, **_: Any
+    ) -> list[dict]:
+        return self.decode(np.stack(outputs), top_k)
 
     def decode(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
         if self.problem == "regression":
