@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hftk.data import Records, read_records
+from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
 from hftk.recipe import load_recipe
@@ -58,7 +58,8 @@ class Predictor:
 
     # -- inputs ----------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Records:
-        """A text file (one input per line) or a CSV/TSV/JSON(L)/Parquet file with the recipe's columns."""
+        """Inputs to predict: a text file (one input per line), or any data file the task reads (CSV, TSV,
+        JSON(L), Parquet, ... with the recipe's column names)."""
         p = Path(path)
         if p.suffix.lower() in (".txt", ""):
             if not p.is_file():
@@ -72,7 +73,7 @@ class Predictor:
             if not numbered:
                 raise HftkError(f"{p}: no inputs (the file is empty); one input per line")
             return Records(str(p), [{col: t} for _, t in numbered], [n for n, _ in numbered], [col])
-        return read_records(p, column_names=self.recipe.data.column_names)
+        return self.task.read(p)
 
     def records(self, inputs: list[str] | list[dict[str, Any]]) -> Records:
         """In-memory inputs: strings, or dicts keyed by the recipe's column names."""
@@ -156,4 +157,4 @@ def _inputs_of(row: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
 def evaluate(model_dir: str | Path, data_path: str | Path) -> dict[str, float]:
     """The task's metrics on a labelled file, computed from the same batched predictor."""
     predictor = Predictor(model_dir)
-    return predictor.evaluate(predictor.read(data_path))
+    return predictor.evaluate(predictor.task.read(data_path))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hftk.data import Records, read_hub_split, read_records
+from hftk.data import Records, read_hub_split
 from hftk.errors import HftkError
 from hftk.models import DevicePolicy, check_weights, device_policy, load_tokenizer, resolve_model
 from hftk.recipe import Recipe, dump_recipe, load_recipe
@@ -59,7 +59,7 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
         if data.hub:
             records[split] = read_hub_split(data.hub, data.hub_config, source)
         else:
-            records[split] = read_records(source, column_names=data.column_names)
+            records[split] = task.read(source)
     if "train" in splits and "train" not in records:
         raise HftkError("recipe: data.train is required to train; name the training file")
     if "train" in records:

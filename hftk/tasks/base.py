@@ -12,11 +12,12 @@ overlapping windows (NER, QA) make several and keep an `example` column pointing
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from hftk.data import Records
+from hftk.data import Records, read_records
 from hftk.recipe import Recipe
 
 Features = dict[str, list[Any]]
@@ -48,6 +49,10 @@ class Task:
         self.max_length = min(recipe.max_length or 512, _model_max_length(tokenizer))
 
     # -- data ------------------------------------------------------------------------------------------
+    def read(self, path: str | Path) -> Records:
+        """One data file of this task. Tasks with their own formats (CoNLL, SQuAD JSON, plain text) override."""
+        return read_records(path, column_names=self.recipe.data.column_names)
+
     def fit(self, train: Records) -> None:
         """Learn what the model's head needs from the training data (e.g. the label vocabulary)."""
 
