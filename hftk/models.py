@@ -139,11 +139,16 @@ def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any):
     """`transformers.pipeline` with hftk's tokenizer loader.
 
     Same pipeline, but Tohoku Japanese checkpoints get the fast MeCab tokenizer, so offsets work there too
-    (token-classification aggregation, question-answering spans).
+    (token-classification aggregation, question-answering spans). "summarization", "translation" and
+    "text2text-generation", which transformers 5 removed, load a sequence-to-sequence model directory.
     """
     from transformers import pipeline as hf_pipeline
 
     if model is not None:
         model = resolve_model(model)
         kwargs.setdefault("tokenizer", load_tokenizer(model))
+    from hftk.tasks.seq2seq import PIPELINE_TASKS, seq2seq_pipeline
+
+    if task in PIPELINE_TASKS and model is not None:
+        return seq2seq_pipeline(task, model, **kwargs)
     return hf_pipeline(task, model=model, **kwargs)

@@ -92,6 +92,11 @@ class Predictor:
         order = sorted(range(len(ids)), key=lengths.__getitem__)
         names = [n for n in self.tokenizer.model_input_names if n in features]
         pad = {name: (self.tokenizer.pad_token_id or 0) if name == "input_ids" else 0 for name in names}
+        for name, value in self.task.batch_columns.items():
+            if name in features:
+                names.append(name)
+                pad[name] = value
+        left = self.task.padding_side == "left"
         results: list[Any] = [None] * len(ids)
         with torch.inference_mode():
             for batch in _batches(order, lengths, TOKENS_PER_BATCH, self.max_batch_size):
@@ -101,7 +106,10 @@ class Predictor:
                     arr = np.full((len(batch), width), pad[name], dtype=np.int64)
                     for row, i in enumerate(batch):
                         values = features[name][i]
-                        arr[row, : len(values)] = values
+                        if left:
+                            arr[row, width - len(values) :] = values
+                        else:
+                            arr[row, : len(values)] = values
                     tensors[name] = torch.from_numpy(arr).to(self.device)
                 arrays = self.task.forward(self.model, tensors)
                 for i, out in zip(batch, self.task.unbatch(arrays, [lengths[i] for i in batch])):

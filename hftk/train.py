@@ -62,6 +62,7 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
             records[split] = task.read(source)
     if "train" in splits and "train" not in records:
         raise HftkError("recipe: data.train is required to train; name the training file")
+    records = task.derive_splits(records)
     if "train" in records:
         task.fit(records["train"])
     return Prepared(recipe, task, records)
@@ -104,7 +105,7 @@ def train(
     policy = device_policy(recipe.precision)
 
     import transformers
-    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+    from transformers import EarlyStoppingCallback, set_seed
 
     set_seed(recipe.seed)  # before the head is initialised, so a seed gives the same model
     model_path = resolve_model(recipe.model)
@@ -127,7 +128,7 @@ def train(
         extra |= {"eval_strategy": "no", "load_best_model_at_end": False}
     explicit = {k for k in ("bf16", "fp16", "use_cpu") if k in recipe.training}
     flags = {k: v for k, v in policy.training_flags().items() if k not in explicit}
-    args = TrainingArguments(**recipe.training_args(**flags, **extra))
+    args = task.training_arguments(recipe.training_args(**flags, **extra))
 
     start = _start_step_callback()
     callbacks: list[Any] = [start]
@@ -153,6 +154,8 @@ def train(
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
 
     metrics: dict[str, Any] = {"train": dict(train_out.metrics)}
+    if has_eval and args.eval_on_start:  # the baseline: the model as loaded, before any step
+        metrics["eval_start"] = next((h for h in trainer.state.log_history if "eval_loss" in h), None)
     if has_eval:
         metrics["eval"] = trainer.evaluate()
     if "test" in features:

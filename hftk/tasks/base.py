@@ -42,6 +42,12 @@ class Task:
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
     # Outputs with one row per token (NER, QA) are cut back to each feature's own length after batching.
     token_level: ClassVar[bool] = False
+    # Predictor pads batches on this side; decoder-only generation continues each prompt from its last token,
+    # so it needs "left".
+    padding_side: ClassVar[str] = "right"
+    # Feature columns Predictor hands to `forward` besides the tokenizer's model inputs, with their padding value
+    # (e.g. {"labels": -100} for a task that computes a loss there).
+    batch_columns: ClassVar[dict[str, int]] = {}
 
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
@@ -52,6 +58,10 @@ class Task:
     def read(self, path: str | Path) -> Records:
         """One data file of this task. Tasks with their own formats (CoNLL, SQuAD JSON, plain text) override."""
         return read_records(path, column_names=self.recipe.data.column_names)
+
+    def derive_splits(self, splits: dict[str, Records]) -> dict[str, Records]:
+        """Splits the recipe asks for beyond its files, e.g. a held-out share of train; by default none."""
+        return splits
 
     def fit(self, train: Records) -> None:
         """Learn what the model's head needs from the training data (e.g. the label vocabulary)."""
@@ -106,6 +116,13 @@ class Task:
         from transformers import Trainer
 
         return Trainer
+
+    def training_arguments(self, kwargs: dict[str, Any]) -> Any:
+        """The TrainingArguments object for Trainer; a task whose Trainer needs more (Seq2SeqTrainingArguments)
+        overrides this."""
+        from transformers import TrainingArguments
+
+        return TrainingArguments(**kwargs)
 
     @classmethod
     def from_trained(cls, recipe: Recipe, tokenizer: Any, config: Any) -> Task:

@@ -1,0 +1,333 @@
+"""Language modelling on plain text: `masked-lm` (domain adaptation of BERT-style encoders) and `causal-lm` (GPT-2).
+
+Both read documents and pack them into full blocks (hftk/text.py), evaluate by loss only (no full-vocabulary
+logits are kept) and report perplexity = exp(eval loss). They differ in the labels: masked LM corrupts 15 % of the
+tokens (or whole words) anew each batch; causal LM predicts every next token. Predictions: `fill-mask` (top-k
+tokens for each mask) and `text-generation` (with the recipe's `generation:` settings).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from hftk.data import Records
+from hftk.errors import HftkError
+from hftk.generation import GenerationSettings, generating_trainer
+from hftk.recipe import DataConfig, Recipe
+from hftk.tasks.base import Features, Task
+from hftk.text import BlockCollator, Masking, held_out, pack, read_texts
+
+_TOP_K_LIMIT = 50  # fill-mask candidates kept per mask by forward(); --top-k may ask for up to this many
+
+
+class TextDataConfig(DataConfig):
+    """Plain-text data: files, directories or globs (or a list of them) for each split."""
+
+    train: str | list[str] | None = None
+    validation: str | list[str] | None = None
+    test: str | list[str] | None = None
+    # .txt files: one document per line, or paragraphs separated by blank lines.
+    documents: Literal["line", "paragraph"] = "line"
+    # Without a validation file: hold out this share of the training documents (seeded) to measure perplexity.
+    validation_fraction: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_validation_source(self) -> TextDataConfig:
+        if self.validation is not None and self.validation_fraction is not None:
+            raise ValueError("validation and validation_fraction both set; keep one")
+        return self
+
+
+class LanguageModelingRecipe(Recipe):
+    data: TextDataConfig
+
+    def training_args(self, **extra: Any) -> dict[str, Any]:
+        has_eval = self.data.validation is not None or self.data.validation_fraction is not None
+        # Perplexity before training is the baseline adaptation is judged against. Blocks all have the same
+        # length, so grouping batches by length would only cost a pass over the data.
+        defaults = {"eval_on_start": has_eval, "train_sampling_strategy": "random"}
+        defaults = {k: v for k, v in defaults.items() if k not in self.training}
+        # The collator reads `word_ids`, which the model does not take: Trainer must not drop the column.
+        return super().training_args(**{**defaults, "remove_unused_columns": False, **extra})
+
+
+class MaskedLMRecipe(LanguageModelingRecipe):
+    task: Literal["masked-lm"]
+    mlm_probability: float = Field(default=0.15, gt=0, lt=1)
+    mask_replace_prob: float = Field(default=0.8, ge=0, le=1)  # of the chosen tokens: -> [MASK]
+    random_replace_prob: float = Field(default=0.1, ge=0, le=1)  # -> a random token; the rest stay
+    # Choose whole words (WordPiece `##` pieces with their word; Japanese: MeCab words) instead of tokens.
+    whole_word_mask: bool = False
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> MaskedLMRecipe:
+        if self.mask_replace_prob + self.random_replace_prob > 1:
+            raise ValueError("mask_replace_prob + random_replace_prob is more than 1")
+        return self
+
+
+class CausalLMRecipe(LanguageModelingRecipe):
+    task: Literal["causal-lm"]
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+
+class LanguageModeling(Task):
+    """What masked and causal LM share: text reading, packing, held-out split, perplexity."""
+
+    input_roles = ("text",)
+    main_metric = "perplexity"
+    greater_is_better = False
+    recipe: LanguageModelingRecipe
+
+    # -- data ------------------------------------------------------------------------------------------
+    def read(self, path: Any) -> Records:
+        data = self.recipe.data
+        return read_texts(path, column=data.column("text"), documents=data.documents, column_names=data.column_names)
+
+    def derive_splits(self, splits: dict[str, Records]) -> dict[str, Records]:
+        fraction = self.recipe.data.validation_fraction
+        if fraction is None or "train" not in splits or "validation" in splits:
+            return splits
+        train, validation = held_out(splits["train"], fraction, self.recipe.seed)
+        return {**splits, "train": train, "validation": validation}
+
+    def targets(self, records: Records) -> list[str]:
+        return self.texts(records, "text")
+
+    def summary(self, records: Records) -> dict[str, Any]:
+        if self.tokenizer is None:
+            return {}
+        blocks = self._pack(records)["input_ids"]
+        return {"blocks": len(blocks), "block_tokens": sum(len(b) for b in blocks), "block_size": self.max_length}
+
+    def _pack(self, records: Records) -> Features:
+        return pack(self.tokenizer, self.texts(records, "text"), self.max_length)
+
+    # -- model -----------------------------------------------------------------------------------------
+    def metric_fn(self, records: Records, features: Features) -> None:
+        return None  # loss only: Trainer then keeps no logits; perplexity is added from the loss
+
+    def trainer_class(self) -> type:
+        from transformers import Trainer
+
+        return _perplexity_trainer(Trainer)
+
+    # -- outputs ---------------------------------------------------------------------------------------
+    def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
+        nll, count = np.sum(np.stack(outputs), axis=0)
+        loss = float(nll / max(count, 1))
+        return {"loss": loss, "perplexity": perplexity(loss)}
+
+
+def perplexity(loss: float) -> float:
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+def _perplexity_trainer(base: type) -> type:
+    class PerplexityTrainer(base):
+        """Adds `<prefix>_perplexity` = exp(loss) to every evaluation, and masks evaluation batches the same way
+        each time (a seeded generator), so perplexity before and after training is measured on the same masks."""
+
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
+            collator = self.data_collator
+            with collator.seeded(self.args.seed) if isinstance(collator, BlockCollator) else nullcontext():
+                output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
+            prefix = kwargs.get("metric_key_prefix", "eval")
+            loss = output.metrics.get(f"{prefix}_loss")
+            if loss is not None:
+                output.metrics[f"{prefix}_perplexity"] = perplexity(loss)
+            return output
+
+    return PerplexityTrainer
+
+
+def _nll_per_row(logits: Any, labels: Any) -> np.ndarray:
+    """(summed negative log-likelihood, labelled tokens) of each row, as float64 [B, 2]."""
+    import torch
+
+    picked = labels != -100
+    nll = torch.zeros(labels.shape[0], dtype=torch.float64)
+    if picked.any():
+        losses = torch.nn.functional.cross_entropy(logits[picked].float(), labels[picked], reduction="none")
+        rows = picked.nonzero()[:, 0]
+        nll.index_add_(0, rows.cpu(), losses.double().cpu())
+    return torch.stack([nll, picked.sum(1).double().cpu()], dim=1).numpy()
+
+
+class MaskedLM(LanguageModeling):
+    name = "masked-lm"
+    pipeline_task = "fill-mask"
+    recipe_class = MaskedLMRecipe
+    recipe: MaskedLMRecipe
+    # Evaluation through Predictor masks inside forward(), which needs each token's word.
+    batch_columns: ClassVar[dict[str, int]] = {"word_ids": -1}
+    token_level = True
+
+    def __init__(self, recipe: MaskedLMRecipe, tokenizer: Any) -> None:
+        super().__init__(recipe, tokenizer)
+        self.masking = Masking(
+            recipe.mlm_probability, recipe.mask_replace_prob, recipe.random_replace_prob, recipe.whole_word_mask
+        )
+        self._eval_collator: BlockCollator | None = None
+
+    def encode(self, records: Records, *, with_targets: bool) -> Features:
+        if with_targets:
+            # Masks for evaluation outside Trainer (hftk evaluate) are drawn in forward(), seeded here.
+            self._eval_collator = BlockCollator(self.tokenizer, self.masking)
+            self._eval_collator.generator = _generator(self.recipe.seed)
+            return self._pack(records)
+        texts = self.texts(records, "text")
+        features = dict(self.tokenizer(texts, truncation=True, max_length=self.max_length))
+        mask = self.tokenizer.mask_token
+        for i, ids in enumerate(features["input_ids"]):
+            if self.tokenizer.mask_token_id not in ids:
+                raise HftkError(
+                    f"{records.where(i)}: no {mask} in the first {self.max_length} tokens; "
+                    f"write {mask} where a word should be predicted"
+                )
+        return features
+
+    def auto_model(self) -> Any:
+        from transformers import AutoModelForMaskedLM
+
+        return AutoModelForMaskedLM
+
+    def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
+        return BlockCollator(self.tokenizer, self.masking, pad_to_multiple_of)
+
+    def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        import torch
+
+        if "word_ids" in batch:  # evaluation: perplexity on masked blocks
+            collator = self._eval_collator or BlockCollator(self.tokenizer, self.masking)
+            word_ids = batch.pop("word_ids")
+            inputs, labels = collator.mask(batch["input_ids"].cpu(), word_ids.cpu())
+            batch["input_ids"] = inputs.to(batch["input_ids"].device)
+            logits = model(**batch).logits
+            return (_nll_per_row(logits, labels.to(logits.device)),)
+        logits = model(**batch).logits
+        is_mask = batch["input_ids"] == self.tokenizer.mask_token_id
+        k = min(_TOP_K_LIMIT, logits.shape[-1])
+        top = logits[is_mask].float().softmax(-1).topk(k)
+        scores = torch.zeros(*is_mask.shape, k)
+        ids = torch.zeros(*is_mask.shape, k, dtype=torch.long)
+        scores[is_mask.cpu()] = top.values.cpu()
+        ids[is_mask.cpu()] = top.indices.cpu()
+        return scores.numpy(), ids.numpy()
+
+    def unbatch(self, arrays: Any, lengths: list[int]) -> list[Any]:
+        if len(arrays) == 1:  # evaluation: one [nll, count] row per block
+            return list(arrays[0])
+        return super().unbatch(arrays, lengths)
+
+    def postprocess(
+        self, records: Records, features: Features, outputs: list[Any], *, top_k: int | None = None, **_: Any
+    ) -> list[dict]:
+        """As `pipeline("fill-mask")`: a list of candidates for one mask, a list of such lists for several."""
+        k = 5 if top_k is None else top_k
+        if not 1 <= k <= _TOP_K_LIMIT:
+            raise HftkError(f"--top-k {k}: fill-mask lists 1 to {_TOP_K_LIMIT} candidates per mask")
+        tok = self.tokenizer
+        results = []
+        for ids, (scores, candidates) in zip(features["input_ids"], outputs):
+            ids = np.asarray(ids)
+            positions = np.nonzero(ids == tok.mask_token_id)[0]
+            single = len(positions) == 1
+            per_mask = []
+            for pos in positions:
+                row = []
+                for score, token in zip(scores[pos][:k], candidates[pos][:k]):
+                    filled = ids.copy()
+                    filled[pos] = token
+                    if tok.pad_token_id is not None:
+                        filled = filled[filled != tok.pad_token_id]
+                    sequence = tok.decode(filled.tolist(), skip_special_tokens=single)
+                    row.append(
+                        {
+                            "score": float(score),
+                            "token": int(token),
+                            "token_str": tok.decode([int(token)]),
+                            "sequence": sequence,
+                        }
+                    )
+                per_mask.append(row)
+            results.append({"predictions": per_mask[0] if single else per_mask})
+        return results
+
+
+class CausalLM(LanguageModeling):
+    name = "causal-lm"
+    pipeline_task = "text-generation"
+    recipe_class = CausalLMRecipe
+    recipe: CausalLMRecipe
+    batch_columns: ClassVar[dict[str, int]] = {"labels": -100}  # present only when evaluating
+    padding_side = "left"  # generation continues each prompt from its last token
+
+    def encode(self, records: Records, *, with_targets: bool) -> Features:
+        if with_targets:
+            features = self._pack(records)
+            del features["word_ids"]
+            features["labels"] = [list(ids) for ids in features["input_ids"]]
+            return features
+        texts = self.texts(records, "text")
+        # The prompt keeps its end: that is what the continuation follows.
+        room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
+        ids = self.tokenizer(texts, verbose=False)["input_ids"]
+        for i, row in enumerate(ids):
+            if not row:
+                raise HftkError(f"{records.where(i)}: empty prompt; give some text to continue")
+        ids = [row[-room:] for row in ids]
+        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
+
+    def auto_model(self) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
+        return BlockCollator(self.tokenizer, None, pad_to_multiple_of)
+
+    def trainer_class(self) -> type:
+        from transformers import Trainer
+
+        return generating_trainer(_perplexity_trainer(Trainer), self.recipe.generation)
+
+    def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        if "labels" in batch:  # evaluation: perplexity of each block
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            return (_nll_per_row(logits[:, :-1], labels[:, 1:]),)
+        width = batch["input_ids"].shape[1]
+        out = model.generate(**batch, **_generate_kwargs(self.recipe.generation, model))
+        return (out[:, width:].cpu().numpy(),)
+
+    def unbatch(self, arrays: Any, lengths: list[int]) -> list[Any]:
+        return list(arrays[0])
+
+    def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
+        """As `pipeline("text-generation")`: the prompt followed by the generated text."""
+        prompts = self.texts(records, "text")
+        return [
+            {"generated_text": prompt + self.tokenizer.decode(new.tolist(), skip_special_tokens=True)}
+            for prompt, new in zip(prompts, outputs)
+        ]
+
+
+def _generate_kwargs(settings: GenerationSettings, model: Any) -> dict[str, Any]:
+    """The recipe's settings, as already saved in the model's generation config (explicit for clarity)."""
+    settings.apply(model)
+    return {"generation_config": model.generation_config}
+
+
+def _generator(seed: int) -> Any:
+    import torch
+
+    return torch.Generator().manual_seed(seed)

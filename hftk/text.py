@@ -1,0 +1,336 @@
+"""Plain text for language modelling: read documents, pack them into full blocks, mask them.
+
+Shared by `masked-lm` and `causal-lm` (hftk/tasks/language_modeling.py):
+
+- `read_texts`: files, directories and globs; `.txt` holds one document per line or blank-line paragraphs,
+  other formats (JSONL, CSV, ...) a text column. Every document remembers its file and line.
+- `pack`: documents tokenised once, joined with the tokenizer's separator and cut into blocks of exactly
+  `max_length` tokens (the last one may be shorter), so training batches carry no padding. Each token keeps the
+  index of the word it belongs to (`word_ids`), which whole-word masking needs.
+- `BlockCollator`: stacks blocks and, for masked LM, masks them afresh each time a batch is drawn (dynamic
+  masking), per token or per whole word.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import glob
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hftk.data import READERS, Records, _lines, read_records
+from hftk.errors import HftkError
+
+PLAIN_SUFFIXES = (".txt", ".text")
+_MAGIC = set("*?[")
+_TOKENIZE_BATCH = 1000  # documents per tokenizer call: large enough for the Rust batch, small enough to stream
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+@dataclass
+class RecordsView(Records):
+    """Records assembled from other Records (several files, or a subset): each row still says where it came from."""
+
+    parts: list[Records] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)  # index of each part's first row here
+    index: list[int] | None = None  # for a single-part subset: which rows of the part, in order
+
+    def where(self, i: int) -> str:
+        if self.index is not None:
+            return self.parts[0].where(self.index[i])
+        k = bisect.bisect_right(self.starts, i) - 1
+        return self.parts[k].where(i - self.starts[k])
+
+
+def subset(records: Records, index: Sequence[int]) -> Records:
+    """The rows at `index`, keeping their original file:line."""
+    index = list(index)
+    return RecordsView(
+        records.source, [records.rows[i] for i in index], None, list(records.columns), [records], [0], index
+    )
+
+
+def expand_paths(source: str | Sequence[str]) -> list[Path]:
+    """Files named by a path, a directory (every data file inside, recursively) or a glob; several as a list."""
+    patterns = [source] if isinstance(source, str) else list(source)
+    if not patterns:
+        raise HftkError("data: an empty list of files; name at least one file, directory or glob")
+    known = {*PLAIN_SUFFIXES, *READERS}
+    files: list[Path] = []
+    for pattern in patterns:
+        p = Path(pattern)
+        if _MAGIC & set(pattern):
+            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise HftkError(f"{pattern}: no files match this pattern; check the path and the wildcard")
+            files.extend(matches)
+        elif p.is_dir():
+            inside = sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in known and not any(s.startswith(".") for s in f.parts)
+            )
+            if not inside:
+                raise HftkError(f"{p}: no data files in this directory (looked for {', '.join(sorted(known))})")
+            files.extend(inside)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise HftkError(f"{p}: data file not found; check the path (relative paths start at the current folder)")
+    return files
+
+
+def read_texts(
+    source: str | Sequence[str], *, column: str, documents: str = "line", column_names: list[str] | None = None
+) -> Records:
+    """Documents from every file `source` names, as rows `{column: text}` that know their file and line.
+
+    Args:
+        source: a file, directory or glob, or a list of them.
+        column: the text column of non-plain files, and the column name of the rows returned.
+        documents: for plain text, "line" (one document per line) or "paragraph" (blank-line separated).
+        column_names: header names for CSV/TSV files without one.
+
+    Raises:
+        HftkError: a missing or empty file, bytes that are not UTF-8, a missing or non-text column, a pattern
+            matching nothing.
+    """
+    parts = []
+    for path in expand_paths(source):
+        if path.suffix.lower() in PLAIN_SUFFIXES:
+            part = _read_plain(path, column, documents)
+        else:
+            part = read_records(path, column_names=column_names)
+            texts = part.column(column, "text")
+            for i, t in enumerate(texts):
+                if not isinstance(t, str):
+                    raise HftkError(f"{part.where(i)}: text must be a string, got {type(t).__name__} {t!r}")
+            blank = next((i for i, t in enumerate(texts) if not t.strip()), None)
+            if blank is not None:
+                raise HftkError(f"{part.where(blank)}: column {column!r} is empty; fill it or drop the row")
+            # Rows reduced to the text: where() still names the same file and line or record.
+            part = Records(part.source, [{column: t} for t in texts], part.lines, [column])
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    starts = [0]
+    for part in parts[:-1]:
+        starts.append(starts[-1] + len(part))
+    rows = [row for part in parts for row in part.rows]
+    name = source if isinstance(source, str) else ", ".join(source)
+    return RecordsView(name, rows, None, [column], parts, starts)
+
+
+def _read_plain(path: Path, column: str, documents: str) -> Records:
+    texts: list[str] = []
+    lines: list[int] = []
+    if documents == "line":
+        for n, line in _lines(path):
+            text = line.strip()
+            if text:
+                texts.append(text)
+                lines.append(n)
+    else:  # paragraphs: runs of non-blank lines, kept with their line breaks
+        current: list[str] = []
+        for n, line in _lines(path):
+            if line.strip():
+                if not current:
+                    lines.append(n)
+                current.append(line.strip())
+            elif current:
+                texts.append("\n".join(current))
+                current = []
+        if current:
+            texts.append("\n".join(current))
+    if not texts:
+        raise HftkError(f"{path}: no text (the file is empty or blank); add text or leave the file out")
+    return Records(str(path), [{column: t} for t in texts], lines, [column])
+
+
+def held_out(records: Records, fraction: float, seed: int) -> tuple[Records, Records]:
+    """(train, held-out): a seeded random `fraction` of the documents held out, each side in file order."""
+    n = len(records)
+    k = round(n * fraction)
+    if k < 1 or k >= n:
+        raise HftkError(
+            f"{records.source}: {n} documents; validation_fraction {fraction} leaves "
+            f"{'no' if k < 1 else 'all'} documents for validation; change it or name a validation file"
+        )
+    held = set(random.Random(seed).sample(range(n), k))
+    return subset(records, [i for i in range(n) if i not in held]), subset(records, sorted(held))
+
+
+# ------------------------------------------------------------------------------------------------ packing
+
+
+@dataclass(frozen=True)
+class Template:
+    """Special tokens a tokenizer puts around one sequence, and between two documents in a packed stream."""
+
+    prefix: list[int]
+    suffix: list[int]
+    separator: list[int]
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> Template:
+        """Read from the tokenizer itself: BERT gives [CLS] .. [SEP] and [SEP]; GPT-2 nothing and <|endoftext|>."""
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = tokenizer("a")["input_ids"]
+        at = next((i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain), None)
+        prefix, suffix = (full[:at], full[at + len(plain) :]) if at is not None else ([], [])
+        sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        if sep is None:
+            raise HftkError(f"{tokenizer.name_or_path}: the tokenizer has neither a sep nor an eos token to join texts")
+        return cls(prefix, suffix, [sep])
+
+
+def pack(tokenizer: Any, texts: Sequence[str], block_size: int) -> dict[str, list[list[int]]]:
+    """Tokenise documents once and cut the joined stream into blocks of `block_size` tokens.
+
+    Stream: doc1 SEP doc2 SEP ... ; each block is prefix + the next slice of the stream + suffix, so every block
+    but the last is exactly `block_size` long. `word_ids` give each token its word within the block (0, 1, ...;
+    tokens of one word share it, also where the word started in the previous block) and -1 for special tokens,
+    which are never masked.
+
+    Returns:
+        Columns `input_ids`, `attention_mask` and `word_ids`, one row per block.
+    """
+    template = Template.of(tokenizer)
+    content = block_size - len(template.prefix) - len(template.suffix)
+    if content < 1:
+        raise HftkError(f"max_length {block_size} leaves no room for text between the special tokens; raise it")
+    special = set(tokenizer.all_special_ids)
+    ids: list[int] = []
+    words: list[int] = []
+    next_word = 0
+    for start in range(0, len(texts), _TOKENIZE_BATCH):
+        batch = tokenizer(list(texts[start : start + _TOKENIZE_BATCH]), add_special_tokens=False, verbose=False)
+        for i, doc in enumerate(batch["input_ids"]):
+            if ids:
+                ids.extend(template.separator)
+                words.extend([-1] * len(template.separator))
+            doc_words = batch.word_ids(i)
+            last = -1
+            for token, w in zip(doc, doc_words):
+                if token in special or w is None:
+                    words.append(-1)
+                    continue
+                words.append(next_word + w)
+                last = max(last, w)
+            ids.extend(doc)
+            next_word += last + 1
+    out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "word_ids": []}
+    pre, suf = template.prefix, template.suffix
+    for start in range(0, len(ids), content):
+        chunk = ids[start : start + content]
+        out["input_ids"].append(pre + chunk + suf)
+        out["attention_mask"].append([1] * (len(pre) + len(chunk) + len(suf)))
+        out["word_ids"].append([-1] * len(pre) + _local(words[start : start + content]) + [-1] * len(suf))
+    return out
+
+
+def _local(words: list[int]) -> list[int]:
+    """Word indices renumbered 0, 1, ... within a block; -1 stays."""
+    seen: dict[int, int] = {}
+    return [-1 if w < 0 else seen.setdefault(w, len(seen)) for w in words]
+
+
+# ------------------------------------------------------------------------------------------------ batching
+
+
+@dataclass
+class Masking:
+    """Masked-LM corruption: `probability` of the tokens (or whole words) chosen; of those, `mask` become the
+    mask token, `random` a random token, the rest stay as they are (BERT: 0.15, 0.8, 0.1)."""
+
+    probability: float = 0.15
+    mask: float = 0.8
+    random: float = 0.1
+    whole_word: bool = False
+
+
+class BlockCollator:
+    """Stacks packed blocks (padding only a shorter last block) and makes the labels.
+
+    Causal LM: labels are the inputs (the model shifts them). Masked LM: tokens are chosen anew for every batch,
+    with the global torch RNG while training (so a resumed run draws as Trainer restores it), or with
+    `seeded(seed)` to draw the same masks each time, which makes evaluations comparable.
+    """
+
+    def __init__(self, tokenizer: Any, masking: Masking | None = None, pad_to_multiple_of: int | None = None) -> None:
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
+        self.masking = masking
+        self.mask_id = tokenizer.mask_token_id
+        if masking is not None and self.mask_id is None:
+            raise HftkError(f"{tokenizer.name_or_path}: the tokenizer has no mask token; masked-lm needs one")
+        self.vocab_size = len(tokenizer)
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.generator = None
+
+    @contextlib.contextmanager
+    def seeded(self, seed: int) -> Iterator[None]:
+        import torch
+
+        saved, self.generator = self.generator, torch.Generator().manual_seed(seed)
+        try:
+            yield
+        finally:
+            self.generator = saved
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+
+        def stack(name: str, value: int) -> torch.Tensor:
+            out = torch.full((len(features), width), value, dtype=torch.long)
+            for row, f in enumerate(features):
+                out[row, : len(f[name])] = torch.as_tensor(f[name], dtype=torch.long)
+            return out
+
+        input_ids = stack("input_ids", self.pad_id)
+        attention_mask = stack("attention_mask", 0)
+        if self.masking is None:
+            labels = input_ids.masked_fill(attention_mask == 0, -100)
+            return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        input_ids, labels = self.mask(input_ids, stack("word_ids", -1))
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def mask(self, input_ids: Any, word_ids: Any) -> tuple[Any, Any]:
+        """(corrupted inputs, labels): labels hold the original token where one was chosen, else -100.
+
+        Words are chosen with the masking probability, then all their tokens are (whole-word); per token, every
+        token is its own word. A row where nothing was chosen gets one word, so no batch has an empty loss.
+        """
+        import torch
+
+        m, g = self.masking, self.generator
+        assert m is not None
+        candidates = word_ids >= 0
+        if not m.whole_word:  # every maskable token is its own word
+            word_ids = torch.where(candidates, torch.arange(word_ids.shape[1]).expand_as(word_ids), -1)
+        n_words = int(word_ids.max()) + 1 if candidates.any() else 1
+        chosen_word = torch.rand(word_ids.shape[0], n_words, generator=g) < m.probability
+        chosen = chosen_word.gather(1, word_ids.clamp(min=0)) & candidates
+        empty = ~chosen.any(1) & candidates.any(1)
+        if empty.any():  # the word of one random candidate token, for rows with nothing chosen
+            score = torch.rand(word_ids.shape, generator=g).masked_fill(~candidates, -1.0)
+            word = word_ids.gather(1, score.argmax(1, keepdim=True))
+            chosen = chosen | ((word_ids == word) & candidates & empty.unsqueeze(1))
+        labels = input_ids.masked_fill(~chosen, -100)
+        draw = torch.rand(input_ids.shape, generator=g)
+        to_mask = chosen & (draw < m.mask)
+        to_random = chosen & (draw >= m.mask) & (draw < m.mask + m.random)
+        corrupted = input_ids.masked_fill(to_mask, self.mask_id)
+        random_ids = torch.randint(self.vocab_size, input_ids.shape, generator=g)
+        corrupted = torch.where(to_random, random_ids, corrupted)
+        return corrupted, labels
