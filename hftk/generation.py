@@ -41,6 +41,7 @@ class GenerationSettings(_Strict):
         values = {k: v for k, v in self.model_dump().items() if v is not None}
         if not self.do_sample:  # the base checkpoint's sampling values would make the config inconsistent
             values |= dict.fromkeys(_SAMPLING)
+        values["max_length"] = None  # max_new_tokens says it; a default max_length beside it only warns
         config.update(**values)
         if config.pad_token_id is None:  # GPT-2 has no pad token: batched generation pads with eos
             pad = model.config.pad_token_id
@@ -58,5 +59,9 @@ def generating_trainer(base: type, settings: GenerationSettings) -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             settings.apply(self.model)
+
+        def save_model(self, *args: Any, **kwargs: Any) -> None:
+            settings.apply(self.model)  # Seq2SeqTrainer fills in defaults (max_length=20) while evaluating
+            super().save_model(*args, **kwargs)
 
     return GeneratingTrainer

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import glob
+import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -56,9 +57,9 @@ def subset(records: Records, index: Sequence[int]) -> Records:
     )
 
 
-def expand_paths(source: str | Sequence[str]) -> list[Path]:
+def expand_paths(source: str | os.PathLike | Sequence[str]) -> list[Path]:
     """Files named by a path, a directory (every data file inside, recursively) or a glob; several as a list."""
-    patterns = [source] if isinstance(source, str) else list(source)
+    patterns = [str(source)] if isinstance(source, (str, os.PathLike)) else [str(s) for s in source]
     if not patterns:
         raise HftkError("data: an empty list of files; name at least one file, directory or glob")
     known = {*PLAIN_SUFFIXES, *READERS}
@@ -87,7 +88,11 @@ def expand_paths(source: str | Sequence[str]) -> list[Path]:
 
 
 def read_texts(
-    source: str | Sequence[str], *, column: str, documents: str = "line", column_names: list[str] | None = None
+    source: str | os.PathLike | Sequence[str],
+    *,
+    column: str,
+    documents: str = "line",
+    column_names: list[str] | None = None,
 ) -> Records:
     """Documents from every file `source` names, as rows `{column: text}` that know their file and line.
 
@@ -123,7 +128,7 @@ def read_texts(
     for part in parts[:-1]:
         starts.append(starts[-1] + len(part))
     rows = [row for part in parts for row in part.rows]
-    name = source if isinstance(source, str) else ", ".join(source)
+    name = str(source) if isinstance(source, (str, os.PathLike)) else ", ".join(map(str, source))
     return RecordsView(name, rows, None, [column], parts, starts)
 
 

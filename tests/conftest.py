@@ -71,3 +71,19 @@ def ja_char_fixture(tmp_path_factory) -> Path:
     from hftk.fixtures import build_bert_japanese_fixture
 
     return build_bert_japanese_fixture(tmp_path_factory.mktemp("ja") / "bert-ja-char", char=True)
+
+
+@pytest.fixture(scope="session")
+def gpt2_fixture(tmp_path_factory) -> Path:
+    """A tiny GPT-2 (openai-community/gpt2 layout), byte-level BPE learnt from Austen's Emma in data/en/gutenberg."""
+    from hftk.fixtures import build_gpt2_fixture
+
+    return build_gpt2_fixture(tmp_path_factory.mktemp("gpt2") / "gpt2")
+
+
+@pytest.fixture(scope="session")
+def bart_fixture(tmp_path_factory) -> Path:
+    """A tiny BART (facebook/bart-base layout), byte-level BPE learnt from the DialogSum rows in data/en/dialogsum."""
+    from hftk.fixtures import build_bart_fixture
+
+    return build_bart_fixture(tmp_path_factory.mktemp("bart") / "bart")

@@ -146,6 +146,14 @@ def _perplexity_trainer(base: type) -> type:
                 output.metrics[f"{prefix}_perplexity"] = perplexity(loss)
             return output
 
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # Evaluating, transformers 5 divides by every label token, counting each block's first one, which a
+            # causal LM never predicts (loss ~1/max_length too low); the model's own mean over the tokens it
+            # predicts is exact.
+            if not model.training:
+                num_items_in_batch = None
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
     return PerplexityTrainer
 
 
@@ -303,7 +311,9 @@ class CausalLM(LanguageModeling):
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
         if "labels" in batch:  # evaluation: perplexity of each block
             labels = batch.pop("labels")
-            logits = model(**batch).logits
+            # Batches are padded on the left (for generation): positions count from each block's first token.
+            positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            logits = model(**batch, position_ids=positions).logits
             return (_nll_per_row(logits[:, :-1], labels[:, 1:]),)
         width = batch["input_ids"].shape[1]
         out = model.generate(**batch, **_generate_kwargs(self.recipe.generation, model))
