@@ -73,9 +73,12 @@ class Seq2Seq(Task):
         return [len(x) for x in self.tokenizer(self._inputs(records), verbose=False)["input_ids"]]
 
     def summary(self, records: Records) -> dict[str, Any]:
-        if self.tokenizer is None or not self.has_role(records, "target"):
+        # Every split trains or is scored: both columns must be there, also when `hftk check` has no tokenizer.
+        self.texts(records, "text")
+        targets = self.targets(records)
+        if self.tokenizer is None:
             return {}
-        n = np.asarray([len(x) for x in self.tokenizer(text_target=self.targets(records), verbose=False)["input_ids"]])
+        n = np.asarray([len(x) for x in self.tokenizer(text_target=targets, verbose=False)["input_ids"]])
         over = int((n > self.recipe.max_target_length).sum())
         return {"target_tokens": {"p50": int(np.median(n)), "max": int(n.max()), "over_max_target_length": over}}
 
@@ -158,16 +161,19 @@ class _CharTokens:
 
 
 def rouge(predictions: list[str], references: list[str], tokens: str = "words") -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 (0-1). `tokens`: "words" (rouge-score's English tokenizer with stemming),
-    "mecab" or "chars"; non-English names carry the unit, e.g. `rougeL_mecab`."""
-    from rouge_score import rouge_scorer
+    """Mean ROUGE-1/2/L F1 (0-1) and `gen_len`, the mean prediction length in the same tokens.
+
+    `tokens`: "words" (rouge-score's English tokenizer: lower-cased [a-z0-9] runs, Porter-stemmed, as the HF
+    summarization examples), "mecab" or "chars"; the names of non-English scores carry the unit (`rougeL_mecab`).
+    """
+    from rouge_score import rouge_scorer, tokenizers
 
     types = ["rouge1", "rouge2", "rougeL"]
     if tokens == "words":
-        scorer = rouge_scorer.RougeScorer(types, use_stemmer=True)
+        tokenizer = tokenizers.DefaultTokenizer(use_stemmer=True)
     else:
         tokenizer = _MecabTokens() if tokens == "mecab" else _CharTokens()
-        scorer = rouge_scorer.RougeScorer(types, tokenizer=tokenizer)
+    scorer = rouge_scorer.RougeScorer(types, tokenizer=tokenizer)
     totals = dict.fromkeys(types, 0.0)
     for pred, ref in zip(predictions, references):
         for name, s in scorer.score(ref, pred).items():
@@ -175,7 +181,7 @@ def rouge(predictions: list[str], references: list[str], tokens: str = "words") 
     n = max(len(predictions), 1)
     suffix = _SUFFIX[tokens]
     out = {f"{name}{suffix}": totals[name] / n for name in types}
-    out["gen_len"] = float(np.mean([len(p) for p in predictions])) if predictions else 0.0
+    out["gen_len"] = sum(len(tokenizer.tokenize(p)) for p in predictions) / n
     return out
 
 
