@@ -36,6 +36,7 @@ test-slow: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/train_throughput.py
 	$(PY) bench/predict_throughput.py
+	$(PY) bench/packing.py
 
 clean:
 	rm -rf runs

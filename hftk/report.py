@@ -17,7 +17,7 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any]) -> str:
         header.append(f"base_model: {base}")
     header.append("---")
     rows = []
-    for split in ("eval", "test"):
+    for split in ("eval_start", "eval", "test"):  # eval_start: before training, when evaluated then
         for key, value in (metrics.get(split) or {}).items():
             name = key.split("_", 1)[1] if "_" in key else key
             if isinstance(value, float) and name not in ("runtime", "samples_per_second", "steps_per_second", "epoch"):

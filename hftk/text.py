@@ -75,7 +75,9 @@ def expand_paths(source: str | os.PathLike | Sequence[str]) -> list[Path]:
             inside = sorted(
                 f
                 for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in known and not any(s.startswith(".") for s in f.parts)
+                if f.is_file()
+                and f.suffix.lower() in known
+                and not any(s.startswith(".") for s in f.relative_to(p).parts)  # hidden files and folders
             )
             if not inside:
                 raise HftkError(f"{p}: no data files in this directory (looked for {', '.join(sorted(known))})")
@@ -108,7 +110,7 @@ def read_texts(
     """
     parts = []
     for path in expand_paths(source):
-        if path.suffix.lower() in PLAIN_SUFFIXES:
+        if path.suffix.lower() in (*PLAIN_SUFFIXES, ""):  # a file named without a suffix is plain text too
             part = _read_plain(path, column, documents)
         else:
             part = read_records(path, column_names=column_names)

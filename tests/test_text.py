@@ -34,6 +34,7 @@ def test_lines_paragraphs_directories_globs_and_jsonl_keep_file_and_line(tmp_pat
     (tmp_path / "sub").mkdir()
     b = tmp_path / "sub" / "b.txt"
     b.write_text("Para one\nstill one\n\n\nPara two\n", encoding="utf-8")
+    (tmp_path / "sub" / ".hidden.txt").write_text("editor backup: not a document\n", encoding="utf-8")
     c = tmp_path / "c.jsonl"
     c.write_text('{"body": "json doc", "id": 1}\n\n{"body": "another", "id": 2}\n', encoding="utf-8")
 
