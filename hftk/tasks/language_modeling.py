@@ -157,17 +157,32 @@ def _perplexity_trainer(base: type) -> type:
     return PerplexityTrainer
 
 
-def _nll_per_row(logits: Any, labels: Any) -> np.ndarray:
-    """(summed negative log-likelihood, labelled tokens) of each row, as float64 [B, 2]."""
+_LOGITS_BUDGET = 2**25  # logits per forward call when scoring (128 MiB in float32): rows are scored in chunks
+
+
+def _nll_per_row(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) -> np.ndarray:
+    """(summed negative log-likelihood, predicted tokens) of each row, as float64 [B, 2].
+
+    Rows go through the model a few at a time, so a batch of long blocks never holds more than `_LOGITS_BUDGET`
+    vocabulary-sized logits. `shift`: causal LM, where position t predicts token t + 1.
+    """
     import torch
 
-    picked = labels != -100
-    nll = torch.zeros(labels.shape[0], dtype=torch.float64)
-    if picked.any():
-        losses = torch.nn.functional.cross_entropy(logits[picked].float(), labels[picked], reduction="none")
-        rows = picked.nonzero()[:, 0]
-        nll.index_add_(0, rows.cpu(), losses.double().cpu())
-    return torch.stack([nll, picked.sum(1).double().cpu()], dim=1).numpy()
+    rows, width = labels.shape
+    step = max(1, _LOGITS_BUDGET // (width * model.config.vocab_size))
+    out = torch.zeros(rows, 2, dtype=torch.float64)
+    for start in range(0, rows, step):
+        part = {k: v[start : start + step] for k, v in batch.items()}
+        logits = model(**part).logits
+        gold = labels[start : start + step].to(logits.device)
+        if shift:
+            logits, gold = logits[:, :-1], gold[:, 1:]
+        picked = gold != -100
+        if picked.any():
+            losses = torch.nn.functional.cross_entropy(logits[picked].float(), gold[picked], reduction="none")
+            out[start : start + step, 0].index_add_(0, picked.nonzero()[:, 0].cpu(), losses.double().cpu())
+        out[start : start + step, 1] = picked.sum(1).double().cpu()
+    return out.numpy()
 
 
 class MaskedLM(LanguageModeling):
@@ -219,8 +234,7 @@ class MaskedLM(LanguageModeling):
             word_ids = batch.pop("word_ids")
             inputs, labels = collator.mask(batch["input_ids"].cpu(), word_ids.cpu())
             batch["input_ids"] = inputs.to(batch["input_ids"].device)
-            logits = model(**batch).logits
-            return (_nll_per_row(logits, labels.to(logits.device)),)
+            return (_nll_per_row(model, batch, labels, shift=False),)
         logits = model(**batch).logits
         is_mask = batch["input_ids"] == self.tokenizer.mask_token_id
         k = min(_TOP_K_LIMIT, logits.shape[-1])
@@ -312,9 +326,8 @@ class CausalLM(LanguageModeling):
         if "labels" in batch:  # evaluation: perplexity of each block
             labels = batch.pop("labels")
             # Batches are padded on the left (for generation): positions count from each block's first token.
-            positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            logits = model(**batch, position_ids=positions).logits
-            return (_nll_per_row(logits[:, :-1], labels[:, 1:]),)
+            batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            return (_nll_per_row(model, batch, labels, shift=True),)
         width = batch["input_ids"].shape[1]
         out = model.generate(**batch, **_generate_kwargs(self.recipe.generation, model))
         return (out[:, width:].cpu().numpy(),)
