@@ -51,6 +51,14 @@ class GenerationSettings(_Strict):
             config.pad_token_id = pad
 
 
+def seed_sampling(settings: GenerationSettings, seed: int) -> None:
+    """With do_sample, seed torch before a predict call, so the same inputs give the same samples."""
+    if settings.do_sample:
+        from transformers import set_seed
+
+        set_seed(seed)
+
+
 def generating_trainer(base: type, settings: GenerationSettings) -> type:
     """A Trainer class that writes `settings` into the model's generation config before training, so the saved
     model decodes as the recipe says in `hftk predict`, evaluation, `generate()` and pipelines alike."""

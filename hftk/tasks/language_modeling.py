@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from hftk.data import Records
 from hftk.errors import HftkError
-from hftk.generation import GenerationSettings, generating_trainer
+from hftk.generation import GenerationSettings, generating_trainer, seed_sampling
 from hftk.recipe import DataConfig, Recipe
 from hftk.tasks.base import Features, Task
 from hftk.text import BlockCollator, Masking, held_out, pack, read_texts
@@ -300,6 +300,7 @@ class CausalLM(LanguageModeling):
             features["labels"] = [list(ids) for ids in features["input_ids"]]
             return features
         texts = self.texts(records, "text")
+        seed_sampling(self.recipe.generation, self.recipe.seed)
         # The prompt keeps its end: that is what the continuation follows.
         room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
         ids = self.tokenizer(texts, verbose=False)["input_ids"]

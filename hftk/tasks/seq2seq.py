@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from hftk.data import Records
-from hftk.generation import GenerationSettings, generating_trainer
+from hftk.generation import GenerationSettings, generating_trainer, seed_sampling
 from hftk.recipe import Recipe
 from hftk.tasks.base import Features, Task
 
@@ -59,6 +59,8 @@ class Seq2Seq(Task):
         return [self.recipe.prefix + t for t in self.texts(records, "text")]
 
     def encode(self, records: Records, *, with_targets: bool) -> Features:
+        if not with_targets:  # predicting
+            seed_sampling(self.recipe.generation, self.recipe.seed)
         features = dict(self.tokenizer(self._inputs(records), truncation=True, max_length=self.max_length))
         # Evaluation splits are reordered by length: `example` leads each feature back to its record.
         features["example"] = list(range(len(records)))
