@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--input", required=True, help="text file (one input per line), CSV, TSV, JSON(L) or Parquet")
     pr.add_argument("--output", required=True, help="JSONL file to write, one prediction per input, in order")
     pr.add_argument("--top-k", type=int, default=None, help="also list the k most likely labels")
+    pr.add_argument(
+        "--aggregation",
+        choices=["none", "simple", "first", "average", "max"],
+        help="token classification: how tokens group into entities (default: the recipe's aggregation)",
+    )
 
     e = sub.add_parser("evaluate", help="the task's metrics on a labelled file")
     e.add_argument("model_dir")
@@ -84,7 +89,8 @@ def _run(args: argparse.Namespace) -> int:
 
         _quiet_loading()
         start = time.perf_counter()
-        options = {"top_k": args.top_k} if args.top_k is not None else {}
+        options = {"top_k": args.top_k, "aggregation_strategy": args.aggregation}
+        options = {k: v for k, v in options.items() if v is not None}
         n = predict(args.model_dir, args.input, args.output, **options)
         seconds = time.perf_counter() - start
         print(f"{n} predictions written to {args.output} in {seconds:.1f} s")

