@@ -98,6 +98,8 @@ def train(
     out = Path(recipe.output_dir)
     _check_output_dir(out, resume=resume, overwrite=overwrite)
 
+    if not get_task(recipe.task).trainable:
+        raise HftkError(f"task: {recipe.task} is for inference only; use hftk predict --task {recipe.task}")
     prepared = prepare(recipe)
     task, splits = prepared.task, prepared.splits
     features = {name: _features(task, recs, by_length=name != "train") for name, recs in splits.items()}

@@ -42,6 +42,8 @@ class Task:
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
     # Outputs with one row per token (NER, QA) are cut back to each feature's own length after batching.
     token_level: ClassVar[bool] = False
+    # Tasks used only for inference (embeddings, zero-shot) set this False: `hftk train` refuses them.
+    trainable: ClassVar[bool] = True
     # Inputs longer than max_length are split into overlapping windows (NER, QA) rather than truncated.
     windows: ClassVar[bool] = False
 
