@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from hftk.models import device_policy
 from hftk.recipe import Recipe, load_recipe
 from hftk.train import prepare
 
@@ -20,7 +21,9 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
     recipe = load_recipe(recipe, overrides)
     prepared = prepare(recipe, tokenizer_optional=True)
     task = prepared.task
+    policy = device_policy(recipe.precision)  # a precision this machine cannot train in fails here, not later
     report: dict[str, Any] = {"task": recipe.task, "model": recipe.model, "max_length": task.max_length}
+    report["device"] = {"device": policy.device, "precision": policy.precision}
     warnings: list[str] = []
     if task.tokenizer is None:
         warnings.append(

@@ -7,7 +7,7 @@ Inputs are tokenised in one call, sorted by length so each batch carries almost 
 from __future__ import annotations
 
 import json
-import os
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 
 from hftk.data import Records
 from hftk.errors import HftkError
+from hftk.files import atomic_write_text
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
 from hftk.recipe import load_recipe
 from hftk.tasks import Task, get_task
@@ -24,6 +25,8 @@ from hftk.tasks.base import Features
 # Padded tokens per batch: batches of short inputs hold more examples, long ones fewer, so the cost per
 # batch stays even and the per-call overhead is amortised.
 TOKENS_PER_BATCH = 4096
+
+logger = logging.getLogger("hftk")
 
 
 class Predictor:
@@ -38,8 +41,11 @@ class Predictor:
         import torch
         from transformers import AutoConfig
 
-        self.tokenizer = load_tokenizer(str(self.model_dir))
-        config = AutoConfig.from_pretrained(self.model_dir)
+        self.trust_remote_code = self.recipe.trust_remote_code
+        if self.trust_remote_code:
+            logger.warning("trust_remote_code: true (from %s) runs Python code shipped with the model", recipe_file)
+        self.tokenizer = load_tokenizer(str(self.model_dir), trust_remote_code=self.trust_remote_code)
+        config = AutoConfig.from_pretrained(self.model_dir, trust_remote_code=self.trust_remote_code)
         self.task: Task = get_task(self.recipe.task).from_trained(self.recipe, self.tokenizer, config)
         self.device = device or detect_device()
         dtype = device_policy("auto", self.device).inference_dtype if self.device == "cuda" else torch.float32
@@ -52,7 +58,9 @@ class Predictor:
         """Loaded on first use, so bad input fails fast, before the weights are read."""
         if self._model is None:
             check_weights(str(self.model_dir))
-            model = self.task.auto_model().from_pretrained(self.model_dir, dtype=self.dtype)
+            model = self.task.auto_model().from_pretrained(
+                self.model_dir, dtype=self.dtype, use_safetensors=True, trust_remote_code=self.trust_remote_code
+            )
             self._model = model.to(self.device).eval()
         return self._model
 
@@ -135,17 +143,23 @@ def _batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -
 def predict(model_dir: str | Path, input_path: str | Path, output_path: str | Path, **options: Any) -> int:
     """Predict every input of a file and write JSONL in input order; returns the number of rows written."""
     out = Path(output_path)
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         raise HftkError(f"{out}: is a directory; give a file name such as predictions.jsonl")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise HftkError(f"{out}: a parent of the output path is a file, not a folder; choose another path")
+    if options.get("top_k") is not None and options["top_k"] < 1:
+        raise HftkError(f"--top-k {options['top_k']}: must be 1 or more")
     predictor = Predictor(model_dir)
     records = predictor.read(input_path)
     results = predictor.predict(records, **options)
-    tmp = out.with_name(f".{out.name}.tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row, result in zip(records.rows, results):
-            f.write(json.dumps({**_inputs_of(row, predictor), **result}, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)  # a crash never leaves half a predictions file under the real name
+    lines = (
+        json.dumps({**_inputs_of(row, predictor), **result}, ensure_ascii=False)
+        for row, result in zip(records.rows, results)
+    )
+    try:
+        atomic_write_text(out, "".join(line + "\n" for line in lines))  # never half a predictions file
+    except OSError as e:
+        raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
     return len(results)
 
 

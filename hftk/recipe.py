@@ -149,6 +149,8 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
             line = f":{mark.line + 1}" if mark else ""
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise HftkError(f"{path}{line}: invalid YAML: {problem}; fix the syntax") from None
+        if raw is None:
+            raise HftkError(f"{path}: the recipe is empty; write task:, model: and data: (see recipes/)")
         if not isinstance(raw, dict):
             raise HftkError(f"{path}: a recipe is a YAML mapping (key: value lines), got {type(raw).__name__}")
     for key, value in (overrides or {}).items():
@@ -182,7 +184,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key.strip() or not all(part.strip() for part in key.split(".")):
             raise HftkError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set training.learning_rate=3e-5")
         try:
             out[key.strip()] = _safe_load(value) if value.strip() else ""
