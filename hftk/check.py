@@ -31,8 +31,7 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
             "token lengths not checked. Run online once, or --set model=LOCAL_DIR"
         )
     for name, records in prepared.splits.items():
-        if all(task.has_role(records, role) for role in task.target_roles):
-            task.targets(records)  # every label/target converts, or a located error
+        task.targets(records)  # training evaluates every split: each needs targets that convert
         info: dict[str, Any] = {"rows": len(records), **task.summary(records)}
         lengths = task.lengths(records) if task.tokenizer is not None else None
         if lengths:

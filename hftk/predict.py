@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hftk.data import Records
-from hftk.errors import HftkError
+from hftk.errors import HftkError, not_utf8
 from hftk.files import atomic_write_text
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
 from hftk.recipe import load_recipe
@@ -72,10 +72,11 @@ class Predictor:
         if p.suffix.lower() in (".txt", ""):
             if not p.is_file():
                 raise HftkError(f"{p}: input file not found; check the path")
+            data = p.read_bytes()
             try:
-                lines = p.read_text(encoding="utf-8").splitlines()
+                lines = data.decode("utf-8").splitlines()
             except UnicodeDecodeError as e:
-                raise HftkError(f"{p}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+                raise not_utf8(p, data, e) from None
             col = self.recipe.data.column(self.task.input_roles[0])
             numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
             if not numbered:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hftk.errors import HftkError
+from hftk.errors import HftkError, not_utf8
 
 # hftk's own training defaults, in one place. A recipe's `training:` block overrides any of them.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -137,11 +137,15 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
         path = Path(source)
         where = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
             raise HftkError(f"{path}: recipe file not found; check the path") from None
+        except IsADirectoryError:
+            raise HftkError(f"{path}: a folder, not a recipe file; name the recipe's .yaml file") from None
+        try:
+            text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise HftkError(f"{path}: not UTF-8 text (byte {e.start}); save the recipe as UTF-8") from None
+            raise not_utf8(path, data, e) from None
         try:
             raw = _safe_load(text)
         except yaml.YAMLError as e:

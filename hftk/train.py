@@ -44,10 +44,11 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
     With `tokenizer_optional`, a hub model whose tokenizer cannot be fetched (offline, not cached) leaves
     `task.tokenizer` None instead of failing: `hftk check` still validates recipe and data.
     """
+    hub_id = resolve_model(recipe.model) == recipe.model and not Path(recipe.model).exists()  # missing dir: error
     try:
         tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.trust_remote_code)
     except HftkError:
-        if not tokenizer_optional or Path(recipe.model).exists() or recipe.model.startswith("package:"):
+        if not (tokenizer_optional and hub_id):
             raise
         tokenizer = None
     check_model_files(recipe.model, tokenizer)  # weights present, vocabulary fits: before any data is read
@@ -65,6 +66,8 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
     if "train" in splits and "train" not in records:
         raise HftkError("recipe: data.train is required to train; name the training file")
     if "train" in records:
+        for role in task.target_roles:  # a missing label column is an error here, whatever fit() reads
+            task.column(records["train"], role)
         task.fit(records["train"])
     return Prepared(recipe, task, records)
 
