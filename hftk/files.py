@@ -3,7 +3,7 @@
 A process can be killed (SIGKILL, OOM killer, a preempted node) between any two system calls. Everything hftk
 leaves on disk is therefore either complete or recognisably incomplete: files are written under a temporary
 name and renamed, a Trainer checkpoint counts only once its last file is in place and every file in it reads
-back whole, and a final model only loads once all of it is in place.
+back whole, and a final model has weights (so loads at all) only once all of it is in place.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ _MODEL_FILE = re.compile(
     r"\.(json|txt|model|jinja|yaml|md|png)$"
     r"|\.safetensors(\.index\.json)?$|^pytorch_model.*\.bin(\.index\.json)?$|^training_args\.bin$"
 )
-# Written last: without it no loader (transformers' Auto classes, pipeline(), hftk) treats a folder as a model.
-COMMIT_FILE = "config.json"
+# Weights: every loader needs them (a concrete model class loads weights without config.json, with a default
+# config), so they are the commit point of a model folder: removed first, moved in last. Entry points (a single
+# file, or the index of a sharded one) go before their shards on the way out and after them on the way in.
+_WEIGHTS = re.compile(r"\.safetensors(\.index\.json)?$|^pytorch_model.*\.bin(\.index\.json)?$")
+_SHARD = re.compile(r"-\d{5}-of-\d{5}\.")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -172,30 +175,35 @@ def remove_incomplete_checkpoints(folder: Path) -> None:
 def replace_model(staging: Path, out: Path) -> None:
     """Move a complete model from `staging` to the top of `out`, replacing the model there.
 
-    Files are renamed, never rewritten, and `config.json` is the commit point: the old one goes first and the
-    new one comes last. Killed at any moment, `out` holds the old model, the new one, or no `config.json` at
-    all (loads as nothing, and `hftk train --resume` finishes the job): never old and new files mixed.
+    Files are renamed, never rewritten, and the weights are the commit point: the old ones are removed before
+    anything else changes and the new ones are moved in after everything else. Killed at any moment, `out`
+    holds the whole old model, the whole new one, or no weights at all (nothing loads, and `hftk train
+    --resume` finishes the job): never the config or tokenizer of one model with the weights of the other.
     """
-    staged = sorted(p.name for p in staging.iterdir())
+    staged = [p.name for p in staging.iterdir()]
     for name in staged:
         if (staging / name).is_file():
             _fsync_file(staging / name)  # the data is on disk before a rename can point at it
-    old_commit = out / COMMIT_FILE
-    if old_commit.exists():
-        old_commit.unlink()
-        _fsync_dir(out)
+    old_weights = [p for p in out.iterdir() if p.is_file() and _WEIGHTS.search(p.name)]
+    for path in sorted(old_weights, key=lambda p: (bool(_SHARD.search(p.name)), p.name)):  # entry points first
+        path.unlink()
+    _fsync_dir(out)
     for path in out.iterdir():
         if path.is_file() and _MODEL_FILE.search(path.name) and path.name not in staged:
-            path.unlink()  # a stale shard or vocabulary of the old model
-    for name in staged:
-        if name == COMMIT_FILE:
-            continue
+            path.unlink()  # a vocabulary or tokenizer file the new model does not have
+    for name in sorted(staged, key=_weights_last):
         target = out / name
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         os.replace(staging / name, target)
+        if _WEIGHTS.search(name):
+            _fsync_dir(out)
     _fsync_dir(out)
-    if COMMIT_FILE in staged:
-        os.replace(staging / COMMIT_FILE, old_commit)
-        _fsync_dir(out)
     staging.rmdir()
+
+
+def _weights_last(name: str) -> tuple[int, str]:
+    """Everything else, then weight shards, then the weights' entry point (single file or index)."""
+    if not _WEIGHTS.search(name):
+        return (0, name)
+    return (1 if _SHARD.search(name) else 2, name)

@@ -157,13 +157,16 @@ def train(
     if recipe.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping_patience))
 
+    collator = task.collator(8 if policy.device == "cuda" else None)
+    if not hasattr(model, "accepts_loss_kwargs"):  # a model class that declares it knows best
+        model.accepts_loss_kwargs = _loss_counts_items(model, collator, features["train"][0])
     trainer = _in_order(task.trainer_class())(
         model=model,
         args=args,
         train_dataset=features["train"][0],
         eval_dataset=features["validation"][0] if has_eval else None,
         processing_class=task.tokenizer,
-        data_collator=task.collator(8 if policy.device == "cuda" else None),
+        data_collator=collator,
         compute_metrics=task.metric_fn(splits["validation"], features["validation"][1]) if has_eval else None,
         callbacks=callbacks,
     )
@@ -251,6 +254,37 @@ def _epoch_seeded(sampler: Any, seed: int) -> Any:
             return super().__iter__()
 
     return EpochSeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths)
+
+
+def _loss_counts_items(model: Any, collator: Any, dataset: Any) -> bool:
+    """Whether the model's loss is divided by the `num_items_in_batch` Trainer passes to forward.
+
+    Trainer (transformers 5) assumes so for any forward that takes `**kwargs`, then multiplies the loss by
+    the number of processes and skips dividing it by the gradient-accumulation steps. Most heads
+    (sequence and token classification, QA, BERT's masked LM) take a plain mean and ignore the count: under
+    DDP their loss, gradients and reported losses came out multiplied by the number of processes. Causal LM
+    heads do use it. Two forward passes on the same two training rows tell which kind this model is.
+    """
+    import inspect
+
+    import torch
+
+    names = set(inspect.signature(model.forward).parameters) | {"labels"}
+    rows = [{k: v for k, v in dataset[i].items() if k in names} for i in range(min(2, len(dataset)))]
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():  # leaves the seeded RNG streams as they were
+            batch = collator(rows)
+            if "labels" not in batch:
+                return False
+            model.eval()
+            one = model(**batch, num_items_in_batch=torch.tensor(1)).loss
+            two = model(**batch, num_items_in_batch=torch.tensor(2)).loss
+    except (TypeError, ValueError, RuntimeError, AttributeError):
+        return False  # a forward that rejects the count cannot use it
+    finally:
+        model.train(was_training)
+    return bool(torch.isfinite(one) and not torch.allclose(one, two))
 
 
 def _features(task: Task, records: Records, *, by_length: bool) -> tuple[Any, Features]:
