@@ -44,7 +44,7 @@ def load_tokenizer(name_or_dir: str, *, trust_remote_code: bool = False, **kwarg
     """A fast tokenizer for any checkpoint; Tohoku Japanese BERT gets hftk's fast MeCab tokenizer.
 
     Every task needs offsets or fast batch encoding, which slow tokenizers lack. Code shipped with a
-    checkpoint runs only with `trust_remote_code=True` (the recipe's key of the same name).
+    checkpoint runs only when `trust_remote_code` is true (the recipe key of that name).
     """
     from transformers import AutoTokenizer
 
