@@ -50,6 +50,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"task {report['task']}, model {report['model']}, max_length {report['max_length']}"]
+    if device := report.get("device"):
+        lines[0] += f", trains on {device['device']} ({device['precision']})"
     for split in ("train", "validation", "test"):
         info = report.get(split)
         if not info:

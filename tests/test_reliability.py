@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hftk import Predictor, train
+from hftk import HftkError, Predictor, train
 from hftk.files import checkpoint_problem, last_complete_checkpoint, remove_incomplete_checkpoints, replace_model
 
 from .conftest import DATA, ROOT, head, sst2_recipe
@@ -247,19 +247,16 @@ def test_replace_model_killed_at_any_step_leaves_old_new_or_nothing(tmp_path, mo
 # ------------------------------------------------------------------------------------ --overwrite
 
 
-def test_overwrite_replaces_the_old_run_and_keeps_the_users_files(tmp_path):
-    rows = {"train": head(DATA / "en/sst2/train.tsv", tmp_path / "train.tsv", 32)}
+def test_overwrite_replaces_the_old_run_and_an_interrupted_finish_resumes(tmp_path):
+    rows = {"train": head(DATA / "en/sst2/train.tsv", tmp_path / "train.tsv", 32), "validation": None}
     out = tmp_path / "run"
     _tiny_model(out, ["x", "y", "z"], seed=0)
     (out / "model.safetensors").rename(out / "model-00001-of-00001.safetensors")  # an old sharded layout
     (out / "model.safetensors.index.json").write_text('{"weight_map": {}}')
     (out / "checkpoints" / "checkpoint-99").mkdir(parents=True)
     (out / "predictions.jsonl").write_text("mine\n")
-    recipe = sst2_recipe(
-        {**rows, "validation": rows["train"]},
-        out,
-        training={"max_steps": 2, "save_strategy": "no", "eval_strategy": "no", "load_best_model_at_end": False},
-    )
+    training = {"max_steps": 2, "save_steps": 2, "save_strategy": "steps", "eval_strategy": "no"}
+    recipe = sst2_recipe(rows, out, training={**training, "load_best_model_at_end": False})
     recipe["data"].pop("validation")
     train(recipe, overwrite=True)
     names = {p.name for p in out.iterdir()}
@@ -267,4 +264,12 @@ def test_overwrite_replaces_the_old_run_and_keeps_the_users_files(tmp_path):
     assert not {"model-00001-of-00001.safetensors", "model.safetensors.index.json"} & names  # stale shards gone
     assert "predictions.jsonl" in names
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "negative", "1": "positive"}
+    assert Predictor(out).predict(["fine"])[0]["label"] in ("negative", "positive")
+
+    # Killed after the old weights went and before the new ones arrived: nothing loads, --resume finishes it.
+    (out / "model.safetensors").unlink()
+    with pytest.raises(HftkError, match="no model weights"):
+        Predictor(out).predict(["fine"])
+    result = train(recipe, resume=True)
+    assert (result.start_step, result.global_step) == (2, 2)
     assert Predictor(out).predict(["fine"])[0]["label"] in ("negative", "positive")
