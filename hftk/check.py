@@ -31,7 +31,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
             "token lengths not checked. Run online once, or --set model=LOCAL_DIR"
         )
     for name, records in prepared.splits.items():
-        task.targets(records)  # training evaluates every split: each needs targets that convert
+        if task.trainable or task.has_targets(records):
+            task.targets(records)  # training evaluates every split: each needs targets that convert
         info: dict[str, Any] = {"rows": len(records), **task.summary(records)}
         lengths = task.lengths(records) if task.tokenizer is not None else None
         if lengths:
@@ -41,7 +42,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
             if over:
                 warnings.append(
                     f"{records.source}: {over} of {len(arr)} inputs ({over / len(arr):.1%}) are longer than "
-                    f"max_length {task.max_length} tokens and will be truncated; raise max_length to keep them"
+                    f"max_length {task.max_length} tokens and will be "
+                    + ("split into overlapping windows" if task.windows else "truncated; raise max_length to keep them")
                 )
         report[name] = info
     report["warnings"] = warnings

@@ -66,8 +66,6 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
     if "train" in splits and "train" not in records:
         raise HftkError("recipe: data.train is required to train; name the training file")
     if "train" in records:
-        for role in task.target_roles:  # a missing label column is an error here, whatever fit() reads
-            task.column(records["train"], role)
         task.fit(records["train"])
     return Prepared(recipe, task, records)
 
@@ -107,6 +105,8 @@ def train(
     # before all have passed the barrier below.
     _check_output_dir(out, resume=resume, overwrite=overwrite)
 
+    if not get_task(recipe.task).trainable:
+        raise HftkError(f"task: {recipe.task} is for inference only; use hftk predict --task {recipe.task}")
     prepared = prepare(recipe)
     task, splits = prepared.task, prepared.splits
     features = {name: _features(task, recs, by_length=name != "train") for name, recs in splits.items()}

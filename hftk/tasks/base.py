@@ -42,6 +42,10 @@ class Task:
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
     # Outputs with one row per token (NER, QA) are cut back to each feature's own length after batching.
     token_level: ClassVar[bool] = False
+    # Tasks used only for inference (embeddings, zero-shot) set this False: `hftk train` refuses them.
+    trainable: ClassVar[bool] = True
+    # Inputs longer than max_length are split into overlapping windows (NER, QA) rather than truncated.
+    windows: ClassVar[bool] = False
 
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
@@ -54,7 +58,8 @@ class Task:
 
             raise HftkError(
                 f"max_length: {recipe.max_length} is more than {recipe.model} takes ({limit} tokens); "
-                f"set max_length: {limit} or less (longer inputs are truncated)"
+                f"set max_length: {limit} or less (longer inputs are "
+                + ("split into overlapping windows)" if self.windows else "truncated)")
             )
         self.max_length = min(recipe.max_length or 512, limit)
 
@@ -88,6 +93,10 @@ class Task:
 
     def has_role(self, records: Records, role: str) -> bool:
         return self.recipe.data.column(role) in records.columns
+
+    def has_targets(self, records: Records) -> bool:
+        """Whether the records are labelled (train/evaluate) rather than inputs only (predict)."""
+        return all(self.has_role(records, role) for role in self.target_roles)
 
     def texts(self, records: Records, role: str) -> list[str]:
         """A text column, every value checked to be a string."""
