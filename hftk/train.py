@@ -182,6 +182,8 @@ def train(
         trainer.compute_metrics = task.metric_fn(splits["test"], features["test"][1])
         metrics["test"] = trainer.evaluate(features["test"][0], metric_key_prefix="test")
     metrics["device"] = {"device": policy.device, "precision": policy.precision, "world_size": args.world_size}
+    if args.world_size > 1:  # DDP (MULTI_GPU/MULTI_CPU), FSDP or DEEPSPEED, as the launcher configured it
+        metrics["device"]["distributed"] = str(trainer.accelerator.distributed_type.value)
     _write_output(trainer, recipe, task, metrics, out)
     return TrainResult(out, metrics, trainer.state.global_step, start.step)
 

@@ -70,6 +70,7 @@ def test_two_processes_train_like_one_on_half_the_data_each(recipe_file, tmp_pat
     m1, m2 = one["metrics"], two["metrics"]
     print("1 process:", m1["train"], m1["eval"], "\n2 processes:", m2["train"], m2["eval"])
     assert m1["device"]["world_size"] == 1 and m2["device"]["world_size"] == 2
+    assert m2["device"]["distributed"] == "MULTI_CPU"  # DDP on gloo
     assert m1["train"]["global_step"] == m2["train"]["global_step"] == TRAIN_ROWS // 16
 
     # Each process trained on its own half; together exactly what the single process trained on.
@@ -100,21 +101,24 @@ def test_two_processes_train_like_one_on_half_the_data_each(recipe_file, tmp_pat
 
 @pytest.mark.slow
 def test_accelerate_launch_with_a_config_file(recipe_file, tmp_path):
-    """`accelerate launch --config_file CFG -m hftk train`: the config (here multi-CPU DDP; FSDP or DeepSpeed
-    the same way) passes through to Trainer untouched."""
+    """`accelerate launch --config_file CFG -m hftk train`: the launcher's config passes through to Trainer.
+
+    accelerate's MULTI_CPU launcher needs mpirun; its MULTI_GPU launcher (torch.distributed.run) starts the two
+    processes here, and hftk's device policy (no GPU: use_cpu) puts them on CPU with gloo. FSDP and DeepSpeed
+    configs take the same path on GPUs; on a CPU accelerate runs them as plain DDP, so they are not tested here.
+    """
     config = tmp_path / "accelerate.yaml"
     config.write_text(
         yaml.safe_dump(
             {
                 "compute_environment": "LOCAL_MACHINE",
-                "distributed_type": "MULTI_CPU",
+                "distributed_type": "MULTI_GPU",
                 "num_processes": 2,
                 "num_machines": 1,
                 "machine_rank": 0,
-                "main_process_ip": "127.0.0.1",
                 "main_process_port": 29534,
                 "mixed_precision": "no",
-                "use_cpu": True,
+                "gpu_ids": "all",
             }
         )
     )
@@ -124,5 +128,7 @@ def test_accelerate_launch_with_a_config_file(recipe_file, tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["device"]["world_size"] == 2 and metrics["train"]["global_step"] == 4
+    assert metrics["device"]["world_size"] == 2 and metrics["device"]["distributed"] == "MULTI_CPU"
+    assert metrics["train"]["global_step"] == 4
     assert proc.stdout.count("model saved to") == 1
+    assert {"config.json", "model.safetensors"} <= {p.name for p in out.iterdir()}
