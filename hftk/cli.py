@@ -10,9 +10,17 @@ import time
 from hftk.errors import HftkError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one `hftk: error:` line with exit status 2, like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"hftk: error: {message}; see '{self.prog} --help'", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hftk", description="Fine-tune HuggingFace models from one recipe file.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="hftk", description="Fine-tune HuggingFace models from one recipe file.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="fine-tune the model a recipe describes")
     t.add_argument("recipe", help="recipe YAML file")
@@ -90,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     from hftk.recipe import parse_overrides
 
     if args.command == "train":
+        from hftk.models import is_main_process
         from hftk.train import train
 
         result = train(
@@ -99,8 +108,9 @@ def _run(args: argparse.Namespace) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
         )
-        print(json.dumps(result.metrics.get("eval", result.metrics.get("train")), indent=2))
-        print(f"model saved to {result.output_dir}")
+        if is_main_process():  # under torchrun every process returns here; one report is enough
+            print(json.dumps(result.metrics.get("eval", result.metrics.get("train")), indent=2))
+            print(f"model saved to {result.output_dir}")
     elif args.command == "check":
         from hftk.check import check, format_report
 

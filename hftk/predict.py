@@ -7,6 +7,7 @@ Inputs are tokenised in one call, sorted by length so each batch carries almost 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from hftk.data import Records
-from hftk.errors import HftkError
+from hftk.errors import HftkError, not_utf8
+from hftk.files import atomic_write_text
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
 from hftk.recipe import Recipe, load_recipe
 from hftk.tasks import Task, get_task
@@ -24,6 +26,8 @@ from hftk.tasks.base import Features
 # Padded tokens per batch: batches of short inputs hold more examples, long ones fewer, so the cost per
 # batch stays even and the per-call overhead is amortised.
 TOKENS_PER_BATCH = 4096
+
+logger = logging.getLogger("hftk")
 
 
 class Predictor:
@@ -48,8 +52,11 @@ class Predictor:
         import torch
         from transformers import AutoConfig
 
-        self.tokenizer = load_tokenizer(self.model_ref)
-        config = AutoConfig.from_pretrained(self.model_ref)
+        self.trust_remote_code = self.recipe.trust_remote_code
+        if self.trust_remote_code:
+            logger.warning("trust_remote_code: true (recipe of %s) runs Python code shipped with the model", model)
+        self.tokenizer = load_tokenizer(self.model_ref, trust_remote_code=self.trust_remote_code)
+        config = AutoConfig.from_pretrained(self.model_ref, trust_remote_code=self.trust_remote_code)
         self.task: Task = get_task(self.recipe.task).from_trained(self.recipe, self.tokenizer, config)
         self.device = device or detect_device()
         dtype = device_policy("auto", self.device).inference_dtype if self.device == "cuda" else torch.float32
@@ -66,7 +73,9 @@ class Predictor:
         """Loaded on first use, so bad input fails fast, before the weights are read."""
         if self._model is None:
             check_weights(self.model_ref)
-            model = self.task.auto_model().from_pretrained(self.model_ref, dtype=self.dtype)
+            model = self.task.auto_model().from_pretrained(
+                self.model_ref, dtype=self.dtype, use_safetensors=True, trust_remote_code=self.trust_remote_code
+            )
             self._model = model.to(self.device).eval()
         return self._model
 
@@ -78,10 +87,11 @@ class Predictor:
         if p.suffix.lower() in (".txt", ""):
             if not p.is_file():
                 raise HftkError(f"{p}: input file not found; check the path")
+            data = p.read_bytes()
             try:
-                lines = p.read_text(encoding="utf-8").splitlines()
+                lines = data.decode("utf-8").splitlines()
             except UnicodeDecodeError as e:
-                raise HftkError(f"{p}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+                raise not_utf8(p, data, e) from None
             col = self.recipe.data.column(self.task.input_roles[0])
             numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
             if not numbered:
@@ -183,17 +193,23 @@ def predict(
         options: the task's prediction options (top_k, aggregation_strategy, ...).
     """
     out = Path(output_path)
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         raise HftkError(f"{out}: is a directory; give a file name such as predictions.jsonl")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise HftkError(f"{out}: a parent of the output path is a file, not a folder; choose another path")
+    if options.get("top_k") is not None and options["top_k"] < 1:
+        raise HftkError(f"--top-k {options['top_k']}: must be 1 or more")
     predictor = Predictor(model_dir, task=task, **(recipe_overrides or {}))
     records = predictor.read(input_path)
     results = predictor.predict(records, **options)
-    tmp = out.with_name(f".{out.name}.tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row, result in zip(records.rows, results):
-            f.write(json.dumps({**_inputs_of(row, predictor), **result}, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)  # a crash never leaves half a predictions file under the real name
+    lines = (
+        json.dumps({**_inputs_of(row, predictor), **result}, ensure_ascii=False)
+        for row, result in zip(records.rows, results)
+    )
+    try:
+        atomic_write_text(out, "".join(line + "\n" for line in lines))  # never half a predictions file
+    except OSError as e:
+        raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
     return len(results)
 
 

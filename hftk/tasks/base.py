@@ -50,7 +50,18 @@ class Task:
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
         self.tokenizer = tokenizer
-        self.max_length = min(recipe.max_length or 512, _model_max_length(tokenizer))
+        limit = _model_max_length(tokenizer)
+        if recipe.max_length and recipe.max_length > limit and tokenizer is not None and _has_limit(tokenizer):
+            # Inputs longer than max_length are truncated (hftk check counts them); a max_length beyond the
+            # model's position table cannot work at all.
+            from hftk.errors import HftkError
+
+            raise HftkError(
+                f"max_length: {recipe.max_length} is more than {recipe.model} takes ({limit} tokens); "
+                f"set max_length: {limit} or less (longer inputs are "
+                + ("split into overlapping windows)" if self.windows else "truncated)")
+            )
+        self.max_length = min(recipe.max_length or 512, limit)
 
     # -- data ------------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Records:
@@ -159,4 +170,9 @@ class Task:
 def _model_max_length(tokenizer: Any) -> int:
     n = getattr(tokenizer, "model_max_length", None)
     # Tokenizers without a limit report a huge sentinel (int(1e30)); BERT-style position tables stop at 512.
-    return n if isinstance(n, int) and 0 < n < 100_000 else 512
+    return n if _has_limit(tokenizer) else 512
+
+
+def _has_limit(tokenizer: Any) -> bool:
+    n = getattr(tokenizer, "model_max_length", None)
+    return isinstance(n, int) and 0 < n < 100_000
