@@ -3,7 +3,7 @@
 from hftk.check import check
 from hftk.errors import HftkError
 from hftk.models import load_tokenizer, pipeline
-from hftk.predict import Predictor, evaluate, predict
+from hftk.predict import Predictor, embed, evaluate, predict
 from hftk.recipe import Recipe, load_recipe
 from hftk.train import train
 
@@ -13,6 +13,7 @@ __all__ = [
     "Predictor",
     "Recipe",
     "check",
+    "embed",
     "evaluate",
     "load_recipe",
     "load_tokenizer",

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from hftk.models import device_policy
 from hftk.recipe import Recipe, load_recipe
 from hftk.train import prepare
 
@@ -20,7 +21,9 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
     recipe = load_recipe(recipe, overrides)
     prepared = prepare(recipe, tokenizer_optional=True)
     task = prepared.task
+    policy = device_policy(recipe.precision)  # a precision this machine cannot train in fails here, not later
     report: dict[str, Any] = {"task": recipe.task, "model": recipe.model, "max_length": task.max_length}
+    report["device"] = {"device": policy.device, "precision": policy.precision}
     warnings: list[str] = []
     if task.tokenizer is None:
         warnings.append(
@@ -28,8 +31,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
             "token lengths not checked. Run online once, or --set model=LOCAL_DIR"
         )
     for name, records in prepared.splits.items():
-        if all(task.has_role(records, role) for role in task.target_roles):
-            task.targets(records)  # every label/target converts, or a located error
+        if task.trainable or task.has_targets(records):
+            task.targets(records)  # training evaluates every split: each needs targets that convert
         info: dict[str, Any] = {"rows": len(records), **task.summary(records)}
         lengths = task.lengths(records) if task.tokenizer is not None else None
         if lengths:
@@ -39,7 +42,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
             if over:
                 warnings.append(
                     f"{records.source}: {over} of {len(arr)} inputs ({over / len(arr):.1%}) are longer than "
-                    f"max_length {task.max_length} tokens and will be truncated; raise max_length to keep them"
+                    f"max_length {task.max_length} tokens and will be "
+                    + ("split into overlapping windows" if task.windows else "truncated; raise max_length to keep them")
                 )
         report[name] = info
     report["warnings"] = warnings
@@ -48,6 +52,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"task {report['task']}, model {report['model']}, max_length {report['max_length']}"]
+    if device := report.get("device"):
+        lines[0] += f", trains on {device['device']} ({device['precision']})"
     for split in ("train", "validation", "test"):
         info = report.get(split)
         if not info:

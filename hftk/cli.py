@@ -10,9 +10,17 @@ import time
 from hftk.errors import HftkError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one `hftk: error:` line with exit status 2, like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"hftk: error: {message}; see '{self.prog} --help'", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hftk", description="Fine-tune HuggingFace models from one recipe file.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="hftk", description="Fine-tune HuggingFace models from one recipe file.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="fine-tune the model a recipe describes")
     t.add_argument("recipe", help="recipe YAML file")
@@ -33,15 +41,42 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
-    pr = sub.add_parser("predict", help="predict a file of inputs with a trained model directory")
-    pr.add_argument("model_dir")
+    pr = sub.add_parser("predict", help="predict a file of inputs with a trained model directory or any checkpoint")
+    pr.add_argument("model_dir", help="an hftk output directory, a local checkpoint, a hub id or package:NAME")
+    pr.add_argument("--task", help="the pipeline task, for checkpoints not trained by hftk (or another use of one)")
+    pr.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a recipe field for prediction, e.g. --set data.columns.text=sentence (repeatable)",
+    )
     pr.add_argument("--input", required=True, help="text file (one input per line), CSV, TSV, JSON(L) or Parquet")
     pr.add_argument("--output", required=True, help="JSONL file to write, one prediction per input, in order")
     pr.add_argument("--top-k", type=int, default=None, help="also list the k most likely labels")
+    pr.add_argument("--labels", help="zero-shot-classification: candidate labels, comma-separated")
+    pr.add_argument("--hypothesis-template", help="zero-shot-classification: e.g. 'This example is {}.'")
+    pr.add_argument("--multi-label", action="store_true", default=None, help="zero-shot: labels scored independently")
+    pr.add_argument(
+        "--aggregation",
+        choices=["none", "simple", "first", "average", "max"],
+        help="token classification: how tokens group into entities (default: the recipe's aggregation)",
+    )
+
+    em = sub.add_parser("embed", help="sentence embeddings of a file of inputs, as .npy or .parquet")
+    em.add_argument("model_dir", help="any encoder: an hftk output directory, a checkpoint, a hub id or package:NAME")
+    em.add_argument("--input", required=True, help="text file (one input per line), CSV, TSV, JSON(L) or Parquet")
+    em.add_argument("--output", required=True, help=".npy (vectors in input order) or .parquet (inputs + vectors)")
+    em.add_argument("--pooling", choices=["cls", "mean", "max"], help="default: the checkpoint's own, else mean")
+    em.add_argument("--normalize", action="store_true", default=None, help="unit-length vectors")
+    em.add_argument("--column", help="the input column of CSV/TSV/JSON(L) files (default: text)")
 
     e = sub.add_parser("evaluate", help="the task's metrics on a labelled file")
     e.add_argument("model_dir")
     e.add_argument("--data", required=True)
+    e.add_argument("--task", help="the pipeline task, for checkpoints not trained by hftk")
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -63,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     from hftk.recipe import parse_overrides
 
     if args.command == "train":
+        from hftk.models import is_main_process
         from hftk.train import train
 
         result = train(
@@ -72,8 +108,9 @@ def _run(args: argparse.Namespace) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
         )
-        print(json.dumps(result.metrics.get("eval", result.metrics.get("train")), indent=2))
-        print(f"model saved to {result.output_dir}")
+        if is_main_process():  # under torchrun every process returns here; one report is enough
+            print(json.dumps(result.metrics.get("eval", result.metrics.get("train")), indent=2))
+            print(f"model saved to {result.output_dir}")
     elif args.command == "check":
         from hftk.check import check, format_report
 
@@ -84,21 +121,51 @@ def _run(args: argparse.Namespace) -> int:
 
         _quiet_loading()
         start = time.perf_counter()
-        options = {"top_k": args.top_k} if args.top_k is not None else {}
-        n = predict(args.model_dir, args.input, args.output, **options)
+        options = {"top_k": args.top_k, "aggregation_strategy": args.aggregation}
+        options = {k: v for k, v in options.items() if v is not None}
+        n = predict(
+            args.model_dir,
+            args.input,
+            args.output,
+            task=args.task,
+            recipe_overrides=_prediction_overrides(args),
+            **options,
+        )
         seconds = time.perf_counter() - start
         print(f"{n} predictions written to {args.output} in {seconds:.1f} s")
+    elif args.command == "embed":
+        from hftk.predict import embed
+
+        _quiet_loading()
+        start = time.perf_counter()
+        n = embed(
+            args.model_dir, args.input, args.output, pooling=args.pooling, normalize=args.normalize, column=args.column
+        )
+        print(f"{n} embeddings written to {args.output} in {time.perf_counter() - start:.1f} s")
     elif args.command == "evaluate":
         from hftk.predict import evaluate
 
         _quiet_loading()
-        metrics = evaluate(args.model_dir, args.data)
+        metrics = evaluate(args.model_dir, args.data, task=args.task, recipe_overrides=parse_overrides(args.overrides))
         if args.json:
             print(json.dumps(metrics))
         else:
             for k, v in metrics.items():
                 print(f"{k}: {v:.4f}")
     return 0
+
+
+def _prediction_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """--set pairs plus the flags that are recipe fields of one task (zero-shot's labels and template)."""
+    from hftk.recipe import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    flags = {
+        "candidate_labels": args.labels,
+        "hypothesis_template": args.hypothesis_template,
+        "multi_label": args.multi_label,
+    }
+    return overrides | {k: v for k, v in flags.items() if v is not None}
 
 
 def _quiet_loading() -> None:

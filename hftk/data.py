@@ -198,6 +198,53 @@ def _read_saved_dataset(p: Path) -> Records:
     return Records(str(p), ds.to_list(), None, list(ds.column_names))
 
 
+def read_conll(path: str | Path, *, tag_column: int = -1, tokens: str = "tokens", tags: str = "tags") -> Records:
+    """CoNLL column files: one token per line, blank lines between sentences, `-DOCSTART-` lines skipped.
+
+    Each sentence becomes one row `{tokens: [...], tags: [...]}` whose line is the sentence's first line, so
+    token j of row i sits on line `records.lines[i] + j`.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise HftkError(f"{p}: data file not found; check the path (relative paths start at the current folder)")
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    words: list[str] = []
+    labels: list[str] = []
+    width = 0
+
+    def flush() -> None:
+        if words:
+            rows.append({tokens: list(words), tags: list(labels)})
+            lines.append(start)
+            words.clear()
+            labels.clear()
+
+    need = max(2, tag_column + 1 if tag_column >= 0 else -tag_column)  # the token, and the tag column
+    start = 0
+    for n, line in _lines(p):
+        cells = line.split()
+        if not cells or cells[0] == "-DOCSTART-":
+            flush()
+            continue
+        if not words:
+            start, width = n, len(cells)
+        if len(cells) < need:
+            raise HftkError(
+                f"{p}:{n}: {len(cells)} column(s), need at least {need} (the token and the tag in column "
+                f"{tag_column}); fix the line or set data.tag_column"
+            )
+        if len(cells) != width:
+            raise HftkError(
+                f"{p}:{n}: {len(cells)} columns, the sentence's first line has {width}; "
+                "fix the line (a space inside a token, or a missing column?)"
+            )
+        words.append(cells[0])
+        labels.append(cells[tag_column])
+    flush()
+    return Records(str(p), rows, lines, [tokens, tags] if rows else [])
+
+
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
     seen: dict[str, None] = {}
     for row in rows[:1000]:

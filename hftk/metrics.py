@@ -36,3 +36,28 @@ def regression(pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
         "pearson": 0.0 if constant else float(pearsonr(pred, gold)[0]),
         "spearman": 0.0 if constant else float(spearmanr(pred, gold)[0]),
     }
+
+
+def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = False) -> dict[str, float]:
+    """Entity-level precision/recall/F1 (seqeval), overall and per type, plus token accuracy.
+
+    `strict` matches whole BIOES entities (seqeval's strict mode); otherwise conlleval's lenient reading.
+    """
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOBES
+
+    kwargs: dict = {"mode": "strict", "scheme": IOBES} if strict else {}
+    report = classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
+    micro = report.get("micro avg", {})
+    out = {
+        "precision": float(micro.get("precision", 0.0)),
+        "recall": float(micro.get("recall", 0.0)),
+        "f1": float(micro.get("f1-score", 0.0)),
+    }
+    flat_gold = [t for seq in gold for t in seq]
+    flat_pred = [t for seq in pred for t in seq]
+    out["accuracy"] = float(np.mean([g == p for g, p in zip(flat_gold, flat_pred)])) if flat_gold else 0.0
+    for typ, row in report.items():
+        if not typ.endswith(" avg"):
+            out[f"f1_{typ}"] = float(row["f1-score"])
+    return out

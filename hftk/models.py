@@ -40,10 +40,11 @@ def resolve_model(ref: str) -> str:
     return ref  # a hub id
 
 
-def load_tokenizer(name_or_dir: str, **kwargs: Any):
+def load_tokenizer(name_or_dir: str, *, trust_remote_code: bool = False, **kwargs: Any):
     """A fast tokenizer for any checkpoint; Tohoku Japanese BERT gets hftk's fast MeCab tokenizer.
 
-    Every task needs offsets or fast batch encoding, which slow tokenizers lack.
+    Every task needs offsets or fast batch encoding, which slow tokenizers lack. Code shipped with a
+    checkpoint runs only when `trust_remote_code` is true (the recipe key of that name).
     """
     from transformers import AutoTokenizer
 
@@ -53,20 +54,55 @@ def load_tokenizer(name_or_dir: str, **kwargs: Any):
     if is_bert_japanese(path):
         return load_bert_japanese_fast(path, **kwargs)
     try:
-        tok = AutoTokenizer.from_pretrained(path, use_fast=True, **kwargs)
-    except OSError as e:
-        raise HftkError(f"{name_or_dir}: cannot load a tokenizer ({str(e).splitlines()[0]})") from None
+        tok = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError) as e:  # ValueError: the checkpoint wants code run (trust_remote_code) or is odd
+        raise HftkError(f"{name_or_dir}: cannot load a tokenizer ({str(e).strip().splitlines()[0]})") from None
     return tok
 
 
 def check_weights(path: str) -> None:
-    """Fail early, with a fix, when a local model directory has a config but no weights."""
+    """Fail early, with a fix, when a local model directory has no safetensors weights.
+
+    Pickled weights (`pytorch_model.bin`) are refused: unpickling can run code, and hftk loads weights with
+    `use_safetensors=True` everywhere.
+    """
     p = Path(path)
     if not p.is_dir():
         return
-    names = {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"}
-    if not any((p / n).exists() for n in names):
-        raise HftkError(f"{p}: no model weights (model.safetensors) in the directory; train or copy them there")
+    if (p / "model.safetensors").is_file() or (p / "model.safetensors.index.json").is_file():
+        return
+    if any(p.glob("pytorch_model*.bin*")):
+        raise HftkError(
+            f"{p}: weights only as pytorch_model.bin (a pickle, which can run code when loaded); convert them "
+            "to model.safetensors with a tool you trust, e.g. save_pretrained(DIR, safe_serialization=True)"
+        )
+    raise HftkError(f"{p}: no model weights (model.safetensors) in the directory; train or copy them there")
+
+
+def check_model_files(ref: str, tokenizer: Any) -> None:
+    """For a local model: weights present, and the tokenizer's vocabulary fits the model's embeddings.
+
+    Reads config.json only, so `hftk check` finds both problems without loading weights. A tokenizer with
+    more tokens than the embedding table makes an index error deep inside the first forward pass.
+    """
+    if not (ref.startswith(PACKAGE_PREFIX) or Path(ref).expanduser().exists()):
+        return  # a hub id: the files are fetched (or found in the cache) when the weights load
+    path = resolve_model(ref)
+    check_weights(path)
+    if tokenizer is None:
+        return
+    import json
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise HftkError(f"{path}/config.json: unreadable ({e}); re-save the model") from None
+    size = config.get("vocab_size") if isinstance(config, dict) else None
+    if isinstance(size, int) and len(tokenizer) > size:
+        raise HftkError(
+            f"{path}: the tokenizer has {len(tokenizer)} tokens but the model's config.json vocab_size is {size}; "
+            "use the tokenizer saved with this model"
+        )
 
 
 # ------------------------------------------------------------------------------------------ device policy
@@ -146,7 +182,9 @@ def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any):
 
     if model is not None:
         model = resolve_model(model)
-        kwargs.setdefault("tokenizer", load_tokenizer(model))
+        trust = bool(kwargs.get("trust_remote_code", False))
+        kwargs.setdefault("tokenizer", load_tokenizer(model, trust_remote_code=trust))
+        kwargs["model_kwargs"] = {"use_safetensors": True, **(kwargs.get("model_kwargs") or {})}
     from hftk.tasks.seq2seq import PIPELINE_TASKS, seq2seq_pipeline
 
     if task in PIPELINE_TASKS and model is not None:

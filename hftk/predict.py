@@ -7,6 +7,7 @@ Inputs are tokenised in one call, sorted by length so each batch carries almost 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from hftk.data import Records
-from hftk.errors import HftkError
+from hftk.errors import HftkError, not_utf8
+from hftk.files import atomic_write_text
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
-from hftk.recipe import load_recipe
+from hftk.recipe import Recipe, load_recipe
 from hftk.tasks import Task, get_task
 from hftk.tasks.base import Features
 
@@ -25,21 +27,36 @@ from hftk.tasks.base import Features
 # batch stays even and the per-call overhead is amortised.
 TOKENS_PER_BATCH = 4096
 
+logger = logging.getLogger("hftk")
+
 
 class Predictor:
-    """A trained model directory, ready to predict. `Predictor(DIR).predict(["text", ...])`."""
+    """A model ready to predict: `Predictor(DIR).predict(["text", ...])`.
 
-    def __init__(self, model_dir: str | Path, *, device: str | None = None, max_batch_size: int = 64) -> None:
-        self.model_dir = Path(resolve_model(str(model_dir)))
-        recipe_file = self.model_dir / "recipe.yaml"
-        if not recipe_file.is_file():
-            raise HftkError(f"{self.model_dir}: no recipe.yaml (not trained by hftk); train it with hftk train")
-        self.recipe = load_recipe(recipe_file)
+    An hftk output directory says its own task (recipe.yaml); any other checkpoint (local dir, hub id or
+    `package:NAME`) needs `task=`. `options` set recipe fields by dotted key, e.g. `pooling="mean"` or
+    `**{"data.columns.text": "sentence"}`.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        task: str | None = None,
+        device: str | None = None,
+        max_batch_size: int = 64,
+        **options: Any,
+    ) -> None:
+        self.model_ref = resolve_model(str(model))
+        self.recipe = _recipe_for(self.model_ref, task, options)
         import torch
         from transformers import AutoConfig
 
-        self.tokenizer = load_tokenizer(str(self.model_dir))
-        config = AutoConfig.from_pretrained(self.model_dir)
+        self.trust_remote_code = self.recipe.trust_remote_code
+        if self.trust_remote_code:
+            logger.warning("trust_remote_code: true (recipe of %s) runs Python code shipped with the model", model)
+        self.tokenizer = load_tokenizer(self.model_ref, trust_remote_code=self.trust_remote_code)
+        config = AutoConfig.from_pretrained(self.model_ref, trust_remote_code=self.trust_remote_code)
         self.task: Task = get_task(self.recipe.task).from_trained(self.recipe, self.tokenizer, config)
         self.device = device or detect_device()
         dtype = device_policy("auto", self.device).inference_dtype if self.device == "cuda" else torch.float32
@@ -48,11 +65,17 @@ class Predictor:
         self.max_batch_size = max_batch_size
 
     @property
+    def model_dir(self) -> Path:
+        return Path(self.model_ref)
+
+    @property
     def model(self) -> Any:
         """Loaded on first use, so bad input fails fast, before the weights are read."""
         if self._model is None:
-            check_weights(str(self.model_dir))
-            model = self.task.auto_model().from_pretrained(self.model_dir, dtype=self.dtype)
+            check_weights(self.model_ref)
+            model = self.task.auto_model().from_pretrained(
+                self.model_ref, dtype=self.dtype, use_safetensors=True, trust_remote_code=self.trust_remote_code
+            )
             self._model = model.to(self.device).eval()
         return self._model
 
@@ -64,10 +87,11 @@ class Predictor:
         if p.suffix.lower() in (".txt", ""):
             if not p.is_file():
                 raise HftkError(f"{p}: input file not found; check the path")
+            data = p.read_bytes()
             try:
-                lines = p.read_text(encoding="utf-8").splitlines()
+                lines = data.decode("utf-8").splitlines()
             except UnicodeDecodeError as e:
-                raise HftkError(f"{p}: not UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+                raise not_utf8(p, data, e) from None
             col = self.recipe.data.column(self.task.input_roles[0])
             numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
             if not numbered:
@@ -128,6 +152,25 @@ class Predictor:
         return self.task.score(records, features, self.run(features))
 
 
+def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Recipe:
+    """The recipe an hftk output directory saved, or one built from `task` for any other checkpoint."""
+    from hftk.tasks import task_names
+
+    saved = Path(model_ref) / "recipe.yaml"
+    if saved.is_file():
+        recipe = load_recipe(saved)
+        if task is None or task == recipe.task:
+            return load_recipe(recipe, options) if options else recipe
+        # Another task on the same weights, e.g. embeddings from a fine-tuned encoder.
+        return load_recipe({"task": task, "model": model_ref, "data": {}}, options)
+    if task is None:
+        raise HftkError(
+            f"{model_ref}: not trained by hftk (no recipe.yaml), so its task is unknown; "
+            f"name it with --task ({', '.join(task_names())})"
+        )
+    return load_recipe({"task": task, "model": model_ref, "data": {}}, options)
+
+
 def _batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -> Iterator[list[int]]:
     """Consecutive runs of `order` whose padded size (count x longest) stays within `tokens`."""
     batch: list[int] = []
@@ -140,20 +183,41 @@ def _batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -
         yield batch
 
 
-def predict(model_dir: str | Path, input_path: str | Path, output_path: str | Path, **options: Any) -> int:
-    """Predict every input of a file and write JSONL in input order; returns the number of rows written."""
+def predict(
+    model_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    task: str | None = None,
+    recipe_overrides: dict[str, Any] | None = None,
+    **options: Any,
+) -> int:
+    """Predict every input of a file and write JSONL in input order; returns the number of rows written.
+
+    Args:
+        model_dir: an hftk output directory, or any checkpoint with `task`.
+        task: the pipeline task, for checkpoints not trained by hftk.
+        recipe_overrides: recipe fields by dotted key (input columns, generation settings, ...).
+        options: the task's prediction options (top_k, aggregation_strategy, ...).
+    """
     out = Path(output_path)
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         raise HftkError(f"{out}: is a directory; give a file name such as predictions.jsonl")
-    predictor = Predictor(model_dir)
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise HftkError(f"{out}: a parent of the output path is a file, not a folder; choose another path")
+    if options.get("top_k") is not None and options["top_k"] < 1:
+        raise HftkError(f"--top-k {options['top_k']}: must be 1 or more")
+    predictor = Predictor(model_dir, task=task, **(recipe_overrides or {}))
     records = predictor.read(input_path)
     results = predictor.predict(records, **options)
-    tmp = out.with_name(f".{out.name}.tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row, result in zip(records.rows, results):
-            f.write(json.dumps({**_inputs_of(row, predictor), **result}, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)  # a crash never leaves half a predictions file under the real name
+    lines = (
+        json.dumps({**_inputs_of(row, predictor), **result}, ensure_ascii=False)
+        for row, result in zip(records.rows, results)
+    )
+    try:
+        atomic_write_text(out, "".join(line + "\n" for line in lines))  # never half a predictions file
+    except OSError as e:
+        raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
     return len(results)
 
 
@@ -162,7 +226,50 @@ def _inputs_of(row: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
     return {c: row[c] for c in cols if c in row}
 
 
-def evaluate(model_dir: str | Path, data_path: str | Path) -> dict[str, float]:
+def evaluate(
+    model_dir: str | Path,
+    data_path: str | Path,
+    *,
+    task: str | None = None,
+    recipe_overrides: dict[str, Any] | None = None,
+) -> dict[str, float]:
     """The task's metrics on a labelled file, computed from the same batched predictor."""
-    predictor = Predictor(model_dir)
+    predictor = Predictor(model_dir, task=task, **(recipe_overrides or {}))
     return predictor.evaluate(predictor.task.read(data_path))
+
+
+def embed(
+    model: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    pooling: str | None = None,
+    normalize: bool | None = None,
+    column: str | None = None,
+) -> int:
+    """Sentence embeddings of every input, written as .npy (float32, input order) or .parquet (inputs + vectors).
+
+    Returns the number of inputs embedded.
+    """
+    out = Path(output_path)
+    suffix = out.suffix.lower()
+    if suffix not in (".npy", ".parquet"):
+        raise HftkError(f"{out}: embeddings are written as .npy or .parquet; change the file name")
+    options = {"pooling": pooling, "normalize": normalize, "data.columns.text": column}
+    predictor = Predictor(model, task="feature-extraction", **{k: v for k, v in options.items() if v is not None})
+    records = predictor.read(input_path)
+    vectors = np.stack(predictor.run(predictor.task.encode(records, with_targets=False))).astype(np.float32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{suffix}")
+    if suffix == ".npy":
+        np.save(tmp, vectors)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        text = predictor.recipe.data.column("text")
+        column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+        table = pa.table({text: [r[text] for r in records.rows], "embedding": column})
+        pq.write_table(table, tmp)
+    os.replace(tmp, out)
+    return len(vectors)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hftk.errors import HftkError
+from hftk.errors import HftkError, not_utf8
 
 # hftk's own training defaults, in one place. A recipe's `training:` block overrides any of them.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -137,11 +137,15 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
         path = Path(source)
         where = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
             raise HftkError(f"{path}: recipe file not found; check the path") from None
+        except IsADirectoryError:
+            raise HftkError(f"{path}: a folder, not a recipe file; name the recipe's .yaml file") from None
+        try:
+            text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise HftkError(f"{path}: not UTF-8 text (byte {e.start}); save the recipe as UTF-8") from None
+            raise not_utf8(path, data, e) from None
         try:
             raw = _safe_load(text)
         except yaml.YAMLError as e:
@@ -149,6 +153,8 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
             line = f":{mark.line + 1}" if mark else ""
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise HftkError(f"{path}{line}: invalid YAML: {problem}; fix the syntax") from None
+        if raw is None:
+            raise HftkError(f"{path}: the recipe is empty; write task:, model: and data: (see recipes/)")
         if not isinstance(raw, dict):
             raise HftkError(f"{path}: a recipe is a YAML mapping (key: value lines), got {type(raw).__name__}")
     for key, value in (overrides or {}).items():
@@ -182,7 +188,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key.strip() or not all(part.strip() for part in key.split(".")):
             raise HftkError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set training.learning_rate=3e-5")
         try:
             out[key.strip()] = _safe_load(value) if value.strip() else ""

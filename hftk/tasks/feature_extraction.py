@@ -1,0 +1,98 @@
+"""Sentence embeddings (feature extraction): pooled hidden states of any encoder, batched and length-sorted.
+
+A checkpoint saved by sentence-transformers says how it pools (`1_Pooling/config.json`), whether it normalises
+(a Normalize module in `modules.json`) and its `max_seq_length`; those are the defaults here, so
+all-MiniLM-L6-v2 gives the vectors `SentenceTransformer.encode` gives. Other checkpoints default to mean
+pooling over the attention mask.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from hftk.data import Records
+from hftk.errors import HftkError
+from hftk.models import resolve_model
+from hftk.recipe import Recipe
+from hftk.tasks.base import Features, Task
+
+
+class FeatureExtractionRecipe(Recipe):
+    task: Literal["feature-extraction"]
+    pooling: Literal["cls", "mean", "max"] | None = None  # default: the checkpoint's own, else mean
+    normalize: bool | None = None  # unit-length vectors (cosine = dot product); default: the checkpoint's own
+
+
+class FeatureExtraction(Task):
+    name = "feature-extraction"
+    pipeline_task = "feature-extraction"
+    recipe_class = FeatureExtractionRecipe
+    input_roles = ("text",)
+    trainable = False
+    recipe: FeatureExtractionRecipe
+
+    def __init__(self, recipe: FeatureExtractionRecipe, tokenizer: Any) -> None:
+        super().__init__(recipe, tokenizer)
+        saved = _sentence_transformers_config(recipe.model)
+        self.pooling = recipe.pooling or saved.get("pooling", "mean")
+        self.normalize = recipe.normalize if recipe.normalize is not None else saved.get("normalize", False)
+        if recipe.max_length is None and "max_length" in saved:
+            self.max_length = min(saved["max_length"], self.max_length)
+
+    def encode(self, records: Records, *, with_targets: bool) -> Features:
+        return dict(self.tokenizer(self.texts(records, "text"), truncation=True, max_length=self.max_length))
+
+    def auto_model(self) -> Any:
+        from transformers import AutoModel
+
+        return AutoModel
+
+    def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        import torch
+
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "cls":
+            vectors = hidden[:, 0]
+        elif self.pooling == "max":
+            vectors = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+        else:
+            vectors = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        if self.normalize:
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        return (vectors.float().cpu().numpy(),)
+
+    def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
+        return [{"embedding": v.tolist()} for v in outputs]
+
+    def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
+        raise HftkError("feature-extraction has no labels to score; use hftk embed, then compare the vectors")
+
+
+def _sentence_transformers_config(ref: str) -> dict[str, Any]:
+    """Pooling, normalisation and max length saved by sentence-transformers next to the weights, if any."""
+    try:
+        root = Path(resolve_model(ref))
+    except HftkError:
+        return {}
+    out: dict[str, Any] = {}
+    pooling = root / "1_Pooling" / "config.json"
+    if pooling.is_file():
+        modes = json.loads(pooling.read_text(encoding="utf-8"))
+        for mode in ("cls", "mean", "max"):
+            if modes.get(f"pooling_mode_{mode}_token") or modes.get(f"pooling_mode_{mode}_tokens"):
+                out["pooling"] = mode
+    modules = root / "modules.json"
+    if modules.is_file():
+        kinds = [m.get("type", "") for m in json.loads(modules.read_text(encoding="utf-8"))]
+        out["normalize"] = any(k.endswith("Normalize") for k in kinds)
+    config = root / "sentence_bert_config.json"
+    if config.is_file():
+        length = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+        if isinstance(length, int) and length > 0:
+            out["max_length"] = length
+    return out

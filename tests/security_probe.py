@@ -1,0 +1,92 @@
+"""hftk's real entry points with the network cut off, on a checkpoint that ships Python code.
+
+Run by tests/test_security.py in its own process (`python tests/security_probe.py WORKDIR [hub]`), with the
+HF offline switches unset so that nothing but hftk itself keeps it off the network. Every socket connection
+and DNS lookup is recorded and refused. Writes WORKDIR/report.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+
+attempts: list[str] = []
+
+
+def _refuse(what):
+    def refuse(*args, **kwargs):
+        attempts.append(f"{what}{args[1:2] if what == 'connect' else args[:1]}")
+        raise OSError("network access refused by tests/security_probe.py")
+
+    return refuse
+
+
+_connect = socket.socket.connect
+
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        return _refuse("connect")(self, address)
+    return _connect(self, address)
+
+
+socket.socket.connect = connect
+socket.getaddrinfo = _refuse("getaddrinfo")
+socket.create_connection = _refuse("create_connection")
+
+work = Path(sys.argv[1])
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+warnings: list[str] = []
+
+
+class Collect(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        warnings.append(record.getMessage())
+
+
+logging.getLogger("hftk").addHandler(Collect(logging.WARNING))
+
+import hftk  # noqa: E402
+from hftk.cli import main  # noqa: E402
+
+report: dict = {}
+custom = work / "custom"  # a checkpoint whose config and tokenizer name classes in custom.py
+recipe = work / "recipe.yaml"
+
+if sys.argv[2:] == ["hub"]:
+    # A hub id is the one thing that goes to the network: the attempt is made, refused, and reported in one
+    # line (after huggingface_hub's retries, about a minute).
+    report["hub_exit"] = main(["train", str(work / "hub.yaml")])
+    report["hub_attempts"] = len(attempts)
+    (work / "report.json").write_text(json.dumps(report, indent=1))
+    sys.exit(0)
+
+hftk.check(recipe)
+result = hftk.train(recipe, output_dir=work / "run")
+predictor = hftk.Predictor(result.output_dir)
+report["without_trust"] = {
+    "trained": type(predictor.model).__name__,
+    "tokenizer": type(predictor.tokenizer).__name__,
+    "predict": hftk.Predictor(custom).predict(["a fine film"])[0]["label"],
+    "predict_model": type(hftk.Predictor(custom).model).__name__,
+    "pipeline": type(hftk.pipeline("text-classification", model=str(custom)).model).__name__,
+    "evaluate": sorted(hftk.evaluate(result.output_dir, work / "dev.tsv")),
+    "attempts": list(attempts),
+    "code_ran": (work / "custom_code_ran").exists(),
+}
+
+(custom / "recipe.yaml").write_text(
+    (custom / "recipe.yaml").read_text().replace("trust_remote_code: false", "trust_remote_code: true")
+)
+trusting = hftk.Predictor(custom)
+report["with_trust"] = {
+    "model": type(trusting.model).__name__,
+    "tokenizer": type(trusting.tokenizer).__name__,
+    "code_ran": (work / "custom_code_ran").exists(),
+    "warnings": [w for w in warnings if "trust_remote_code" in w],
+    "attempts": list(attempts),
+}
+(work / "report.json").write_text(json.dumps(report, indent=1))
