@@ -10,7 +10,7 @@ import pytest
 from hftk import HftkError, Predictor, evaluate, load_recipe, train
 
 from ..conftest import DATA, MINILM, ROOT, head, sst2_recipe
-from ..test_cli import assert_user_error, hftk
+from ..test_cli import hftk
 
 
 def lines_of(src: Path, dst: Path, start: int, n: int) -> Path:
@@ -57,26 +57,6 @@ def test_recipe_checks_masking_validation_and_generation():
     with pytest.raises(HftkError, match="generation: temperature only apply when sampling; add do_sample: true"):
         load_recipe({**clm, "generation": {"temperature": 0.7}})
     assert load_recipe({**clm, "generation": {"do_sample": True, "top_p": 0.9}}).generation.top_p == 0.9
-
-
-def test_bad_text_input_is_one_line_error(capsys, tmp_path):
-    recipe = str(ROOT / "recipes/mlm-domain-en.yaml")
-
-    def check_train(path):
-        return cli_error(capsys, "check", recipe, "--set", f"data.train={path}")
-
-    empty = tmp_path / "empty.txt"
-    empty.write_text("")
-    assert f"{empty}: no text (the file is empty or blank)" in check_train(empty)
-    latin = tmp_path / "latin.txt"
-    latin.write_bytes("first line\nsecond caf\xe9\n".encode("latin-1"))
-    assert f"{latin}:2: not UTF-8" in check_train(latin)
-    jsonl = tmp_path / "docs.jsonl"
-    jsonl.write_text('{"text": "a document"}\n{"body": "no text key"}\n')
-    assert f"{jsonl}:2: column 'text' is missing" in check_train(jsonl)
-    # The real command line, in its own process: exit status 2, no traceback.
-    proc = hftk("check", recipe, "--set", f"data.train={tmp_path}/*.md")
-    assert_user_error(proc, f"{tmp_path}/*.md: no files match this pattern")
 
 
 # ------------------------------------------------------------------------------------------------ masked LM

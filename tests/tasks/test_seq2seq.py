@@ -9,9 +9,7 @@ from hftk import Predictor, evaluate, train
 from hftk.tasks.seq2seq import _detect_tokens, rouge
 
 from ..conftest import DATA, ROOT, head
-from ..test_cli import assert_user_error
 from ..test_cli import hftk as hftk_cli
-from .test_language_modeling import cli_error
 
 
 def test_rouge_english_words_and_japanese_units():
@@ -72,16 +70,3 @@ def test_summarization_pipeline_agrees_with_hftk_predict(summarizer, tmp_path):
     assert [pipe(doc)[0]["summary_text"] for doc in documents] == [r["generated_text"] for r in rows]
     predicted = Predictor(result.output_dir).predict(documents[:2])
     assert predicted == [{"generated_text": r["generated_text"]} for r in rows[:2]]
-
-
-def test_missing_document_or_summary_column(capsys, tmp_path):
-    recipe = str(ROOT / "recipes/summarize-bart.yaml")
-    no_summary = tmp_path / "no_summary.jsonl"
-    no_summary.write_text('{"document": "#Person1#: Hi."}\n')
-    msg = cli_error(capsys, "check", recipe, "--set", f"data.validation={no_summary}")
-    assert f"{no_summary}: no column 'summary' for 'target' (columns: document); set data.columns.target" in msg
-    gap = tmp_path / "gap.jsonl"
-    gap.write_text('{"document": "#Person1#: Hi.", "summary": "A greeting."}\n{"summary": "No dialogue."}\n')
-    assert_user_error(
-        hftk_cli("check", recipe, "--set", f"data.validation={gap}"), f"{gap}:2: column 'document' is missing"
-    )
