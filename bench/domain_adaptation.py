@@ -10,7 +10,7 @@ classifier fine-tuned afterwards.
     then `recipes/sst2-minilm.yaml` fine-tuned from the adapted and from the original model with the same rows,
     seed and hyper-parameters; dev accuracy of both on the full SST-2 dev set (872).
 
-    python bench/domain_adaptation.py [--skip en,ja,clf] [--clf-train 2000] [--adapt-sentences 8000]
+    python bench/domain_adaptation.py [--skip en,ja,clf] [--clf-train 2000] [--adapt-sentences 8000] [--seeds 42,43]
 """
 
 from __future__ import annotations
@@ -64,38 +64,47 @@ def japanese(tmp: Path) -> None:
     )
 
 
-def classifier(tmp: Path, n_train: int, n_adapt: int) -> None:
+def classifier(tmp: Path, n_train: int, n_adapt: int, seeds: list[int], adapted_dir: str | None) -> None:
     import hftk
 
     rows = (ROOT / "data/en/sst2/train.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    adapt = tmp / "sst2_sentences.txt"
-    adapt.write_text("".join(r.rsplit("\t", 1)[0].strip() + "\n" for r in rows[:n_adapt]), encoding="utf-8")
     train_tsv = tmp / "sst2_train.tsv"
     train_tsv.write_text("sentence\tlabel\n" + "\n".join(rows[:n_train]) + "\n", encoding="utf-8")
-    start = time.perf_counter()
-    adapted = hftk.train(
-        ROOT / "recipes/mlm-domain-en.yaml",
-        overrides={**QUIET, "data.train": str(adapt), "max_length": 128},
-        output_dir=tmp / "mlm-sst2",
-    )
-    print(
-        f"adaptation on {n_adapt} SST-2 training sentences: {before_after(adapted.metrics)} "
-        f"({time.perf_counter() - start:.0f} s with evaluation)",
-        flush=True,
-    )
-    accuracy = {}
-    for name, model in (("original", MODEL), ("adapted", str(adapted.output_dir))):
-        overrides = {
-            **QUIET,
-            "model": model,
-            "data.train": str(train_tsv),
-            "max_length": 64,
-            "training.eval_strategy": "epoch",
-            "training.save_strategy": "epoch",
-        }
-        result = hftk.train(ROOT / "recipes/sst2-minilm.yaml", overrides=overrides, output_dir=tmp / f"clf-{name}")
-        accuracy[name] = result.metrics["eval"]["eval_accuracy"]
-        print(f"SST-2 classifier from the {name} model ({n_train} train rows, dev 872): accuracy {accuracy[name]:.4f}")
+    if adapted_dir is None:
+        adapt = tmp / "sst2_sentences.txt"
+        adapt.write_text("".join(r.rsplit("\t", 1)[0].strip() + "\n" for r in rows[:n_adapt]), encoding="utf-8")
+        start = time.perf_counter()
+        adapted = hftk.train(
+            ROOT / "recipes/mlm-domain-en.yaml",
+            overrides={**QUIET, "data.train": str(adapt), "max_length": 128},
+            output_dir=tmp / "mlm-sst2",
+        )
+        print(
+            f"adaptation on {n_adapt} SST-2 training sentences: {before_after(adapted.metrics)} "
+            f"({time.perf_counter() - start:.0f} s with evaluation)",
+            flush=True,
+        )
+        adapted_dir = str(adapted.output_dir)
+    accuracy: dict[str, list[float]] = {"original": [], "adapted": []}
+    for seed in seeds:
+        for name, model in (("original", MODEL), ("adapted", adapted_dir)):
+            overrides = {
+                **QUIET,
+                "model": model,
+                "seed": seed,
+                "data.train": str(train_tsv),
+                "max_length": 64,
+                "training.eval_strategy": "epoch",
+                "training.save_strategy": "epoch",
+            }
+            out = tmp / f"clf-{name}-{seed}"
+            result = hftk.train(ROOT / "recipes/sst2-minilm.yaml", overrides=overrides, output_dir=out)
+            accuracy[name].append(result.metrics["eval"]["eval_accuracy"])
+            print(
+                f"SST-2 classifier from the {name} model, seed {seed} ({n_train} train rows, dev 872): "
+                f"accuracy {accuracy[name][-1]:.4f}",
+                flush=True,
+            )
     print(json.dumps(accuracy))
 
 
@@ -104,6 +113,8 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: en, ja, clf")
     parser.add_argument("--clf-train", type=int, default=2000, help="SST-2 rows the classifiers train on")
     parser.add_argument("--adapt-sentences", type=int, default=8000, help="SST-2 sentences to adapt on")
+    parser.add_argument("--seeds", default="42", help="classifier seeds, comma-separated")
+    parser.add_argument("--adapted", help="reuse an adapted model directory instead of adapting again")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
 
@@ -117,7 +128,8 @@ def main() -> None:
     if "en" not in skip:
         english(tmp)
     if "clf" not in skip:
-        classifier(tmp, args.clf_train, args.adapt_sentences)
+        seeds = [int(x) for x in args.seeds.split(",")]
+        classifier(tmp, args.clf_train, args.adapt_sentences, seeds, args.adapted)
     print(f"runs in {tmp}; load average now {os.getloadavg()[0]:.1f}")
 
 

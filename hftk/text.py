@@ -278,6 +278,7 @@ class BlockCollator:
         if masking is not None and self.mask_id is None:
             raise HftkError(f"{tokenizer.name_or_path}: the tokenizer has no mask token; masked-lm needs one")
         self.vocab_size = len(tokenizer)
+        self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.pad_to_multiple_of = pad_to_multiple_of
         self.generator = None
 
@@ -309,7 +310,12 @@ class BlockCollator:
         if self.masking is None:
             labels = input_ids.masked_fill(attention_mask == 0, -100)
             return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        input_ids, labels = self.mask(input_ids, stack("word_ids", -1))
+        if "word_ids" in features[0]:
+            word_ids = stack("word_ids", -1)
+        else:  # rows not from pack() (no word ids): every token but the special ones is its own word
+            special = torch.isin(input_ids, torch.tensor(self.special_ids)) | (attention_mask == 0)
+            word_ids = torch.arange(width).expand_as(input_ids).masked_fill(special, -1)
+        input_ids, labels = self.mask(input_ids, word_ids)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
     def mask(self, input_ids: Any, word_ids: Any) -> tuple[Any, Any]:

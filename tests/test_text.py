@@ -215,3 +215,16 @@ def test_whole_word_masking_japanese_mecab_words(ja_fixture):
     text = "どっどどどどうど　どどうど　どどう、青いくるみも吹きとばせ"
     assert tok.tokenize("くるみ") == ["くる", "##み"]
     assert_whole_word_masking(tok, text, ["くる", "##み"])
+
+
+def test_rows_without_word_ids_are_masked_per_token(minilm_tokenizer, emma):
+    # Trainer or another caller may hand the collator rows without word_ids: specials still stay unmasked.
+    tok = minilm_tokenizer
+    features, collator = batch_of(tok, emma, 64, whole_word=True, probability=0.5)
+    rows = [{"input_ids": f["input_ids"], "attention_mask": f["attention_mask"]} for f in features[:8]]
+    with collator.seeded(3):
+        batch = collator(rows)
+    chosen = batch["labels"] != -100
+    original = torch.tensor([r["input_ids"] for r in rows])
+    special = (original == tok.cls_token_id) | (original == tok.sep_token_id)
+    assert chosen.any() and not chosen[special].any()
