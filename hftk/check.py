@@ -67,6 +67,11 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  labels: {labels}")
         if "label range" in info:
             lines.append(f"  labels: {info['label range']}")
+        if "blocks" in info:  # language modelling: documents packed into full blocks
+            lines.append(f"  packed: {info['blocks']} blocks of up to {info['block_size']} tokens")
+        if "target_tokens" in info:
+            t = info["target_tokens"]
+            lines.append(f"  target tokens: median {t['p50']}, max {t['max']}, {t['over_max_target_length']} truncated")
     lines.extend(f"warning: {w}" for w in report["warnings"])
     lines.append("ok" if not report["warnings"] else f"ok, {len(report['warnings'])} warning(s)")
     return "\n".join(lines)
