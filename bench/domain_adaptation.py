@@ -10,7 +10,8 @@ classifier fine-tuned afterwards.
     then `recipes/sst2-minilm.yaml` fine-tuned from the adapted and from the original model with the same rows,
     seed and hyper-parameters; dev accuracy of both on the full SST-2 dev set (872).
 
-    python bench/domain_adaptation.py [--skip en,ja,clf] [--clf-train 2000] [--adapt-sentences 8000] [--seeds 42,43]
+    python bench/domain_adaptation.py [--skip en,ja,clf] [--clf-train 2000] [--adapt-sentences 8000]
+        [--seeds 42,43,44] [--clf-epochs 1] [--adapted DIR]
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def japanese(tmp: Path) -> None:
     )
 
 
-def classifier(tmp: Path, n_train: int, n_adapt: int, seeds: list[int], adapted_dir: str | None) -> None:
+def classifier(tmp: Path, n_train: int, n_adapt: int, seeds: list[int], adapted_dir: str | None, epochs: int) -> None:
     import hftk
 
     rows = (ROOT / "data/en/sst2/train.tsv").read_text(encoding="utf-8").splitlines()[1:]
@@ -94,6 +95,7 @@ def classifier(tmp: Path, n_train: int, n_adapt: int, seeds: list[int], adapted_
                 "seed": seed,
                 "data.train": str(train_tsv),
                 "max_length": 64,
+                "training.num_train_epochs": epochs,
                 "training.eval_strategy": "epoch",
                 "training.save_strategy": "epoch",
             }
@@ -101,8 +103,8 @@ def classifier(tmp: Path, n_train: int, n_adapt: int, seeds: list[int], adapted_
             result = hftk.train(ROOT / "recipes/sst2-minilm.yaml", overrides=overrides, output_dir=out)
             accuracy[name].append(result.metrics["eval"]["eval_accuracy"])
             print(
-                f"SST-2 classifier from the {name} model, seed {seed} ({n_train} train rows, dev 872): "
-                f"accuracy {accuracy[name][-1]:.4f}",
+                f"SST-2 classifier from the {name} model, seed {seed} ({n_train} train rows, {epochs} epochs, "
+                f"dev 872): accuracy {accuracy[name][-1]:.4f}",
                 flush=True,
             )
     print(json.dumps(accuracy))
@@ -113,7 +115,8 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: en, ja, clf")
     parser.add_argument("--clf-train", type=int, default=2000, help="SST-2 rows the classifiers train on")
     parser.add_argument("--adapt-sentences", type=int, default=8000, help="SST-2 sentences to adapt on")
-    parser.add_argument("--seeds", default="42", help="classifier seeds, comma-separated")
+    parser.add_argument("--seeds", default="42,43,44", help="classifier seeds, comma-separated")
+    parser.add_argument("--clf-epochs", type=int, default=1, help="classifier epochs")
     parser.add_argument("--adapted", help="reuse an adapted model directory instead of adapting again")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
@@ -129,7 +132,7 @@ def main() -> None:
         english(tmp)
     if "clf" not in skip:
         seeds = [int(x) for x in args.seeds.split(",")]
-        classifier(tmp, args.clf_train, args.adapt_sentences, seeds, args.adapted)
+        classifier(tmp, args.clf_train, args.adapt_sentences, seeds, args.adapted, args.clf_epochs)
     print(f"runs in {tmp}; load average now {os.getloadavg()[0]:.1f}")
 
 
