@@ -10,13 +10,19 @@ import pytest
 from hftk import HftkError, Predictor, evaluate, load_recipe, train
 
 from ..conftest import DATA, MINILM, ROOT, head, sst2_recipe
-from ..test_cli import hftk
 
 
 def lines_of(src: Path, dst: Path, start: int, n: int) -> Path:
     lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
     dst.write_text("".join(lines[start : start + n]), encoding="utf-8")
     return dst
+
+
+def cli(*args: str) -> None:
+    """`hftk ARGS` through the command line's own entry point, in this process (no second torch import)."""
+    from hftk.cli import main
+
+    assert main(list(args)) == 0
 
 
 def cli_error(capsys, *args: str) -> str:
@@ -102,8 +108,7 @@ def test_fill_mask_pipeline_agrees_with_hftk_predict(adapted_en, tmp_path):
     texts = ["Emma was very [MASK] of her father.", "Mr. Knightley, a [MASK] man, called [MASK] evening."]
     inputs = tmp_path / "in.txt"
     inputs.write_text("\n".join(texts) + "\n")
-    proc = hftk("predict", str(out), "--input", str(inputs), "--output", str(tmp_path / "p.jsonl"), "--top-k", "3")
-    assert proc.returncode == 0, proc.stderr
+    cli("predict", str(out), "--input", str(inputs), "--output", str(tmp_path / "p.jsonl"), "--top-k", "3")
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     expected = pipeline("fill-mask", model=str(out), device="cpu")(texts, top_k=3)
     assert [r["text"] for r in rows] == texts
@@ -148,8 +153,8 @@ def test_japanese_mlm_with_mecab_whole_words_on_the_fixture(ja_fixture, tmp_path
         "model": str(ja_fixture),
         "data.train": str(text),
         "max_length": 128,
-        "training.num_train_epochs": 2,
-        "training.learning_rate": 2e-3,
+        "training.num_train_epochs": 1,
+        "training.learning_rate": 3e-3,
         "training.warmup_steps": 0,
     }
     result = train(ROOT / "recipes/mlm-domain-ja.yaml", overrides=overrides, output_dir=tmp_path / "run")
@@ -193,8 +198,7 @@ def test_causal_lm_gpt2_end_to_end(gpt2_fixture, tmp_path):
     prompts = ["Emma Woodhouse, handsome, clever, and rich,", "Mr. Knightley", "It was a very pleasant evening, and"]
     inputs = tmp_path / "prompts.txt"
     inputs.write_text("\n".join(prompts) + "\n")
-    proc = hftk("predict", str(out), "--input", str(inputs), "--output", str(tmp_path / "gen.jsonl"))
-    assert proc.returncode == 0, proc.stderr
+    cli("predict", str(out), "--input", str(inputs), "--output", str(tmp_path / "gen.jsonl"))
     rows = [json.loads(line) for line in (tmp_path / "gen.jsonl").read_text().splitlines()]
     pipe = pipeline("text-generation", model=str(out), device="cpu")
     expected = [pipe(p)[0]["generated_text"] for p in prompts]
