@@ -36,7 +36,12 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
             arr = np.asarray(lengths)
             info["tokens"] = {f"p{q}": int(np.percentile(arr, q)) for q in (50, 90, 99)} | {"max": int(arr.max())}
             over = int((arr > task.max_length).sum())
-            if over:
+            if over and task.windowed:
+                warnings.append(
+                    f"{records.source}: {over} of {len(arr)} inputs ({over / len(arr):.1%}) are longer than "
+                    f"max_length {task.max_length} tokens and need more than one window"
+                )
+            elif over:
                 warnings.append(
                     f"{records.source}: {over} of {len(arr)} inputs ({over / len(arr):.1%}) are longer than "
                     f"max_length {task.max_length} tokens and will be truncated; raise max_length to keep them"
@@ -44,6 +49,9 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
         report[name] = info
     report["warnings"] = warnings
     return report
+
+
+_SHOWN = ("rows", "tokens", "labels", "label range")
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -61,6 +69,7 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  labels: {labels}")
         if "label range" in info:
             lines.append(f"  labels: {info['label range']}")
+        lines.extend(f"  {k}: {v}" for k, v in info.items() if k not in _SHOWN)
     lines.extend(f"warning: {w}" for w in report["warnings"])
     lines.append("ok" if not report["warnings"] else f"ok, {len(report['warnings'])} warning(s)")
     return "\n".join(lines)

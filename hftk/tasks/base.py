@@ -42,6 +42,8 @@ class Task:
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
     # Outputs with one row per token (NER, QA) are cut back to each feature's own length after batching.
     token_level: ClassVar[bool] = False
+    # Inputs longer than max_length become several overlapping windows (NER, QA) instead of being truncated.
+    windowed: ClassVar[bool] = False
 
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
