@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.recipe import Recipe
 from hftk.tasks.base import Features, Task
 
+# As the pipeline and the SQuAD examples: most SQuAD paragraphs then fit one window.
+_DEFAULT_MAX_LENGTH = 384
 # Windows decoded at once: the span scores of a chunk take chunk x length x max_answer_length floats.
 _CHUNK = 256
 
@@ -44,6 +46,14 @@ class QuestionAnsweringRecipe(Recipe):
     metric: Literal["auto", "squad", "jsquad"] = "auto"
     # Widen predicted spans to whole words (pre-tokenizer words; MeCab words for Japanese), as the pipeline does.
     align_to_words: bool = True
+
+    @field_validator("doc_stride")
+    @classmethod
+    def _stride_fits(cls, v: int, info: ValidationInfo) -> int:
+        limit = info.data.get("max_length") or _DEFAULT_MAX_LENGTH
+        if v > limit // 2:
+            raise ValueError(f"must be at most half of max_length ({limit}), so that a question fits beside it")
+        return v
 
 
 @dataclass
@@ -79,13 +89,12 @@ class QuestionAnswering(Task):
 
     def __init__(self, recipe: QuestionAnsweringRecipe, tokenizer: Any) -> None:
         super().__init__(recipe, tokenizer)
-        # 384 as the pipeline and the SQuAD examples: most SQuAD paragraphs then fit one window.
-        self.max_length = min(recipe.max_length or 384, self.max_length)
+        self.max_length = min(recipe.max_length or _DEFAULT_MAX_LENGTH, self.max_length)
         self.specials = tokenizer.num_special_tokens_to_add(pair=True) if tokenizer is not None else 3
-        if recipe.doc_stride >= self.max_length - self.specials - 1:
+        if recipe.doc_stride > self.max_length // 2:  # the model allows less than the recipe's max_length
             raise HftkError(
-                f"recipe: doc_stride {recipe.doc_stride} leaves no room for the context in windows of max_length "
-                f"{self.max_length}; use a doc_stride of about max_length / 2 or less"
+                f"recipe: doc_stride {recipe.doc_stride} is more than half of max_length {self.max_length} (the "
+                f"most {recipe.model} takes); lower doc_stride"
             )
 
     @property
@@ -125,7 +134,9 @@ class QuestionAnswering(Task):
                     )
                 for q, qa in enumerate(qas):
                     if not isinstance(qa, dict):
-                        raise HftkError(f"{records.source}: article {a + 1}, paragraph {p + 1}, qas {q + 1}: not an object")
+                        raise HftkError(
+                            f"{records.source}: article {a + 1}, paragraph {p + 1}, qas {q + 1}: not an object"
+                        )
                     qid = qa.get("id")
                     answers = [] if qa.get("is_impossible") is True else qa.get("answers", [])
                     rows.append(
@@ -183,7 +194,9 @@ class QuestionAnswering(Task):
             value = row.get(name)
             if not isinstance(value, str) or not value.strip():
                 what = "missing" if value is None else "empty" if isinstance(value, str) else "not text"
-                raise HftkError(f"{self._where(records, i)}: the {role} is {what}; each row needs a question and a context")
+                raise HftkError(
+                    f"{self._where(records, i)}: the {role} is {what}; each row needs a question and a context"
+                )
             out.append(value)
         return out
 
@@ -304,6 +317,23 @@ class QuestionAnswering(Task):
             starts.append(start)
             ends.append(end)
         return starts, ends
+
+    def unaligned(self, records: Records) -> list[int]:
+        """Records whose gold answer (the first) is not exactly a run of whole tokens in any window.
+
+        Training then learns a slightly wider or narrower span, and even a perfect model cannot predict the
+        gold text exactly: e.g. an answer that ends inside a MeCab word or a WordPiece token.
+        """
+        features = self.encode(records, with_targets=True)
+        spans = self.targets(records)
+        recovered = [False] * len(records)
+        for example, offsets, start, end in zip(
+            features["example"], features["offset_mapping"], features["start_positions"], features["end_positions"]
+        ):
+            # A window without the answer points at [CLS], whose (0, 0) span matches no answer.
+            if spans[example] is not None:
+                recovered[example] |= (offsets[start][0], offsets[end][1]) == spans[example]
+        return [i for i, ok in enumerate(recovered) if not ok and spans[i] is not None]
 
     def lengths(self, records: Records) -> list[int]:
         questions, contexts = self._texts(records, "question"), self._texts(records, "context")
