@@ -452,7 +452,7 @@ def test_check_validates_the_jsquad_recipe_offline():
 
 @pytest.fixture(scope="module")
 def window_model(squad_dev, tmp_path_factory):
-    """MiniLM trained briefly, with 96-token windows, on real questions about long SQuAD paragraphs."""
+    """MiniLM trained, with 96-token windows, on the real questions of two long SQuAD paragraphs."""
     # Two American_Broadcasting_Company paragraphs of 5-6 windows at max_length 96, with all their questions:
     # most of the answers lie beyond the first window.
     long = {squad_dev.rows[i]["context"] for i in (709, 738)}
@@ -477,36 +477,62 @@ def window_model(squad_dev, tmp_path_factory):
     return d / "model", rows
 
 
+@pytest.mark.slow  # about 5 CPU minutes
 def test_trained_model_answers_from_later_windows(window_model, tokenizer):
+    """Answers that only a later window holds: labels there, [CLS] elsewhere, the right window wins at decoding,
+    and its offsets map back into the whole context. Without windows none of these could be found."""
     out, rows = window_model
     task = make(tokenizer, max_length=96, doc_stride=32)
     records = Records("<rows>", rows, None, ["id", "question", "context", "answers"])
     f = task.encode(records, with_targets=True)
-    first_window = {}
+    first_window, first_end = {}, {}
     for w, (ex, s) in enumerate(zip(f["example"], f["start_positions"])):
+        if ex not in first_end:  # the first window of each record: where its context stops
+            first_end[ex] = max(o[1] for o, c in zip(f["offset_mapping"][w], f["context"][w]) if c)
         if s != 0:
             first_window.setdefault(ex, w - f["example"].index(ex))
     later = [i for i, k in first_window.items() if k > 0]
     predictions = Predictor(out).predict([{"question": r["question"], "context": r["context"]} for r in rows])
-    right = [i for i in later if predictions[i]["answer"] in rows[i]["answers"]["text"]]
-    print(f"{len(right)} of {len(later)} answers found only in a later window")
-    assert len(later) >= 6 and len(right) >= 0.8 * len(later)
+    right = [
+        i
+        for i in later
+        if predictions[i]["answer"] in rows[i]["answers"]["text"] and predictions[i]["start"] >= first_end[i]
+    ]
+    print(f"{len(right)} of {len(later)} answers found only in a later window")  # 6 of 9 when written
+    assert len(later) == 9 and len(right) >= 5
     for i in later:
         p = predictions[i]
         assert rows[i]["context"][p["start"] : p["end"]] == p["answer"]
 
 
-def test_output_dir_answers_like_the_pipeline(window_model, squad_dev):
-    """The saved directory, loaded by plain transformers, answers as `hftk predict` does: trained and unseen rows."""
+@pytest.fixture(scope="module")
+def quick_model(squad_dev, tmp_path_factory):
+    """MiniLM after a few steps on real rows: enough for an output directory whose answers vary by input."""
+    d = tmp_path_factory.mktemp("qa-quick")
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flat_rows(squad_dev, range(0, 400, 10))))
+    recipe = {
+        "task": "question-answering",
+        "model": MINILM,
+        "data": {"train": str(d / "train.jsonl")},
+        "max_length": 96,
+        "doc_stride": 32,
+        "training": {"max_steps": 6, "learning_rate": 3e-4, "per_device_train_batch_size": 8},
+        "output_dir": str(d / "model"),
+    }
+    train(recipe)
+    return d / "model"
+
+
+def test_output_dir_answers_like_the_pipeline(quick_model, squad_dev):
+    """The saved directory, loaded by plain transformers, answers as `hftk predict` does on real rows."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    out, rows = window_model
-    model = AutoModelForQuestionAnswering.from_pretrained(out).eval()
-    real = rows + flat_rows(squad_dev, range(3, 1174, 97))
+    model = AutoModelForQuestionAnswering.from_pretrained(quick_model).eval()
+    real = flat_rows(squad_dev, range(3, 1174, 79))
     want = pipeline_reference(
-        AutoTokenizer.from_pretrained(out), model, real, max_length=96, doc_stride=32, max_answer_len=30
+        AutoTokenizer.from_pretrained(quick_model), model, real, max_length=96, doc_stride=32, max_answer_len=30
     )
-    got = Predictor(out).predict([{"question": r["question"], "context": r["context"]} for r in real])
+    got = Predictor(quick_model).predict([{"question": r["question"], "context": r["context"]} for r in real])
     assert [(g["answer"], g["start"], g["end"]) for g in got] == [
         (w[0]["answer"], w[0]["start"], w[0]["end"]) for w in want
     ]
@@ -527,9 +553,9 @@ print(json.dumps([qa(question=r["question"], context=r["context"], max_seq_len=9
     not os.environ.get("HFTK_TF4_PYTHON"),
     reason="transformers 5 has no question-answering pipeline; HFTK_TF4_PYTHON=a Python with transformers 4.x runs it",
 )
-def test_output_dir_in_the_transformers4_pipeline(window_model, squad_dev, tmp_path):
-    out, rows = window_model
-    real = rows + flat_rows(squad_dev, range(3, 1174, 97))
+def test_output_dir_in_the_transformers4_pipeline(quick_model, squad_dev, tmp_path):
+    out = quick_model
+    real = flat_rows(squad_dev, range(3, 1174, 79))
     inputs = tmp_path / "rows.json"
     inputs.write_text(json.dumps(real))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
@@ -566,8 +592,8 @@ def head_squad(src: Path, dst: Path, questions: int) -> Path:
 
 def test_japanese_recipe_end_to_end_on_the_fixture(ja_fixture, tmp_path):
     """recipes/jsquad-ja.yaml on the tiny Tohoku-format fixture: train, JSQuAD metric, predict, evaluate."""
-    train_file = head_squad(JAQUAD, tmp_path / "train.json", 300)
-    dev_file = head_squad(JSQUAD, tmp_path / "dev.json", 80)
+    train_file = head_squad(JAQUAD, tmp_path / "train.json", 200)
+    dev_file = head_squad(JSQUAD, tmp_path / "dev.json", 60)
     result = train(
         ROOT / "recipes/jsquad-ja.yaml",
         overrides={
