@@ -40,14 +40,19 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
             info["tokens"] = {f"p{q}": int(np.percentile(arr, q)) for q in (50, 90, 99)} | {"max": int(arr.max())}
             over = int((arr > task.max_length).sum())
             if over:
+                fate = (
+                    "need more than one window" if task.windowed else "will be truncated; raise max_length to keep them"
+                )
                 warnings.append(
                     f"{records.source}: {over} of {len(arr)} inputs ({over / len(arr):.1%}) are longer than "
-                    f"max_length {task.max_length} tokens and will be "
-                    + ("split into overlapping windows" if task.windows else "truncated; raise max_length to keep them")
+                    f"max_length {task.max_length} tokens and {fate}"
                 )
         report[name] = info
     report["warnings"] = warnings
     return report
+
+
+_SHOWN = ("rows", "tokens", "labels", "label range")
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -67,11 +72,7 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  labels: {labels}")
         if "label range" in info:
             lines.append(f"  labels: {info['label range']}")
-        if "blocks" in info:  # language modelling: documents packed into full blocks
-            lines.append(f"  packed: {info['blocks']} blocks of up to {info['block_size']} tokens")
-        if "target_tokens" in info:
-            t = info["target_tokens"]
-            lines.append(f"  target tokens: median {t['p50']}, max {t['max']}, {t['over_max_target_length']} truncated")
+        lines.extend(f"  {k}: {v}" for k, v in info.items() if k not in _SHOWN)
     lines.extend(f"warning: {w}" for w in report["warnings"])
     lines.append("ok" if not report["warnings"] else f"ok, {len(report['warnings'])} warning(s)")
     return "\n".join(lines)

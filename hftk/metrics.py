@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import string
+from collections import Counter
+
 import numpy as np
 
 
@@ -61,3 +65,65 @@ def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = Fal
         if not typ.endswith(" avg"):
             out[f"f1_{typ}"] = float(row["f1-score"])
     return out
+
+
+# ---------------------------------------------------------------------------------- question answering
+
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def squad_normalize(text: str) -> str:
+    """The official SQuAD v1.1 script's `normalize_answer`: lower case, drop ASCII punctuation, drop the
+    articles a/an/the, collapse whitespace (in that order)."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def jsquad_normalize(text: str) -> str:
+    """JGLUE's JSQuAD normalisation (its patch to transformers' `squad_metrics.normalize_answer`): lower case,
+    punctuation kept, a trailing '。' dropped in place of the English articles, whitespace collapsed."""
+    return " ".join(text.lower().rstrip("。").split())
+
+
+def squad(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """SQuAD exact match and F1 over whitespace tokens, each the max over a question's gold answers.
+
+    Fractions (the official scripts print them x100). A question without answers (SQuAD v2) has the gold
+    answer "", and an empty prediction or gold compares by equality, as in the official v2.0 script.
+    """
+    return _qa_scores(predictions, references, squad_normalize, str.split)
+
+
+def jsquad(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """JSQuAD exact match and F1 as JGLUE reports them: F1 over the characters of the normalised answers
+    (spaces included), since Japanese has no spaces between words to split on."""
+    return _qa_scores(predictions, references, jsquad_normalize, list)
+
+
+def _qa_scores(predictions, references, normalize, split) -> dict[str, float]:
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} questions")
+    if not predictions:
+        return {"exact_match": 0.0, "f1": 0.0}
+    exact = f1 = 0.0
+    for prediction, golds in zip(predictions, references):
+        pred = normalize(prediction)
+        # As the official v2.0 script: gold answers that normalise to nothing are dropped; none left means "".
+        golds = [g for g in (normalize(g) for g in golds) if g] or [""]
+        exact += max(float(pred == g) for g in golds)
+        best = 0.0
+        pred_tokens = split(pred)
+        for gold in golds:
+            gold_tokens = split(gold)
+            if not pred_tokens or not gold_tokens:
+                best = max(best, float(pred_tokens == gold_tokens))
+                continue
+            same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+            if same:
+                precision, recall = same / len(pred_tokens), same / len(gold_tokens)
+                best = max(best, 2 * precision * recall / (precision + recall))
+        f1 += best
+    return {"exact_match": exact / len(predictions), "f1": f1 / len(predictions)}

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hftk import lora
 from hftk.data import Records
 from hftk.errors import HftkError, not_utf8
 from hftk.files import atomic_write_text
@@ -72,10 +73,12 @@ class Predictor:
     def model(self) -> Any:
         """Loaded on first use, so bad input fails fast, before the weights are read."""
         if self._model is None:
-            check_weights(self.model_ref)
-            model = self.task.auto_model().from_pretrained(
-                self.model_ref, dtype=self.dtype, use_safetensors=True, trust_remote_code=self.trust_remote_code
-            )
+            kwargs = {"dtype": self.dtype, "use_safetensors": True, "trust_remote_code": self.trust_remote_code}
+            if lora.is_unmerged(Path(self.model_ref)):  # trained with peft: {merge: false}
+                model = lora.load(self.task.auto_model(), Path(self.model_ref), self.recipe.model, **kwargs)
+            else:
+                check_weights(self.model_ref)
+                model = self.task.auto_model().from_pretrained(self.model_ref, **kwargs)
             self._model = model.to(self.device).eval()
         return self._model
 

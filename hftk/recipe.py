@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hftk.errors import HftkError, not_utf8
+from hftk.lora import PeftSettings
 
 # hftk's own training defaults, in one place. A recipe's `training:` block overrides any of them.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -76,6 +77,9 @@ class Recipe(_Strict):
     training: dict[str, Any] = Field(default_factory=dict)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     early_stopping_patience: int | None = Field(default=None, ge=1)
+    # LoRA or another peft method: {method: lora, r: 8, alpha: 16, dropout: 0.1, target_modules: [...],
+    # merge: true}; the method's own options are checked against peft's config class.
+    peft: PeftSettings | None = None
     trust_remote_code: bool = False
     seed: int = 42
 
@@ -177,6 +181,8 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
     training = raw.get("training") or {}
     if isinstance(training, dict):
         errors.extend(_check_training(training, where, text))
+    if isinstance(raw.get("peft"), dict):
+        errors.extend(_check_peft(raw["peft"], where, text))
     if errors:
         raise HftkError("\n".join(errors))
     assert recipe is not None
@@ -297,6 +303,12 @@ def _training_fields() -> dict[str, dataclasses.Field[Any]]:
 
 # Fields hftk sets itself: a recipe naming them would be silently overridden, so it is told.
 _HFTK_OWNED = {"output_dir": "use the top-level output_dir: key or --output"}
+
+
+def _check_peft(settings: dict[str, Any], where: str, text: str | None) -> list[str]:
+    from hftk import lora
+
+    return [f"{_locate(where, text, *key.split('.'))}{key}: {msg}" for key, msg in lora.problems(settings)]
 
 
 def _check_training(training: dict[str, Any], where: str, text: str | None) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hftk import lora
 from hftk.data import Records, read_hub_split
 from hftk.errors import HftkError
 from hftk.files import last_complete_checkpoint, remove_incomplete_checkpoints, replace_model
@@ -128,6 +129,8 @@ def train(
         **task.model_kwargs(),
     )
     _check_vocab(model, task.tokenizer, recipe.model)
+    if recipe.peft is not None:
+        model = lora.wrap(model, recipe.peft, recipe.task)
 
     has_eval = "validation" in features
     extra: dict[str, Any] = {"output_dir": str(out / CHECKPOINTS)}
@@ -177,6 +180,8 @@ def train(
 
     steps = {"global_step": trainer.state.global_step, "resumed_from_step": start.step}
     metrics: dict[str, Any] = {"train": {**train_out.metrics, **steps}}
+    if recipe.peft is not None:
+        metrics["train"] |= lora.trainable_share(trainer.model)
     if has_eval and args.eval_on_start:  # the baseline: the model as loaded, before any step
         metrics["eval_start"] = next((h for h in trainer.state.log_history if "eval_loss" in h), None)
     if has_eval:
@@ -358,7 +363,11 @@ def _write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, A
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staging))  # safetensors weights, config with id2label, tokenizer files
+    if recipe.peft is None:
+        trainer.save_model(str(staging))  # safetensors weights, config with id2label, tokenizer files
+    elif main:  # the adapter in adapter/, and the merged model (or only its config) at the top
+        lora.save(trainer.model, staging, merge=recipe.peft.merge)
+        task.tokenizer.save_pretrained(str(staging))
     if main:
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         (staging / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")

@@ -52,10 +52,11 @@ def conll_model(tmp_path_factory):
     result = train(
         ROOT / "recipes/conll2003-minilm.yaml",
         overrides={
-            "data.train": str(conll_head(CONLL / "train.txt", d / "train.txt", 1000)),
+            "data.train": str(conll_head(CONLL / "train.txt", d / "train.txt", 2000)),
             "data.validation": str(conll_head(CONLL / "valid.txt", d / "valid.txt", 300)),
             "max_length": 64,
             "training.num_train_epochs": 2,
+            "training.learning_rate": 1.5e-4,
             "training.warmup_steps": 10,
         },
         output_dir=out,
@@ -66,8 +67,8 @@ def conll_model(tmp_path_factory):
 def test_conll_model_learns_and_reports_entity_metrics(conll_model):
     out, result = conll_model
     metrics = result.metrics["eval"]
-    # 1,000 real sentences, two epochs: far above what an untrained head gets (0.0), short of the full run.
-    assert metrics["eval_f1"] > 0.5
+    # 2,000 real sentences, two epochs: far above what an untrained head gets (0.0), short of the full run.
+    assert metrics["eval_f1"] > 0.6
     assert {"eval_precision", "eval_recall", "eval_f1_PER", "eval_f1_LOC", "eval_f1_ORG", "eval_f1_MISC"} <= set(
         metrics
     )
@@ -117,7 +118,7 @@ def test_cli_predict_and_evaluate(conll_model, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout)
-    assert metrics["f1"] > 0.5 and {"precision", "recall", "f1_PER"} <= set(metrics)
+    assert metrics["f1"] > 0.6 and {"precision", "recall", "f1_PER"} <= set(metrics)
 
 
 def test_japanese_ner_on_fixture_agrees_with_pipeline(ja_fixture, tmp_path):
@@ -134,17 +135,18 @@ def test_japanese_ner_on_fixture_agrees_with_pipeline(ja_fixture, tmp_path):
         ROOT / "recipes/ner-wikipedia-ja.yaml",
         overrides={
             "model": str(ja_fixture),
-            "data.train": subset("train", 1000),
-            "data.validation": subset("dev", 150),
+            "data.train": subset("train", 300),
+            "data.validation": subset("dev", 100),
             "max_length": 64,
-            "training.num_train_epochs": 3,
-            "training.learning_rate": 3e-3,
+            # A few steps only: the head stays close to its random start and tags entities all over the
+            # text, which exercises every grouping path. Learning is shown on English (above).
+            "training.max_steps": 4,
+            "training.learning_rate": 1e-3,
             "training.warmup_steps": 0,
         },
         output_dir=out,
     )
-    # A 2-layer, 64-wide model from random weights learns little in a minute; the point here is the round trip.
-    assert result.metrics["eval"]["eval_f1"] > 0.01
+    assert {"eval_f1", "eval_precision", "eval_recall", "eval_f1_人名"} <= set(result.metrics["eval"])
     texts = fitting(out, [r["text"] for r in read_records(DATA / "ja/ner_wikipedia/dev.json").rows[:200]])
     assert len(texts) > 120
     got = Predictor(out).predict(texts)
@@ -152,7 +154,7 @@ def test_japanese_ner_on_fixture_agrees_with_pipeline(ja_fixture, tmp_path):
     assert pipe.tokenizer.is_fast
     expected = pipe(texts, batch_size=16)
     assert hftk_spans(got) == pipeline_spans(expected)
-    assert sum(map(len, expected)) > 20
+    assert sum(map(len, expected)) > 100
     assert all(t[e["start"] : e["end"]] == e["text"] for t, r in zip(texts, got) for e in r["entities"])
     # Plain transformers still loads the directory (its slow BertJapaneseTokenizer has no offsets).
     slow = pipeline("token-classification", model=str(out), device="cpu")

@@ -44,8 +44,8 @@ class Task:
     token_level: ClassVar[bool] = False
     # Tasks used only for inference (embeddings, zero-shot) set this False: `hftk train` refuses them.
     trainable: ClassVar[bool] = True
-    # Inputs longer than max_length are split into overlapping windows (NER, QA) rather than truncated.
-    windows: ClassVar[bool] = False
+    # Inputs longer than max_length become several overlapping windows (NER, QA) instead of being truncated.
+    windowed: ClassVar[bool] = False
     # Predictor pads batches on this side; decoder-only generation continues each prompt from its last token,
     # so it needs "left".
     padding_side: ClassVar[str] = "right"
@@ -65,7 +65,7 @@ class Task:
             raise HftkError(
                 f"max_length: {recipe.max_length} is more than {recipe.model} takes ({limit} tokens); "
                 f"set max_length: {limit} or less (longer inputs are "
-                + ("split into overlapping windows)" if self.windows else "truncated)")
+                + ("split into overlapping windows)" if self.windowed else "truncated)")
             )
         self.max_length = min(recipe.max_length or 512, limit)
 

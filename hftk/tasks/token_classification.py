@@ -86,7 +86,7 @@ class TokenClassification(Task):
     target_roles = ("entities",)  # or `tags` alongside `tokens`
     main_metric = "f1"
     token_level = True
-    windows = True
+    windowed = True
     recipe: TokenClassificationRecipe
 
     def __init__(self, recipe: TokenClassificationRecipe, tokenizer: Any) -> None:
