@@ -68,8 +68,14 @@ def generating_trainer(base: type, settings: GenerationSettings) -> type:
             super().__init__(*args, **kwargs)
             settings.apply(self.model)
 
+        # Seq2SeqTrainer fills the config's unset values with defaults (max_length=20) after each generation:
+        # the recipe's settings go back in before the next one and before saving.
+        def prediction_step(self, *args: Any, **kwargs: Any) -> Any:
+            settings.apply(self.model)
+            return super().prediction_step(*args, **kwargs)
+
         def save_model(self, *args: Any, **kwargs: Any) -> None:
-            settings.apply(self.model)  # Seq2SeqTrainer fills in defaults (max_length=20) while evaluating
+            settings.apply(self.model)
             super().save_model(*args, **kwargs)
 
     return GeneratingTrainer
