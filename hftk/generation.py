@@ -19,6 +19,7 @@ class GenerationSettings(_Strict):
     """Decoding: greedy by default (deterministic), beam search with num_beams > 1, sampling with do_sample."""
 
     max_new_tokens: int = Field(default=50, gt=0)
+    min_new_tokens: int | None = Field(default=None, ge=0)  # no end-of-sequence before this many tokens
     do_sample: bool = False
     num_beams: int = Field(default=1, ge=1)
     temperature: float | None = Field(default=None, gt=0)

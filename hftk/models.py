@@ -175,8 +175,9 @@ def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any):
     """`transformers.pipeline` with hftk's tokenizer loader.
 
     Same pipeline, but Tohoku Japanese checkpoints get the fast MeCab tokenizer, so offsets work there too
-    (token-classification aggregation, question-answering spans). "summarization", "translation" and
-    "text2text-generation", which transformers 5 removed, load a sequence-to-sequence model directory.
+    (token-classification aggregation, question-answering spans). "question-answering", "summarization",
+    "translation" and "text2text-generation", which transformers 5 removed, are served as transformers 4 had
+    them (same call, same outputs).
     """
     from transformers import pipeline as hf_pipeline
 
@@ -185,8 +186,20 @@ def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any):
         trust = bool(kwargs.get("trust_remote_code", False))
         kwargs.setdefault("tokenizer", load_tokenizer(model, trust_remote_code=trust))
         kwargs["model_kwargs"] = {"use_safetensors": True, **(kwargs.get("model_kwargs") or {})}
+    from hftk.tasks.question_answering import QuestionAnsweringPipeline
     from hftk.tasks.seq2seq import PIPELINE_TASKS, seq2seq_pipeline
 
     if task in PIPELINE_TASKS and model is not None:
         return seq2seq_pipeline(task, model, **kwargs)
+    if task == "question-answering" and model is not None and task in removed_pipelines():
+        return QuestionAnsweringPipeline(model, **kwargs)
     return hf_pipeline(task, model=model, **kwargs)
+
+
+def removed_pipelines() -> set[str]:
+    """The pipeline tasks this transformers no longer has (5.x: question-answering, summarization, ...)."""
+    try:
+        from transformers.pipelines import REMOVED_TASKS
+    except ImportError:  # transformers 4
+        return set()
+    return set(REMOVED_TASKS)

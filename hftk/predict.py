@@ -156,9 +156,20 @@ class Predictor:
 
 
 def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Recipe:
-    """The recipe an hftk output directory saved, or one built from `task` for any other checkpoint."""
-    from hftk.tasks import task_names
+    """The recipe an hftk output directory saved, or one built from `task` for any other checkpoint.
 
+    `task` is an hftk task or a pipeline task name (fill-mask, text-generation, summarization, translation, ...).
+    """
+    from hftk.tasks import get_task, pipeline_names, resolve_task, task_names
+
+    if task is not None:
+        name = resolve_task(task)
+        if name not in task_names():
+            known = sorted({*task_names(), *pipeline_names()})
+            raise HftkError(f"--task {task}: not a task hftk knows; choose one of {', '.join(known)}")
+        if get_task(name).pipeline_aliases and task != name:  # seq2seq: summarization or translation
+            options = {"pipeline": task, **options}
+        task = name
     saved = Path(model_ref) / "recipe.yaml"
     if saved.is_file():
         recipe = load_recipe(saved)
@@ -169,7 +180,7 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
     if task is None:
         raise HftkError(
             f"{model_ref}: not trained by hftk (no recipe.yaml), so its task is unknown; "
-            f"name it with --task ({', '.join(task_names())})"
+            f"name it with --task ({', '.join(sorted(pipeline_names()))})"
         )
     return load_recipe({"task": task, "model": model_ref, "data": {}}, options)
 

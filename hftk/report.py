@@ -42,15 +42,32 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any]) -> str:
         "",
         "## Use",
         "",
-        "```python",
-        "from transformers import pipeline",
-        f'pipe = pipeline("{task.pipeline_task}", model="{recipe.output_dir}")',
-        "```",
+        *_use(task.pipeline_task, recipe.output_dir),
         "",
         f"or `hftk predict {recipe.output_dir} --input FILE --output predictions.jsonl`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _use(pipeline_task: str, output_dir: str) -> list[str]:
+    from hftk.models import removed_pipelines
+
+    if pipeline_task not in removed_pipelines():
+        return [
+            "```python",
+            "from transformers import pipeline",
+            f'pipe = pipeline("{pipeline_task}", model="{output_dir}")',
+            "```",
+        ]
+    return [
+        "```python",
+        "import hftk  # transformers 5 removed this pipeline; hftk.pipeline has its call and outputs",
+        f'pipe = hftk.pipeline("{pipeline_task}", model="{output_dir}")',
+        "```",
+        "",
+        f'With transformers 4.x, `transformers.pipeline("{pipeline_task}", model=...)` loads this folder as is.',
+    ]
 
 
 def plot_curve(log_history: list[dict[str, Any]], metric: str, path: Path) -> None:

@@ -78,7 +78,18 @@ def test_cli_and_accuracy_on_labelled_rows(jsick_model, tmp_path):
     )
     overrides = {"candidate_labels": LABELS, "hypothesis_template": TEMPLATE}
     metrics = evaluate(jsick_model, labelled, task="zero-shot-classification", recipe_overrides=overrides)
-    assert set(metrics) == {"accuracy"} and 0.0 <= metrics["accuracy"] <= 1.0
+    predicted = Predictor(jsick_model, task="zero-shot-classification", **overrides).predict([r["text"] for r in rows])
+    hits = [p["labels"][0] == mapping[r["label"]] for p, r in zip(predicted, rows)]
+    assert set(metrics) == {"accuracy"} and metrics["accuracy"] == pytest.approx(sum(hits) / len(rows))
+    # The data's own label values, mapped to the candidates by the recipe's labels: the same score.
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    mapped = evaluate(
+        jsick_model, raw, task="zero-shot-classification", recipe_overrides={**overrides, "labels": mapping}
+    )
+    assert mapped == metrics
+    with pytest.raises(HftkError, match=r"label 'positive' is not a candidate label .*labels: \{value: candidate\}"):
+        evaluate(jsick_model, raw, task="zero-shot-classification", recipe_overrides=overrides)
 
 
 def test_refuses_a_model_without_entailment(sst2_model):

@@ -28,8 +28,18 @@ def task_names() -> list[str]:
     return sorted(_registry())
 
 
+def pipeline_names() -> dict[str, str]:
+    """transformers.pipeline task name -> hftk task name (fill-mask -> masked-lm, translation -> seq2seq)."""
+    return {alias: name for name, cls in _registry().items() for alias in (cls.pipeline_task, *cls.pipeline_aliases)}
+
+
+def resolve_task(name: str) -> str:
+    """The hftk task for a `task:` value or a pipeline task name; unknown names are returned unchanged."""
+    return name if name in _registry() else pipeline_names().get(name, name)
+
+
 def get_task(name: str) -> type[Task]:
-    return _registry()[name]
+    return _registry()[resolve_task(name)]
 
 
 def recipe_class(name: str):
@@ -37,4 +47,4 @@ def recipe_class(name: str):
     return cls.recipe_class if cls else None
 
 
-__all__ = ["Task", "get_task", "recipe_class", "task_names"]
+__all__ = ["Task", "get_task", "pipeline_names", "recipe_class", "resolve_task", "task_names"]

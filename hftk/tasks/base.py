@@ -31,6 +31,8 @@ class Task:
 
     name: ClassVar[str]  # the recipe's `task:` value
     pipeline_task: ClassVar[str]  # the transformers.pipeline task that loads the output directory
+    # Other pipeline task names this task serves (seq2seq: translation); `hftk predict --task` takes them all.
+    pipeline_aliases: ClassVar[tuple[str, ...]] = ()
     recipe_class: ClassVar[type[Recipe]]
     # Roles the task reads from data files: needed to predict (inputs) and only to train/evaluate (targets).
     input_roles: ClassVar[tuple[str, ...]] = ()

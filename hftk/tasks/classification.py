@@ -21,6 +21,15 @@ _PROBLEM_TYPES = {
 }
 
 
+def label_strings(v: Any) -> Any:
+    """YAML reads `{0: negative}` with int keys; data values are compared as strings."""
+    if isinstance(v, dict):
+        return {str(k): str(val) for k, val in v.items()}
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    return v
+
+
 class ClassificationRecipe(Recipe):
     task: Literal["text-classification"]
     problem_type: Literal["single_label", "multi_label", "regression"] = "single_label"
@@ -32,11 +41,7 @@ class ClassificationRecipe(Recipe):
     @field_validator("labels", mode="before")
     @classmethod
     def _labels_as_strings(cls, v: Any) -> Any:
-        if isinstance(v, dict):
-            return {str(k): str(val) for k, val in v.items()}
-        if isinstance(v, list):
-            return [str(x) for x in v]
-        return v
+        return label_strings(v)
 
 
 class Classification(Task):

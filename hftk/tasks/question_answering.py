@@ -25,7 +25,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.recipe import Recipe
-from hftk.tasks.base import Features, Task
+from hftk.tasks.base import Features, Task, _model_max_length
 
 # As the pipeline and the SQuAD examples: most SQuAD paragraphs then fit one window.
 _DEFAULT_MAX_LENGTH = 384
@@ -534,3 +534,80 @@ def _place_null(answers: list[dict[str, Any]], null: dict[str, Any], threshold: 
         if null["score"] > answer["score"] * factor:
             return [*answers[:i], null, *answers[i:]]
     return [*answers, null]
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+
+
+class QuestionAnsweringPipeline:
+    """transformers 4's `pipeline("question-answering")`, which transformers 5 removed: same call, same answers.
+
+    `pipe(question=..., context=...)`, `pipe({"question": ..., "context": ...})` or a list of either;
+    one dict per question (a list of `top_k` dicts when top_k > 1). Runs on hftk's batched predictor, which
+    gives the transformers 4.57 pipeline's answers, starts and ends (bench/RESULTS.md).
+    """
+
+    task = "question-answering"
+
+    def __init__(self, model: str, tokenizer: Any, device: Any = None, **_: Any) -> None:
+        self.model_ref = model
+        self.tokenizer = tokenizer
+        self.device = device if device is None or isinstance(device, str) else ("cpu" if device < 0 else "cuda")
+        self._predictors: dict[tuple, Any] = {}
+
+    def _predictor(self, max_seq_len: int, doc_stride: int, impossible: bool, align_to_words: bool) -> Any:
+        from hftk.predict import Predictor
+
+        key = (max_seq_len, doc_stride, impossible, align_to_words)
+        if key not in self._predictors:
+            first = next(iter(self._predictors.values()), None)
+            length = min(max_seq_len, _model_max_length(self.tokenizer))
+            predictor = Predictor(
+                self.model_ref,
+                task=self.task,
+                device=self.device,
+                max_length=length,
+                doc_stride=min(doc_stride, length // 2),  # as the pipeline, which warns and shortens it
+                allow_unanswerable=impossible,
+                align_to_words=align_to_words,
+            )
+            if first is not None:
+                predictor._model = first.model  # one copy of the weights for every setting
+            self._predictors[key] = predictor
+        return self._predictors[key]
+
+    @property
+    def model(self) -> Any:
+        return self._predictor(384, 128, False, True).model
+
+    def __call__(
+        self,
+        *args: Any,
+        top_k: int = 1,
+        doc_stride: int = 128,
+        max_answer_len: int = 15,
+        max_seq_len: int = 384,
+        handle_impossible_answer: bool = False,
+        align_to_words: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        if args:
+            inputs = args[0] if len(args) == 1 else list(args)
+        elif "question" in kwargs and "context" in kwargs:
+            q, c = kwargs.pop("question"), kwargs.pop("context")
+            pairs = zip(q, c) if isinstance(q, list) else None
+            inputs = [{"question": a, "context": b} for a, b in pairs] if pairs else {"question": q, "context": c}
+        else:
+            raise TypeError("question-answering pipeline: give question= and context=, or dicts with both keys")
+        single = isinstance(inputs, dict)
+        rows = [inputs] if single else list(inputs)
+        predictor = self._predictor(max_seq_len, doc_stride, handle_impossible_answer, align_to_words)
+        results = predictor.predict(
+            [{"question": r["question"], "context": r["context"]} for r in rows],
+            top_k=top_k,
+            max_answer_length=max_answer_len,
+        )
+        answers: list[Any] = [
+            r["top_k"] if top_k > 1 else {k: r[k] for k in ("score", "start", "end", "answer")} for r in results
+        ]
+        return answers[0] if single else answers

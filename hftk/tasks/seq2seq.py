@@ -30,12 +30,15 @@ class Seq2SeqRecipe(Recipe):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     # ROUGE tokens: rouge-score's English words, MeCab words or characters; auto picks MeCab for Japanese targets.
     rouge_tokens: Literal["auto", "words", "mecab", "chars"] = "auto"
+    # The pipeline the model serves; it names each prediction's key (summary_text, translation_text, ...).
+    pipeline: Literal["summarization", "translation", "text2text-generation"] = "summarization"
 
 
 class Seq2Seq(Task):
     name = "seq2seq"
     # transformers 5 removed pipeline("summarization"); hftk.pipeline("summarization", model=DIR) serves it.
     pipeline_task = "summarization"
+    pipeline_aliases = ("translation", "text2text-generation")
     recipe_class = Seq2SeqRecipe
     input_roles = ("text",)
     target_roles = ("target",)
@@ -45,6 +48,7 @@ class Seq2Seq(Task):
         super().__init__(recipe, tokenizer)
         self.rouge_tokens = recipe.rouge_tokens
         self.main_metric = "rougeL"  # type: ignore[misc]
+        self.pipeline_task = recipe.pipeline  # type: ignore[misc]
 
     # -- data ------------------------------------------------------------------------------------------
     def fit(self, train: Records) -> None:
@@ -132,7 +136,8 @@ class Seq2Seq(Task):
         return compute
 
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
-        return [{"generated_text": text} for text in self.decode(outputs)]
+        key = PIPELINE_TASKS[self.recipe.pipeline]
+        return [{key: text} for text in self.decode(outputs)]
 
 
 # ------------------------------------------------------------------------------------------------ ROUGE

@@ -16,6 +16,7 @@ from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.recipe import Recipe
 from hftk.tasks.base import Features, Task
+from hftk.tasks.classification import label_strings
 
 
 class ZeroShotRecipe(Recipe):
@@ -23,6 +24,13 @@ class ZeroShotRecipe(Recipe):
     candidate_labels: list[str] = Field(default_factory=list)
     hypothesis_template: str = "This example is {}."
     multi_label: bool = False
+    # Scoring a labelled file: data value -> candidate label, e.g. {0: negative, 1: positive} for SST-2.
+    labels: dict[str, str] | None = None
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_strings(cls, v: Any) -> Any:
+        return label_strings(v)
 
     @field_validator("hypothesis_template")
     @classmethod
@@ -53,9 +61,10 @@ class ZeroShotClassification(Task):
     @classmethod
     def from_trained(cls, recipe: ZeroShotRecipe, tokenizer: Any, config: Any) -> ZeroShotClassification:
         task = cls(recipe, tokenizer)
-        by_prefix = {name.lower()[:6]: i for name, i in config.label2id.items()}
+        # id2label, which every classification config has (label2id may be left unset beside it).
+        by_prefix = {name.lower()[:6]: int(i) for i, name in (config.id2label or {}).items()}
         if "entail" not in by_prefix:
-            names = ", ".join(config.label2id)
+            names = ", ".join((config.id2label or {}).values())
             raise HftkError(
                 f"{recipe.model}: its labels ({names}) have no 'entailment'; zero-shot classification needs an "
                 "NLI model (train one on sentence pairs with labels entailment/neutral/contradiction)"
@@ -102,12 +111,14 @@ class ZeroShotClassification(Task):
 
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
         """Accuracy of the top label against a `label` column (values among the candidate labels)."""
-        gold = [str(v) for v in self.column(records, "label")]
+        names = self.recipe.labels or {}
+        gold = [names.get(str(v), str(v)) for v in self.column(records, "label")]
         for i, g in enumerate(gold):
             if g not in self.recipe.candidate_labels:
                 raise HftkError(
                     f"{records.where(i)}: label {g!r} is not a candidate label "
-                    f"({', '.join(self.recipe.candidate_labels)}); map the data's labels to the candidates"
+                    f"({', '.join(self.recipe.candidate_labels)}); map the data's values to them in the "
+                    "recipe (labels: {value: candidate}, e.g. --set 'labels={0: negative, 1: positive}')"
                 )
         top = [p["labels"][0] for p in self.postprocess(records, features, outputs)]
         return {"accuracy": float(np.mean([t == g for t, g in zip(top, gold)]))}

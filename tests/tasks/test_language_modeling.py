@@ -18,18 +18,18 @@ def lines_of(src: Path, dst: Path, start: int, n: int) -> Path:
     return dst
 
 
-def cli(*args: str) -> None:
+def cli(*args: object) -> None:
     """`hftk ARGS` through the command line's own entry point, in this process (no second torch import)."""
     from hftk.cli import main
 
-    assert main(list(args)) == 0
+    assert main([str(a) for a in args]) == 0
 
 
-def cli_error(capsys, *args: str) -> str:
+def cli_error(capsys, *args: object) -> str:
     """`hftk ARGS` in this process: exit status 2 and exactly one `hftk: error:` line, which is returned."""
     from hftk.cli import main
 
-    assert main(list(args)) == 2
+    assert main([str(a) for a in args]) == 2
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("hftk: error: "), err

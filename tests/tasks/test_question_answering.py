@@ -539,6 +539,34 @@ def test_output_dir_answers_like_the_pipeline(quick_model, squad_dev):
     assert [g["score"] for g in got] == pytest.approx([w[0]["score"] for w in want], rel=1e-3)
 
 
+def test_hftk_pipeline_serves_the_removed_question_answering_pipeline(quick_model, squad_dev):
+    """transformers 5 has no pipeline("question-answering"); hftk.pipeline answers with its call and outputs."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    import hftk
+
+    real = flat_rows(squad_dev, range(5, 1174, 97))
+    model = AutoModelForQuestionAnswering.from_pretrained(quick_model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(quick_model)
+    settings = {"max_seq_len": 96, "doc_stride": 32, "max_answer_len": 20}
+    reference = {"max_length": 96, "doc_stride": 32, "max_answer_len": 20}
+    # The pipeline merges candidates by text over a pool that grows with top_k: compare per top_k.
+    want = pipeline_reference(tokenizer, model, real, **reference)
+    want3 = pipeline_reference(tokenizer, model, real, **reference, top_k=3)
+    qa = hftk.pipeline("question-answering", model=str(quick_model), device="cpu")
+    one = qa(question=real[0]["question"], context=real[0]["context"], **settings)
+    assert set(one) == {"score", "start", "end", "answer"} and one["answer"] == want[0][0]["answer"]
+    batch = qa([{"question": r["question"], "context": r["context"]} for r in real], **settings)
+    assert [(a["answer"], a["start"], a["end"]) for a in batch] == [
+        (w[0]["answer"], w[0]["start"], w[0]["end"]) for w in want
+    ]
+    top = qa(question=[r["question"] for r in real], context=[r["context"] for r in real], top_k=3, **settings)
+    assert [[a["answer"] for a in t] for t in top] == [[a["answer"] for a in w] for w in want3]
+    assert [a["score"] for t in top for a in t] == pytest.approx([a["score"] for w in want3 for a in w], rel=1e-3)
+    card = (quick_model / "README.md").read_text()
+    assert 'hftk.pipeline("question-answering"' in card
+
+
 _TF4_SCRIPT = """
 import json, sys
 from transformers import pipeline

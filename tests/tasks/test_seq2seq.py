@@ -62,10 +62,17 @@ def test_summarization_pipeline_agrees_with_hftk_predict(summarizer, tmp_path):
     cli("predict", str(result.output_dir), "--input", str(d / "dev.jsonl"), "--output", str(out))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     documents = [json.loads(line)["document"] for line in (d / "dev.jsonl").read_text().splitlines()]
-    assert [r["document"] for r in rows] == documents and all("generated_text" in r for r in rows)
+    assert [r["document"] for r in rows] == documents and all("summary_text" in r for r in rows)
     # transformers 5 removed pipeline("summarization"); hftk.pipeline provides it for seq2seq model directories.
     pipe = hftk.pipeline("summarization", model=str(result.output_dir), device="cpu")
     # One document at a time there, length-sorted padded batches in hftk predict: the same text.
-    assert [pipe(doc)[0]["summary_text"] for doc in documents] == [r["generated_text"] for r in rows]
+    assert [pipe(doc)[0]["summary_text"] for doc in documents] == [r["summary_text"] for r in rows]
     predicted = Predictor(result.output_dir).predict(documents[:2])
-    assert predicted == [{"generated_text": r["generated_text"]} for r in rows[:2]]
+    assert predicted == [{"summary_text": r["summary_text"]} for r in rows[:2]]
+    # The translation pipeline name gives the same model's text under that pipeline's key.
+    translated = tmp_path / "translations.jsonl"
+    cli("predict", str(result.output_dir), "--task", "translation", "--input", d / "dev.jsonl", "--output", translated)
+    rows_t = [json.loads(line) for line in translated.read_text().splitlines()]
+    assert [r["translation_text"] for r in rows_t] == [r["summary_text"] for r in rows]
+    pipe_t = hftk.pipeline("translation", model=str(result.output_dir), device="cpu")
+    assert pipe_t(documents[0])[0]["translation_text"] == rows[0]["summary_text"]
