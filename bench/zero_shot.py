@@ -34,7 +34,10 @@ def main() -> None:
         result = hftk.train(ROOT / "recipes/sick-nli-minilm.yaml", overrides={"training.disable_tqdm": True})
         model = result.output_dir
         print(f"NLI model: SICK dev accuracy {result.metrics['eval']['eval_accuracy']:.4f}")
-    gold = [line.rsplit("\t", 1)[1] for line in SST2_DEV.read_text(encoding="utf-8").splitlines()[1:]]
+    from sklearn.metrics import roc_auc_score
+
+    lines = SST2_DEV.read_text(encoding="utf-8").splitlines()[1:]
+    texts, gold = [line.rsplit("\t", 1)[0] for line in lines], [line.rsplit("\t", 1)[1] for line in lines]
     majority = Counter(gold).most_common(1)[0][1] / len(gold)
     print(f"SST-2 dev: {len(gold)} sentences, majority class {majority:.4f}")
     for template in TEMPLATES:
@@ -45,7 +48,13 @@ def main() -> None:
             "data.columns.text": "sentence",
         }
         metrics = hftk.evaluate(model, SST2_DEV, task="zero-shot-classification", recipe_overrides=settings)
-        print(f"zero-shot accuracy {metrics['accuracy']:.4f}  template {template!r}")
+        # Ranking quality of the "positive" score, apart from where the argmax puts its threshold.
+        predictor = hftk.Predictor(model, task="zero-shot-classification", **settings)
+        out = predictor.predict(texts)
+        positive = [o["scores"][o["labels"].index("positive")] for o in out]
+        auc = roc_auc_score([g == "1" for g in gold], positive)
+        share = sum(o["labels"][0] == "positive" for o in out) / len(out)
+        print(f"zero-shot accuracy {metrics['accuracy']:.4f}  ROC AUC {auc:.4f}  'positive' {share:.1%}  {template!r}")
 
 
 if __name__ == "__main__":

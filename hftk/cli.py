@@ -43,7 +43,12 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict a file of inputs with a trained model directory or any checkpoint")
     pr.add_argument("model_dir", help="an hftk output directory, a local checkpoint, a hub id or package:NAME")
-    pr.add_argument("--task", help="the pipeline task, for checkpoints not trained by hftk (or another use of one)")
+    pr.add_argument(
+        "--task",
+        help="the pipeline task (text-classification, token-classification, question-answering, fill-mask, "
+        "text-generation, summarization, translation, zero-shot-classification, feature-extraction) or hftk "
+        "task; read from an hftk output directory when not given",
+    )
     pr.add_argument(
         "--set",
         dest="overrides",
@@ -75,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="the task's metrics on a labelled file")
     e.add_argument("model_dir")
     e.add_argument("--data", required=True)
-    e.add_argument("--task", help="the pipeline task, for checkpoints not trained by hftk")
+    e.add_argument("--task", help="the pipeline or hftk task, for checkpoints not trained by hftk")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     return p

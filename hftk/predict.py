@@ -20,7 +20,7 @@ from hftk.data import Records
 from hftk.errors import HftkError, not_utf8
 from hftk.files import atomic_write_text
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
-from hftk.recipe import Recipe, load_recipe
+from hftk.recipe import Recipe, did_you_mean, load_recipe
 from hftk.tasks import Task, get_task
 from hftk.tasks.base import Features
 
@@ -166,7 +166,8 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
         name = resolve_task(task)
         if name not in task_names():
             known = sorted({*task_names(), *pipeline_names()})
-            raise HftkError(f"--task {task}: not a task hftk knows; choose one of {', '.join(known)}")
+            hint = did_you_mean(task, known)
+            raise HftkError(f"--task {task}: not a task hftk knows{hint}; choose one of {', '.join(known)}")
         if get_task(name).pipeline_aliases and task != name:  # seq2seq: summarization or translation
             options = {"pipeline": task, **options}
         task = name

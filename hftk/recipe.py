@@ -167,7 +167,7 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
     task = raw.get("task")
     cls = recipe_class(task) if isinstance(task, str) else None
     if cls is None:
-        hint = _did_you_mean(str(task), task_names())
+        hint = did_you_mean(str(task), task_names())
         msg = f"task: {task!r} is not a task hftk knows{hint}; choose one of {', '.join(task_names())}"
         raise HftkError(_locate(where, text, "task") + msg)
 
@@ -232,7 +232,7 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
     node[parts[-1]] = value
 
 
-def _did_you_mean(word: str, options: list[str] | typing.Iterable[str]) -> str:
+def did_you_mean(word: str, options: list[str] | typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -286,7 +286,7 @@ def _format_pydantic_error(err: dict[str, Any], cls: type[BaseModel], where: str
     dotted = ".".join(str(p) for p in loc)
     prefix = _locate(where, text, *loc)
     if err["type"] == "extra_forbidden":
-        hint = _did_you_mean(str(loc[-1]), _fields_of(cls, loc))
+        hint = did_you_mean(str(loc[-1]), _fields_of(cls, loc))
         return f"{prefix}{dotted}: unknown key{hint}; remove it or fix its spelling"
     if err["type"] == "missing":
         return f"{prefix}{dotted}: required; add it to the recipe"
@@ -320,7 +320,7 @@ def _check_training(training: dict[str, Any], where: str, text: str | None) -> l
         if key in _HFTK_OWNED:
             errors.append(f"{prefix}training.{key}: set by hftk; {_HFTK_OWNED[key]}")
         elif key not in fields:
-            hint = _did_you_mean(key, fields)
+            hint = did_you_mean(key, fields)
             errors.append(f"{prefix}training.{key}: not a TrainingArguments field{hint}; see the transformers docs")
         elif (problem := _type_problem(fields[key].type, value)) is not None:
             errors.append(f"{prefix}training.{key}: expected {problem}, got {value!r}")
