@@ -1,6 +1,5 @@
 """End to end on real SST-2 rows and real MiniLM weights: train, output directory, pipeline(), resume."""
 
-import itertools
 import json
 
 import pytest
@@ -111,27 +110,3 @@ def test_pair_regression_and_multi_label_train_on_real_data(tmp_path):
     assert {"eval_f1_micro", "eval_f1_macro", "eval_exact_match"} <= set(result.metrics["eval"])
     preds = Predictor(tmp_path / "go").predict(["Thank you so much, this is wonderful!"])
     assert set(preds[0]) == {"labels", "scores"} and len(preds[0]["scores"]) == 28
-
-
-def test_length_grouped_batches_come_in_random_order():
-    """Similar lengths within a batch, but no long-to-short sweep across batches; the same order for the same
-    (seed, epoch), e.g. after a resume."""
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    from hftk.train import _epoch_seeded
-
-    texts = [line.rsplit("\t", 1)[0] for line in (DATA / "en/sst2/train.tsv").read_text().splitlines()[1:2001]]
-    lengths = [len(t.split()) for t in texts]
-    sampler = _epoch_seeded(LengthGroupedSampler(32, lengths=lengths), seed=42)
-    order = list(sampler)
-    assert sorted(order) == list(range(len(texts))) and order == list(sampler)
-    sampler.set_epoch(1)
-    assert list(sampler) != order
-    batches = [[lengths[i] for i in order[k : k + 32]] for k in range(0, len(order), 32)]
-    assert max(batches[0]) == max(lengths)  # the longest batch first: out of memory at step 1, if at all
-    spread = sum(max(b) - min(b) for b in batches) / len(batches)
-    assert spread < 0.2 * (max(lengths) - min(lengths))  # grouped by length
-    # Trainer's sampler alone goes from long to short within each of its mega-batches (15 batches here);
-    # shuffled, the batch maxima fall about half the time from one batch to the next, not ~14 times in 15.
-    falls = sum(max(a) > max(b) for a, b in itertools.pairwise(batches)) / (len(batches) - 1)
-    assert 0.3 < falls < 0.7
