@@ -358,7 +358,7 @@ class QuestionAnswering(Task):
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
         from hftk import metrics
 
-        predicted = [p["answer"] for p in self.decode(records, features, outputs)]
+        predicted = [p["answer"] for p in self.postprocess(records, features, outputs)]
         gold = [[a.text for a in answers] for answers in self.answers(records)]
         return getattr(metrics, self.metric)(predicted, gold)
 
@@ -371,20 +371,9 @@ class QuestionAnswering(Task):
         top_k: int | None = None,
         max_answer_length: int | None = None,
         **_: Any,
-    ) -> list[dict]:
-        """One answer per record: {answer, start, end, score}, plus `top_k` answers when asked."""
-        return self.decode(records, features, outputs, top_k=top_k, max_answer_length=max_answer_length)
-
-    def decode(
-        self,
-        records: Records,
-        features: Features,
-        outputs: list[Any],
-        *,
-        top_k: int | None = None,
-        max_answer_length: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Windows' start/end logits -> each record's answers, best first (see the module docstring)."""
+        """One answer per record from its windows' start/end logits: {answer, start, end, score}, plus the
+        `top_k` best answers when asked (see the module docstring)."""
         k = 1 if top_k is None else top_k
         if k < 1:
             raise HftkError(f"top_k must be 1 or more, got {top_k}")

@@ -189,7 +189,7 @@ def test_decode_picks_the_best_span_with_pipeline_scores(tokenizer):
     i = tokens.index(tokenizer.convert_tokens_to_ids("denver"))
     j = tokens.index(tokenizer.convert_tokens_to_ids("broncos"))
     s, e = peaked(f, 0, i, j)
-    [out] = task.decode(records, f, [(s, e)])
+    [out] = task.postprocess(records, f, [(s, e)])
     assert (out["answer"], out["start"], out["end"]) == ("Denver Broncos", 4, 18)
     allowed = np.asarray(f["context"][0], bool)
     allowed[0] = True  # [CLS] takes part in the softmax, as in the pipeline
@@ -206,16 +206,16 @@ def test_decode_respects_max_answer_length_and_words(tokenizer):
     cat, dinner = tokens.index("cat"), tokens.index("dinner")
     s, e = peaked(f, 0, cat, dinner)
     s[cat + 1] = 6.0  # the best span within 3 tokens starts at 'sat' and ends at 'dinner'? no: too far
-    [out] = task.decode(records, f, [(s, e)])
+    [out] = task.postprocess(records, f, [(s, e)])
     assert out["answer"] != context[4:52]  # 'cat ... dinner' is longer than 3 tokens
-    [out] = task.decode(records, f, [(s, e)], max_answer_length=20)
+    [out] = task.postprocess(records, f, [(s, e)], max_answer_length=20)
     assert out["answer"] == "cat sat on the mat, unhappily waiting for dinner"
     ily = tokens.index("##ily")
     s, e = peaked(f, 0, ily, ily)
-    [out] = task.decode(records, f, [(s, e)])
+    [out] = task.postprocess(records, f, [(s, e)])
     assert out["answer"] == "unhappily"  # widened to the whole word
     unaligned = make(tokenizer, align_to_words=False)
-    [out] = unaligned.decode(records, f, [(s, e)])
+    [out] = unaligned.postprocess(records, f, [(s, e)])
     assert out["answer"] == "ily" and context[out["start"] : out["end"]] == "ily"
 
 
@@ -232,7 +232,7 @@ def test_decode_finds_the_answer_in_a_later_window_and_top_k(tokenizer, squad_de
     # a three-token span of whole words inside the window's context
     a = next(int(t) for t in ctx[2:] if not tokens[t].startswith("##") and not tokens[t + 3].startswith("##"))
     outputs[w] = peaked(f, w, a, a + 2, high=12.0)
-    [out] = task.decode(records, f, outputs, top_k=3)
+    [out] = task.postprocess(records, f, outputs, top_k=3)
     offsets = f["offset_mapping"][w]
     assert out["start"] == offsets[a][0] and out["end"] == offsets[a + 2][1]
     assert out["answer"] == records.rows[0]["context"][out["start"] : out["end"]]
@@ -248,11 +248,11 @@ def test_null_answer_and_threshold(tokenizer):
     n = len(f["input_ids"][0])
     s, e = np.zeros(n, np.float32), np.zeros(n, np.float32)
     s[0] = e[0] = 5.0  # [CLS]: no answer
-    [out] = task.decode(records, f, [(s, e)])
+    [out] = task.postprocess(records, f, [(s, e)])
     assert out["answer"] == "" and out["start"] == out["end"] == 0
     lenient = make(tokenizer, allow_unanswerable=True, null_score_threshold=20.0)
-    assert lenient.decode(records, f, [(s, e)])[0]["answer"] != ""
-    assert make(tokenizer).decode(records, f, [(s, e)])[0]["answer"] != ""  # v1: always a span
+    assert lenient.postprocess(records, f, [(s, e)])[0]["answer"] != ""
+    assert make(tokenizer).postprocess(records, f, [(s, e)])[0]["answer"] != ""  # v1: always a span
 
 
 def pipeline_reference(tokenizer, model, rows, *, max_length, doc_stride, max_answer_len, top_k=1):
@@ -330,7 +330,7 @@ def test_decode_matches_pipeline_span_selection_on_random_logits(tokenizer, squa
     for w in range(len(f["input_ids"])):
         out = model(torch.tensor([f["input_ids"][w]]))
         outputs.append((out.start_logits[0].numpy(), out.end_logits[0].numpy()))
-    mine = task.decode(records, f, outputs, top_k=3)
+    mine = task.postprocess(records, f, outputs, top_k=3)
     reference = pipeline_reference(
         tokenizer, model, records.rows, max_length=96, doc_stride=32, max_answer_len=15, top_k=3
     )
@@ -457,7 +457,12 @@ def window_model(squad_dev, tmp_path_factory):
     # most of the answers lie beyond the first window.
     long = {squad_dev.rows[i]["context"] for i in (709, 738)}
     rows = flat_rows(squad_dev, [i for i in range(len(squad_dev)) if squad_dev.rows[i]["context"] in long])
-    d = tmp_path_factory.mktemp("qa")
+    training = {"num_train_epochs": 10, "learning_rate": 3e-4, "per_device_train_batch_size": 8, "warmup_steps": 5}
+    return train_on_rows(tmp_path_factory.mktemp("qa"), rows, **training), rows
+
+
+def train_on_rows(d: Path, rows: list[dict], **training) -> Path:
+    """MiniLM trained on flat QA rows with 96-token windows (stride 32); returns the output directory."""
     (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = {
         "task": "question-answering",
@@ -465,16 +470,10 @@ def window_model(squad_dev, tmp_path_factory):
         "data": {"train": str(d / "train.jsonl")},
         "max_length": 96,
         "doc_stride": 32,
-        "training": {
-            "num_train_epochs": 10,
-            "learning_rate": 3e-4,
-            "per_device_train_batch_size": 8,
-            "warmup_steps": 5,
-        },
+        "training": training,
         "output_dir": str(d / "model"),
     }
-    train(recipe)
-    return d / "model", rows
+    return train(recipe).output_dir
 
 
 @pytest.mark.slow  # about 5 CPU minutes
@@ -508,19 +507,10 @@ def test_trained_model_answers_from_later_windows(window_model, tokenizer):
 @pytest.fixture(scope="module")
 def quick_model(squad_dev, tmp_path_factory):
     """MiniLM after a few steps on real rows: enough for an output directory whose answers vary by input."""
-    d = tmp_path_factory.mktemp("qa-quick")
-    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flat_rows(squad_dev, range(0, 400, 10))))
-    recipe = {
-        "task": "question-answering",
-        "model": MINILM,
-        "data": {"train": str(d / "train.jsonl")},
-        "max_length": 96,
-        "doc_stride": 32,
-        "training": {"max_steps": 6, "learning_rate": 3e-4, "per_device_train_batch_size": 8},
-        "output_dir": str(d / "model"),
-    }
-    train(recipe)
-    return d / "model"
+    rows = flat_rows(squad_dev, range(0, 400, 10))
+    return train_on_rows(
+        tmp_path_factory.mktemp("qa-quick"), rows, max_steps=6, learning_rate=3e-4, per_device_train_batch_size=8
+    )
 
 
 def test_output_dir_answers_like_the_pipeline(quick_model, squad_dev):
