@@ -26,6 +26,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check hftk tests bench
 	$(VENV)/bin/ruff format --check hftk tests bench
+	$(VENV)/bin/lint-imports --no-cache  # the import layers in pyproject.toml: no circles, no upward imports
 
 test: lint
 	$(VENV)/bin/pytest -q

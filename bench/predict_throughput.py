@@ -58,7 +58,7 @@ def main() -> None:
     from transformers import pipeline
 
     from hftk import Predictor
-    from hftk.predict import TOKENS_PER_BATCH, _batches
+    from hftk.predict import TOKENS_PER_BATCH, token_batches
 
     model = Path(args.model) if args.model else small_model()
     dev = [line.rsplit("\t", 1)[0] for line in (ROOT / "data/en/sst2/dev.tsv").read_text().splitlines()[1:]]
@@ -77,7 +77,7 @@ def main() -> None:
     order = sorted(range(len(texts)), key=lengths.__getitem__)
     batches = [
         predictor.tokenizer.pad({"input_ids": [features["input_ids"][i] for i in b]}, return_tensors="pt")
-        for b in _batches(order, lengths, TOKENS_PER_BATCH, predictor.max_batch_size)
+        for b in token_batches(order, lengths, TOKENS_PER_BATCH, predictor.max_batch_size)
     ]
 
     def forward_only() -> None:

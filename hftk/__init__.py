@@ -1,10 +1,17 @@
-"""hftk: one recipe file and one command from a pretrained checkpoint to a pipeline-ready fine-tuned model."""
+"""hftk: one recipe file and one command from a pretrained checkpoint to a pipeline-ready fine-tuned model.
+
+`import hftk` stays fast (no transformers Trainer, no torch models): heavy libraries load when a function needs
+them, so `hftk check` answers in a second.
+"""
+
+from typing import Any
 
 from hftk.check import check
 from hftk.errors import HftkError
-from hftk.models import load_tokenizer, pipeline
+from hftk.models import load_tokenizer
 from hftk.predict import Predictor, embed, evaluate, predict
-from hftk.recipe import Recipe, load_recipe
+from hftk.recipe import Recipe
+from hftk.tasks import load_recipe
 from hftk.train import train
 
 __version__ = "0.1.0"
@@ -21,3 +28,11 @@ __all__ = [
     "predict",
     "train",
 ]
+
+
+def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any) -> Any:
+    """`transformers.pipeline` with hftk's fast Japanese tokenizer and the pipelines transformers 5 removed
+    (question-answering, summarization, translation): see `hftk.pipelines.pipeline`."""
+    from hftk import pipelines  # imports transformers' pipelines: only when one is asked for
+
+    return pipelines.pipeline(task, model, **kwargs)

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from hftk.models import device_policy
-from hftk.recipe import Recipe, load_recipe
-from hftk.train import prepare
+from hftk.prepare import prepare, training_arguments
+from hftk.recipe import Recipe
+from hftk.tasks import load_recipe
 
 
 def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -22,6 +23,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
     prepared = prepare(recipe, tokenizer_optional=True)
     task = prepared.task
     policy = device_policy(recipe.precision)  # a precision this machine cannot train in fails here, not later
+    if task.trainable:  # the arguments `hftk train` will build, task defaults included: they must hold together
+        training_arguments(task, policy, recipe.output_dir, has_eval=prepared.has_eval)
     report: dict[str, Any] = {"task": recipe.task, "model": recipe.model, "max_length": task.max_length}
     report["device"] = {"device": policy.device, "precision": policy.precision}
     warnings: list[str] = []

@@ -7,7 +7,11 @@ import json
 import sys
 import time
 
+import hftk
+from hftk.check import format_report
 from hftk.errors import HftkError
+from hftk.models import is_main_process
+from hftk.recipe import parse_overrides
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        return COMMANDS[args.command](args)
     except HftkError as e:
         for line in str(e).splitlines():
             print(f"hftk: error: {line}", file=sys.stderr)
@@ -99,71 +103,68 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace) -> int:
-    from hftk.recipe import parse_overrides
-
-    if args.command == "train":
-        from hftk.models import is_main_process
-        from hftk.train import train
-
-        result = train(
-            args.recipe,
-            overrides=parse_overrides(args.overrides),
-            output_dir=args.output,
-            resume=args.resume,
-            overwrite=args.overwrite,
-        )
-        if is_main_process():  # under torchrun every process returns here; one report is enough
-            print(json.dumps(result.metrics.get("eval", result.metrics.get("train")), indent=2))
-            print(f"model saved to {result.output_dir}")
-    elif args.command == "check":
-        from hftk.check import check, format_report
-
-        report = check(args.recipe, parse_overrides(args.overrides))
-        print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
-    elif args.command == "predict":
-        from hftk.predict import predict
-
-        _quiet_loading()
-        start = time.perf_counter()
-        options = {"top_k": args.top_k, "aggregation_strategy": args.aggregation}
-        options = {k: v for k, v in options.items() if v is not None}
-        n = predict(
-            args.model_dir,
-            args.input,
-            args.output,
-            task=args.task,
-            recipe_overrides=_prediction_overrides(args),
-            **options,
-        )
-        seconds = time.perf_counter() - start
-        print(f"{n} predictions written to {args.output} in {seconds:.1f} s")
-    elif args.command == "embed":
-        from hftk.predict import embed
-
-        _quiet_loading()
-        start = time.perf_counter()
-        n = embed(
-            args.model_dir, args.input, args.output, pooling=args.pooling, normalize=args.normalize, column=args.column
-        )
-        print(f"{n} embeddings written to {args.output} in {time.perf_counter() - start:.1f} s")
-    elif args.command == "evaluate":
-        from hftk.predict import evaluate
-
-        _quiet_loading()
-        metrics = evaluate(args.model_dir, args.data, task=args.task, recipe_overrides=parse_overrides(args.overrides))
-        if args.json:
-            print(json.dumps(metrics))
-        else:
-            for k, v in metrics.items():
-                print(f"{k}: {v:.4f}")
+def train(args: argparse.Namespace) -> int:
+    result = hftk.train(
+        args.recipe,
+        overrides=parse_overrides(args.overrides),
+        output_dir=args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    if is_main_process():  # under torchrun every process returns here; one report is enough
+        print(json.dumps(result.metrics.get("eval", result.metrics.get("train")), indent=2))
+        print(f"model saved to {result.output_dir}")
     return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    report = hftk.check(args.recipe, parse_overrides(args.overrides))
+    print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    _quiet_loading()
+    start = time.perf_counter()
+    options = {"top_k": args.top_k, "aggregation_strategy": args.aggregation}
+    n = hftk.predict(
+        args.model_dir,
+        args.input,
+        args.output,
+        task=args.task,
+        recipe_overrides=_prediction_overrides(args),
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    print(f"{n} predictions written to {args.output} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def embed(args: argparse.Namespace) -> int:
+    _quiet_loading()
+    start = time.perf_counter()
+    n = hftk.embed(
+        args.model_dir, args.input, args.output, pooling=args.pooling, normalize=args.normalize, column=args.column
+    )
+    print(f"{n} embeddings written to {args.output} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    _quiet_loading()
+    metrics = hftk.evaluate(args.model_dir, args.data, task=args.task, recipe_overrides=parse_overrides(args.overrides))
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            print(f"{k}: {v:.4f}")
+    return 0
+
+
+COMMANDS = {"train": train, "check": check, "predict": predict, "embed": embed, "evaluate": evaluate}
 
 
 def _prediction_overrides(args: argparse.Namespace) -> dict[str, object]:
     """--set pairs plus the flags that are recipe fields of one task (zero-shot's labels and template)."""
-    from hftk.recipe import parse_overrides
-
     overrides = parse_overrides(args.overrides)
     flags = {
         "candidate_labels": args.labels,

@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hftk.errors import HftkError
+from hftk.errors import HftkError, not_utf8
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+# Feature columns a task encodes from Records: the model's inputs plus whatever decoding needs later.
+Features = dict[str, list[Any]]
 
 
 @dataclass
@@ -93,16 +96,14 @@ def read_hub_split(name: str, config: str | None, split: str) -> Records:
     return Records(f"{name}[{split}]", ds.to_list(), None, list(ds.column_names))
 
 
-def _lines(p: Path) -> Iterator[tuple[int, str]]:
-    """Lines of a UTF-8 text file (a BOM is dropped), with a located error for bad bytes."""
+def read_lines(p: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file (a BOM is dropped), with a located error for bad bytes."""
     with open(p, "rb") as f:
         for n, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise HftkError(
-                    f"{p}:{n}: not UTF-8 (byte {e.start + 1} of the line); re-save the file as UTF-8"
-                ) from None
+                raise not_utf8(p, raw, e, first_line=n) from None
             if n == 1:
                 line = line.removeprefix("\ufeff")
             yield n, line
@@ -111,7 +112,7 @@ def _lines(p: Path) -> Iterator[tuple[int, str]]:
 def _read_delimited(p: Path, delimiter: str, column_names: list[str] | None) -> Records:
     # GLUE-style TSV has bare quote characters inside fields: TSV is read without quoting, CSV with it.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    numbered = list(_lines(p))
+    numbered = list(read_lines(p))
     reader = csv.reader((line for _, line in numbered), delimiter=delimiter, quoting=quoting)
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
@@ -138,7 +139,7 @@ def _read_delimited(p: Path, delimiter: str, column_names: list[str] | None) -> 
 
 def _read_jsonl(p: Path) -> Records:
     rows, lines = [], []
-    for n, line in _lines(p):
+    for n, line in read_lines(p):
         if not line.strip():
             continue
         try:
@@ -153,7 +154,7 @@ def _read_jsonl(p: Path) -> Records:
 
 
 def _read_json(p: Path) -> Records:
-    text = "".join(line for _, line in _lines(p))
+    text = "".join(line for _, line in read_lines(p))
     if not text.strip():
         return Records(str(p), [], None, [])
     try:
@@ -222,7 +223,7 @@ def read_conll(path: str | Path, *, tag_column: int = -1, tokens: str = "tokens"
 
     need = max(2, tag_column + 1 if tag_column >= 0 else -tag_column)  # the token, and the tag column
     start = 0
-    for n, line in _lines(p):
+    for n, line in read_lines(p):
         cells = line.split()
         if not cells or cells[0] == "-DOCSTART-":
             flush()
@@ -243,6 +244,63 @@ def read_conll(path: str | Path, *, tag_column: int = -1, tokens: str = "tokens"
         labels.append(cells[tag_column])
     flush()
     return Records(str(p), rows, lines, [tokens, tags] if rows else [])
+
+
+@dataclass
+class QuestionRecords(Records):
+    """Questions read from SQuAD's nested layout, each located by its id: a JSON document has no useful line."""
+
+    places: list[str] = field(default_factory=list)
+
+    def where(self, i: int) -> str:
+        line = f":{self.lines[i]}" if self.lines else ""
+        return f"{self.source}{line}: {self.places[i]}"
+
+
+def squad_questions(records: Records, column: Callable[[str], str]) -> QuestionRecords:
+    """SQuAD's {data: [{title, paragraphs: [{context, qas: [{id, question, answers}]}]}]} -> one row per question.
+
+    `records` are the file's articles (or paragraphs), read with the top-level {"data": [...]} unwrapped;
+    `column` maps a role (id, question, context, answers) to the recipe's column name for it.
+    """
+    col = column
+    rows, lines, places = [], [], []
+    for a, article in enumerate(records.rows):
+        paragraphs = article.get("paragraphs", [article]) if "qas" not in article else [article]
+        if not isinstance(paragraphs, list):
+            raise HftkError(f"{records.where(a)}: 'paragraphs' must be a list of {{context, qas}} objects")
+        for p, para in enumerate(paragraphs):
+            qas = para.get("qas") if isinstance(para, dict) else None
+            if not isinstance(qas, list):
+                raise HftkError(
+                    f"{records.source}: article {a + 1}, paragraph {p + 1}: expected an object with "
+                    "'context' and a list 'qas' (the SQuAD layout)"
+                )
+            for q, qa in enumerate(qas):
+                if not isinstance(qa, dict):
+                    raise HftkError(f"{records.source}: article {a + 1}, paragraph {p + 1}, qas {q + 1}: not an object")
+                qid = qa.get("id")
+                answers = [] if qa.get("is_impossible") is True else qa.get("answers", [])
+                rows.append(
+                    {
+                        col("id"): qid,
+                        col("question"): qa.get("question"),
+                        col("context"): para.get("context"),
+                        col("answers"): answers,
+                        "title": article.get("title"),
+                    }
+                )
+                if records.lines:
+                    lines.append(records.lines[a])
+                places.append(
+                    f"question id {qid!r}"
+                    if qid is not None
+                    else f"article {a + 1}, paragraph {p + 1}, question {q + 1} (no id)"
+                )
+    if not rows:
+        raise HftkError(f"{records.source}: no questions in the file (every 'qas' list is empty)")
+    columns = [col("id"), col("question"), col("context"), col("answers"), "title"]
+    return QuestionRecords(records.source, rows, lines or None, columns, places)
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -20,6 +20,9 @@ from pathlib import Path
 
 logger = logging.getLogger("hftk")
 
+# An output directory: the final model at the top, Trainer's checkpoints below it, the next model staged beside.
+CHECKPOINTS = "checkpoints"
+STAGING = ".staging"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 # Files `save_pretrained` (model and tokenizer) and hftk write at the top of an output directory. Replacing a

@@ -17,6 +17,8 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
+from hftk.japanese import mecab_tagger
+
 __all__ = [
     "JA_TEXT_DIR",
     "build_bart_fixture",
@@ -62,15 +64,12 @@ def build_bert_japanese_fixture(out_dir: str | os.PathLike, *, char: bool = Fals
         char: Build a `-char` checkpoint (`subword_tokenizer_type: character`).
         vocab_size: Vocabulary size, special tokens included (at most this many for `char=True`).
     """
-    import fugashi
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from hftk.japanese import _mecab_args
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tagger = fugashi.GenericTagger(_mecab_args("unidic_lite", None))
+    tagger = mecab_tagger()
     # Words as the tokenizer will see them: MeCab over NFKC text.
     sentences = [[w.surface for w in tagger(unicodedata.normalize("NFKC", t))] for t in japanese_sample_texts()]
     if char:

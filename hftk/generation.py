@@ -10,12 +10,12 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from hftk.recipe import _Strict
+from hftk.recipe import Strict
 
 _SAMPLING = ("temperature", "top_p", "top_k")
 
 
-class GenerationSettings(_Strict):
+class GenerationSettings(Strict):
     """Decoding: greedy by default (deterministic), beam search with num_beams > 1, sampling with do_sample."""
 
     max_new_tokens: int = Field(default=50, gt=0)
@@ -58,25 +58,3 @@ def seed_sampling(settings: GenerationSettings, seed: int) -> None:
         from transformers import set_seed
 
         set_seed(seed)
-
-
-def generating_trainer(base: type, settings: GenerationSettings) -> type:
-    """A Trainer class that writes `settings` into the model's generation config before training, so the saved
-    model decodes as the recipe says in `hftk predict`, evaluation, `generate()` and pipelines alike."""
-
-    class GeneratingTrainer(base):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            settings.apply(self.model)
-
-        # Seq2SeqTrainer fills the config's unset values with defaults (max_length=20) after each generation:
-        # the recipe's settings go back in before the next one and before saving.
-        def prediction_step(self, *args: Any, **kwargs: Any) -> Any:
-            settings.apply(self.model)
-            return super().prediction_step(*args, **kwargs)
-
-        def save_model(self, *args: Any, **kwargs: Any) -> None:
-            settings.apply(self.model)
-            super().save_model(*args, **kwargs)
-
-    return GeneratingTrainer

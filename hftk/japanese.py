@@ -129,7 +129,7 @@ def _read_config(name_or_dir: str) -> dict[str, Any] | None:
         return json.load(f)
 
 
-def _mecab_args(mecab_dic: str | None, mecab_option: str | None) -> str:
+def mecab_args(mecab_dic: str | None, mecab_option: str | None) -> str:
     """The tagger arguments `MecabTokenizer` builds, with errors that name the pip package to install."""
     try:
         import fugashi  # noqa: F401
@@ -152,6 +152,13 @@ def _mecab_args(mecab_dic: str | None, mecab_option: str | None) -> str:
     if not os.path.isdir(dic_dir):
         raise HftkError(f"the {mecab_dic} package has no dictionary files yet: python -m unidic download")
     return f'-d "{dic_dir}" -r "{os.path.join(dic_dir, "mecabrc")}" {option}'
+
+
+def mecab_tagger(mecab_dic: str = "unidic_lite") -> Any:
+    """A fugashi tagger splitting text into the MeCab words of Tohoku BERT's tokenizer (unidic-lite by default)."""
+    import fugashi
+
+    return fugashi.GenericTagger(mecab_args(mecab_dic, None))
 
 
 @functools.cache
@@ -181,7 +188,7 @@ class _MecabPreTokenizer:
     _CACHE_SIZE = 50_000
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        args = _mecab_args(spec["mecab_dic"], spec["mecab_option"])  # first: it explains a missing fugashi
+        args = mecab_args(spec["mecab_dic"], spec["mecab_option"])  # first: it explains a missing fugashi
         import fugashi
 
         # Output format only, the segmentation is the slow tokenizer's (same dictionary, same options).

@@ -16,16 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from hftk.errors import did_you_mean
+from hftk.models import resolve_model
+
 ADAPTER_DIR = "adapter"
 # Short names the issue-tracker and most tutorials use, for LoRA's own field names.
 _ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
-_TASK_TYPES = {
-    "text-classification": "SEQ_CLS",
-    "token-classification": "TOKEN_CLS",
-    "question-answering": "QUESTION_ANS",
-    "causal-lm": "CAUSAL_LM",
-    "seq2seq": "SEQ_2_SEQ_LM",
-}
 # Fields hftk sets itself.
 _OWNED = {"task_type", "peft_type", "base_model_name_or_path", "inference_mode", "revision", "auto_mapping"}
 
@@ -62,8 +58,6 @@ def methods() -> list[str]:
 
 def problems(settings: dict[str, Any]) -> list[tuple[str, str]]:
     """(dotted key, message) for each problem in a recipe's `peft:` block; peft itself decides what is valid."""
-    import difflib
-
     try:
         parsed = PeftSettings.model_validate(settings)
     except Exception as e:  # pydantic says which field; the recipe loader reports it with its line
@@ -71,15 +65,13 @@ def problems(settings: dict[str, Any]) -> list[tuple[str, str]]:
     try:
         cls = config_class(parsed.method)
     except ValueError:
-        close = difflib.get_close_matches(parsed.method, methods(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(parsed.method, methods())
         return [("peft.method", f"{parsed.method!r} is not a peft method{hint}; e.g. lora, ia3, loha, lokr")]
     fields = {f.name for f in dataclasses.fields(cls) if f.init} - _OWNED
     out = []
     for key in parsed.options():
         if key not in fields:
-            close = difflib.get_close_matches(key, sorted(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, sorted(fields))
             out.append((f"peft.{key}", f"not a {cls.__name__} field{hint}; see the peft docs"))
     if out:
         return out
@@ -90,11 +82,12 @@ def problems(settings: dict[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
-def wrap(model: Any, settings: PeftSettings, task: str) -> Any:
-    """The model with the adapter attached; only the adapter (and the task's head) stays trainable."""
+def wrap(model: Any, settings: PeftSettings, task_type: str | None) -> Any:
+    """The model with the adapter attached; only the adapter (and the task's head, which peft's `task_type` keeps
+    trainable) trains. `task_type` None: peft's plain PeftModel."""
     from peft import get_peft_model
 
-    config = config_class(settings.method)(task_type=_TASK_TYPES.get(task), **settings.options())
+    config = config_class(settings.method)(task_type=task_type, **settings.options())
     return get_peft_model(model, config)
 
 
@@ -118,8 +111,6 @@ def load(auto_model: Any, model_dir: Path, base_ref: str, **kwargs: Any) -> Any:
     """An unmerged hftk output: the base checkpoint with the saved config (labels, head size), plus the adapter."""
     from peft import PeftModel
     from transformers import AutoConfig
-
-    from hftk.models import resolve_model
 
     config = AutoConfig.from_pretrained(model_dir)
     base = auto_model.from_pretrained(resolve_model(base_ref), config=config, **kwargs)

@@ -1,7 +1,9 @@
-"""Offline metrics (scikit-learn, scipy): `evaluate.load` fetches metric code from the hub and fails offline."""
+"""Offline metrics (scikit-learn, scipy, seqeval, rouge-score, and SQuAD's own definitions): `evaluate.load`
+fetches metric code from the hub and fails offline."""
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
@@ -67,6 +69,14 @@ def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = Fal
     return out
 
 
+def perplexity(loss: float) -> float:
+    """exp(mean negative log-likelihood per token); inf when it overflows (an untrained or diverged model)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
 # ---------------------------------------------------------------------------------- question answering
 
 
@@ -127,3 +137,59 @@ def _qa_scores(predictions, references, normalize, split) -> dict[str, float]:
                 best = max(best, 2 * precision * recall / (precision + recall))
         f1 += best
     return {"exact_match": exact / len(predictions), "f1": f1 / len(predictions)}
+
+
+# ------------------------------------------------------------------------------------------------ ROUGE
+
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+# The unit ROUGE counts in, and the suffix of its metric names: English scores keep the plain names.
+ROUGE_SUFFIX = {"words": "", "mecab": "_mecab", "chars": "_chars"}
+
+
+def rouge_units(texts: list[str]) -> str:
+    """ "mecab" when most texts are Japanese (rouge-score's English tokenizer would reduce them to nothing), else
+    "words"."""
+    japanese = sum(bool(_JAPANESE.search(t)) for t in texts)
+    return "mecab" if japanese * 2 > len(texts) else "words"
+
+
+class _MecabTokens:
+    """rouge-score tokenizer: MeCab (unidic-lite) words, as hftk's Japanese tokenizer splits them."""
+
+    def __init__(self) -> None:
+        from hftk.japanese import mecab_tagger  # imports transformers: only for Japanese ROUGE
+
+        self.tagger = mecab_tagger()
+
+    def tokenize(self, text: str) -> list[str]:
+        return [w.surface for w in self.tagger(text)]
+
+
+class _CharTokens:
+    def tokenize(self, text: str) -> list[str]:
+        return [c for c in text if not c.isspace()]
+
+
+def rouge(predictions: list[str], references: list[str], tokens: str = "words") -> dict[str, float]:
+    """Mean ROUGE-1/2/L F1 (0-1) and `gen_len`, the mean prediction length in the same tokens.
+
+    `tokens`: "words" (rouge-score's English tokenizer: lower-cased [a-z0-9] runs, Porter-stemmed, as the HF
+    summarization examples), "mecab" or "chars"; the names of non-English scores carry the unit (`rougeL_mecab`).
+    """
+    from rouge_score import rouge_scorer, tokenizers
+
+    types = ["rouge1", "rouge2", "rougeL"]
+    if tokens == "words":
+        tokenizer = tokenizers.DefaultTokenizer(use_stemmer=True)
+    else:
+        tokenizer = _MecabTokens() if tokens == "mecab" else _CharTokens()
+    scorer = rouge_scorer.RougeScorer(types, tokenizer=tokenizer)
+    totals = dict.fromkeys(types, 0.0)
+    for pred, ref in zip(predictions, references):
+        for name, s in scorer.score(ref, pred).items():
+            totals[name] += s.fmeasure
+    n = max(len(predictions), 1)
+    suffix = ROUGE_SUFFIX[tokens]
+    out = {f"{name}{suffix}": totals[name] / n for name in types}
+    out["gen_len"] = sum(len(tokenizer.tokenize(p)) for p in predictions) / n
+    return out

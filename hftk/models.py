@@ -49,7 +49,7 @@ def load_tokenizer(name_or_dir: str, *, trust_remote_code: bool = False, **kwarg
     from transformers import AutoTokenizer
 
     path = resolve_model(name_or_dir)
-    from hftk.japanese import is_bert_japanese, load_bert_japanese_fast
+    from hftk.japanese import is_bert_japanese, load_bert_japanese_fast  # imports transformers, as loading does
 
     if is_bert_japanese(path):
         return load_bert_japanese_fast(path, **kwargs)
@@ -103,6 +103,36 @@ def check_model_files(ref: str, tokenizer: Any) -> None:
             f"{path}: the tokenizer has {len(tokenizer)} tokens but the model's config.json vocab_size is {size}; "
             "use the tokenizer saved with this model"
         )
+
+
+# ------------------------------------------------------------------------------------------ input length
+
+# BERT-style position tables stop at 512: the length when neither recipe nor task says, and the limit assumed
+# for tokenizers that report none (a huge sentinel, int(1e30)).
+FALLBACK_MAX_LENGTH = 512
+
+
+def model_max_length(tokenizer: Any) -> int | None:
+    """The most tokens the tokenizer's model takes, or None when it does not say."""
+    n = getattr(tokenizer, "model_max_length", None)
+    return n if isinstance(n, int) and 0 < n < 100_000 else None
+
+
+def max_length(requested: int | None, default: int | None, tokenizer: Any, *, model: str, windowed: bool) -> int:
+    """Tokens per input, the one rule for every task: the recipe's `max_length`, else the task's default, else 512,
+    never more than the model takes.
+
+    Raises:
+        HftkError: the recipe asks for more than the model's position table holds (it could not work at all).
+    """
+    limit = model_max_length(tokenizer)
+    if requested and limit is not None and requested > limit:
+        fate = "split into overlapping windows" if windowed else "truncated"
+        raise HftkError(
+            f"max_length: {requested} is more than {model} takes ({limit} tokens); set max_length: {limit} or "
+            f"less (longer inputs are {fate})"
+        )
+    return min(requested or default or FALLBACK_MAX_LENGTH, limit or FALLBACK_MAX_LENGTH)
 
 
 # ------------------------------------------------------------------------------------------ device policy
@@ -169,31 +199,6 @@ def _cuda_bf16() -> bool:
 def is_main_process() -> bool:
     """Rank 0 under torchrun/accelerate (and always in a single process): the one that writes outputs."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any):
-    """`transformers.pipeline` with hftk's tokenizer loader.
-
-    Same pipeline, but Tohoku Japanese checkpoints get the fast MeCab tokenizer, so offsets work there too
-    (token-classification aggregation, question-answering spans). "question-answering", "summarization",
-    "translation" and "text2text-generation", which transformers 5 removed, are served as transformers 4 had
-    them (same call, same outputs).
-    """
-    from transformers import pipeline as hf_pipeline
-
-    if model is not None:
-        model = resolve_model(model)
-        trust = bool(kwargs.get("trust_remote_code", False))
-        kwargs.setdefault("tokenizer", load_tokenizer(model, trust_remote_code=trust))
-        kwargs["model_kwargs"] = {"use_safetensors": True, **(kwargs.get("model_kwargs") or {})}
-    from hftk.tasks.question_answering import QuestionAnsweringPipeline
-    from hftk.tasks.seq2seq import PIPELINE_TASKS, seq2seq_pipeline
-
-    if task in PIPELINE_TASKS and model is not None:
-        return seq2seq_pipeline(task, model, **kwargs)
-    if task == "question-answering" and model is not None and task in removed_pipelines():
-        return QuestionAnsweringPipeline(model, **kwargs)
-    return hf_pipeline(task, model=model, **kwargs)
 
 
 def removed_pipelines() -> set[str]:

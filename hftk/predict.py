@@ -20,9 +20,8 @@ from hftk.data import Records
 from hftk.errors import HftkError, not_utf8
 from hftk.files import atomic_write_text
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
-from hftk.recipe import Recipe, did_you_mean, load_recipe
-from hftk.tasks import Task, get_task
-from hftk.tasks.base import Features
+from hftk.recipe import Recipe
+from hftk.tasks import Features, Task, get_task, load_recipe, pipeline_names
 
 # Padded tokens per batch: batches of short inputs hold more examples, long ones fewer, so the cost per
 # batch stays even and the per-call overhead is amortised.
@@ -82,6 +81,11 @@ class Predictor:
             self._model = model.to(self.device).eval()
         return self._model
 
+    @model.setter
+    def model(self, model: Any) -> None:
+        """Share weights already loaded (e.g. between predictors of one checkpoint with other settings)."""
+        self._model = model
+
     # -- inputs ----------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Records:
         """Inputs to predict: a text file (one input per line), or any data file the task reads (CSV, TSV,
@@ -126,7 +130,7 @@ class Predictor:
         left = self.task.padding_side == "left"
         results: list[Any] = [None] * len(ids)
         with torch.inference_mode():
-            for batch in _batches(order, lengths, TOKENS_PER_BATCH, self.max_batch_size):
+            for batch in token_batches(order, lengths, TOKENS_PER_BATCH, self.max_batch_size):
                 width = lengths[batch[-1]]
                 tensors = {}
                 for name in names:
@@ -160,17 +164,11 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
 
     `task` is an hftk task or a pipeline task name (fill-mask, text-generation, summarization, translation, ...).
     """
-    from hftk.tasks import get_task, pipeline_names, resolve_task, task_names
-
     if task is not None:
-        name = resolve_task(task)
-        if name not in task_names():
-            known = sorted({*task_names(), *pipeline_names()})
-            hint = did_you_mean(task, known)
-            raise HftkError(f"--task {task}: not a task hftk knows{hint}; choose one of {', '.join(known)}")
-        if get_task(name).pipeline_aliases and task != name:  # seq2seq: summarization or translation
+        cls = get_task(task)  # an unknown name fails here, with did-you-mean
+        if cls.pipeline_aliases and task != cls.name:  # seq2seq: summarization or translation
             options = {"pipeline": task, **options}
-        task = name
+        task = cls.name
     saved = Path(model_ref) / "recipe.yaml"
     if saved.is_file():
         recipe = load_recipe(saved)
@@ -186,7 +184,7 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
     return load_recipe({"task": task, "model": model_ref, "data": {}}, options)
 
 
-def _batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -> Iterator[list[int]]:
+def token_batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -> Iterator[list[int]]:
     """Consecutive runs of `order` whose padded size (count x longest) stays within `tokens`."""
     batch: list[int] = []
     for i in order:

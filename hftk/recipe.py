@@ -8,18 +8,18 @@ against `transformers.TrainingArguments` itself rather than a copy of its fields
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from hftk.errors import HftkError, not_utf8
-from hftk.lora import PeftSettings
+from hftk import lora
+from hftk.errors import HftkError, did_you_mean, not_utf8
 
 # hftk's own training defaults, in one place. A recipe's `training:` block overrides any of them.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -41,11 +41,27 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
-class _Strict(BaseModel):
+def label_strings(v: Any) -> Any:
+    """YAML reads `{0: negative}` with int keys; data values are compared as strings."""
+    if isinstance(v, dict):
+        return {str(k): str(val) for k, val in v.items()}
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    return v
+
+
+# `labels:` of a recipe: an order (list), or data value -> name (mapping, e.g. {0: negative, 1: positive}).
+Labels = Annotated[list[str] | dict[str, str] | None, BeforeValidator(label_strings)]
+LabelMap = Annotated[dict[str, str] | None, BeforeValidator(label_strings)]
+
+
+class Strict(BaseModel):
+    """A recipe section: unknown keys are errors (with did-you-mean), never silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """Where the examples are and which file column plays which role for the task."""
 
     train: str | None = None
@@ -66,7 +82,7 @@ class DataConfig(_Strict):
         return self.columns.get(role, role)
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     """Fields every task shares. Each task adds its own in a subclass keyed on `task`."""
 
     task: str
@@ -79,7 +95,7 @@ class Recipe(_Strict):
     early_stopping_patience: int | None = Field(default=None, ge=1)
     # LoRA or another peft method: {method: lora, r: 8, alpha: 16, dropout: 0.1, target_modules: [...],
     # merge: true}; the method's own options are checked against peft's config class.
-    peft: PeftSettings | None = None
+    peft: lora.PeftSettings | None = None
     trust_remote_code: bool = False
     seed: int = 42
 
@@ -90,56 +106,56 @@ class Recipe(_Strict):
             raise ValueError("must name a local model directory, a hub id or package:NAME")
         return v
 
-    def training_args(self, **extra: Any) -> dict[str, Any]:
-        """TrainingArguments keyword arguments: hftk defaults < recipe `training:` < `extra`."""
-        return {**TRAINING_DEFAULTS, "seed": self.seed, **self.training, **extra}
-
 
 # ------------------------------------------------------------------------------------------------ loading
 
 
-class _Loader(yaml.SafeLoader):
+class YamlLoader(yaml.SafeLoader):
     """SafeLoader that also reads `3e-5` as a float (YAML 1.1 wants `3.0e-5`; every user writes `3e-5`)."""
 
 
-_Loader.add_implicit_resolver(
+YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
     list("-+0123456789."),
 )
 
 
-def _safe_load(text: str) -> Any:
+def safe_load(text: str) -> Any:
     """`yaml.safe_load` with the float fix above: only plain YAML types, never Python objects."""
-    loader = _Loader(text)
+    loader = YamlLoader(text)
     try:
         return loader.get_single_data()
     finally:
         loader.dispose()
 
 
-def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read and validate a recipe from a YAML path, a dict or an existing Recipe.
+@dataclass
+class RawRecipe:
+    """A recipe as read, before validation: the mapping, and where it came from for located errors."""
 
-    Args:
-        source: path to a YAML file, a dict with the same shape, or a Recipe.
-        overrides: dotted keys to set before validation, e.g. {"training.learning_rate": 3e-5}.
+    data: dict[str, Any]
+    where: str = "<recipe>"  # the file, or <recipe> for a dict
+    text: str | None = None  # the YAML text, to find the line of a key
+
+    def locate(self, *dotted: str | int) -> str:
+        """'file:line: ' of a dotted key (or its nearest parent that exists), 'file: ' without one."""
+        line = _line_of(self.text, list(dotted))
+        return f"{self.where}:{line}: " if line else f"{self.where}: "
+
+
+def read_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[str, Any] | None = None) -> RawRecipe:
+    """A recipe's YAML file (or dict, or Recipe) as a mapping with `overrides` set; not yet validated.
 
     Raises:
-        HftkError: with one line per problem, all problems at once.
+        HftkError: a missing or unreadable file, invalid YAML, or something other than a mapping.
     """
-    from hftk.tasks import recipe_class, task_names
-
     if isinstance(source, Recipe):
-        if not overrides:
-            return source
         source = source.model_dump()
-    where, text = "<recipe>", None
     if isinstance(source, dict):
-        raw = _deep_copy(source)
+        raw = RawRecipe(_deep_copy(source))
     else:
         path = Path(source)
-        where = str(path)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -151,41 +167,41 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
         except UnicodeDecodeError as e:
             raise not_utf8(path, data, e) from None
         try:
-            raw = _safe_load(text)
+            mapping = safe_load(text)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f":{mark.line + 1}" if mark else ""
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise HftkError(f"{path}{line}: invalid YAML: {problem}; fix the syntax") from None
-        if raw is None:
+        if mapping is None:
             raise HftkError(f"{path}: the recipe is empty; write task:, model: and data: (see recipes/)")
-        if not isinstance(raw, dict):
-            raise HftkError(f"{path}: a recipe is a YAML mapping (key: value lines), got {type(raw).__name__}")
+        if not isinstance(mapping, dict):
+            raise HftkError(f"{path}: a recipe is a YAML mapping (key: value lines), got {type(mapping).__name__}")
+        raw = RawRecipe(mapping, str(path), text)
     for key, value in (overrides or {}).items():
-        _set_dotted(raw, key, value, where)
+        _set_dotted(raw.data, key, value, raw.where)
+    return raw
 
-    task = raw.get("task")
-    cls = recipe_class(task) if isinstance(task, str) else None
-    if cls is None:
-        hint = did_you_mean(str(task), task_names())
-        msg = f"task: {task!r} is not a task hftk knows{hint}; choose one of {', '.join(task_names())}"
-        raise HftkError(_locate(where, text, "task") + msg)
 
+def validate_recipe(cls: type[Recipe], raw: RawRecipe) -> Recipe:
+    """`raw` as the task's Recipe class; every problem at once, one line each, located in the file.
+
+    Raises:
+        HftkError: with one line per problem.
+    """
     errors: list[str] = []
     recipe = None
     try:
-        recipe = cls.model_validate(raw)
+        recipe = cls.model_validate(raw.data)
     except ValidationError as e:
-        for err in e.errors():
-            errors.append(_format_pydantic_error(err, cls, where, text))
-    training = raw.get("training") or {}
+        errors.extend(_format_pydantic_error(err, cls, raw) for err in e.errors())
+    training = raw.data.get("training") or {}
     if isinstance(training, dict):
-        errors.extend(_check_training(training, where, text))
-    if isinstance(raw.get("peft"), dict):
-        errors.extend(_check_peft(raw["peft"], where, text))
-    if errors:
+        errors.extend(_check_training(training, raw))
+    if isinstance(raw.data.get("peft"), dict):
+        errors.extend(f"{raw.locate(*key.split('.'))}{key}: {msg}" for key, msg in lora.problems(raw.data["peft"]))
+    if errors or recipe is None:
         raise HftkError("\n".join(errors))
-    assert recipe is not None
     return recipe
 
 
@@ -197,7 +213,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key.strip() or not all(part.strip() for part in key.split(".")):
             raise HftkError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set training.learning_rate=3e-5")
         try:
-            out[key.strip()] = _safe_load(value) if value.strip() else ""
+            out[key.strip()] = safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             out[key.strip()] = value
     return out
@@ -232,17 +248,12 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
     node[parts[-1]] = value
 
 
-def did_you_mean(word: str, options: list[str] | typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _line_of(text: str | None, dotted: list[str | int]) -> int | None:
     """1-based YAML line of a dotted key, or of its nearest existing parent."""
     if text is None:
         return None
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = yaml.compose(text, Loader=YamlLoader)
     except yaml.YAMLError:
         return None
     line = None
@@ -262,11 +273,6 @@ def _line_of(text: str | None, dotted: list[str | int]) -> int | None:
     return line
 
 
-def _locate(where: str, text: str | None, *dotted: str | int) -> str:
-    line = _line_of(text, list(dotted))
-    return f"{where}:{line}: " if line else f"{where}: "
-
-
 def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Field names valid at `loc`'s parent, for 'did you mean'."""
     current: Any = model
@@ -281,10 +287,10 @@ def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}) or [])
 
 
-def _format_pydantic_error(err: dict[str, Any], cls: type[BaseModel], where: str, text: str | None) -> str:
+def _format_pydantic_error(err: Any, cls: type[BaseModel], raw: RawRecipe) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     dotted = ".".join(str(p) for p in loc)
-    prefix = _locate(where, text, *loc)
+    prefix = raw.locate(*loc)
     if err["type"] == "extra_forbidden":
         hint = did_you_mean(str(loc[-1]), _fields_of(cls, loc))
         return f"{prefix}{dotted}: unknown key{hint}; remove it or fix its spelling"
@@ -305,18 +311,12 @@ def _training_fields() -> dict[str, dataclasses.Field[Any]]:
 _HFTK_OWNED = {"output_dir": "use the top-level output_dir: key or --output"}
 
 
-def _check_peft(settings: dict[str, Any], where: str, text: str | None) -> list[str]:
-    from hftk import lora
-
-    return [f"{_locate(where, text, *key.split('.'))}{key}: {msg}" for key, msg in lora.problems(settings)]
-
-
-def _check_training(training: dict[str, Any], where: str, text: str | None) -> list[str]:
+def _check_training(training: dict[str, Any], raw: RawRecipe) -> list[str]:
     """Check the `training:` block against TrainingArguments: names, simple types, then its own checks."""
     fields = _training_fields()
     errors = []
     for key, value in training.items():
-        prefix = _locate(where, text, "training", key)
+        prefix = raw.locate("training", key)
         if key in _HFTK_OWNED:
             errors.append(f"{prefix}training.{key}: set by hftk; {_HFTK_OWNED[key]}")
         elif key not in fields:
@@ -332,7 +332,7 @@ def _check_training(training: dict[str, Any], where: str, text: str | None) -> l
         TrainingArguments(output_dir="unused", **{**TRAINING_DEFAULTS, **training})
     except (ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return [f"{_locate(where, text, 'training')}training: {first}"]
+        return [f"{raw.locate('training')}training: {first}"]
     return []
 
 

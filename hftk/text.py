@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hftk.data import READERS, Records, _lines, read_records
+from hftk.data import READERS, Records, read_lines, read_records
 from hftk.errors import HftkError
 
 PLAIN_SUFFIXES = (".txt", ".text")
@@ -138,14 +138,14 @@ def _read_plain(path: Path, column: str, documents: str) -> Records:
     texts: list[str] = []
     lines: list[int] = []
     if documents == "line":
-        for n, line in _lines(path):
+        for n, line in read_lines(path):
             text = line.strip()
             if text:
                 texts.append(text)
                 lines.append(n)
     else:  # paragraphs: runs of non-blank lines, kept with their line breaks
         current: list[str] = []
-        for n, line in _lines(path):
+        for n, line in read_lines(path):
             if line.strip():
                 if not current:
                     lines.append(n)

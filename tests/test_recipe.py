@@ -3,7 +3,10 @@ from pathlib import Path
 import pytest
 
 from hftk import HftkError, load_recipe
+from hftk.models import DevicePolicy
+from hftk.prepare import training_arguments
 from hftk.recipe import parse_overrides
+from hftk.tasks import get_task
 
 from .conftest import MINILM, ROOT
 
@@ -35,8 +38,9 @@ def test_valid_recipe_is_typed(tmp_path):
     assert r.task == "text-classification" and r.model == MINILM
     assert r.data.column("text") == "sentence" and r.data.column("label") == "label"
     assert r.problem_type == "single_label"
-    assert r.training_args()["learning_rate"] == 3e-5
-    assert r.training_args()["train_sampling_strategy"] == "group_by_length"  # hftk default kept
+    args = training_arguments(get_task(r.task)(r, None), DevicePolicy("cpu", "fp32"), tmp_path, has_eval=True)
+    assert args.learning_rate == 3e-5
+    assert args.train_sampling_strategy == "group_by_length"  # hftk default kept
 
 
 def test_misspelled_key_names_line_and_suggests(tmp_path):

@@ -15,7 +15,7 @@ import yaml
 
 from hftk import HftkError, load_recipe
 from hftk.models import resolve_model
-from hftk.recipe import _Loader
+from hftk.recipe import YamlLoader
 
 from .conftest import DATA, MINILM, ROOT, head, sst2_recipe
 
@@ -41,7 +41,7 @@ class CustomTokenizerFast(BertTokenizerFast):
 
 
 def test_recipes_are_read_with_a_safe_loader(tmp_path):
-    assert issubclass(_Loader, yaml.SafeLoader)
+    assert issubclass(YamlLoader, yaml.SafeLoader)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("task: !!python/object/apply:os.system ['touch pwned']\n")
     with pytest.raises(HftkError, match="invalid YAML"):

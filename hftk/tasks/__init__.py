@@ -1,11 +1,22 @@
-"""Task adapters, found by their `task:` name. Each module in this package defines one Task subclass."""
+"""Task adapters, found by their `task:` name: the one way from a recipe's `task:` to its code.
+
+Each module in this package defines one Task subclass; the registry imports them all on first use. A recipe is
+read here too, because its `task:` says which Recipe class validates the rest (the recipe schema never imports
+the tasks it describes).
+"""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
+from typing import Any
 
-from hftk.tasks.base import Task
+from hftk.errors import HftkError, did_you_mean
+from hftk.recipe import Recipe, read_recipe, validate_recipe
+from hftk.tasks.base import Features, Task
+
+__all__ = ["Features", "Task", "get_task", "load_recipe", "pipeline_names", "resolve_task", "task_names"]
 
 _REGISTRY: dict[str, type[Task]] = {}
 
@@ -38,13 +49,37 @@ def resolve_task(name: str) -> str:
     return name if name in _registry() else pipeline_names().get(name, name)
 
 
-def get_task(name: str) -> type[Task]:
-    return _registry()[resolve_task(name)]
+def get_task(name: str, *, where: str = "--task ") -> type[Task]:
+    """The Task class for an hftk task or pipeline task name.
+
+    Raises:
+        HftkError: an unknown name, with the closest known one; `where` starts the message (e.g. 'file:3: task: ').
+    """
+    cls = _registry().get(resolve_task(name))
+    if cls is None:
+        known = sorted({*task_names(), *pipeline_names()})
+        hint = did_you_mean(name, known)
+        raise HftkError(f"{where}{name}: not a task hftk knows{hint}; choose one of {', '.join(known)}")
+    return cls
 
 
-def recipe_class(name: str):
-    cls = _registry().get(name)
-    return cls.recipe_class if cls else None
+def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read and validate a recipe from a YAML path, a dict or an existing Recipe.
 
+    Args:
+        source: path to a YAML file, a dict with the same shape, or a Recipe.
+        overrides: dotted keys to set before validation, e.g. {"training.learning_rate": 3e-5}.
 
-__all__ = ["Task", "get_task", "pipeline_names", "recipe_class", "resolve_task", "task_names"]
+    Raises:
+        HftkError: with one line per problem, all problems at once.
+    """
+    if isinstance(source, Recipe) and not overrides:
+        return source
+    raw = read_recipe(source, overrides)
+    task = raw.data.get("task")
+    cls = _registry().get(task) if isinstance(task, str) else None
+    if cls is None:  # only hftk's own task names in a recipe, not pipeline aliases
+        hint = did_you_mean(str(task), task_names())
+        known = ", ".join(task_names())
+        raise HftkError(f"{raw.locate('task')}task: {task!r} is not a task hftk knows{hint}; choose one of {known}")
+    return validate_recipe(cls.recipe_class, raw)

@@ -7,27 +7,30 @@ The flow a task plugs into, for training, evaluation and prediction alike:
 
 A feature is one row the model sees. Most tasks make one per record; tasks that split long inputs into
 overlapping windows (NER, QA) make several and keep an `example` column pointing back at the record.
+
+A new task is one module in this package with one Task subclass: set the class attributes, implement the
+abstract methods, override a default where the task differs. The registry finds it by its `name`.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from hftk.data import Records, read_records
+from hftk.data import Features, Records, read_records
+from hftk.errors import HftkError
+from hftk.models import max_length
 from hftk.recipe import Recipe
 
-Features = dict[str, list[Any]]
+__all__ = ["Features", "Task"]
 
 
-class Task:
-    """Turns records into features and model outputs into metrics and user-facing predictions.
-
-    Subclasses set the class attributes and implement the methods that raise NotImplementedError.
-    """
+class Task(ABC):
+    """Turns records into features and model outputs into metrics and user-facing predictions."""
 
     name: ClassVar[str]  # the recipe's `task:` value
     pipeline_task: ClassVar[str]  # the transformers.pipeline task that loads the output directory
@@ -38,7 +41,7 @@ class Task:
     input_roles: ClassVar[tuple[str, ...]] = ()
     optional_roles: ClassVar[tuple[str, ...]] = ()
     target_roles: ClassVar[tuple[str, ...]] = ()
-    main_metric: ClassVar[str]
+    main_metric: ClassVar[str]  # picks the best checkpoint; a task whose metric depends on the recipe overrides
     greater_is_better: ClassVar[bool] = True
     # The model outputs the task reads, in the order Trainer hands them to compute_metrics.
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
@@ -54,22 +57,38 @@ class Task:
     # Feature columns Predictor hands to `forward` besides the tokenizer's model inputs, with their padding value
     # (e.g. {"labels": -100} for a task that computes a loss there).
     batch_columns: ClassVar[dict[str, int]] = {}
+    # What evaluation during training looks at: the model's outputs (scored by `score`), the loss alone (no
+    # vocabulary-sized logits kept: language models), or generated token ids (Seq2SeqTrainer generates).
+    evaluates: ClassVar[Literal["outputs", "loss", "generation"]] = "outputs"
+    # peft's task type (peft.TaskType): it keeps the task's new head trainable beside the adapter. None: peft's
+    # plain PeftModel, for heads peft has no type for (masked LM) and tasks that do not train.
+    peft_task_type: ClassVar[str | None] = None
+    # TrainingArguments the task cannot work without, whatever the recipe says.
+    required_arguments: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
         self.tokenizer = tokenizer
-        limit = _model_max_length(tokenizer)
-        if recipe.max_length and recipe.max_length > limit and tokenizer is not None and _has_limit(tokenizer):
-            # Inputs longer than max_length are truncated (hftk check counts them); a max_length beyond the
-            # model's position table cannot work at all.
-            from hftk.errors import HftkError
+        self.max_length = max_length(
+            recipe.max_length, self.default_max_length(), tokenizer, model=recipe.model, windowed=self.windowed
+        )
 
-            raise HftkError(
-                f"max_length: {recipe.max_length} is more than {recipe.model} takes ({limit} tokens); "
-                f"set max_length: {limit} or less (longer inputs are "
-                + ("split into overlapping windows)" if self.windowed else "truncated)")
-            )
-        self.max_length = min(recipe.max_length or 512, limit)
+    def default_max_length(self) -> int | None:
+        """Tokens per input when the recipe says none; None: hftk's general default (512, or the model's limit)."""
+        return None
+
+    def default_arguments(self, has_eval: bool) -> dict[str, Any]:
+        """TrainingArguments this task prefers over hftk's defaults; the recipe's `training:` block overrides them."""
+        return {}
+
+    def generation_settings(self) -> Any:
+        """The recipe's `generation:` settings (GenerationSettings) for tasks that generate, else None."""
+        return None
+
+    @property
+    def pipeline(self) -> str:
+        """The pipeline task this model serves (seq2seq: summarization, translation, ... as the recipe says)."""
+        return self.pipeline_task
 
     # -- data ------------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Records:
@@ -81,16 +100,17 @@ class Task:
         return splits
 
     def fit(self, train: Records) -> None:
-        """Learn what the model's head needs from the training data (e.g. the label vocabulary)."""
+        """Learn what the model's head needs from the training data (e.g. the label vocabulary); most need nothing."""
+        return None
 
+    @abstractmethod
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         """Records -> feature columns: the model's inputs, `labels` when with_targets, and any columns
         `score`/`postprocess` need later (the model never sees those)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def targets(self, records: Records) -> list[Any]:
         """What the model learns to predict for each record, checked: a bad value is a located error."""
-        raise NotImplementedError
 
     def lengths(self, records: Records) -> list[int] | None:
         """Untruncated token counts of each record's input, for `hftk check`; None when not meaningful."""
@@ -112,8 +132,6 @@ class Task:
 
     def texts(self, records: Records, role: str) -> list[str]:
         """A text column, every value checked to be a string."""
-        from hftk.errors import HftkError
-
         values = self.column(records, role)
         for i, v in enumerate(values):
             if not isinstance(v, str):
@@ -121,8 +139,9 @@ class Task:
         return values
 
     # -- model -----------------------------------------------------------------------------------------
+    @abstractmethod
     def auto_model(self) -> Any:
-        raise NotImplementedError
+        """The transformers Auto class for this task's head, e.g. AutoModelForSequenceClassification."""
 
     def model_kwargs(self) -> dict[str, Any]:
         """Config overrides for from_pretrained (num_labels, id2label, ...)."""
@@ -132,18 +151,6 @@ class Task:
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-
-    def trainer_class(self) -> type:
-        from transformers import Trainer
-
-        return Trainer
-
-    def training_arguments(self, kwargs: dict[str, Any]) -> Any:
-        """The TrainingArguments object for Trainer; a task whose Trainer needs more (Seq2SeqTrainingArguments)
-        overrides this."""
-        from transformers import TrainingArguments
-
-        return TrainingArguments(**kwargs)
 
     @classmethod
     def from_trained(cls, recipe: Recipe, tokenizer: Any, config: Any) -> Task:
@@ -168,30 +175,23 @@ class Task:
             rows.append(parts[0] if len(parts) == 1 else parts)
         return rows
 
+    @abstractmethod
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
         """Metrics from one output per feature on labelled data (the features were encoded with targets)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **options: Any) -> list[dict]:
         """One output per feature -> one JSON-able prediction per record, in record order."""
-        raise NotImplementedError
 
     def metric_fn(self, records: Records, features: Features) -> Callable[[Any], dict[str, float]] | None:
         """Trainer's compute_metrics for one evaluation split; None leaves Trainer's loss as the only metric."""
+        if self.evaluates == "loss":
+            return None  # Trainer then keeps no logits
         lengths = [len(x) for x in features["input_ids"]]
 
         def compute(prediction: Any) -> dict[str, float]:
+            if self.evaluates == "generation":  # generated token ids, one row per feature
+                return self.score(records, features, list(prediction.predictions))
             return self.score(records, features, self.unbatch(prediction.predictions, lengths))
 
         return compute
-
-
-def _model_max_length(tokenizer: Any) -> int:
-    n = getattr(tokenizer, "model_max_length", None)
-    # Tokenizers without a limit report a huge sentinel (int(1e30)); BERT-style position tables stop at 512.
-    return n if _has_limit(tokenizer) else 512
-
-
-def _has_limit(tokenizer: Any) -> bool:
-    n = getattr(tokenizer, "model_max_length", None)
-    return isinstance(n, int) and 0 < n < 100_000

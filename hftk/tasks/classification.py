@@ -7,11 +7,12 @@ from collections import Counter
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
+from hftk import metrics
 from hftk.data import Records
 from hftk.errors import HftkError
-from hftk.recipe import Recipe
+from hftk.recipe import Labels, Recipe
 from hftk.tasks.base import Features, Task
 
 _PROBLEM_TYPES = {
@@ -21,27 +22,13 @@ _PROBLEM_TYPES = {
 }
 
 
-def label_strings(v: Any) -> Any:
-    """YAML reads `{0: negative}` with int keys; data values are compared as strings."""
-    if isinstance(v, dict):
-        return {str(k): str(val) for k, val in v.items()}
-    if isinstance(v, list):
-        return [str(x) for x in v]
-    return v
-
-
 class ClassificationRecipe(Recipe):
     task: Literal["text-classification"]
     problem_type: Literal["single_label", "multi_label", "regression"] = "single_label"
     # Label order (list), or data value -> name (mapping, e.g. {0: negative, 1: positive}). Default: the
     # sorted labels seen in train.
-    labels: list[str] | dict[str, str] | None = None
+    labels: Labels = None
     threshold: float = Field(default=0.5, gt=0, lt=1)  # multi-label decision threshold on sigmoid scores
-
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _labels_as_strings(cls, v: Any) -> Any:
-        return label_strings(v)
 
 
 class Classification(Task):
@@ -53,12 +40,12 @@ class Classification(Task):
     target_roles = ("label",)
     recipe: ClassificationRecipe
 
+    peft_task_type = "SEQ_CLS"
     _MAIN: ClassVar[dict[str, str]] = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "pearson"}
 
     def __init__(self, recipe: ClassificationRecipe, tokenizer: Any) -> None:
         super().__init__(recipe, tokenizer)
         self.problem = recipe.problem_type
-        self.main_metric = self._MAIN[self.problem]  # type: ignore[misc]
         # data value -> label id, and id -> display name
         self.value_to_id: dict[str, int] = {}
         self.names: list[str] = []
@@ -68,6 +55,10 @@ class Classification(Task):
         elif isinstance(recipe.labels, list):
             self.value_to_id = {v: i for i, v in enumerate(recipe.labels)}
             self.names = list(recipe.labels)
+
+    @property
+    def main_metric(self) -> str:  # type: ignore[override]
+        return self._MAIN[self.problem]
 
     # -- data ------------------------------------------------------------------------------------------
     def fit(self, train: Records) -> None:
@@ -178,8 +169,6 @@ class Classification(Task):
 
     # -- outputs ---------------------------------------------------------------------------------------
     def metrics(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        from hftk import metrics
-
         if self.problem == "regression":
             return metrics.regression(predictions.reshape(-1), labels.reshape(-1))
         if self.problem == "multi_label":

@@ -36,15 +36,19 @@ class FeatureExtraction(Task):
     recipe: FeatureExtractionRecipe
 
     def __init__(self, recipe: FeatureExtractionRecipe, tokenizer: Any) -> None:
+        self.saved = _sentence_transformers_config(recipe.model)
         super().__init__(recipe, tokenizer)
-        saved = _sentence_transformers_config(recipe.model)
-        self.pooling = recipe.pooling or saved.get("pooling", "mean")
-        self.normalize = recipe.normalize if recipe.normalize is not None else saved.get("normalize", False)
-        if recipe.max_length is None and "max_length" in saved:
-            self.max_length = min(saved["max_length"], self.max_length)
+        self.pooling = recipe.pooling or self.saved.get("pooling", "mean")
+        self.normalize = recipe.normalize if recipe.normalize is not None else self.saved.get("normalize", False)
+
+    def default_max_length(self) -> int | None:
+        return self.saved.get("max_length")  # a sentence-transformers checkpoint's own max_seq_length
 
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         return dict(self.tokenizer(self.texts(records, "text"), truncation=True, max_length=self.max_length))
+
+    def targets(self, records: Records) -> list[Any]:
+        raise HftkError("feature-extraction has no labels; use hftk embed, then compare the vectors")
 
     def auto_model(self) -> Any:
         from transformers import AutoModel

@@ -8,8 +8,6 @@ tokens for each mask) and `text-generation` (with the recipe's `generation:` set
 
 from __future__ import annotations
 
-import math
-from contextlib import nullcontext
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -17,7 +15,8 @@ from pydantic import Field, model_validator
 
 from hftk.data import Records
 from hftk.errors import HftkError
-from hftk.generation import GenerationSettings, generating_trainer, seed_sampling
+from hftk.generation import GenerationSettings, seed_sampling
+from hftk.metrics import perplexity
 from hftk.recipe import DataConfig, Recipe
 from hftk.tasks.base import Features, Task
 from hftk.text import BlockCollator, Masking, held_out, pack, read_texts
@@ -46,15 +45,6 @@ class TextDataConfig(DataConfig):
 class LanguageModelingRecipe(Recipe):
     data: TextDataConfig
 
-    def training_args(self, **extra: Any) -> dict[str, Any]:
-        has_eval = self.data.validation is not None or self.data.validation_fraction is not None
-        # Perplexity before training is the baseline adaptation is judged against. Blocks all have the same
-        # length, so grouping batches by length would only cost a pass over the data.
-        defaults = {"eval_on_start": has_eval, "train_sampling_strategy": "random"}
-        defaults = {k: v for k, v in defaults.items() if k not in self.training}
-        # The collator reads `word_ids`, which the model does not take: Trainer must not drop the column.
-        return super().training_args(**{**defaults, "remove_unused_columns": False, **extra})
-
 
 class MaskedLMRecipe(LanguageModelingRecipe):
     task: Literal["masked-lm"]
@@ -82,7 +72,15 @@ class LanguageModeling(Task):
     input_roles = ("text",)
     main_metric = "perplexity"
     greater_is_better = False
+    evaluates = "loss"
+    # The collator reads `word_ids`, which the model does not take: Trainer must not drop the column.
+    required_arguments: ClassVar[dict[str, Any]] = {"remove_unused_columns": False}
     recipe: LanguageModelingRecipe
+
+    def default_arguments(self, has_eval: bool) -> dict[str, Any]:
+        # Perplexity before training is the baseline adaptation is judged against. Blocks all have the same
+        # length, so grouping batches by length would only cost a pass over the data.
+        return {"eval_on_start": has_eval, "train_sampling_strategy": "random"}
 
     # -- data ------------------------------------------------------------------------------------------
     def read(self, path: Any) -> Records:
@@ -108,53 +106,11 @@ class LanguageModeling(Task):
     def _pack(self, records: Records) -> Features:
         return pack(self.tokenizer, self.texts(records, "text"), self.max_length)
 
-    # -- model -----------------------------------------------------------------------------------------
-    def metric_fn(self, records: Records, features: Features) -> None:
-        return None  # loss only: Trainer then keeps no logits; perplexity is added from the loss
-
-    def trainer_class(self) -> type:
-        from transformers import Trainer
-
-        return _perplexity_trainer(Trainer)
-
     # -- outputs ---------------------------------------------------------------------------------------
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
         nll, count = np.sum(np.stack(outputs), axis=0)
         loss = float(nll / max(count, 1))
         return {"loss": loss, "perplexity": perplexity(loss)}
-
-
-def perplexity(loss: float) -> float:
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf
-
-
-def _perplexity_trainer(base: type) -> type:
-    class PerplexityTrainer(base):
-        """Adds `<prefix>_perplexity` = exp(loss) to every evaluation, and masks evaluation batches the same way
-        each time (a seeded generator), so perplexity before and after training is measured on the same masks."""
-
-        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
-            collator = self.data_collator
-            with collator.seeded(self.args.seed) if isinstance(collator, BlockCollator) else nullcontext():
-                output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
-            prefix = kwargs.get("metric_key_prefix", "eval")
-            loss = output.metrics.get(f"{prefix}_loss")
-            if loss is not None:
-                output.metrics[f"{prefix}_perplexity"] = perplexity(loss)
-            return output
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            # Evaluating, transformers 5 divides by every label token, counting each block's first one, which a
-            # causal LM never predicts (loss ~1/max_length too low); the model's own mean over the tokens it
-            # predicts is exact.
-            if not model.training:
-                num_items_in_batch = None
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-    return PerplexityTrainer
 
 
 _LOGITS_BUDGET = 2**25  # logits per forward call when scoring (128 MiB in float32): rows are scored in chunks
@@ -292,6 +248,10 @@ class CausalLM(LanguageModeling):
     recipe: CausalLMRecipe
     batch_columns: ClassVar[dict[str, int]] = {"labels": -100}  # present only when evaluating
     padding_side = "left"  # generation continues each prompt from its last token
+    peft_task_type = "CAUSAL_LM"
+
+    def generation_settings(self) -> GenerationSettings:
+        return self.recipe.generation
 
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         if with_targets:
@@ -317,11 +277,6 @@ class CausalLM(LanguageModeling):
 
     def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
         return BlockCollator(self.tokenizer, None, pad_to_multiple_of)
-
-    def trainer_class(self) -> type:
-        from transformers import Trainer
-
-        return generating_trainer(_perplexity_trainer(Trainer), self.recipe.generation)
 
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
         if "labels" in batch:  # evaluation: perplexity of each block

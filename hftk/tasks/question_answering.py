@@ -14,21 +14,22 @@ their scores, across windows too, and the best one answers. SQuAD v2's "no answe
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
-from hftk.data import Records
+from hftk import metrics
+from hftk.data import QuestionRecords, Records, squad_questions
 from hftk.errors import HftkError
 from hftk.recipe import Recipe
-from hftk.tasks.base import Features, Task, _model_max_length
+from hftk.spans import best_spans, place_null
+from hftk.tasks.base import Features, Task
 
 # As the pipeline and the SQuAD examples: most SQuAD paragraphs then fit one window.
-_DEFAULT_MAX_LENGTH = 384
+DEFAULT_MAX_LENGTH = 384
 # Windows decoded at once: the span scores of a chunk take chunk x length x max_answer_length floats.
 _CHUNK = 256
 
@@ -50,21 +51,15 @@ class QuestionAnsweringRecipe(Recipe):
     @field_validator("doc_stride")
     @classmethod
     def _stride_fits(cls, v: int, info: ValidationInfo) -> int:
-        limit = info.data.get("max_length") or _DEFAULT_MAX_LENGTH
-        if v > limit // 2:
+        limit = info.data.get("max_length") or DEFAULT_MAX_LENGTH
+        if v > max_doc_stride(limit):
             raise ValueError(f"must be at most half of max_length ({limit}), so that a question fits beside it")
         return v
 
 
-@dataclass
-class QuestionRecords(Records):
-    """Questions read from SQuAD's nested layout, each located by its id: a JSON document has no useful line."""
-
-    places: list[str] = field(default_factory=list)
-
-    def where(self, i: int) -> str:
-        line = f":{self.lines[i]}" if self.lines else ""
-        return f"{self.source}{line}: {self.places[i]}"
+def max_doc_stride(max_length: int) -> int:
+    """Windows may share at most half their tokens, so that the question and some new context fit in each."""
+    return max_length // 2
 
 
 @dataclass
@@ -85,23 +80,26 @@ class QuestionAnswering(Task):
     output_names = ("start_logits", "end_logits")
     token_level = True
     windowed = True
+    peft_task_type = "QUESTION_ANS"
     recipe: QuestionAnsweringRecipe
 
     def __init__(self, recipe: QuestionAnsweringRecipe, tokenizer: Any) -> None:
         super().__init__(recipe, tokenizer)
-        self.max_length = min(recipe.max_length or _DEFAULT_MAX_LENGTH, self.max_length)
         self.specials = tokenizer.num_special_tokens_to_add(pair=True) if tokenizer is not None else 3
-        if recipe.doc_stride > self.max_length // 2:  # the model allows less than the recipe's max_length
+        if recipe.doc_stride > max_doc_stride(self.max_length):  # the model allows less than the recipe's max_length
             raise HftkError(
                 f"recipe: doc_stride {recipe.doc_stride} is more than half of max_length {self.max_length} (the "
                 f"most {recipe.model} takes); lower doc_stride"
             )
 
+    def default_max_length(self) -> int:
+        return DEFAULT_MAX_LENGTH
+
     @property
     def metric(self) -> str:
         if self.recipe.metric != "auto":
             return self.recipe.metric
-        from hftk.japanese import BertJapaneseTokenizerFast
+        from hftk.japanese import BertJapaneseTokenizerFast  # imports transformers: only once a tokenizer exists
 
         return "jsquad" if isinstance(self.tokenizer, BertJapaneseTokenizerFast) else "squad"
 
@@ -110,59 +108,13 @@ class QuestionAnswering(Task):
         """Flat rows (JSON, JSONL, Parquet, CSV, saved datasets) or SQuAD's nested articles/paragraphs/qas."""
         records = super().read(path)
         if "paragraphs" in records.columns or "qas" in records.columns:
-            records = self._flatten(records)
+            records = squad_questions(records, self.recipe.data.column)
         self._check_ids(records)
         return records
 
-    def _flatten(self, records: Records) -> QuestionRecords:
-        """SQuAD's {data: [{title, paragraphs: [{context, qas: [{id, question, answers}]}]}]} -> one row per question.
-
-        `data.py` has unwrapped the top-level {"data": [...]} already: rows are articles (or paragraphs).
-        """
-        col = self.recipe.data.column
-        rows, lines, places = [], [], []
-        for a, article in enumerate(records.rows):
-            paragraphs = article.get("paragraphs", [article]) if "qas" not in article else [article]
-            if not isinstance(paragraphs, list):
-                raise HftkError(f"{records.where(a)}: 'paragraphs' must be a list of {{context, qas}} objects")
-            for p, para in enumerate(paragraphs):
-                qas = para.get("qas") if isinstance(para, dict) else None
-                if not isinstance(qas, list):
-                    raise HftkError(
-                        f"{records.source}: article {a + 1}, paragraph {p + 1}: expected an object with "
-                        "'context' and a list 'qas' (the SQuAD layout)"
-                    )
-                for q, qa in enumerate(qas):
-                    if not isinstance(qa, dict):
-                        raise HftkError(
-                            f"{records.source}: article {a + 1}, paragraph {p + 1}, qas {q + 1}: not an object"
-                        )
-                    qid = qa.get("id")
-                    answers = [] if qa.get("is_impossible") is True else qa.get("answers", [])
-                    rows.append(
-                        {
-                            col("id"): qid,
-                            col("question"): qa.get("question"),
-                            col("context"): para.get("context"),
-                            col("answers"): answers,
-                            "title": article.get("title"),
-                        }
-                    )
-                    if records.lines:
-                        lines.append(records.lines[a])
-                    places.append(
-                        f"question id {qid!r}"
-                        if qid is not None
-                        else f"article {a + 1}, paragraph {p + 1}, question {q + 1} (no id)"
-                    )
-        if not rows:
-            raise HftkError(f"{records.source}: no questions in the file (every 'qas' list is empty)")
-        columns = [col("id"), col("question"), col("context"), col("answers"), "title"]
-        return QuestionRecords(records.source, rows, lines or None, columns, places)
-
     def _where(self, records: Records, i: int) -> str:
         """A record's place for errors, with its question id when it has one."""
-        if isinstance(records, QuestionRecords):
+        if isinstance(records, QuestionRecords):  # read from SQuAD's layout: `where` names the question already
             return records.where(i)
         qid = records.rows[i].get(self.recipe.data.column("id"))
         return records.where(i) + (f": question id {qid!r}" if qid is not None else "")
@@ -356,8 +308,6 @@ class QuestionAnswering(Task):
 
     # -- outputs ---------------------------------------------------------------------------------------
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
-        from hftk import metrics
-
         predicted = [p["answer"] for p in self.postprocess(records, features, outputs)]
         gold = [[a.text for a in answers] for answers in self.answers(records)]
         return getattr(metrics, self.metric)(predicted, gold)
@@ -385,7 +335,16 @@ class QuestionAnswering(Task):
         null_scores = np.empty(len(outputs), dtype=np.float64)
         for lo in range(0, len(outputs), _CHUNK):
             hi = min(lo + _CHUNK, len(outputs))
-            found, nulls = self._best_spans(features, outputs, lo, hi, longest, per_window)
+            found, nulls = best_spans(
+                features,
+                outputs,
+                lo,
+                hi,
+                longest=longest,
+                keep=per_window,
+                cls_id=self.tokenizer.cls_token_id,
+                align_to_words=self.recipe.align_to_words,
+            )
             candidates.extend(found)
             null_scores[lo:hi] = nulls
 
@@ -409,7 +368,7 @@ class QuestionAnswering(Task):
             answers.sort(key=lambda a: a["score"], reverse=True)
             if self.recipe.allow_unanswerable and windows:
                 null = {"answer": "", "start": 0, "end": 0, "score": float(null_scores[windows].min())}
-                answers = _place_null(answers, null, self.recipe.null_score_threshold)
+                answers = place_null(answers, null, self.recipe.null_score_threshold)
             if not answers:
                 answers = [{"answer": "", "start": 0, "end": 0, "score": 0.0}]
             row = dict(answers[0])
@@ -417,64 +376,6 @@ class QuestionAnswering(Task):
                 row["top_k"] = answers[:k]
             results.append(row)
         return results
-
-    def _best_spans(
-        self, features: Features, outputs: list[Any], lo: int, hi: int, longest: int, keep: int
-    ) -> tuple[list[list[tuple[int, int, float]]], np.ndarray]:
-        """The `keep` best spans of windows lo..hi as character spans, and each window's no-answer score.
-
-        Vectorised over the windows: span (i, i + d) scores p_start[i] * p_end[i + d] for d < longest.
-        """
-        n = hi - lo
-        width = max(len(outputs[f][0]) for f in range(lo, hi))
-        start = np.full((n, width), -np.inf, dtype=np.float32)
-        end = np.full((n, width), -np.inf, dtype=np.float32)
-        context = np.zeros((n, width), dtype=bool)
-        allowed = np.zeros((n, width), dtype=bool)
-        word = np.full((n, width), -1, dtype=np.int64)
-        offsets = np.zeros((n, width, 2), dtype=np.int64)
-        cls_id = self.tokenizer.cls_token_id
-        for row, f in enumerate(range(lo, hi)):
-            s, e = outputs[f]
-            m = len(s)
-            start[row, :m], end[row, :m] = s, e
-            context[row, :m] = features["context"][f]
-            allowed[row, :m] = context[row, :m] | (np.asarray(features["input_ids"][f]) == cls_id)
-            word[row, :m] = features["word_ids"][f]
-            offsets[row, :m] = features["offset_mapping"][f]
-
-        # Softmax over the context and [CLS] (the tokens the pipeline leaves unmasked).
-        p_start = _softmax(np.where(allowed, start, -np.inf))
-        p_end = _softmax(np.where(allowed, end, -np.inf))
-        nulls = p_start[:, 0] * p_end[:, 0]
-        p_start = np.where(context, p_start, 0)
-        p_start[:, 0] = 0
-        p_end = np.where(context, p_end, 0)
-        p_end[:, 0] = 0
-        padded = np.concatenate([p_end, np.zeros((n, longest - 1), dtype=p_end.dtype)], axis=1)
-        band = np.lib.stride_tricks.sliding_window_view(padded, longest, axis=1)[:, :width]
-        scores = (p_start[:, :, None] * band).reshape(n, -1)  # [window, start * longest + length - 1]
-        keep = min(keep, scores.shape[1])
-        top = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
-        first_tok = top // longest
-        last_tok = np.minimum(first_tok + top % longest, width - 1)  # past the end only with score 0
-
-        char_start, char_end = offsets[..., 0], offsets[..., 1]
-        if self.recipe.align_to_words:
-            char_start, char_end = _word_spans(word, context, char_start, char_end)
-        rows = np.arange(n)[:, None]
-        # The pipeline falls back to the tokens' own offsets when either end has no word.
-        wordless = (word[rows, first_tok] < 0) | (word[rows, last_tok] < 0)
-        span_start = np.where(wordless, offsets[rows, first_tok, 0], char_start[rows, first_tok])
-        span_end = np.where(wordless, offsets[rows, last_tok, 1], char_end[rows, last_tok])
-        found = [
-            [(int(a), int(b), float(sc)) for a, b, sc in zip(span_start[r], span_end[r], top_scores[r]) if sc > 0]
-            for r in range(n)
-        ]
-        return found, nulls
 
 
 def _answer_pairs(value: Any) -> list[tuple[Any, Any]] | None:
@@ -486,117 +387,3 @@ def _answer_pairs(value: Any) -> list[tuple[Any, Any]] | None:
     if isinstance(value, list) and all(isinstance(a, dict) for a in value):
         return [(a.get("text"), a.get("answer_start")) for a in value]
     return None
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    """Row softmax where -inf entries get 0 (a row of only -inf gets zeros)."""
-    top = np.max(x, axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0)
-    z = np.exp(x - top)
-    total = z.sum(axis=1, keepdims=True)
-    return z / np.where(total > 0, total, 1)
-
-
-def _word_spans(
-    word: np.ndarray, context: np.ndarray, char_start: np.ndarray, char_end: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each token's whole-word character span within its window: a word's tokens are consecutive."""
-    n, width = word.shape
-    same_as_prev = np.zeros_like(context)
-    same_as_prev[:, 1:] = context[:, 1:] & context[:, :-1] & (word[:, 1:] == word[:, :-1]) & (word[:, 1:] >= 0)
-    same_as_next = np.zeros_like(context)
-    same_as_next[:, :-1] = same_as_prev[:, 1:]
-    idx = np.broadcast_to(np.arange(width), (n, width))
-    first = np.maximum.accumulate(np.where(same_as_prev, 0, idx), axis=1)
-    last = width - 1 - np.maximum.accumulate(np.where(same_as_next, 0, width - 1 - idx)[:, ::-1], axis=1)[:, ::-1]
-    rows = np.arange(n)[:, None]
-    return char_start[rows, first], char_end[rows, last]
-
-
-def _place_null(answers: list[dict[str, Any]], null: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
-    """Put the no-answer candidate among the span answers: first when log(null) - log(best) > threshold.
-
-    With threshold 0 this is the pipeline's rule (the null answer only wins on a strictly higher score).
-    """
-    factor = math.exp(threshold)
-    for i, answer in enumerate(answers):
-        if null["score"] > answer["score"] * factor:
-            return [*answers[:i], null, *answers[i:]]
-    return [*answers, null]
-
-
-# ------------------------------------------------------------------------------------------------ pipeline
-
-
-class QuestionAnsweringPipeline:
-    """transformers 4's `pipeline("question-answering")`, which transformers 5 removed: same call, same answers.
-
-    `pipe(question=..., context=...)`, `pipe({"question": ..., "context": ...})` or a list of either;
-    one dict per question (a list of `top_k` dicts when top_k > 1). Runs on hftk's batched predictor, which
-    gives the transformers 4.57 pipeline's answers, starts and ends (bench/RESULTS.md).
-    """
-
-    task = "question-answering"
-
-    def __init__(self, model: str, tokenizer: Any, device: Any = None, **_: Any) -> None:
-        self.model_ref = model
-        self.tokenizer = tokenizer
-        self.device = device if device is None or isinstance(device, str) else ("cpu" if device < 0 else "cuda")
-        self._predictors: dict[tuple, Any] = {}
-
-    def _predictor(self, max_seq_len: int, doc_stride: int, impossible: bool, align_to_words: bool) -> Any:
-        from hftk.predict import Predictor
-
-        key = (max_seq_len, doc_stride, impossible, align_to_words)
-        if key not in self._predictors:
-            first = next(iter(self._predictors.values()), None)
-            length = min(max_seq_len, _model_max_length(self.tokenizer))
-            predictor = Predictor(
-                self.model_ref,
-                task=self.task,
-                device=self.device,
-                max_length=length,
-                doc_stride=min(doc_stride, length // 2),  # as the pipeline, which warns and shortens it
-                allow_unanswerable=impossible,
-                align_to_words=align_to_words,
-            )
-            if first is not None:
-                predictor._model = first.model  # one copy of the weights for every setting
-            self._predictors[key] = predictor
-        return self._predictors[key]
-
-    @property
-    def model(self) -> Any:
-        return self._predictor(384, 128, False, True).model
-
-    def __call__(
-        self,
-        *args: Any,
-        top_k: int = 1,
-        doc_stride: int = 128,
-        max_answer_len: int = 15,
-        max_seq_len: int = 384,
-        handle_impossible_answer: bool = False,
-        align_to_words: bool = True,
-        **kwargs: Any,
-    ) -> Any:
-        if args:
-            inputs = args[0] if len(args) == 1 else list(args)
-        elif "question" in kwargs and "context" in kwargs:
-            q, c = kwargs.pop("question"), kwargs.pop("context")
-            pairs = zip(q, c) if isinstance(q, list) else None
-            inputs = [{"question": a, "context": b} for a, b in pairs] if pairs else {"question": q, "context": c}
-        else:
-            raise TypeError("question-answering pipeline: give question= and context=, or dicts with both keys")
-        single = isinstance(inputs, dict)
-        rows = [inputs] if single else list(inputs)
-        predictor = self._predictor(max_seq_len, doc_stride, handle_impossible_answer, align_to_words)
-        results = predictor.predict(
-            [{"question": r["question"], "context": r["context"]} for r in rows],
-            top_k=top_k,
-            max_answer_length=max_answer_len,
-        )
-        answers: list[Any] = [
-            r["top_k"] if top_k > 1 else {k: r[k] for k in ("score", "start", "end", "answer")} for r in results
-        ]
-        return answers[0] if single else answers

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from hftk import metrics
 from hftk.data import Records, read_conll
 from hftk.errors import HftkError
 from hftk.recipe import DataConfig, Recipe
@@ -65,7 +66,7 @@ class _Example:
 
 
 @dataclass
-class _Tokens:
+class Tokens:
     """One record's tokens in order, merged from its windows."""
 
     offsets: list[tuple[int, int]]
@@ -87,6 +88,7 @@ class TokenClassification(Task):
     main_metric = "f1"
     token_level = True
     windowed = True
+    peft_task_type = "TOKEN_CLS"
     recipe: TokenClassificationRecipe
 
     def __init__(self, recipe: TokenClassificationRecipe, tokenizer: Any) -> None:
@@ -260,10 +262,10 @@ class TokenClassification(Task):
 
     # -- outputs ---------------------------------------------------------------------------------------
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
-        from hftk import metrics
-
         gold, pred = [], []
-        for ex, tokens in zip(self._examples(records, with_targets=True), _merge(features, outputs, len(records))):
+        for ex, tokens in zip(
+            self._examples(records, with_targets=True), merge_windows(features, outputs, len(records))
+        ):
             tags = self._gold_tags(tokens.offsets, tokens.word_ids, ex.spans)
             gold.append(list(tags.values()))
             pred.append([self.names[int(tokens.rows[p].argmax())] for p in tags])
@@ -280,10 +282,10 @@ class TokenClassification(Task):
     ) -> list[dict]:
         strategy = aggregation_strategy or self.recipe.aggregation
         examples = self._examples(records, with_targets=False)
-        merged = _merge(features, outputs, len(records))
+        merged = merge_windows(features, outputs, len(records))
         return [{"entities": self.entities(ex.text, tokens, strategy)} for ex, tokens in zip(examples, merged)]
 
-    def entities(self, text: str, tokens: _Tokens, strategy: str) -> list[dict[str, Any]]:
+    def entities(self, text: str, tokens: Tokens, strategy: str) -> list[dict[str, Any]]:
         """Token predictions -> entities, with the aggregation strategies of transformers' pipeline."""
         if not tokens.offsets:
             return []
@@ -524,7 +526,7 @@ def _record_tokens(
     return offsets, word_ids
 
 
-def _merge(features: Features, outputs: list[Any], n_records: int) -> list[_Tokens]:
+def merge_windows(features: Features, outputs: list[Any], n_records: int) -> list[Tokens]:
     """Per-window outputs -> each record's tokens, each taken from the window where it is most central."""
     by_record: list[list[int]] = [[] for _ in range(n_records)]
     for f, i in enumerate(features["example"]):
@@ -536,7 +538,7 @@ def _merge(features: Features, outputs: list[Any], n_records: int) -> list[_Toke
         for f in feats:
             content = [k for k, s in enumerate(features["special_tokens_mask"][f]) if not s]
             spans.append((f, content, features["window_start"][f]))
-        tokens = _Tokens([], [], [])
+        tokens = Tokens([], [], [])
         for n, (f, content, start) in enumerate(spans):
             end = start + len(content)
             # Overlaps are split in the middle: the earlier window keeps the first half.

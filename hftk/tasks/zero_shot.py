@@ -14,9 +14,8 @@ from pydantic import Field, field_validator
 
 from hftk.data import Records
 from hftk.errors import HftkError
-from hftk.recipe import Recipe
+from hftk.recipe import LabelMap, Recipe
 from hftk.tasks.base import Features, Task
-from hftk.tasks.classification import label_strings
 
 
 class ZeroShotRecipe(Recipe):
@@ -25,12 +24,7 @@ class ZeroShotRecipe(Recipe):
     hypothesis_template: str = "This example is {}."
     multi_label: bool = False
     # Scoring a labelled file: data value -> candidate label, e.g. {0: negative, 1: positive} for SST-2.
-    labels: dict[str, str] | None = None
-
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _labels_as_strings(cls, v: Any) -> Any:
-        return label_strings(v)
+    labels: LabelMap = None
 
     @field_validator("hypothesis_template")
     @classmethod
@@ -109,8 +103,8 @@ class ZeroShotClassification(Task):
             out.append({"labels": [labels[j] for j in order], "scores": [float(row[j]) for j in order]})
         return out
 
-    def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
-        """Accuracy of the top label against a `label` column (values among the candidate labels)."""
+    def targets(self, records: Records) -> list[str]:
+        """The candidate label of each row's `label` value (mapped through the recipe's `labels:`)."""
         names = self.recipe.labels or {}
         gold = [names.get(str(v), str(v)) for v in self.column(records, "label")]
         for i, g in enumerate(gold):
@@ -120,5 +114,10 @@ class ZeroShotClassification(Task):
                     f"({', '.join(self.recipe.candidate_labels)}); map the data's values to them in the "
                     "recipe (labels: {value: candidate}, e.g. --set 'labels={0: negative, 1: positive}')"
                 )
+        return gold
+
+    def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
+        """Accuracy of the top label against a `label` column (values among the candidate labels)."""
+        gold = self.targets(records)
         top = [p["labels"][0] for p in self.postprocess(records, features, outputs)]
         return {"accuracy": float(np.mean([t == g for t, g in zip(top, gold)]))}

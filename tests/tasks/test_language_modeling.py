@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from hftk import HftkError, Predictor, evaluate, load_recipe, train
+from hftk.models import DevicePolicy
+from hftk.prepare import training_arguments
+from hftk.tasks import get_task
 
 from ..conftest import DATA, MINILM, ROOT, head, sst2_recipe
 
@@ -52,10 +55,11 @@ def test_recipe_checks_masking_validation_and_generation():
     base = {"task": "masked-lm", "model": MINILM, "data": {"train": "x.txt"}}
     r = load_recipe(base)
     assert (r.mlm_probability, r.mask_replace_prob, r.random_replace_prob, r.whole_word_mask) == (0.15, 0.8, 0.1, False)
-    args = r.training_args()
-    assert args["remove_unused_columns"] is False and args["eval_on_start"] is False
+    cpu = DevicePolicy("cpu", "fp32")
+    args = training_arguments(get_task("masked-lm")(r, None), cpu, "unused", has_eval=False)
+    assert args.remove_unused_columns is False and args.eval_on_start is False
     held = load_recipe({**base, "data": {"train": "x.txt", "validation_fraction": 0.1}})
-    assert held.training_args()["eval_on_start"]
+    assert training_arguments(get_task("masked-lm")(held, None), cpu, "unused", has_eval=True).eval_on_start
     with pytest.raises(HftkError, match="mask_replace_prob \\+ random_replace_prob is more than 1"):
         load_recipe({**base, "mask_replace_prob": 0.95})
     with pytest.raises(HftkError, match="data: validation and validation_fraction both set"):

@@ -6,7 +6,7 @@ import pytest
 
 import hftk
 from hftk import Predictor, evaluate, train
-from hftk.tasks.seq2seq import _detect_tokens, rouge
+from hftk.metrics import rouge, rouge_units
 
 from ..conftest import DATA, ROOT, head
 from .test_language_modeling import cli
@@ -23,7 +23,7 @@ def test_rouge_english_words_and_japanese_units():
     assert mecab["rouge1_mecab"] == pytest.approx(0.75) and mecab["rouge2_mecab"] == pytest.approx(1 / 3)
     chars = rouge(["猫が寝た"], ["猫が座った"], "chars")  # 3 of 4 and 3 of 5 characters
     assert chars["rouge1_chars"] == pytest.approx(2 * 0.75 * 0.6 / 1.35)
-    assert _detect_tokens(["猫が座った。", "A cat."]) == "words" and _detect_tokens(["猫が座った。"]) == "mecab"
+    assert rouge_units(["猫が座った。", "A cat."]) == "words" and rouge_units(["猫が座った。"]) == "mecab"
 
 
 @pytest.fixture(scope="module")

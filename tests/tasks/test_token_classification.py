@@ -8,7 +8,7 @@ import pytest
 from hftk import HftkError, load_recipe
 from hftk.models import load_tokenizer
 from hftk.tasks import get_task
-from hftk.tasks.token_classification import _merge, group_tags, tags_to_spans, unit_tags
+from hftk.tasks.token_classification import group_tags, merge_windows, tags_to_spans, unit_tags
 
 from ..conftest import DATA, MINILM, SHARED
 
@@ -104,7 +104,7 @@ def test_windows_merge_back_to_the_whole_input(tokenizer, all_subtokens):
     whole = tokenizer(
         [" ".join(r["tokens"]) for r in recs.rows[:200]], add_special_tokens=False, return_offsets_mapping=True
     )
-    merged = _merge(feats, outs, len(recs))
+    merged = merge_windows(feats, outs, len(recs))
     assert [m.offsets for m in merged[:200]] == [[tuple(o) for o in offs] for offs in whole["offset_mapping"]]
 
 
@@ -139,7 +139,7 @@ def test_japanese_span_round_trip_on_every_entity(ja_fixture):
         feats = task.encode(r, with_targets=True)
         outs = one_hot(task, feats)
         predicted = spans_of(task.postprocess(r, feats, outs))
-        for gold, pred, tokens in zip(task.targets(r), predicted, _merge(feats, outs, len(r))):
+        for gold, pred, tokens in zip(task.targets(r), predicted, merge_windows(feats, outs, len(r))):
             starts = {s for s, _ in tokens.offsets}
             ends = {e for _, e in tokens.offsets}
             for span in gold:

@@ -1,18 +1,68 @@
-"""What a trained model directory says about itself: model card and training curve."""
+"""The output directory: refused when it holds another run, then written whole or not at all.
+
+What a trained model directory holds besides the model itself (model card, training curve, metrics, the resolved
+recipe) is written here too, into a staging folder that `files.replace_model` moves into place.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
-from hftk.recipe import Recipe
+from hftk import lora
+from hftk.errors import HftkError
+from hftk.files import STAGING, replace_model
+from hftk.models import removed_pipelines
+from hftk.recipe import Recipe, dump_recipe
 from hftk.tasks import Task
+
+
+def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a non-empty output directory unless told to resume or overwrite. Reads only: `train` deletes
+    old checkpoints for --overwrite later, on rank 0, once every process has checked."""
+    if out.exists() and not out.is_dir():
+        raise HftkError(f"{out}: exists and is not a directory; choose another output_dir or --output")
+    if not out.exists() or not any(out.iterdir()) or resume or overwrite:
+        return
+    raise HftkError(
+        f"{out}: output directory is not empty; pass --resume to continue that run, "
+        "--overwrite to replace it, or --output NEW_DIR"
+    )
+
+
+def write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, Any], out: Path) -> None:
+    """Write the final model and run files into a staging folder, then move them into place.
+
+    Called on every process: with FSDP or DeepSpeed, gathering the full weights to save is collective. Only
+    rank 0 writes. A crash before the moves leaves the previous contents untouched, and `replace_model` never
+    leaves old and new files mixed in a folder that loads.
+    """
+    main = trainer.is_world_process_zero()
+    staging = out / STAGING
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    trainer.accelerator.wait_for_everyone()
+    if recipe.peft is None:
+        trainer.save_model(str(staging))  # safetensors weights, config with id2label, tokenizer files
+    elif main:  # the adapter in adapter/, and the merged model (or only its config) at the top
+        lora.save(trainer.model, staging, merge=recipe.peft.merge)
+        task.tokenizer.save_pretrained(str(staging))
+    if main:
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        (staging / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
+        (staging / "README.md").write_text(model_card(recipe, task, metrics), encoding="utf-8")
+        plot_curve(trainer.state.log_history, task.main_metric, staging / "training_curve.png")
+        replace_model(staging, out)
+    trainer.accelerator.wait_for_everyone()  # no process returns before the model is in place
 
 
 def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any]) -> str:
     """A Hub-style README.md: metadata header, metrics table, how to load it."""
     base = recipe.model if "/" in recipe.model and not recipe.model.startswith((".", "/")) else None
-    header = ["---", "library_name: transformers", f"pipeline_tag: {task.pipeline_task}", "tags: [hftk]"]
+    header = ["---", "library_name: transformers", f"pipeline_tag: {task.pipeline}", "tags: [hftk]"]
     if base:
         header.append(f"base_model: {base}")
     header.append("---")
@@ -29,7 +79,7 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any]) -> str:
         "",
         f"# {Path(recipe.output_dir).name}",
         "",
-        f"`{recipe.model}` fine-tuned for **{task.pipeline_task}** with hftk (recipe: `recipe.yaml` in this folder).",
+        f"`{recipe.model}` fine-tuned for **{task.pipeline}** with hftk (recipe: `recipe.yaml` in this folder).",
         "",
         "## Metrics",
         "",
@@ -42,7 +92,7 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any]) -> str:
         "",
         "## Use",
         "",
-        *_use(task.pipeline_task, recipe.output_dir),
+        *_use(task.pipeline, recipe.output_dir),
         "",
         f"or `hftk predict {recipe.output_dir} --input FILE --output predictions.jsonl`.",
         "",
@@ -51,8 +101,6 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any]) -> str:
 
 
 def _use(pipeline_task: str, output_dir: str) -> list[str]:
-    from hftk.models import removed_pipelines
-
     if pipeline_task not in removed_pipelines():
         return [
             "```python",

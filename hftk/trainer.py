@@ -1,0 +1,201 @@
+"""hftk's Trainer: transformers' Trainer (or Seq2SeqTrainer) with what every task needs for exact, resumable runs.
+
+- Evaluation in dataset order: the tasks' metrics line outputs up with features by position.
+- Each epoch's training order drawn from (seed, epoch) alone, so a resumed run sees the batches of the run it
+  continues, on every process.
+- No pickles saved (`training_args.bin`); the recipe says the same in YAML.
+- For tasks that generate: the recipe's `generation:` settings kept in the model's generation config.
+- For tasks evaluated by loss (language models): perplexity, on the same seeded masks every time.
+
+The classes live here at module level; `build_trainer` picks one from what the task says it evaluates.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import SequentialSampler
+from transformers import EarlyStoppingCallback, Seq2SeqTrainer, Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from hftk.metrics import perplexity
+from hftk.tasks import Task
+from hftk.text import BlockCollator
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Trainer's length-grouped sampler, its shuffle drawn from (seed, epoch) instead of the global RNG.
+
+    The global RNG's state when an epoch starts depends on everything drawn before (dropout masks included): a
+    run resumed mid-way through epoch 2 would see other batches than the run it continues. Seeding each epoch,
+    as accelerate does for plain random sampling, also makes every process of a distributed run agree.
+
+    The order within each mega-batch stays Trainer's (longest batch to shortest). Shuffling the batches instead
+    was measured and dropped: +0.5 points of SST-2 accuracy but -9 points of STS-B Pearson on short runs
+    (bench/RESULTS.md).
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by accelerate's DataLoaderShard before each epoch
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
+class HftkTrainerMixin:
+    """What hftk adds to a transformers Trainer class (see the module docstring).
+
+    Args (keyword, beside Trainer's own):
+        generation: GenerationSettings written into the model's generation config, or None.
+        perplexity: add `<prefix>_perplexity` = exp(loss) to every evaluation, with seeded masks.
+    """
+
+    def __init__(self, *args: Any, generation: Any = None, perplexity: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.generation = generation
+        self.perplexity = perplexity
+        self._apply_generation()
+
+    def _apply_generation(self) -> None:
+        if self.generation is not None:
+            self.generation.apply(self.model)
+
+    # -- order -----------------------------------------------------------------------------------------
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        # With group_by_length, Trainer would shuffle evaluation batches by length; hftk's evaluation splits are
+        # sorted by length already. Distributed evaluation keeps accelerate's sharding (gathered in order).
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+        return sampler
+
+    # -- saving ----------------------------------------------------------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        super()._save(output_dir, state_dict)
+        # training_args.bin is a pickle (loading it can run code); the recipe says the same in YAML.
+        Path(output_dir or self.args.output_dir, "training_args.bin").unlink(missing_ok=True)
+
+    def save_model(self, *args: Any, **kwargs: Any) -> None:
+        self._apply_generation()
+        super().save_model(*args, **kwargs)
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def prediction_step(self, *args: Any, **kwargs: Any) -> Any:
+        # Seq2SeqTrainer fills the config's unset values with defaults (max_length=20) after each generation:
+        # the recipe's settings go back in before the next one.
+        self._apply_generation()
+        return super().prediction_step(*args, **kwargs)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
+        if not self.perplexity:
+            return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
+        # The same masks every evaluation: perplexity before and after training is measured on equal terms.
+        collator = self.data_collator
+        with collator.seeded(self.args.seed) if isinstance(collator, BlockCollator) else nullcontext():
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        loss = output.metrics.get(f"{prefix}_loss")
+        if loss is not None:
+            output.metrics[f"{prefix}_perplexity"] = perplexity(loss)
+        return output
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # Evaluating, transformers 5 divides by every label token, counting each block's first one, which a
+        # causal LM never predicts (loss ~1/max_length too low); the model's own mean over the tokens it
+        # predicts is exact.
+        if self.perplexity and not model.training:
+            num_items_in_batch = None
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+class HftkTrainer(HftkTrainerMixin, Trainer):
+    """Trainer for tasks evaluated on their outputs or their loss."""
+
+
+class HftkSeq2SeqTrainer(HftkTrainerMixin, Seq2SeqTrainer):
+    """Seq2SeqTrainer (generation during evaluation) for tasks evaluated on what they generate."""
+
+
+class StartStep(TrainerCallback):
+    """Remembers the step this process started at: 0, or the checkpoint's step when resumed."""
+
+    step: int = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.step = state.global_step  # Trainer has loaded the checkpoint's state by now
+
+
+def build_trainer(
+    task: Task,
+    model: Any,
+    args: Any,
+    features: dict[str, Any],
+    metric_fn: Any,
+    *,
+    early_stopping_patience: int | None,
+    pad_to_multiple_of: int | None,
+) -> tuple[Trainer, StartStep]:
+    """The Trainer for `task`, over datasets in `features` ("train", and "validation" when there is one)."""
+    collator = task.collator(pad_to_multiple_of)
+    if not hasattr(model, "accepts_loss_kwargs"):  # a model class that declares it knows best
+        model.accepts_loss_kwargs = loss_counts_items(model, collator, features["train"])
+    start = StartStep()
+    callbacks: list[Any] = [start]
+    has_eval = "validation" in features
+    if early_stopping_patience and has_eval:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience))
+    cls = HftkSeq2SeqTrainer if task.evaluates == "generation" else HftkTrainer
+    trainer = cls(
+        model=model,
+        args=args,
+        train_dataset=features["train"],
+        eval_dataset=features.get("validation"),
+        processing_class=task.tokenizer,
+        data_collator=collator,
+        compute_metrics=metric_fn,
+        callbacks=callbacks,
+        generation=task.generation_settings(),
+        perplexity=task.evaluates == "loss",
+    )
+    return trainer, start
+
+
+def loss_counts_items(model: Any, collator: Any, dataset: Any) -> bool:
+    """Whether the model's loss is divided by the `num_items_in_batch` Trainer passes to forward.
+
+    Trainer (transformers 5) assumes so for any forward that takes `**kwargs`, then multiplies the loss by
+    the number of processes and skips dividing it by the gradient-accumulation steps. Most heads
+    (sequence and token classification, QA, BERT's masked LM) take a plain mean and ignore the count: under
+    DDP their loss, gradients and reported losses came out multiplied by the number of processes. Causal LM
+    heads do use it. Two forward passes on the same two training rows tell which kind this model is.
+    """
+    names = set(inspect.signature(model.forward).parameters) | {"labels"}
+    rows = [{k: v for k, v in dataset[i].items() if k in names} for i in range(min(2, len(dataset)))]
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():  # leaves the seeded RNG streams as they were
+            batch = collator(rows)
+            if "labels" not in batch:
+                return False
+            model.eval()
+            one = model(**batch, num_items_in_batch=torch.tensor(1)).loss
+            two = model(**batch, num_items_in_batch=torch.tensor(2)).loss
+    except (TypeError, ValueError, RuntimeError, AttributeError):
+        return False  # a forward that rejects the count cannot use it
+    finally:
+        model.train(was_training)
+    return bool(torch.isfinite(one) and not torch.allclose(one, two))
