@@ -23,10 +23,12 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
     prepared = prepare(recipe, tokenizer_optional=True)
     task = prepared.task
     policy = device_policy(recipe.precision)  # a precision this machine cannot train in fails here, not later
-    if task.trainable:  # the arguments `hftk train` will build, task defaults included: they must hold together
-        training_arguments(task, policy, recipe.output_dir, has_eval=prepared.has_eval)
     report: dict[str, Any] = {"task": recipe.task, "model": recipe.model, "max_length": task.max_length}
     report["device"] = {"device": policy.device, "precision": policy.precision}
+    if task.trainable:  # the arguments `hftk train` will build, task defaults included: they must hold together
+        args = training_arguments(task, policy, recipe.output_dir, has_eval=prepared.has_eval)
+        report["training"] = {k: getattr(args, k) for k in _ARGUMENTS if hasattr(args, k)}
+        report["training"]["eval_strategy"] = str(args.eval_strategy.value)
     warnings: list[str] = []
     if task.tokenizer is None:
         warnings.append(
@@ -56,6 +58,16 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
 
 
 _SHOWN = ("rows", "tokens", "labels", "label range")
+# TrainingArguments `hftk check` shows: what decides the run's length and evaluation, task defaults included.
+_ARGUMENTS = (
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "learning_rate",
+    "eval_strategy",
+    "eval_on_start",
+    "predict_with_generate",
+)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -76,6 +88,18 @@ def format_report(report: dict[str, Any]) -> str:
         if "label range" in info:
             lines.append(f"  labels: {info['label range']}")
         lines.extend(f"  {k}: {v}" for k, v in info.items() if k not in _SHOWN)
+    if training := report.get("training"):
+        length = (
+            f"{training['max_steps']} steps"
+            if training["max_steps"] > 0
+            else f"{training['num_train_epochs']:g} epochs"
+        )
+        lines.append(
+            f"training: {length}, batch {training['per_device_train_batch_size']} per device, "
+            f"learning rate {training['learning_rate']:g}, evaluation {training['eval_strategy']}"
+            + (" and before training" if training.get("eval_on_start") else "")
+            + (", generating" if training.get("predict_with_generate") else "")
+        )
     lines.extend(f"warning: {w}" for w in report["warnings"])
     lines.append("ok" if not report["warnings"] else f"ok, {len(report['warnings'])} warning(s)")
     return "\n".join(lines)
