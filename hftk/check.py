@@ -92,7 +92,7 @@ def format_report(report: dict[str, Any]) -> str:
         length = (
             f"{training['max_steps']} steps"
             if training["max_steps"] > 0
-            else f"{training['num_train_epochs']:g} epochs"
+            else f"{training['num_train_epochs']:g} epoch" + "s" * (training["num_train_epochs"] != 1)
         )
         lines.append(
             f"training: {length}, batch {training['per_device_train_batch_size']} per device, "
