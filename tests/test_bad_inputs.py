@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from .bad_inputs.harness import ROOT, discover
+from .bad_inputs.harness import discover
+from .helpers import ROOT
 
 CASES = discover()
 

@@ -5,7 +5,7 @@ import pytest
 from hftk import HftkError
 from hftk.data import read_records
 
-from .conftest import DATA
+from .helpers import DATA
 
 
 def test_tsv_with_bom_and_bare_quotes_reads_every_row():

@@ -17,7 +17,7 @@ import yaml
 
 from hftk.files import checkpoint_problem
 
-from .conftest import DATA, ROOT, head, sst2_recipe
+from .helpers import DATA, ROOT, head, sst2_recipe
 
 BIN = Path(sys.executable).parent  # torchrun and accelerate live next to the interpreter, not on PATH
 PROBE = ROOT / "tests" / "ddp_probe.py"

@@ -6,7 +6,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from hftk.fixtures import build_bart_fixture, build_gpt2_fixture
 
-from .conftest import DATA
+from .helpers import DATA
 
 FILES = {
     "config.json",

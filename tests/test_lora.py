@@ -7,7 +7,7 @@ import pytest
 from hftk import HftkError, Predictor, load_recipe, train
 from hftk.data import read_records
 
-from .conftest import DATA, head, sst2_recipe
+from .helpers import DATA, head, sst2_recipe
 
 LORA = {"method": "lora", "r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["query", "value"]}
 

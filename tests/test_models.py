@@ -3,7 +3,7 @@ import pytest
 from hftk import HftkError
 from hftk.models import check_weights, device_policy, resolve_model
 
-from .conftest import DATA, MINILM, ROOT
+from .helpers import DATA, MINILM, ROOT
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from hftk.prepare import training_arguments
 from hftk.recipe import parse_overrides
 from hftk.tasks import get_task
 
-from .conftest import MINILM, ROOT
+from .helpers import MINILM, ROOT
 
 BASE = """\
 task: text-classification

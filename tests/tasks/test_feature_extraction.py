@@ -11,7 +11,7 @@ from hftk import Predictor, embed
 from hftk.data import read_records
 from hftk.models import resolve_model
 
-from .conftest import DATA, MINILM
+from ..helpers import DATA, MINILM
 
 
 @pytest.fixture(scope="module")

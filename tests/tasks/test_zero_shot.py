@@ -9,7 +9,7 @@ import pytest
 from hftk import HftkError, Predictor, evaluate
 from hftk.data import read_records
 
-from .conftest import ROOT
+from ..helpers import ROOT
 
 TEMPLATE = "この文は{}な内容です。"
 LABELS = ["肯定的", "否定的", "中立的"]

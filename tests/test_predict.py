@@ -1,0 +1,51 @@
+"""`hftk predict` and `hftk evaluate` on a trained SST-2 model: every input format, input order, bad input."""
+
+import json
+
+import pytest
+
+from .helpers import DATA, assert_user_error, hftk
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    texts = ["A gorgeous, witty film.", "Flat and dull.", "", "I loved every minute of it, truly, from start to end."]
+    txt = tmp_path / "in.txt"
+    txt.write_text("\n".join(texts) + "\n")
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text("id\tsentence\n" + "".join(f"{i}\t{t}\n" for i, t in enumerate(texts) if t))
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("".join(json.dumps({"sentence": t}) + "\n" for t in texts if t))
+    return {"txt": txt, "tsv": tsv, "jsonl": jsonl, "texts": [t for t in texts if t]}
+
+
+def test_predict_keeps_input_order_in_every_format(sst2_model, inputs, tmp_path):
+    from hftk import Predictor
+
+    expected = Predictor(sst2_model).predict(inputs["texts"])
+    for fmt in ("txt", "tsv", "jsonl"):
+        out = tmp_path / f"out-{fmt}.jsonl"
+        proc = hftk("predict", str(sst2_model), "--input", str(inputs[fmt]), "--output", str(out), "--top-k", "2")
+        assert proc.returncode == 0, proc.stderr
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["sentence"] for r in rows] == inputs["texts"], fmt
+        assert [r["label"] for r in rows] == [e["label"] for e in expected], fmt
+        assert all(len(r["top_k"]) == 2 and r["top_k"][0]["label"] == r["label"] for r in rows)
+
+
+def test_predict_bad_input_leaves_existing_output_alone(sst2_model, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    out.write_text("precious\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"sentence": "ok"}\n{"text": "wrong column"}\n')
+    proc = hftk("predict", str(sst2_model), "--input", str(bad), "--output", str(out))
+    assert_user_error(proc, "bad.jsonl:2", "column 'sentence' is missing")
+    assert out.read_text() == "precious\n"
+
+
+def test_evaluate_json(sst2_model):
+    proc = hftk("evaluate", str(sst2_model), "--data", str(DATA / "en/sst2/dev.tsv"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout)
+    saved = json.loads((sst2_model / "metrics.json").read_text())["eval"]["eval_accuracy"]
+    assert set(metrics) == {"accuracy", "f1_macro", "f1"} and abs(metrics["accuracy"] - saved) < 0.1
