@@ -39,11 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="output directory (default: the recipe's output_dir)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output dir")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in the output dir")
+    t.add_argument("--no-cache", action="store_true", help="tokenise the data anew and keep no cache (data.cache)")
 
     c = sub.add_parser("check", help="validate a recipe and its data without loading weights")
     c.add_argument("recipe")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    c.add_argument("--no-cache", action="store_true", help="tokenise the data anew and keep no cache (data.cache)")
 
     pr = sub.add_parser("predict", help="predict a file of inputs with a trained model directory or any checkpoint")
     pr.add_argument("model_dir", help="an hftk output directory, a local checkpoint, a hub id or package:NAME")
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace) -> int:
     result = hftk.train(
         args.recipe,
-        overrides=parse_overrides(args.overrides),
+        overrides=_recipe_overrides(args),
         output_dir=args.output,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -118,7 +120,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    report = hftk.check(args.recipe, parse_overrides(args.overrides))
+    report = hftk.check(args.recipe, _recipe_overrides(args))
     print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
     return 0
 
@@ -161,6 +163,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": train, "check": check, "predict": predict, "embed": embed, "evaluate": evaluate}
+
+
+def _recipe_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """--set pairs, and --no-cache as the recipe field it stands for."""
+    return parse_overrides(args.overrides) | ({"data.cache": False} if args.no_cache else {})
 
 
 def _prediction_overrides(args: argparse.Namespace) -> dict[str, object]:

@@ -77,6 +77,11 @@ class DataConfig(Strict):
     # A hub dataset (online users): train/validation/test then name its splits.
     hub: str | None = None
     hub_config: str | None = None
+    # Processes that tokenise language-model corpora (default: the machine's cores; small corpora use one).
+    num_proc: int | None = Field(default=None, ge=1)
+    # Keep tokenised language-model corpora in the cache (HF_DATASETS_CACHE/hftk) and reuse them while the files,
+    # the tokenizer and the settings are the same; false (or --no-cache) tokenises anew and keeps nothing.
+    cache: bool = True
 
     def column(self, role: str) -> str:
         return self.columns.get(role, role)
@@ -298,6 +303,9 @@ def _format_pydantic_error(err: Any, cls: type[BaseModel], raw: RawRecipe) -> st
         return f"{prefix}{dotted}: required; add it to the recipe"
     got = err.get("input")
     msg = err["msg"].removeprefix("Value error, ")
+    if not loc:  # a check across fields: its message starts with the field it names, e.g. "data.streaming: ..."
+        field = msg.split(": ", 1)[0]
+        return f"{raw.locate(*field.split('.'))}{msg}"
     return f"{prefix}{dotted}: {msg} (got {got!r})"
 
 
