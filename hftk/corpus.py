@@ -20,9 +20,11 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import os
 import random
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from typing import Any
 from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.text import Template, blocks, expand_paths, is_plain, plain_documents, read_column, read_texts, stream_of
+
+logger = logging.getLogger("hftk")
 
 _CHUNK_BYTES = 1 << 24  # read and decoded at once when counting documents
 _MAP_BATCH = 10_000  # documents packed together: one short block per batch at most
@@ -120,9 +124,11 @@ class TextCorpus(Records):
     def where(self, i: int) -> str:
         return self._records.where(i)
 
-    def select(self, keep: frozenset[int] | None = None, drop: frozenset[int] | None = None) -> TextCorpus:
+    def select(
+        self, keep: frozenset[int] | None = None, drop: frozenset[int] | None = None, source: str | None = None
+    ) -> TextCorpus:
         return TextCorpus(
-            self.source,
+            source or self.source,
             self.files,
             column=self.text_column,
             documents=self.documents_mode,
@@ -202,7 +208,7 @@ def held_out_corpus(corpus: TextCorpus, fraction: float, seed: int) -> tuple[Tex
             f"{'no' if k < 1 else 'all'} documents for validation; change it or name a validation file"
         )
     held = frozenset(random.Random(seed).sample(range(n), k))
-    return corpus.select(drop=held), corpus.select(keep=held)
+    return corpus.select(drop=held), corpus.select(keep=held, source=f"{corpus.source} (held out)")
 
 
 # ------------------------------------------------------------------------------------------------ packing
@@ -228,12 +234,16 @@ def packed_dataset(
     root = cache_root()
     final = root / key
     if cache and (final / "dataset_info.json").is_file():
-        return load_from_disk(str(final)), True
+        dataset = load_from_disk(str(final))
+        _say(f"{corpus.source}: {len(dataset)} blocks from the cache ({final})")
+        return dataset, True
+    start = time.perf_counter()
     work = root / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(work, ignore_errors=True)
     try:
         built = _build(corpus, tokenizer, block_size, word_ids, procs, work)
         if not cache:
+            _say(f"{corpus.source}: {len(built)} blocks tokenised in {time.perf_counter() - start:.1f} s (no cache)")
             return built, False
         built.save_to_disk(str(work / "blocks"))
         shutil.rmtree(final, ignore_errors=True)
@@ -241,7 +251,16 @@ def packed_dataset(
     finally:
         if cache:
             shutil.rmtree(work, ignore_errors=True)
-    return load_from_disk(str(final)), False
+    dataset = load_from_disk(str(final))
+    seconds = time.perf_counter() - start
+    _say(f"{corpus.source}: {len(dataset)} blocks tokenised in {seconds:.1f} s with {procs} process(es), cached")
+    return dataset, False
+
+
+def _say(message: str) -> None:
+    """One line per split on stderr, naming the process in a distributed run: which one tokenised, which read."""
+    rank = f"[rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    logger.warning("hftk%s: %s", rank, message)
 
 
 def streamed_blocks(corpus: TextCorpus, tokenizer: Any, block_size: int, *, word_ids: bool) -> Any:
@@ -255,6 +274,7 @@ def streamed_blocks(corpus: TextCorpus, tokenizer: Any, block_size: int, *, word
 
     return IterableDataset.from_generator(
         _stream_blocks,
+        features=_block_features(word_ids),
         gen_kwargs={"corpus": corpus, "tokenizer": tokenizer, "block_size": block_size, "word_ids": word_ids},
     )
 
@@ -283,7 +303,7 @@ def cache_state(corpus: TextCorpus, tokenizer: Any, block_size: int, *, word_ids
 
 
 def _build(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool, procs: int, work: Path) -> Any:
-    from datasets import Dataset, Features, Sequence, Value
+    from datasets import Dataset, Features, Value
 
     texts = Dataset.from_generator(
         _generate,
@@ -291,19 +311,26 @@ def _build(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool, 
         features=Features({"text": Value("string")}),
         cache_dir=str(work / "documents"),
     )
-    columns = {"input_ids": Sequence(Value("int32")), "attention_mask": Sequence(Value("int8"))}
-    if word_ids:
-        columns["word_ids"] = Sequence(Value("int32"))
     return texts.map(
         _pack_batch,
         batched=True,
         batch_size=_MAP_BATCH,
         num_proc=procs if procs > 1 else None,
         remove_columns=["text"],
-        features=Features(columns),
+        features=_block_features(word_ids),
         fn_kwargs={"tokenizer": tokenizer, "block_size": block_size, "word_ids": word_ids},
         desc="hftk: tokenising and packing",
     )
+
+
+def _block_features(word_ids: bool) -> Any:
+    """Blocks stored compactly: int32 ids (vocabularies stay below 2**31), int8 attention."""
+    from datasets import Features, Sequence, Value
+
+    columns = {"input_ids": Sequence(Value("int32")), "attention_mask": Sequence(Value("int8"))}
+    if word_ids:
+        columns["word_ids"] = Sequence(Value("int32"))
+    return Features(columns)
 
 
 def _generate(corpus: TextCorpus) -> Iterator[dict[str, str]]:

@@ -55,6 +55,10 @@ Labels = Annotated[list[str] | dict[str, str] | None, BeforeValidator(label_stri
 LabelMap = Annotated[dict[str, str] | None, BeforeValidator(label_strings)]
 
 
+# What a run without validation data sets, whatever the recipe says: nothing to evaluate or pick the best by.
+NO_EVALUATION: dict[str, Any] = {"eval_strategy": "no", "load_best_model_at_end": False}
+
+
 class Strict(BaseModel):
     """A recipe section: unknown keys are errors (with did-you-mean), never silently ignored."""
 
@@ -336,8 +340,11 @@ def _check_training(training: dict[str, Any], raw: RawRecipe) -> list[str]:
         return errors
     from transformers import TrainingArguments
 
+    data = raw.data.get("data") if isinstance(raw.data.get("data"), dict) else {}
+    # Without validation data, training evaluates nothing and keeps no best model (prepare.training_arguments).
+    no_eval = {} if data.get("validation") or data.get("validation_fraction") else NO_EVALUATION
     try:
-        TrainingArguments(output_dir="unused", **{**TRAINING_DEFAULTS, **training})
+        TrainingArguments(output_dir="unused", **{**TRAINING_DEFAULTS, **training, **no_eval})
     except (ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return [f"{raw.locate('training')}training: {first}"]
