@@ -24,6 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hftk", description="Fine-tune HuggingFace models from one recipe file.")
+    p.add_argument("--version", action="version", version=f"hftk {hftk.__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="fine-tune the model a recipe describes")

@@ -58,7 +58,7 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
             records[split] = read_hub_split(data.hub, data.hub_config, source)
         else:
             records[split] = task.read(source)
-    if "train" in splits and "train" not in records:
+    if task.trainable and "train" in splits and "train" not in records:
         raise HftkError("recipe: data.train is required to train; name the training file")
     records = task.derive_splits(records)
     if "train" in records:

@@ -142,8 +142,9 @@ class Task(ABC):
         return self.recipe.data.column(role) in records.columns
 
     def has_targets(self, records: Records) -> bool:
-        """Whether the records are labelled (train/evaluate) rather than inputs only (predict)."""
-        return all(self.has_role(records, role) for role in self.target_roles)
+        """Whether the records are labelled (train/evaluate) rather than inputs only (predict); a task without
+        targets (embeddings) never has them."""
+        return bool(self.target_roles) and all(self.has_role(records, role) for role in self.target_roles)
 
     def texts(self, records: Records, role: str) -> list[str]:
         """A text column, every value checked to be a string."""
