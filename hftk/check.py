@@ -90,7 +90,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.extend(f"  {k}: {v}" for k, v in info.items() if k not in _SHOWN)
     if training := report.get("training"):
         length = (
-            f"{training['max_steps']} steps"
+            f"{training['max_steps']} step" + "s" * (training["max_steps"] != 1)
             if training["max_steps"] > 0
             else f"{training['num_train_epochs']:g} epoch" + "s" * (training["num_train_epochs"] != 1)
         )

@@ -24,6 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hftk", description="Fine-tune HuggingFace models from one recipe file.")
+    p.add_argument("--version", action="version", version=f"hftk {hftk.__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="fine-tune the model a recipe describes")
@@ -39,11 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="output directory (default: the recipe's output_dir)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output dir")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in the output dir")
+    t.add_argument("--no-cache", action="store_true", help="tokenise the data anew and keep no cache (data.cache)")
 
     c = sub.add_parser("check", help="validate a recipe and its data without loading weights")
     c.add_argument("recipe")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    c.add_argument("--no-cache", action="store_true", help="tokenise the data anew and keep no cache (data.cache)")
 
     pr = sub.add_parser("predict", help="predict a file of inputs with a trained model directory or any checkpoint")
     pr.add_argument("model_dir", help="an hftk output directory, a local checkpoint, a hub id or package:NAME")
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace) -> int:
     result = hftk.train(
         args.recipe,
-        overrides=parse_overrides(args.overrides),
+        overrides=_recipe_overrides(args),
         output_dir=args.output,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -118,7 +121,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    report = hftk.check(args.recipe, parse_overrides(args.overrides))
+    report = hftk.check(args.recipe, _recipe_overrides(args))
     print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
     return 0
 
@@ -161,6 +164,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": train, "check": check, "predict": predict, "embed": embed, "evaluate": evaluate}
+
+
+def _recipe_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """--set pairs, and --no-cache as the recipe field it stands for."""
+    return parse_overrides(args.overrides) | ({"data.cache": False} if args.no_cache else {})
 
 
 def _prediction_overrides(args: argparse.Namespace) -> dict[str, object]:

@@ -124,6 +124,9 @@ def _read_delimited(p: Path, delimiter: str, column_names: list[str] | None) -> 
                 continue
             if header is None:
                 header = [c.strip() for c in cells]
+                twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
+                if twice is not None:  # a dict row would keep the last one: the wrong column, silently
+                    raise HftkError(f"{p}:{n}: column {twice!r} appears twice in the header; rename one")
                 continue
             if len(cells) != len(header):
                 raise HftkError(

@@ -149,6 +149,8 @@ class Predictor:
 
     def predict(self, inputs: list[str] | list[dict[str, Any]] | Records, **options: Any) -> list[dict]:
         """One prediction dict per input, in input order. Options are the task's (e.g. top_k)."""
+        if not isinstance(inputs, Records) and len(inputs) == 0:
+            return []
         records = inputs if isinstance(inputs, Records) else self.records(inputs)
         features = self.task.encode(records, with_targets=False)
         return self.task.postprocess(records, features, self.run(features), **options)
@@ -214,6 +216,7 @@ def predict(
         options: the task's prediction options (top_k, aggregation_strategy, ...).
     """
     out = Path(output_path)
+    _not_the_input(out, input_path)
     if out.is_dir():
         raise HftkError(f"{out}: is a directory; give a file name such as predictions.jsonl")
     if any(p.exists() and not p.is_dir() for p in out.parents):
@@ -232,6 +235,14 @@ def predict(
     except OSError as e:
         raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
     return len(results)
+
+
+def _not_the_input(out: Path, input_path: str | Path) -> None:
+    """Writing predictions over the inputs would lose them (and their gold labels)."""
+    source = Path(input_path)
+    same = out.resolve() == source.resolve() or (out.exists() and source.exists() and out.samefile(source))
+    if same:
+        raise HftkError(f"{out}: is the input file; write the predictions to another file (--output)")
 
 
 def _inputs_of(row: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
@@ -265,6 +276,7 @@ def embed(
     Returns the number of inputs embedded.
     """
     out = Path(output_path)
+    _not_the_input(out, input_path)
     suffix = out.suffix.lower()
     if suffix not in (".npy", ".parquet"):
         raise HftkError(f"{out}: embeddings are written as .npy or .parquet; change the file name")

@@ -14,7 +14,7 @@ from hftk.data import Records, read_hub_split
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS
 from hftk.models import DevicePolicy, check_model_files, load_tokenizer, resolve_model
-from hftk.recipe import TRAINING_DEFAULTS, Recipe
+from hftk.recipe import NO_EVALUATION, TRAINING_DEFAULTS, Recipe
 from hftk.tasks import Task, get_task
 
 SPLITS = ("train", "validation", "test")
@@ -58,7 +58,7 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
             records[split] = read_hub_split(data.hub, data.hub_config, source)
         else:
             records[split] = task.read(source)
-    if "train" in splits and "train" not in records:
+    if task.trainable and "train" in splits and "train" not in records:
         raise HftkError("recipe: data.train is required to train; name the training file")
     records = task.derive_splits(records)
     if "train" in records:
@@ -83,7 +83,7 @@ def training_arguments(task: Task, policy: DevicePolicy, output_dir: str | Path,
     if has_eval:
         fixed: dict[str, Any] = {"metric_for_best_model": task.main_metric, "greater_is_better": task.greater_is_better}
     else:
-        fixed = {"eval_strategy": "no", "load_best_model_at_end": False}
+        fixed = NO_EVALUATION
     kwargs = {
         **TRAINING_DEFAULTS,
         "seed": recipe.seed,

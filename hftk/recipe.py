@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -55,6 +55,10 @@ Labels = Annotated[list[str] | dict[str, str] | None, BeforeValidator(label_stri
 LabelMap = Annotated[dict[str, str] | None, BeforeValidator(label_strings)]
 
 
+# What a run without validation data sets, whatever the recipe says: nothing to evaluate or pick the best by.
+NO_EVALUATION: dict[str, Any] = {"eval_strategy": "no", "load_best_model_at_end": False, "eval_on_start": False}
+
+
 class Strict(BaseModel):
     """A recipe section: unknown keys are errors (with did-you-mean), never silently ignored."""
 
@@ -77,6 +81,11 @@ class DataConfig(Strict):
     # A hub dataset (online users): train/validation/test then name its splits.
     hub: str | None = None
     hub_config: str | None = None
+    # Processes that tokenise language-model corpora (default: the machine's cores; small corpora use one).
+    num_proc: int | None = Field(default=None, ge=1)
+    # Keep tokenised language-model corpora in the cache (HF_DATASETS_CACHE/hftk) and reuse them while the files,
+    # the tokenizer and the settings are the same; false (or --no-cache) tokenises anew and keeps nothing.
+    cache: bool = True
 
     def column(self, role: str) -> str:
         return self.columns.get(role, role)
@@ -111,14 +120,47 @@ class Recipe(Strict):
 
 
 class YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads `3e-5` as a float (YAML 1.1 wants `3.0e-5`; every user writes `3e-5`)."""
+    """SafeLoader reading plain values as YAML 1.2's core schema does, so what a user types is what arrives.
+
+    PyYAML follows YAML 1.1: `no`, `off` and `yes` become booleans (`eval_strategy: no` turned into False, which
+    TrainingArguments rejects), `1:30` an integer 90, and `3e-5` stays a string. Here only true/false are booleans,
+    numbers are plain decimal (or 0x/0o), `3e-5` is a float, dates stay text. A key given twice in one mapping is
+    an error, not a silent overwrite of the first.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, Any]]]] = {
+        first: [
+            (tag, regexp)
+            for tag, regexp in resolvers
+            if tag.rsplit(":", 1)[-1] not in ("bool", "int", "float", "timestamp")
+        ]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key]}); keep one", key_node.start_mark
+                )
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
-YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+):
+    YamlLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
 
 
 def safe_load(text: str) -> Any:
@@ -212,11 +254,25 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip() or not all(part.strip() for part in key.split(".")):
             raise HftkError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set training.learning_rate=3e-5")
-        try:
-            out[key.strip()] = safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
+        out[key.strip()] = _override_value(value)
     return out
+
+
+def _override_value(value: str) -> Any:
+    """A --set value as YAML (numbers, true/false, null, [lists], {maps}), else the text as typed: YAML syntax
+    that would swallow it (`|`, `>`, `#...`, `&x`, `!tag`) never turns it into '' or None."""
+    text = value.strip()
+    if not text:
+        return ""
+    try:
+        parsed = safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if parsed is None and text not in ("null", "Null", "NULL", "~"):
+        return value
+    if parsed == "" and text not in ("''", '""'):
+        return value
+    return parsed
 
 
 def dump_recipe(recipe: Recipe) -> str:
@@ -298,6 +354,9 @@ def _format_pydantic_error(err: Any, cls: type[BaseModel], raw: RawRecipe) -> st
         return f"{prefix}{dotted}: required; add it to the recipe"
     got = err.get("input")
     msg = err["msg"].removeprefix("Value error, ")
+    if not loc:  # a check across fields: its message starts with the field it names, e.g. "data.streaming: ..."
+        field = msg.split(": ", 1)[0]
+        return f"{raw.locate(*field.split('.'))}{msg}"
     return f"{prefix}{dotted}: {msg} (got {got!r})"
 
 
@@ -328,8 +387,12 @@ def _check_training(training: dict[str, Any], raw: RawRecipe) -> list[str]:
         return errors
     from transformers import TrainingArguments
 
+    data = raw.data.get("data") if isinstance(raw.data.get("data"), dict) else {}
+    # Without validation data, training keeps no best model (prepare.training_arguments), so the best model's
+    # schedule rules do not apply; the rest of the block is checked as written.
+    no_eval = {} if data.get("validation") or data.get("validation_fraction") else {"load_best_model_at_end": False}
     try:
-        TrainingArguments(output_dir="unused", **{**TRAINING_DEFAULTS, **training})
+        TrainingArguments(output_dir="unused", **{**TRAINING_DEFAULTS, **training, **no_eval})
     except (ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return [f"{raw.locate('training')}training: {first}"]

@@ -16,12 +16,15 @@ from __future__ import annotations
 import bisect
 import contextlib
 import glob
+import itertools
 import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hftk.data import READERS, Records, read_lines, read_records
 from hftk.errors import HftkError
@@ -108,22 +111,10 @@ def read_texts(
         HftkError: a missing or empty file, bytes that are not UTF-8, a missing or non-text column, a pattern
             matching nothing.
     """
-    parts = []
-    for path in expand_paths(source):
-        if path.suffix.lower() in (*PLAIN_SUFFIXES, ""):  # a file named without a suffix is plain text too
-            part = _read_plain(path, column, documents)
-        else:
-            part = read_records(path, column_names=column_names)
-            texts = part.column(column, "text")
-            for i, t in enumerate(texts):
-                if not isinstance(t, str):
-                    raise HftkError(f"{part.where(i)}: text must be a string, got {type(t).__name__} {t!r}")
-            blank = next((i for i, t in enumerate(texts) if not t.strip()), None)
-            if blank is not None:
-                raise HftkError(f"{part.where(blank)}: column {column!r} is empty; fill it or drop the row")
-            # Rows reduced to the text: where() still names the same file and line or record.
-            part = Records(part.source, [{column: t} for t in texts], part.lines, [column])
-        parts.append(part)
+    parts = [
+        _read_plain(path, column, documents) if is_plain(path) else read_column(path, column, column_names)
+        for path in expand_paths(source)
+    ]
     if len(parts) == 1:
         return parts[0]
     starts = [0]
@@ -134,30 +125,55 @@ def read_texts(
     return RecordsView(name, rows, None, [column], parts, starts)
 
 
-def _read_plain(path: Path, column: str, documents: str) -> Records:
-    texts: list[str] = []
-    lines: list[int] = []
+def is_plain(path: Path) -> bool:
+    return path.suffix.lower() in (*PLAIN_SUFFIXES, "")  # a file named without a suffix is plain text too
+
+
+def read_column(path: Path, column: str, column_names: list[str] | None) -> Records:
+    """The text column of a data file (JSONL, CSV, Parquet, ...), every value checked to be non-empty text."""
+    part = read_records(path, column_names=column_names)
+    texts = part.column(column, "text")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise HftkError(f"{part.where(i)}: text must be a string, got {type(t).__name__} {t!r}")
+    blank = next((i for i, t in enumerate(texts) if not t.strip()), None)
+    if blank is not None:
+        raise HftkError(f"{part.where(blank)}: column {column!r} is empty; fill it or drop the row")
+    # Rows reduced to the text: where() still names the same file and line or record.
+    return Records(part.source, [{column: t} for t in texts], part.lines, [column])
+
+
+def plain_documents(path: Path, documents: str) -> Iterator[tuple[int, str]]:
+    """(first line, text) of each document of a plain-text file, one at a time; an error for an empty file."""
+    found = False
     if documents == "line":
         for n, line in read_lines(path):
             text = line.strip()
             if text:
-                texts.append(text)
-                lines.append(n)
+                found = True
+                yield n, text
     else:  # paragraphs: runs of non-blank lines, kept with their line breaks
         current: list[str] = []
+        start = 0
         for n, line in read_lines(path):
             if line.strip():
                 if not current:
-                    lines.append(n)
+                    start = n
                 current.append(line.strip())
             elif current:
-                texts.append("\n".join(current))
+                found = True
+                yield start, "\n".join(current)
                 current = []
         if current:
-            texts.append("\n".join(current))
-    if not texts:
+            found = True
+            yield start, "\n".join(current)
+    if not found:
         raise HftkError(f"{path}: no text (the file is empty or blank); add text or leave the file out")
-    return Records(str(path), [{column: t} for t in texts], lines, [column])
+
+
+def _read_plain(path: Path, column: str, documents: str) -> Records:
+    numbered = list(plain_documents(path, documents))
+    return Records(str(path), [{column: t} for _, t in numbered], [n for n, _ in numbered], [column])
 
 
 def held_out(records: Records, fraction: float, seed: int) -> tuple[Records, Records]:
@@ -209,43 +225,87 @@ def pack(tokenizer: Any, texts: Sequence[str], block_size: int) -> dict[str, lis
         Columns `input_ids`, `attention_mask` and `word_ids`, one row per block.
     """
     template = Template.of(tokenizer)
-    content = block_size - len(template.prefix) - len(template.suffix)
+    ids = np.empty(0, dtype=np.int64)
+    words = np.empty(0, dtype=np.int64)
+    parts_ids, parts_words, next_word = [], [], 0
+    for start in range(0, len(texts), _TOKENIZE_BATCH):
+        batch_ids, batch_words, count = stream_of(tokenizer, texts[start : start + _TOKENIZE_BATCH], template)
+        if parts_ids:  # the separator between this batch's first document and the previous one's last
+            parts_ids.append(np.asarray(template.separator, dtype=np.int64))
+            parts_words.append(np.full(len(template.separator), -1, dtype=np.int64))
+        parts_ids.append(batch_ids)
+        parts_words.append(np.where(batch_words >= 0, batch_words + next_word, -1))
+        next_word += count
+    if parts_ids:
+        ids, words = np.concatenate(parts_ids), np.concatenate(parts_words)
+    return {k: [row.tolist() for row in v] for k, v in blocks(ids, words, block_size, template).items()}
+
+
+def stream_of(tokenizer: Any, texts: Sequence[str], template: Template) -> tuple[np.ndarray, np.ndarray, int]:
+    """(token ids, word ids, number of words) of documents joined with the separator, in array operations.
+
+    Word ids count on across documents (doc 2's first word follows doc 1's last); specials get -1.
+    """
+    enc = tokenizer(list(texts), add_special_tokens=False, verbose=False)
+    docs = enc["input_ids"]
+    n = len(docs)
+    if n == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), 0
+    lengths = np.fromiter(map(len, docs), dtype=np.int64, count=n)
+    tokens = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int64, count=int(lengths.sum()))
+    # word_ids() hold None for tokens outside any word (added special tokens): NaN, then -1.
+    raw = np.array(list(itertools.chain.from_iterable(enc.word_ids(i) for i in range(n))), dtype=np.float64)
+    local = np.where(np.isnan(raw), -1, raw).astype(np.int64)
+    local[np.isin(tokens, np.asarray(sorted(set(tokenizer.all_special_ids)), dtype=np.int64))] = -1
+    doc_of = np.repeat(np.arange(n), lengths)
+    # Each document's words come after all words of the documents before it.
+    per_doc = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(per_doc, doc_of, local)
+    offsets = np.concatenate([[0], np.cumsum(per_doc + 1)[:-1]])
+    words = np.where(local >= 0, local + offsets[doc_of], -1)
+    # Insert the separator after every document but the last.
+    sep = np.asarray(template.separator, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths + len(sep))[:-1]])
+    total = int(lengths.sum()) + len(sep) * (n - 1)
+    ids = np.empty(total, dtype=np.int64)
+    out_words = np.full(total, -1, dtype=np.int64)
+    position = starts[doc_of] + (np.arange(len(tokens)) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    ids[position] = tokens
+    out_words[position] = words
+    for k, token in enumerate(sep):
+        ids[starts[1:] - len(sep) + k] = token
+    return ids, out_words, int((per_doc + 1).sum())
+
+
+def blocks(ids: np.ndarray, words: np.ndarray, block_size: int, template: Template) -> dict[str, list[np.ndarray]]:
+    """A token stream cut into blocks of `block_size`, each wrapped in the template's special tokens; word ids
+    renumbered 0, 1, ... within each block (-1 stays)."""
+    pre, suf = np.asarray(template.prefix, dtype=np.int64), np.asarray(template.suffix, dtype=np.int64)
+    content = block_size - len(pre) - len(suf)
     if content < 1:
         raise HftkError(f"max_length {block_size} leaves no room for text between the special tokens; raise it")
-    special = set(tokenizer.all_special_ids)
-    ids: list[int] = []
-    words: list[int] = []
-    next_word = 0
-    for start in range(0, len(texts), _TOKENIZE_BATCH):
-        batch = tokenizer(list(texts[start : start + _TOKENIZE_BATCH]), add_special_tokens=False, verbose=False)
-        for i, doc in enumerate(batch["input_ids"]):
-            if ids:
-                ids.extend(template.separator)
-                words.extend([-1] * len(template.separator))
-            doc_words = batch.word_ids(i)
-            last = -1
-            for token, w in zip(doc, doc_words):
-                if token in special or w is None:
-                    words.append(-1)
-                    continue
-                words.append(next_word + w)
-                last = max(last, w)
-            ids.extend(doc)
-            next_word += last + 1
-    out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "word_ids": []}
-    pre, suf = template.prefix, template.suffix
+    # Words are numbered in stream order, so a new word starts wherever the id changes from the previous word
+    # token, or at the first word token of a block.
+    valid = np.flatnonzero(words >= 0)
+    block_of = valid // content
+    new = np.ones(len(valid), dtype=bool)
+    new[1:] = (words[valid[1:]] != words[valid[:-1]]) | (block_of[1:] != block_of[:-1])
+    rank = np.cumsum(new) - 1
+    first_rank = np.zeros(len(valid), dtype=np.int64)
+    if len(valid):
+        block_start = np.ones(len(valid), dtype=bool)
+        block_start[1:] = block_of[1:] != block_of[:-1]
+        first_rank = np.maximum.accumulate(np.where(block_start, rank, 0))
+    renumbered = np.full(len(words), -1, dtype=np.int64)
+    renumbered[valid] = rank - first_rank
+    out: dict[str, list[np.ndarray]] = {"input_ids": [], "attention_mask": [], "word_ids": []}
+    none_pre, none_suf = np.full(len(pre), -1, dtype=np.int64), np.full(len(suf), -1, dtype=np.int64)
     for start in range(0, len(ids), content):
         chunk = ids[start : start + content]
-        out["input_ids"].append(pre + chunk + suf)
-        out["attention_mask"].append([1] * (len(pre) + len(chunk) + len(suf)))
-        out["word_ids"].append([-1] * len(pre) + _local(words[start : start + content]) + [-1] * len(suf))
+        out["input_ids"].append(np.concatenate([pre, chunk, suf]))
+        out["attention_mask"].append(np.ones(len(pre) + len(chunk) + len(suf), dtype=np.int64))
+        out["word_ids"].append(np.concatenate([none_pre, renumbered[start : start + content], none_suf]))
     return out
-
-
-def _local(words: list[int]) -> list[int]:
-    """Word indices renumbered 0, 1, ... within a block; -1 stays."""
-    seen: dict[int, int] = {}
-    return [-1 if w < 0 else seen.setdefault(w, len(seen)) for w in words]
 
 
 # ------------------------------------------------------------------------------------------------ batching

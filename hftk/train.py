@@ -21,7 +21,7 @@ from hftk.models import DevicePolicy, check_weights, device_policy, resolve_mode
 from hftk.output import check_output_dir, write_output
 from hftk.prepare import Prepared, prepare, training_arguments
 from hftk.recipe import Recipe
-from hftk.tasks import Task, get_task, load_recipe
+from hftk.tasks import get_task, load_recipe
 
 logger = logging.getLogger("hftk")
 
@@ -56,13 +56,10 @@ def train(
     recipe = _load(recipe, overrides, output_dir, resume=resume, overwrite=overwrite)
     out = Path(recipe.output_dir)
     prepared = prepare(recipe)
-    features = {
-        name: encode_split(prepared.task, recs, by_length=name != "train") for name, recs in prepared.splits.items()
-    }
     policy = device_policy(recipe.precision)
-    args = training_arguments(
-        prepared.task, policy, out, has_eval=prepared.has_eval
-    )  # sets up the process group under torchrun/accelerate
+    # Building the arguments sets up the process group under torchrun/accelerate.
+    args = training_arguments(prepared.task, policy, out, has_eval=prepared.has_eval)
+    features = _features(prepared, args)
     model = load_model(prepared)
     checkpoint = _resume_point(args, out, resume=resume, overwrite=overwrite)
     trainer, start = build_trainer(
@@ -107,20 +104,14 @@ def _load(
     return recipe
 
 
-def encode_split(task: Task, records: Records, *, by_length: bool) -> tuple[Any, Features]:
-    """Tokenised features as a `datasets.Dataset` for Trainer, and as columns for the task's metrics.
-
-    Evaluation splits are sorted by length: metrics do not depend on order, and batches of similar length
-    carry almost no padding, so evaluating each epoch costs less.
-    """
-    from datasets import Dataset
-
-    columns = task.encode(records, with_targets=True)
-    if by_length:
-        ids = columns["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        columns = {k: [v[i] for i in order] for k, v in columns.items()}
-    return Dataset.from_dict(columns), columns
+def _features(prepared: Prepared, args: Any) -> dict[str, tuple[Any, Features | None]]:
+    """Each split's features. Under torchrun/accelerate the main process of each node builds them first (and fills
+    the cache, for tasks that keep one); the others then load its files instead of tokenising again."""
+    with args.main_process_first(desc="hftk: features"):
+        return {
+            name: prepared.task.training_data(records, evaluation=name != "train")
+            for name, records in prepared.splits.items()
+        }
 
 
 def load_model(prepared: Prepared) -> Any:
@@ -169,7 +160,7 @@ def _resume_point(args: Any, out: Path, *, resume: bool, overwrite: bool) -> str
     return str(last) if last is not None else None
 
 
-def _metric_fn(prepared: Prepared, features: dict[str, tuple[Any, Features]], split: str) -> Any:
+def _metric_fn(prepared: Prepared, features: dict[str, tuple[Any, Features | None]], split: str) -> Any:
     if split not in features:
         return None
     return prepared.task.metric_fn(prepared.splits[split], features[split][1])
@@ -178,7 +169,7 @@ def _metric_fn(prepared: Prepared, features: dict[str, tuple[Any, Features]], sp
 def _final_metrics(
     trainer: Any,
     prepared: Prepared,
-    features: dict[str, tuple[Any, Features]],
+    features: dict[str, tuple[Any, Features | None]],
     train_metrics: dict[str, Any],
     start_step: int,
     policy: DevicePolicy,

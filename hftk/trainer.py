@@ -13,6 +13,7 @@ The classes live here at module level; `build_trainer` picks one from what the t
 from __future__ import annotations
 
 import inspect
+import itertools
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,7 @@ def loss_counts_items(model: Any, collator: Any, dataset: Any) -> bool:
     heads do use it. Two forward passes on the same two training rows tell which kind this model is.
     """
     names = set(inspect.signature(model.forward).parameters) | {"labels"}
-    rows = [{k: v for k, v in dataset[i].items() if k in names} for i in range(min(2, len(dataset)))]
+    rows = [{k: v for k, v in row.items() if k in names} for row in itertools.islice(iter(dataset), 2)]
     was_training = model.training
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():  # leaves the seeded RNG streams as they were

@@ -112,6 +112,21 @@ class Task(ABC):
     def targets(self, records: Records) -> list[Any]:
         """What the model learns to predict for each record, checked: a bad value is a located error."""
 
+    def training_data(self, records: Records, *, evaluation: bool) -> tuple[Any, Features | None]:
+        """A split's features as a `datasets.Dataset` for Trainer, and as columns for `metric_fn` (None: unused).
+
+        Evaluation splits are sorted by length: metrics do not depend on order, and batches of similar length
+        carry almost no padding, so evaluating each epoch costs less.
+        """
+        from datasets import Dataset
+
+        columns = self.encode(records, with_targets=True)
+        if evaluation:
+            ids = columns["input_ids"]
+            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+            columns = {k: [v[i] for i in order] for k, v in columns.items()}
+        return Dataset.from_dict(columns), columns
+
     def lengths(self, records: Records) -> list[int] | None:
         """Untruncated token counts of each record's input, for `hftk check`; None when not meaningful."""
         return None
@@ -127,8 +142,9 @@ class Task(ABC):
         return self.recipe.data.column(role) in records.columns
 
     def has_targets(self, records: Records) -> bool:
-        """Whether the records are labelled (train/evaluate) rather than inputs only (predict)."""
-        return all(self.has_role(records, role) for role in self.target_roles)
+        """Whether the records are labelled (train/evaluate) rather than inputs only (predict); a task without
+        targets (embeddings) never has them."""
+        return bool(self.target_roles) and all(self.has_role(records, role) for role in self.target_roles)
 
     def texts(self, records: Records, role: str) -> list[str]:
         """A text column, every value checked to be a string."""

@@ -13,13 +13,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from hftk.corpus import TextCorpus, held_out_corpus, packed_dataset, read_corpus, streamed_blocks
 from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.generation import GenerationSettings, seed_sampling
 from hftk.metrics import perplexity
 from hftk.recipe import DataConfig, Recipe
 from hftk.tasks.base import Features, Task
-from hftk.text import BlockCollator, Masking, held_out, pack, read_texts
+from hftk.text import BlockCollator, Masking, held_out, pack
 
 _TOP_K_LIMIT = 50  # fill-mask candidates kept per mask by forward(); --top-k may ask for up to this many
 
@@ -34,6 +35,9 @@ class TextDataConfig(DataConfig):
     documents: Literal["line", "paragraph"] = "line"
     # Without a validation file: hold out this share of the training documents (seeded) to measure perplexity.
     validation_fraction: float | None = Field(default=None, gt=0, lt=1)
+    # Train from a stream: documents are read, tokenised and packed on the fly, never held or stored whole
+    # (corpora larger than memory or disk). Needs training.max_steps, since a stream has no length.
+    streaming: bool = False
 
     @model_validator(mode="after")
     def _one_validation_source(self) -> TextDataConfig:
@@ -44,6 +48,16 @@ class TextDataConfig(DataConfig):
 
 class LanguageModelingRecipe(Recipe):
     data: TextDataConfig
+
+    @model_validator(mode="after")
+    def _stream_needs_max_steps(self) -> LanguageModelingRecipe:
+        steps = self.training.get("max_steps")
+        if self.data.streaming and not (isinstance(steps, int) and steps > 0):
+            raise ValueError(
+                "data.streaming: true needs training.max_steps (a stream has no length to count epochs in); "
+                "set training.max_steps"
+            )
+        return self
 
 
 class MaskedLMRecipe(LanguageModelingRecipe):
@@ -83,25 +97,62 @@ class LanguageModeling(Task):
         return {"eval_on_start": has_eval, "train_sampling_strategy": "random"}
 
     # -- data ------------------------------------------------------------------------------------------
-    def read(self, path: Any) -> Records:
+    @property
+    def keeps_word_ids(self) -> bool:
+        """Whole-word masking needs each token's word; other blocks leave the column out (less to store)."""
+        return False
+
+    def read(self, path: Any) -> TextCorpus:
+        """The files' documents, checked one at a time and not kept: training streams them into the cache."""
         data = self.recipe.data
-        return read_texts(path, column=data.column("text"), documents=data.documents, column_names=data.column_names)
+        return read_corpus(path, column=data.column("text"), documents=data.documents, column_names=data.column_names)
 
     def derive_splits(self, splits: dict[str, Records]) -> dict[str, Records]:
         fraction = self.recipe.data.validation_fraction
         if fraction is None or "train" not in splits or "validation" in splits:
             return splits
-        train, validation = held_out(splits["train"], fraction, self.recipe.seed)
+        train = splits["train"]
+        pair = held_out_corpus(train, fraction, self.recipe.seed) if isinstance(train, TextCorpus) else None
+        train, validation = pair or held_out(train, fraction, self.recipe.seed)
         return {**splits, "train": train, "validation": validation}
 
-    def targets(self, records: Records) -> list[str]:
-        return self.texts(records, "text")
+    def targets(self, records: Records) -> Any:
+        """The text itself; a corpus was checked document by document when read, so it is not loaded again."""
+        return records.documents() if isinstance(records, TextCorpus) else self.texts(records, "text")
+
+    def training_data(self, records: Records, *, evaluation: bool) -> tuple[Any, Features | None]:
+        if not isinstance(records, TextCorpus):
+            return super().training_data(records, evaluation=evaluation)
+        if self.recipe.data.streaming and not evaluation:  # held-out text is small: packed and cached as usual
+            return streamed_blocks(records, self.tokenizer, self.max_length, word_ids=self.keeps_word_ids), None
+        dataset, _ = self._packed(records)
+        return dataset, None
+
+    def _packed(self, corpus: TextCorpus) -> tuple[Any, bool]:
+        data = self.recipe.data
+        return packed_dataset(
+            corpus,
+            self.tokenizer,
+            self.max_length,
+            word_ids=self.keeps_word_ids,
+            num_proc=data.num_proc,
+            cache=data.cache,
+        )
 
     def summary(self, records: Records) -> dict[str, Any]:
         if self.tokenizer is None:
             return {}
-        blocks = self._pack(records)["input_ids"]
-        return {"blocks": len(blocks), "block_tokens": sum(len(b) for b in blocks), "block_size": self.max_length}
+        if not isinstance(records, TextCorpus):
+            lengths = [len(b) for b in self._pack(records)["input_ids"]]
+            return {"blocks": len(lengths), "block_tokens": sum(lengths), "block_size": self.max_length}
+        import pyarrow.compute as pc
+
+        if self.recipe.data.streaming:
+            return {"streamed": f"packed on the fly into blocks of {self.max_length} tokens"}
+        dataset, warm = self._packed(records)
+        tokens = int(pc.sum(pc.list_value_length(dataset.data.column("input_ids"))).as_py() or 0)
+        cache = "off" if not self.recipe.data.cache else ("warm" if warm else "built now")
+        return {"blocks": len(dataset), "block_tokens": tokens, "block_size": self.max_length, "cache": cache}
 
     def _pack(self, records: Records) -> Features:
         return pack(self.tokenizer, self.texts(records, "text"), self.max_length)
@@ -156,6 +207,10 @@ class MaskedLM(LanguageModeling):
             recipe.mlm_probability, recipe.mask_replace_prob, recipe.random_replace_prob, recipe.whole_word_mask
         )
         self._eval_collator: BlockCollator | None = None
+
+    @property
+    def keeps_word_ids(self) -> bool:
+        return self.recipe.whole_word_mask
 
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         if with_targets:

@@ -1,0 +1,403 @@
+"""Language-model corpora at scale: read once, checked in a streaming pass, packed in worker processes, cached.
+
+A domain corpus can be gigabytes, so nothing here holds it whole in Python objects:
+
+- `read_corpus` checks every document (UTF-8, empty files, the text column) one at a time and counts them; the
+  `TextCorpus` it returns names files, not rows.
+- `packed_dataset` streams the documents into an Arrow table (`Dataset.from_generator`), tokenises and packs them
+  with a batched `datasets.map` over `num_proc` processes (array operations per batch, hftk/text.py), and saves
+  the blocks to the cache, which later runs memory-map instead of tokenising again.
+- The cache key is a hash of the files' bytes, the tokenizer, the block size and what the task keeps, under
+  `$HF_DATASETS_CACHE/hftk` (default `~/.cache/huggingface/datasets/hftk`): any change to one of them builds anew.
+
+Blocks are packed within each map batch of `_MAP_BATCH` documents, so one block per batch may be shorter than
+`max_length`; for all else packing is as `text.pack` (whole word ids carried across blocks, the template's specials).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hftk.data import Records
+from hftk.errors import HftkError
+from hftk.text import Template, blocks, expand_paths, is_plain, plain_documents, read_column, read_texts, stream_of
+
+logger = logging.getLogger("hftk")
+
+_CHUNK_BYTES = 1 << 24  # read and decoded at once when counting documents
+_MAP_BATCH = 10_000  # documents packed together: one short block per batch at most
+_DOCS_PER_PROCESS = 20_000  # below this many documents a worker process costs more than it saves
+_CACHE_VERSION = 1  # bump when what is stored changes
+# Tokenizer settings that change how a call pads or truncates, not how text becomes tokens.
+_CALL_SETTINGS = {
+    "max_length",
+    "stride",
+    "truncation_side",
+    "truncation_strategy",
+    "pad_to_multiple_of",
+    "padding_side",
+}
+
+
+class TextCorpus(Records):
+    """The documents of some text files, read lazily: rows exist only when something asks for them (small data,
+    e.g. `hftk evaluate`); training streams `documents()` instead.
+
+    `keep` selects documents by their index in the whole corpus (a held-out split), None keeps all.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        files: list[Path],
+        *,
+        column: str,
+        documents: str,
+        column_names: list[str] | None,
+        count: int,
+        keep: frozenset[int] | None = None,
+        drop: frozenset[int] | None = None,
+    ) -> None:
+        self.source = source
+        self.files = files
+        self.text_column = column
+        self.documents_mode = documents
+        self.column_names = column_names
+        self.total = count  # documents in the files, before keep/drop
+        self.keep = keep
+        self.drop = drop
+        self.columns = [column]
+        self.lines = None
+
+    def __len__(self) -> int:
+        if self.keep is not None:
+            return len(self.keep)
+        return self.total - len(self.drop or ())
+
+    def _selected(self, index: int) -> bool:
+        return (self.keep is None or index in self.keep) and (self.drop is None or index not in self.drop)
+
+    def documents(self) -> Iterator[str]:
+        """Every selected document's text, in file order, one at a time."""
+        index = 0
+        for path in self.files:
+            if is_plain(path):
+                texts: Any = (text for _, text in plain_documents(path, self.documents_mode))
+            else:
+                texts = (row[self.text_column] for row in read_column(path, self.text_column, self.column_names).rows)
+            for text in texts:
+                if self._selected(index):
+                    yield text
+                index += 1
+
+    @functools.cached_property
+    def _records(self) -> Records:
+        from hftk.text import subset
+
+        whole = read_texts(
+            [str(p) for p in self.files],
+            column=self.text_column,
+            documents=self.documents_mode,
+            column_names=self.column_names,
+        )
+        return (
+            whole
+            if self.keep is None and self.drop is None
+            else subset(whole, [i for i in range(self.total) if self._selected(i)])
+        )
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self._records.rows
+
+    def where(self, i: int) -> str:
+        return self._records.where(i)
+
+    def select(
+        self, keep: frozenset[int] | None = None, drop: frozenset[int] | None = None, source: str | None = None
+    ) -> TextCorpus:
+        return TextCorpus(
+            source or self.source,
+            self.files,
+            column=self.text_column,
+            documents=self.documents_mode,
+            column_names=self.column_names,
+            count=self.total,
+            keep=keep,
+            drop=drop,
+        )
+
+
+def read_corpus(
+    source: str | os.PathLike | Sequence[str],
+    *,
+    column: str,
+    documents: str = "line",
+    column_names: list[str] | None = None,
+) -> TextCorpus:
+    """Every document `source` names, checked one at a time (the errors of `text.read_texts`), not kept."""
+    files = expand_paths(source)
+    count = 0
+    for path in files:
+        if is_plain(path):
+            count += count_documents(path, documents)
+        else:
+            count += len(read_column(path, column, column_names))
+    name = str(source) if isinstance(source, (str, os.PathLike)) else ", ".join(map(str, source))
+    return TextCorpus(name, files, column=column, documents=documents, column_names=column_names, count=count)
+
+
+def count_documents(path: Path, documents: str) -> int:
+    """How many documents `text.plain_documents` finds in the file, counted in large decoded chunks (about a
+    second per gigabyte): the same documents, but no Python object per line kept or made beyond a chunk.
+
+    Raises:
+        HftkError: the file is not UTF-8 (at its line and byte, by `plain_documents`) or has no text.
+    """
+    count, carry, in_paragraph, first = 0, b"", False, True
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_CHUNK_BYTES)
+            data = carry + chunk
+            cut = len(data) if not chunk else data.rfind(b"\n") + 1
+            carry = data[cut:]
+            try:
+                text = data[:cut].decode("utf-8")
+            except UnicodeDecodeError:
+                for _ in plain_documents(path, documents):  # raises the located error
+                    pass
+                raise
+            if first:
+                text, first = text.removeprefix("\ufeff"), False
+            lines = text.split("\n")
+            if text.endswith("\n"):
+                lines.pop()  # the empty piece after the last line break is no line
+            if documents == "line":
+                count += sum(1 for line in lines if line and not line.isspace())
+            else:
+                for line in lines:
+                    blank = not line or line.isspace()
+                    count += not blank and not in_paragraph
+                    in_paragraph = not blank
+            if not chunk:
+                break
+    if count == 0:
+        for _ in plain_documents(path, documents):  # raises the 'no text' error
+            pass
+    return count
+
+
+def held_out_corpus(corpus: TextCorpus, fraction: float, seed: int) -> tuple[TextCorpus, TextCorpus]:
+    """(train, held-out) as `text.held_out` draws them (same seed, same documents), without reading the text."""
+    n = len(corpus)
+    k = round(n * fraction)
+    if k < 1 or k >= n:
+        raise HftkError(
+            f"{corpus.source}: {n} documents; validation_fraction {fraction} leaves "
+            f"{'no' if k < 1 else 'all'} documents for validation; change it or name a validation file"
+        )
+    held = frozenset(random.Random(seed).sample(range(n), k))
+    return corpus.select(drop=held), corpus.select(keep=held, source=f"{corpus.source} (held out)")
+
+
+# ------------------------------------------------------------------------------------------------ packing
+
+
+def packed_dataset(
+    corpus: TextCorpus,
+    tokenizer: Any,
+    block_size: int,
+    *,
+    word_ids: bool,
+    num_proc: int | None = None,
+    cache: bool = True,
+) -> tuple[Any, bool]:
+    """(blocks as a memory-mapped `datasets.Dataset`, whether they came from the cache).
+
+    Columns `input_ids`, `attention_mask` and, with `word_ids` (whole-word masking), `word_ids`.
+    """
+    from datasets import load_from_disk
+
+    procs = max(1, min(num_proc or os.cpu_count() or 1, len(corpus) // _DOCS_PER_PROCESS))
+    key = _key(corpus, tokenizer, block_size, word_ids)
+    root = cache_root()
+    final = root / key
+    if cache and (final / "dataset_info.json").is_file():
+        dataset = load_from_disk(str(final))
+        _say(f"{corpus.source}: {len(dataset)} blocks from the cache ({final})")
+        return dataset, True
+    start = time.perf_counter()
+    work = root / f".{key}.{os.getpid()}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        built = _build(corpus, tokenizer, block_size, word_ids, procs, work)
+        if not cache:
+            _say(f"{corpus.source}: {len(built)} blocks tokenised in {time.perf_counter() - start:.1f} s (no cache)")
+            return built, False
+        built.save_to_disk(str(work / "blocks"))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(work / "blocks", final)  # a run killed before this leaves no half cache behind
+    finally:
+        if cache:
+            shutil.rmtree(work, ignore_errors=True)
+    dataset = load_from_disk(str(final))
+    seconds = time.perf_counter() - start
+    _say(f"{corpus.source}: {len(dataset)} blocks tokenised in {seconds:.1f} s with {procs} process(es), cached")
+    return dataset, False
+
+
+def _say(message: str) -> None:
+    """One line per split on stderr, naming the process in a distributed run: which one tokenised, which read."""
+    rank = f"[rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    logger.warning("hftk%s: %s", rank, message)
+
+
+def streamed_blocks(corpus: TextCorpus, tokenizer: Any, block_size: int, *, word_ids: bool) -> Any:
+    """The corpus as a `datasets.IterableDataset` of blocks packed on the fly, `_MAP_BATCH` documents at a time:
+    memory does not grow with the corpus, and nothing is written to disk.
+
+    The order is the files' (a stream is not shuffled). Trainer resumes a stream by reading and skipping the
+    batches the interrupted run consumed, so a resumed run continues on the same blocks.
+    """
+    from datasets import IterableDataset
+
+    return IterableDataset.from_generator(
+        _stream_blocks,
+        features=_block_features(word_ids),
+        gen_kwargs={"corpus": corpus, "tokenizer": tokenizer, "block_size": block_size, "word_ids": word_ids},
+    )
+
+
+def _stream_blocks(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool) -> Iterator[dict[str, Any]]:
+    documents = corpus.documents()
+    while batch := list(itertools.islice(documents, _MAP_BATCH)):
+        out = _pack_batch({"text": batch}, tokenizer, block_size, word_ids)
+        for i in range(len(out["input_ids"])):
+            yield {k: v[i] for k, v in out.items()}
+
+
+def cache_root() -> Path:
+    """Where hftk keeps packed corpora: beside `datasets`' own cache, as HF_DATASETS_CACHE says."""
+    base = os.environ.get("HF_DATASETS_CACHE")
+    if not base:
+        home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+        base = os.path.join(home, "datasets")
+    return Path(base) / "hftk"
+
+
+def cache_state(corpus: TextCorpus, tokenizer: Any, block_size: int, *, word_ids: bool) -> Path | None:
+    """The cache folder when these blocks are already there, else None."""
+    final = cache_root() / _key(corpus, tokenizer, block_size, word_ids)
+    return final if (final / "dataset_info.json").is_file() else None
+
+
+def _build(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool, procs: int, work: Path) -> Any:
+    from datasets import Dataset, Features, Value
+
+    texts = Dataset.from_generator(
+        _generate,
+        gen_kwargs={"corpus": corpus},
+        features=Features({"text": Value("string")}),
+        cache_dir=str(work / "documents"),
+    )
+    return texts.map(
+        _pack_batch,
+        batched=True,
+        batch_size=_MAP_BATCH,
+        num_proc=procs if procs > 1 else None,
+        remove_columns=["text"],
+        features=_block_features(word_ids),
+        fn_kwargs={"tokenizer": tokenizer, "block_size": block_size, "word_ids": word_ids},
+        desc="hftk: tokenising and packing",
+    )
+
+
+def _block_features(word_ids: bool) -> Any:
+    """Blocks stored compactly: int32 ids (vocabularies stay below 2**31), int8 attention."""
+    from datasets import Features, Sequence, Value
+
+    columns = {"input_ids": Sequence(Value("int32")), "attention_mask": Sequence(Value("int8"))}
+    if word_ids:
+        columns["word_ids"] = Sequence(Value("int32"))
+    return Features(columns)
+
+
+def _generate(corpus: TextCorpus) -> Iterator[dict[str, str]]:
+    for text in corpus.documents():
+        yield {"text": text}
+
+
+def _pack_batch(batch: dict[str, list[str]], tokenizer: Any, block_size: int, word_ids: bool) -> dict[str, Any]:
+    template = Template.of(tokenizer)
+    ids, words, _ = stream_of(tokenizer, batch["text"], template)
+    out = blocks(ids, words, block_size, template)
+    if not word_ids:
+        del out["word_ids"]
+    return out
+
+
+def _key(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool) -> str:
+    """Hash of everything the blocks depend on: the files' bytes, which documents, the tokenizer, the settings."""
+    parts = {
+        "version": _CACHE_VERSION,
+        "files": [(str(p.resolve()), _file_digest(p)) for p in corpus.files],
+        "documents": corpus.documents_mode,
+        "column": corpus.text_column,
+        "keep": _set_digest(corpus.keep),
+        "drop": _set_digest(corpus.drop),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "block_size": block_size,
+        "word_ids": word_ids,
+        "batch": _MAP_BATCH,
+    }
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 23):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    """The file's content hash (read once per process for an unchanged file: size and mtime key the memo)."""
+    st = path.stat()
+    return _digest_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _set_digest(indices: frozenset[int] | None) -> str | None:
+    if indices is None:
+        return None
+    return hashlib.blake2b(json.dumps(sorted(indices)).encode(), digest_size=16).hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of how the tokenizer splits text: its Rust state where it serialises, else its vocabulary and
+    settings (hftk's Japanese tokenizer, whose MeCab pre-tokenizer does not serialise)."""
+    try:
+        backend = json.loads(tokenizer.backend_tokenizer.to_str())
+        # Truncation and padding are call settings the last call left behind, not how text is split.
+        state = json.dumps({k: v for k, v in backend.items() if k not in ("truncation", "padding")}, sort_keys=True)
+    except Exception:  # a custom pre-tokenizer cannot be serialised
+        state = json.dumps(sorted(tokenizer.get_vocab().items()))
+    settings = json.dumps(
+        {k: v for k, v in getattr(tokenizer, "init_kwargs", {}).items() if k not in _CALL_SETTINGS},
+        sort_keys=True,
+        default=str,
+    )
+    text = f"{type(tokenizer).__name__}\n{settings}\n{state}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
