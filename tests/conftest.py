@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from .helpers import DATA, ROOT, head, sst2_recipe
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tokenised corpora go to a cache of this test session, not the user's ~/.cache (tests start cold).
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="hftk-test-datasets-"))
 
 
 @pytest.fixture(scope="session")

@@ -91,3 +91,15 @@ def test_check_refuses_what_train_would_refuse(tmp_path):
     # Loading the best model turned off, both accept it.
     fixed = {**recipe, "training": {**recipe["training"], "load_best_model_at_end": False}}
     assert check(fixed)["training"]["eval_strategy"] == "steps"
+
+
+def test_check_passes_for_an_inference_only_task():
+    report = check(
+        {
+            "task": "feature-extraction",
+            "model": MINILM,
+            "data": {"validation": str(DATA / "en/sst2/dev.tsv"), "columns": {"text": "sentence"}},
+        }
+    )
+    assert report["validation"]["rows"] == 872 and not report["warnings"] and "training" not in report
+    assert check({"task": "feature-extraction", "model": MINILM, "data": {}})["warnings"] == []

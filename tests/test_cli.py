@@ -26,3 +26,8 @@ def test_bad_override_and_missing_model_dir(tmp_path):
     empty = tmp_path / "model"
     empty.mkdir()
     assert_user_error(hftk("predict", str(empty), "--input", "x.txt", "--output", "y.jsonl"), "no config.json")
+
+
+def test_version():
+    proc = hftk("--version")
+    assert proc.returncode == 0 and proc.stdout.strip().startswith("hftk 0.")

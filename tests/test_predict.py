@@ -49,3 +49,15 @@ def test_evaluate_json(sst2_model):
     metrics = json.loads(proc.stdout)
     saved = json.loads((sst2_model / "metrics.json").read_text())["eval"]["eval_accuracy"]
     assert set(metrics) == {"accuracy", "f1_macro", "f1"} and abs(metrics["accuracy"] - saved) < 0.1
+
+
+def test_no_inputs_no_predictions_and_the_input_is_never_the_output(sst2_model, tmp_path):
+    from hftk import HftkError, Predictor, predict
+
+    assert Predictor(sst2_model).predict([]) == []
+    data = tmp_path / "dev.tsv"
+    data.write_text("sentence\tlabel\na fine film\t1\n", encoding="utf-8")
+    before = data.read_bytes()
+    with pytest.raises(HftkError, match="is the input file"):
+        predict(sst2_model, data, tmp_path / "." / "dev.tsv")
+    assert data.read_bytes() == before

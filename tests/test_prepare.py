@@ -142,3 +142,9 @@ def test_prepare_without_the_hub_tokenizer_only_when_allowed():
     assert prepared.task.names == ["entailment", "neutral", "contradiction"]
     with pytest.raises(HftkError):
         prepare(recipe)
+
+
+def test_without_validation_nothing_is_evaluated_not_even_before_training():
+    recipe = {**CLASSIFY, "data": {"train": "x.tsv"}, "training": {"eval_on_start": True}}
+    args = arguments(recipe, has_eval=False)
+    assert args.eval_strategy.value == "no" and not args.load_best_model_at_end and args.eval_on_start is False

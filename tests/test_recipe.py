@@ -118,3 +118,22 @@ def test_every_shipped_recipe_validates():
         assert first.startswith("#"), f"{path} should open with a comment showing its run command"
         assert f"hftk train recipes/{path.relative_to(ROOT / 'recipes')}" in path.read_text(), path
         assert recipe.output_dir.startswith("runs/"), path
+
+
+def test_yaml_is_read_as_yaml_1_2_so_what_is_typed_arrives(tmp_path):
+    """YAML 1.1 (PyYAML's default) turns no/yes/on/off into booleans, 1:30 into 90 and dates into dates."""
+    from hftk.recipe import safe_load
+
+    values = safe_load("a: no\nb: on\nc: 1:30\nd: 2026-12-02\ne: 3e-5\nf: true\ng: 0x10\nh: ~\n")
+    assert values == {"a": "no", "b": "on", "c": "1:30", "d": "2026-12-02", "e": 3e-5, "f": True, "g": 16, "h": None}
+    overrides = parse_overrides(["x=#", "y=|", "z=null", "w=no", "v=[a, b]", "u=''"])
+    assert overrides == {"x": "#", "y": "|", "z": None, "w": "no", "v": ["a", "b"], "u": ""}
+    r = load_recipe(
+        write(tmp_path, BASE + "  save_strategy: no\n  eval_strategy: no\n  load_best_model_at_end: false\n")
+    )
+    assert r.training["eval_strategy"] == "no"
+
+
+def test_a_key_given_twice_is_an_error_with_both_lines(tmp_path):
+    msg = error_of(write(tmp_path, BASE + "training:\n  num_train_epochs: 2\n"))
+    assert "invalid YAML: key 'training' given twice (first on line" in msg
