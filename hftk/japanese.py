@@ -453,6 +453,14 @@ class BertJapaneseTokenizerFast(PreTrainedTokenizerFast):
     def do_lower_case(self) -> bool:
         return self._backend.spec["do_lower_case"]
 
+    def mecab_words(self, text: str) -> list[str]:
+        """The MeCab words of `text` as this tokenizer splits it before WordPiece (what `word_ids()` count)."""
+        return [node.surface for node in self._backend.pre_tokenizer._nodes(text)]
+
+    def clear_cache(self) -> None:
+        """Forget the MeCab segmentations kept from earlier calls (benchmarks start cold with it)."""
+        self._backend.pre_tokenizer._cache.clear()
+
     def _encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> Any:
         if not kwargs.get("is_split_into_words"):
             texts = [text] if isinstance(text, str) else list(text)
