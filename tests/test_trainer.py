@@ -75,12 +75,11 @@ def test_causal_lm_head_divides_by_the_item_count(gpt2_fixture, tmp_path):
     from hftk import load_recipe
     from hftk.models import load_tokenizer
     from hftk.tasks import get_task
-    from hftk.train import encode_split
 
     text = head(DATA / "en/gutenberg/austen_emma.txt", tmp_path / "emma.txt", 12, header=False)
     recipe = load_recipe({"task": "causal-lm", "model": str(gpt2_fixture), "data": {}, "max_length": 32})
     task = get_task("causal-lm")(recipe, load_tokenizer(str(gpt2_fixture)))
-    dataset, _ = encode_split(task, task.read(text), by_length=False)
-    assert len(dataset) >= 2 and "labels" in dataset.column_names
+    dataset, _ = task.training_data(task.read(text), evaluation=False)
+    assert len(dataset) >= 2 and "labels" in task.collator()([dataset[0], dataset[1]])  # the collator makes them
     model = AutoModelForCausalLM.from_pretrained(gpt2_fixture)
     assert loss_counts_items(model, task.collator(), dataset) is True
