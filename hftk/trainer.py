@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, Seq2SeqTrainer, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from hftk.errors import HftkError
 from hftk.metrics import perplexity
 from hftk.tasks import Task
 from hftk.text import BlockCollator
@@ -140,6 +142,23 @@ class StartStep(TrainerCallback):
         self.step = state.global_step  # Trainer has loaded the checkpoint's state by now
 
 
+class StopOnNonFiniteLoss(TrainerCallback):
+    """Stops a run whose training loss or gradient norm became NaN or infinite, with an error: such a model
+    would be saved and predict NaN. Checked at every log (logging_steps) and at the end."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for name in ("loss", "grad_norm", "train_loss"):
+            try:  # a float, or its text where another callback formatted the logs for printing
+                value = float((logs or {})[name])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if not math.isfinite(value):
+                raise HftkError(
+                    f"step {state.global_step}: the training {name.replace('_', ' ')} is {value}; the run stopped "
+                    "and saved no model. Lower training.learning_rate, check the labels, or use precision: fp32"
+                )
+
+
 def build_trainer(
     task: Task,
     model: Any,
@@ -155,7 +174,7 @@ def build_trainer(
     if not hasattr(model, "accepts_loss_kwargs"):  # a model class that declares it knows best
         model.accepts_loss_kwargs = loss_counts_items(model, collator, features["train"])
     start = StartStep()
-    callbacks: list[Any] = [start]
+    callbacks: list[Any] = [start, StopOnNonFiniteLoss()]
     has_eval = "validation" in features
     if early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience))

@@ -83,3 +83,18 @@ def test_causal_lm_head_divides_by_the_item_count(gpt2_fixture, tmp_path):
     assert len(dataset) >= 2 and "labels" in task.collator()([dataset[0], dataset[1]])  # the collator makes them
     model = AutoModelForCausalLM.from_pretrained(gpt2_fixture)
     assert loss_counts_items(model, task.collator(), dataset) is True
+
+
+@pytest.mark.parametrize(
+    "logs", [{"loss": float("nan")}, {"grad_norm": float("inf")}, {"train_loss": float("nan")}, {"loss": "nan"}]
+)
+def test_a_non_finite_loss_stops_the_run_with_an_error(logs):
+    from transformers import TrainerControl, TrainerState
+
+    from hftk import HftkError
+    from hftk.trainer import StopOnNonFiniteLoss
+
+    state = TrainerState(global_step=7)
+    StopOnNonFiniteLoss().on_log(None, state, TrainerControl(), logs={"loss": 0.5, "grad_norm": 1.2})  # fine
+    with pytest.raises(HftkError, match=r"step 7: the training .* is (nan|inf); the run stopped and saved no model"):
+        StopOnNonFiniteLoss().on_log(None, state, TrainerControl(), logs=logs)

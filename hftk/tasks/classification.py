@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from typing import Any, ClassVar, Literal
@@ -117,9 +118,12 @@ class Classification(Task):
             out = []
             for i, v in enumerate(self.column(records, "label")):
                 try:
-                    out.append(float(v))
+                    y = float(v)
                 except (TypeError, ValueError):
                     raise HftkError(f"{records.where(i)}: regression label {v!r} is not a number") from None
+                if not math.isfinite(y):  # NaN/inf train to a NaN loss and a model that predicts NaN
+                    raise HftkError(f"{records.where(i)}: regression label {v!r} is not a finite number; fix the row")
+                out.append(y)
             return out
         raw = self._raw_labels(records)
         for i, values in enumerate(raw):
