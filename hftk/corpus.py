@@ -22,7 +22,6 @@ import itertools
 import json
 import logging
 import os
-import random
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -30,8 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from hftk.data import Records
-from hftk.errors import HftkError
-from hftk.text import Template, blocks, expand_paths, is_plain, plain_documents, read_column, read_texts, stream_of
+from hftk.text import (
+    Template,
+    blocks,
+    expand_paths,
+    held_out_indices,
+    is_plain,
+    plain_documents,
+    read_column,
+    read_texts,
+    stream_of,
+    subset,
+)
 
 logger = logging.getLogger("hftk")
 
@@ -103,8 +112,6 @@ class TextCorpus(Records):
 
     @functools.cached_property
     def _records(self) -> Records:
-        from hftk.text import subset
-
         whole = read_texts(
             [str(p) for p in self.files],
             column=self.text_column,
@@ -200,14 +207,7 @@ def count_documents(path: Path, documents: str) -> int:
 
 def held_out_corpus(corpus: TextCorpus, fraction: float, seed: int) -> tuple[TextCorpus, TextCorpus]:
     """(train, held-out) as `text.held_out` draws them (same seed, same documents), without reading the text."""
-    n = len(corpus)
-    k = round(n * fraction)
-    if k < 1 or k >= n:
-        raise HftkError(
-            f"{corpus.source}: {n} documents; validation_fraction {fraction} leaves "
-            f"{'no' if k < 1 else 'all'} documents for validation; change it or name a validation file"
-        )
-    held = frozenset(random.Random(seed).sample(range(n), k))
+    held = held_out_indices(len(corpus), fraction, seed, corpus.source)
     return corpus.select(drop=held), corpus.select(keep=held, source=f"{corpus.source} (held out)")
 
 

@@ -179,14 +179,19 @@ def _read_plain(path: Path, column: str, documents: str) -> Records:
 def held_out(records: Records, fraction: float, seed: int) -> tuple[Records, Records]:
     """(train, held-out): a seeded random `fraction` of the documents held out, each side in file order."""
     n = len(records)
+    held = held_out_indices(n, fraction, seed, records.source)
+    return subset(records, [i for i in range(n) if i not in held]), subset(records, sorted(held))
+
+
+def held_out_indices(n: int, fraction: float, seed: int, source: str) -> frozenset[int]:
+    """Which of `n` documents a seeded `validation_fraction` holds out (the same for records and corpora)."""
     k = round(n * fraction)
     if k < 1 or k >= n:
         raise HftkError(
-            f"{records.source}: {n} documents; validation_fraction {fraction} leaves "
+            f"{source}: {n} documents; validation_fraction {fraction} leaves "
             f"{'no' if k < 1 else 'all'} documents for validation; change it or name a validation file"
         )
-    held = set(random.Random(seed).sample(range(n), k))
-    return subset(records, [i for i in range(n) if i not in held]), subset(records, sorted(held))
+    return frozenset(random.Random(seed).sample(range(n), k))
 
 
 # ------------------------------------------------------------------------------------------------ packing
