@@ -39,6 +39,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
         if task.trainable or task.has_targets(records):
             task.targets(records)  # training evaluates every split: each needs targets that convert
         info: dict[str, Any] = {"rows": len(records), **task.summary(records)}
+        if task.trainable and task.tokenizer is not None and "cache" not in info:
+            info["cache"] = task.cache_status(records)
         lengths = task.lengths(records) if task.tokenizer is not None else None
         if lengths:
             arr = np.asarray(lengths)

@@ -5,10 +5,10 @@ A domain corpus can be gigabytes, so nothing here holds it whole in Python objec
 - `read_corpus` checks every document (UTF-8, empty files, the text column) one at a time and counts them; the
   `TextCorpus` it returns names files, not rows.
 - `packed_dataset` streams the documents into an Arrow table (`Dataset.from_generator`), tokenises and packs them
-  with a batched `datasets.map` over `num_proc` processes (array operations per batch, hftk/text.py), and saves
-  the blocks to the cache, which later runs memory-map instead of tokenising again.
-- The cache key is a hash of the files' bytes, the tokenizer, the block size and what the task keeps, under
-  `$HF_DATASETS_CACHE/hftk` (default `~/.cache/huggingface/datasets/hftk`): any change to one of them builds anew.
+  with a batched `datasets.map` over `num_proc` processes (array operations per batch, hftk/text.py) that writes
+  the blocks straight into the cache (hftk/cache.py), which later runs memory-map instead of tokenising again.
+- The cache key is a hash of the files' bytes, the tokenizer, the block size and what the task keeps: any change
+  to one of them builds anew.
 
 Blocks are packed within each map batch of `_MAP_BATCH` documents, so one block per batch may be shorter than
 `max_length`; for all else packing is as `text.pack` (whole word ids carried across blocks, the template's specials).
@@ -17,17 +17,13 @@ Blocks are packed within each map batch of `_MAP_BATCH` documents, so one block 
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
-import json
-import logging
 import os
-import shutil
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from hftk.cache import cached_map, file_digest, index_digest, key, lookup, tokenizer_fingerprint
 from hftk.data import Records
 from hftk.text import (
     Template,
@@ -42,21 +38,9 @@ from hftk.text import (
     subset,
 )
 
-logger = logging.getLogger("hftk")
-
 _CHUNK_BYTES = 1 << 24  # read and decoded at once when counting documents
 _MAP_BATCH = 10_000  # documents packed together: one short block per batch at most
 _DOCS_PER_PROCESS = 20_000  # below this many documents a worker process costs more than it saves
-_CACHE_VERSION = 1  # bump when what is stored changes
-# Tokenizer settings that change how a call pads or truncates, not how text becomes tokens.
-_CALL_SETTINGS = {
-    "max_length",
-    "stride",
-    "truncation_side",
-    "truncation_strategy",
-    "pad_to_multiple_of",
-    "padding_side",
-}
 
 
 class TextCorpus(Records):
@@ -227,40 +211,31 @@ def packed_dataset(
 
     Columns `input_ids`, `attention_mask` and, with `word_ids` (whole-word masking), `word_ids`.
     """
-    from datasets import load_from_disk
+    from datasets import Dataset, Features, Value
+
+    def documents(work: Path) -> Any:
+        return Dataset.from_generator(
+            _generate,
+            gen_kwargs={"corpus": corpus},
+            features=Features({"text": Value("string")}),
+            cache_dir=str(work / "documents"),
+        )
 
     procs = max(1, min(num_proc or os.cpu_count() or 1, len(corpus) // _DOCS_PER_PROCESS))
-    key = _key(corpus, tokenizer, block_size, word_ids)
-    root = cache_root()
-    final = root / key
-    if cache and (final / "dataset_info.json").is_file():
-        dataset = load_from_disk(str(final))
-        _say(f"{corpus.source}: {len(dataset)} blocks from the cache ({final})")
-        return dataset, True
-    start = time.perf_counter()
-    work = root / f".{key}.{os.getpid()}.tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    try:
-        built = _build(corpus, tokenizer, block_size, word_ids, procs, work)
-        if not cache:
-            _say(f"{corpus.source}: {len(built)} blocks tokenised in {time.perf_counter() - start:.1f} s (no cache)")
-            return built, False
-        built.save_to_disk(str(work / "blocks"))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(work / "blocks", final)  # a run killed before this leaves no half cache behind
-    finally:
-        if cache:
-            shutil.rmtree(work, ignore_errors=True)
-    dataset = load_from_disk(str(final))
-    seconds = time.perf_counter() - start
-    _say(f"{corpus.source}: {len(dataset)} blocks tokenised in {seconds:.1f} s with {procs} process(es), cached")
-    return dataset, False
-
-
-def _say(message: str) -> None:
-    """One line per split on stderr, naming the process in a distributed run: which one tokenised, which read."""
-    rank = f"[rank {os.environ['RANK']}]" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    logger.warning("hftk%s: %s", rank, message)
+    return cached_map(
+        _key(corpus, tokenizer, block_size, word_ids),
+        documents,
+        _pack_batch,
+        what=f"{corpus.source} (blocks)",
+        enabled=cache,
+        num_proc=procs,
+        batched=True,
+        batch_size=_MAP_BATCH,
+        remove_columns=["text"],
+        features=_block_features(word_ids),
+        fn_kwargs={"tokenizer": tokenizer, "block_size": block_size, "word_ids": word_ids},
+        desc="hftk: tokenising and packing",
+    )
 
 
 def streamed_blocks(corpus: TextCorpus, tokenizer: Any, block_size: int, *, word_ids: bool) -> Any:
@@ -287,40 +262,9 @@ def _stream_blocks(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids
             yield {k: v[i] for k, v in out.items()}
 
 
-def cache_root() -> Path:
-    """Where hftk keeps packed corpora: beside `datasets`' own cache, as HF_DATASETS_CACHE says."""
-    base = os.environ.get("HF_DATASETS_CACHE")
-    if not base:
-        home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-        base = os.path.join(home, "datasets")
-    return Path(base) / "hftk"
-
-
 def cache_state(corpus: TextCorpus, tokenizer: Any, block_size: int, *, word_ids: bool) -> Path | None:
     """The cache folder when these blocks are already there, else None."""
-    final = cache_root() / _key(corpus, tokenizer, block_size, word_ids)
-    return final if (final / "dataset_info.json").is_file() else None
-
-
-def _build(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool, procs: int, work: Path) -> Any:
-    from datasets import Dataset, Features, Value
-
-    texts = Dataset.from_generator(
-        _generate,
-        gen_kwargs={"corpus": corpus},
-        features=Features({"text": Value("string")}),
-        cache_dir=str(work / "documents"),
-    )
-    return texts.map(
-        _pack_batch,
-        batched=True,
-        batch_size=_MAP_BATCH,
-        num_proc=procs if procs > 1 else None,
-        remove_columns=["text"],
-        features=_block_features(word_ids),
-        fn_kwargs={"tokenizer": tokenizer, "block_size": block_size, "word_ids": word_ids},
-        desc="hftk: tokenising and packing",
-    )
+    return lookup(_key(corpus, tokenizer, block_size, word_ids))
 
 
 def _block_features(word_ids: bool) -> Any:
@@ -349,55 +293,17 @@ def _pack_batch(batch: dict[str, list[str]], tokenizer: Any, block_size: int, wo
 
 def _key(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool) -> str:
     """Hash of everything the blocks depend on: the files' bytes, which documents, the tokenizer, the settings."""
-    parts = {
-        "version": _CACHE_VERSION,
-        "files": [(str(p.resolve()), _file_digest(p)) for p in corpus.files],
-        "documents": corpus.documents_mode,
-        "column": corpus.text_column,
-        "keep": _set_digest(corpus.keep),
-        "drop": _set_digest(corpus.drop),
-        "tokenizer": tokenizer_fingerprint(tokenizer),
-        "block_size": block_size,
-        "word_ids": word_ids,
-        "batch": _MAP_BATCH,
-    }
-    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
-
-
-@functools.lru_cache(maxsize=256)
-def _digest_of(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 23):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    """The file's content hash (read once per process for an unchanged file: size and mtime key the memo)."""
-    st = path.stat()
-    return _digest_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
-def _set_digest(indices: frozenset[int] | None) -> str | None:
-    if indices is None:
-        return None
-    return hashlib.blake2b(json.dumps(sorted(indices)).encode(), digest_size=16).hexdigest()
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A hash of how the tokenizer splits text: its Rust state where it serialises, else its vocabulary and
-    settings (hftk's Japanese tokenizer, whose MeCab pre-tokenizer does not serialise)."""
-    try:
-        backend = json.loads(tokenizer.backend_tokenizer.to_str())
-        # Truncation and padding are call settings the last call left behind, not how text is split.
-        state = json.dumps({k: v for k, v in backend.items() if k not in ("truncation", "padding")}, sort_keys=True)
-    except Exception:  # a custom pre-tokenizer cannot be serialised
-        state = json.dumps(sorted(tokenizer.get_vocab().items()))
-    settings = json.dumps(
-        {k: v for k, v in getattr(tokenizer, "init_kwargs", {}).items() if k not in _CALL_SETTINGS},
-        sort_keys=True,
-        default=str,
+    return key(
+        {
+            "what": "blocks",
+            "files": [(str(p.resolve()), file_digest(p)) for p in corpus.files],
+            "documents": corpus.documents_mode,
+            "column": corpus.text_column,
+            "keep": index_digest(corpus.keep),
+            "drop": index_digest(corpus.drop),
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "block_size": block_size,
+            "word_ids": word_ids,
+            "batch": _MAP_BATCH,
+        }
     )
-    text = f"{type(tokenizer).__name__}\n{settings}\n{state}"
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -59,6 +59,16 @@ class Records:
         return values
 
 
+@dataclass
+class RecordsPart(Records):
+    """A batch of another Records' rows that carries each row's place with it: what a worker process encodes."""
+
+    places: list[str] = field(default_factory=list)
+
+    def where(self, i: int) -> str:
+        return self.places[i]
+
+
 Reader = Callable[[Path], Records]
 
 

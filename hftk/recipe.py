@@ -81,10 +81,10 @@ class DataConfig(Strict):
     # A hub dataset (online users): train/validation/test then name its splits.
     hub: str | None = None
     hub_config: str | None = None
-    # Processes that tokenise language-model corpora (default: the machine's cores; small corpora use one).
+    # Processes that tokenise the training data (default: the machine's cores; small data uses one).
     num_proc: int | None = Field(default=None, ge=1)
-    # Keep tokenised language-model corpora in the cache (HF_DATASETS_CACHE/hftk) and reuse them while the files,
-    # the tokenizer and the settings are the same; false (or --no-cache) tokenises anew and keeps nothing.
+    # Keep tokenised training data in the cache (HF_DATASETS_CACHE/hftk) and reuse it while the files, the
+    # tokenizer and the settings are the same; false (or --no-cache) tokenises anew and keeps nothing.
     cache: bool = True
 
     def column(self, role: str) -> str:

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from hftk import HftkError, load_recipe, train
+from hftk.cache import cache_root
 from hftk.corpus import (
-    cache_root,
     count_documents,
     held_out_corpus,
     packed_dataset,

@@ -51,7 +51,12 @@ def recipe_file(tmp_path_factory) -> Path:
 
 def _probed_run(launcher: list[str], recipe: Path, out: Path, probe: Path, *args: str) -> dict:
     cmd = [*launcher, str(PROBE), "train", str(recipe), "--output", str(out), *args]
-    env = _env(HFTK_PROBE_DIR=str(probe), HFTK_PROBE_WATCH=str(out), HFTK_PROBE_DELAY_OTHER_RANKS="3")
+    env = _env(
+        HFTK_PROBE_DIR=str(probe),
+        HFTK_PROBE_WATCH=str(out),
+        HFTK_PROBE_DELAY_OTHER_RANKS="3",
+        HF_DATASETS_CACHE=str(probe / "datasets"),  # each run starts cold
+    )
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return {"metrics": json.loads((out / "metrics.json").read_text()), "stdout": proc.stdout, "stderr": proc.stderr}
@@ -97,6 +102,11 @@ def test_two_processes_train_like_one_on_half_the_data_each(recipe_file, tmp_pat
     assert checkpoint_problem(checkpoint) is None
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in checkpoint.iterdir()}
     assert two["stdout"].count("model saved to") == 1  # one report, from rank 0
+
+    # The data was tokenised once: rank 0 built the features, rank 1 memory-mapped them from the cache.
+    train = recipe_file.parent / "train.tsv"
+    assert f"hftk[rank 0]: {train}: {TRAIN_ROWS} rows tokenised" in two["stderr"]
+    assert f"hftk[rank 1]: {train}: {TRAIN_ROWS} rows from the cache" in two["stderr"]
 
 
 @pytest.mark.slow

@@ -14,19 +14,36 @@ abstract methods, override a default where the task differs. The registry finds 
 
 from __future__ import annotations
 
+import functools
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from hftk.cache import tokenizer_fingerprint
 from hftk.data import Features, Records, read_records
 from hftk.errors import HftkError
+from hftk.features import cache_state, encoded_dataset, records_origin
 from hftk.models import max_length
 from hftk.recipe import Recipe
 
 __all__ = ["Features", "Task"]
+
+# Recipe fields that change how a model trains, not the features it trains on.
+_TRAINING_ONLY = {
+    "output_dir": True,
+    "training": True,
+    "precision": True,
+    "early_stopping_patience": True,
+    "peft": True,
+    "seed": True,  # a held-out split it draws is known by its rows
+    "generation": True,
+    "data": {"train", "validation", "test", "validation_fraction", "num_proc", "cache", "streaming"},
+}
 
 
 class Task(ABC):
@@ -115,17 +132,46 @@ class Task(ABC):
     def training_data(self, records: Records, *, evaluation: bool) -> tuple[Any, Features | None]:
         """A split's features as a `datasets.Dataset` for Trainer, and as columns for `metric_fn` (None: unused).
 
+        `encode` runs batch by batch in worker processes and its features are cached (hftk/features.py).
         Evaluation splits are sorted by length: metrics do not depend on order, and batches of similar length
         carry almost no padding, so evaluating each epoch costs less.
         """
-        from datasets import Dataset
+        import pyarrow.compute as pc
 
-        columns = self.encode(records, with_targets=True)
-        if evaluation:
-            ids = columns["input_ids"]
-            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-            columns = {k: [v[i] for i in order] for k, v in columns.items()}
-        return Dataset.from_dict(columns), columns
+        data = self.recipe.data
+        dataset, _ = encoded_dataset(
+            records,
+            functools.partial(self.encode, with_targets=True),
+            self.feature_settings(),
+            num_proc=data.num_proc,
+            cache=data.cache,
+        )
+        if not evaluation:
+            return dataset, None
+        lengths = pc.list_value_length(dataset.data.column("input_ids")).to_numpy()
+        dataset = dataset.select(np.argsort(lengths, kind="stable"))
+        return dataset, dataset.to_dict()
+
+    def feature_settings(self) -> dict[str, Any]:
+        """Everything besides the rows that `encode` depends on, naming the features' cache entry: the task and
+        what it learnt in `fit`, the tokenizer, the recipe (less what only training reads), hftk's version."""
+        recipe = self.recipe.model_dump(mode="json", exclude=_TRAINING_ONLY)
+        state = {k: v for k, v in vars(self).items() if k not in ("recipe", "tokenizer")}
+        return {
+            "task": f"{type(self).__module__}.{type(self).__qualname__}",
+            "state": json.dumps(state, sort_keys=True, default=repr),
+            "recipe": recipe,
+            "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "hftk": version("hftk"),
+        }
+
+    def cache_status(self, records: Records) -> str:
+        """For `hftk check`: whether training will read this split's features from the cache."""
+        if not self.recipe.data.cache:
+            return "off"
+        if records_origin(records) is None:
+            return "off (not read from a file)"
+        return "warm" if cache_state(records, self.feature_settings()) else "cold (tokenised once, then cached)"
 
     def lengths(self, records: Records) -> list[int] | None:
         """Untruncated token counts of each record's input, for `hftk check`; None when not meaningful."""

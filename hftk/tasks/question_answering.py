@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from hftk import metrics
-from hftk.data import QuestionRecords, Records, squad_questions
+from hftk.data import Records, squad_questions
 from hftk.errors import HftkError
 from hftk.recipe import Recipe
 from hftk.spans import best_spans, place_null
@@ -114,10 +114,11 @@ class QuestionAnswering(Task):
 
     def _where(self, records: Records, i: int) -> str:
         """A record's place for errors, with its question id when it has one."""
-        if isinstance(records, QuestionRecords):  # read from SQuAD's layout: `where` names the question already
-            return records.where(i)
+        where = records.where(i)
         qid = records.rows[i].get(self.recipe.data.column("id"))
-        return records.where(i) + (f": question id {qid!r}" if qid is not None else "")
+        named = f"question id {qid!r}"
+        # Rows read from SQuAD's layout (QuestionRecords) name their question already.
+        return where + (f": {named}" if qid is not None and named not in where else "")
 
     def _check_ids(self, records: Records) -> None:
         """Duplicate ids would make two questions indistinguishable in predictions and reports."""

@@ -1,0 +1,154 @@
+"""Training features for every task (hftk/features.py): encoded by `datasets.map` in batches and processes, the
+same as one `encode` call, cached by content, and with bad rows still named by file and line."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+
+import hftk.features
+from hftk import HftkError, load_recipe
+from hftk.cache import cache_root
+from hftk.data import read_records
+from hftk.features import encoded_dataset
+from hftk.models import load_tokenizer
+from hftk.tasks import get_task
+
+from .helpers import DATA, MINILM, ROOT, head
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch) -> Path:
+    """Every test its own HF_DATASETS_CACHE: warm and cold are what the test makes them."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer(MINILM)
+
+
+def task_for(tok, recipe: dict | Path, train=None, **overrides):
+    recipe = load_recipe(recipe, overrides or None) if isinstance(recipe, Path) else load_recipe(recipe)
+    task = get_task(recipe.task)(recipe, tok)
+    if train is not None:
+        task.fit(train)
+    return task
+
+
+def features(task, records, **kw):
+    return encoded_dataset(records, functools.partial(task.encode, with_targets=True), task.feature_settings(), **kw)
+
+
+def sst2(tmp_path: Path, rows: int = 300) -> Path:
+    return head(DATA / "en/sst2/train.tsv", tmp_path / "train.tsv", rows)
+
+
+def classification(tok, records, **fields):
+    recipe = {"task": "text-classification", "model": MINILM, "data": {"columns": {"text": "sentence"}}, **fields}
+    return task_for(tok, recipe, records)
+
+
+def test_batched_features_equal_one_encode_and_come_back_from_the_cache(tmp_path, tok, monkeypatch):
+    monkeypatch.setattr(hftk.features, "_BATCH", 64)  # several batches
+    records = read_records(sst2(tmp_path))
+    task = classification(tok, records)
+    cold, warm = features(task, records)
+    assert not warm
+    assert cold.to_dict() == task.encode(records, with_targets=True)
+    again, warm = features(
+        classification(tok, read_records(tmp_path / "train.tsv")), read_records(tmp_path / "train.tsv")
+    )
+    assert warm and again.to_dict() == cold.to_dict()
+    assert [p.name[0] != "." for p in cache_root().iterdir()] == [True]  # one entry, no work folder left
+
+
+def test_any_change_to_what_features_depend_on_misses_the_cache(tmp_path, tok, gpt2_fixture):
+    path = sst2(tmp_path, 100)
+    records = read_records(path)
+    features(classification(tok, records), records)
+    assert features(classification(tok, records), records)[1]
+    # max_length, the label order, another tokenizer: each names another entry
+    assert not features(classification(tok, records, max_length=16), records)[1]
+    assert not features(classification(tok, records, labels={"1": "positive", "0": "negative"}), records)[1]
+    other = classification(load_tokenizer(str(gpt2_fixture)), records)
+    assert not features(other, records)[1]
+    # the same path with other bytes
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]), encoding="utf-8")
+    changed = read_records(path)
+    dataset, warm = features(classification(tok, changed), changed)
+    assert not warm and len(dataset) == len(records) - 1
+    # what only training reads does not: another learning rate, output folder or seed is a warm start
+    same = classification(tok, changed, training={"learning_rate": 1e-3}, output_dir="elsewhere", seed=7)
+    assert features(same, changed)[1]
+
+
+def test_no_cache_keeps_nothing(tmp_path, tok):
+    records = read_records(sst2(tmp_path, 100))
+    dataset, warm = features(classification(tok, records), records, cache=False)
+    assert not warm and len(dataset) == 100
+    assert not cache_root().exists() or not any(p.name[0] != "." for p in cache_root().iterdir())
+
+
+def test_two_processes_encode_what_one_encodes(tmp_path, tok, monkeypatch):
+    records = read_records(sst2(tmp_path, 400))
+    task = classification(tok, records)
+    one, _ = features(task, records, cache=False)
+    monkeypatch.setattr(hftk.features, "_ROWS_PER_PROCESS", 100)
+    two, _ = features(task, records, num_proc=2, cache=False)
+    assert len(two.cache_files) == 2  # one Arrow file per worker
+    assert two.to_dict() == one.to_dict()
+
+
+def test_a_bad_row_in_a_worker_names_its_file_and_line(tmp_path, tok, monkeypatch):
+    path = sst2(tmp_path, 400)
+    train = read_records(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[350] = lines[350].rsplit("\t", 1)[0] + "\tneutral"  # line 351: a label train never had
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(hftk.features, "_ROWS_PER_PROCESS", 100)
+    with pytest.raises(HftkError, match=rf"^{bad}:351: label 'neutral' is not among the training labels"):
+        features(classification(tok, train), read_records(bad), num_proc=2)
+    assert not cache_root().exists() or not any(cache_root().iterdir())  # nothing half-built stays
+
+
+def test_windowed_tasks_point_each_feature_at_its_record_across_batches(tok, monkeypatch):
+    """NER and QA features carry `example`: an index into the split, whatever batch encoded them."""
+    monkeypatch.setattr(hftk.features, "_BATCH", 7)
+    qa = task_for(tok, ROOT / "recipes/squad-minilm.yaml", max_length=96, doc_stride=32)
+    questions = qa.read(DATA / "en/squad/validation.json")
+    squad, _ = features(qa, questions)
+    assert squad.to_dict() == qa.encode(questions, with_targets=True)
+    assert max(squad["example"]) == len(questions) - 1
+
+    ner = task_for(tok, ROOT / "recipes/ner-wikipedia-ja.yaml", model=MINILM, max_length=32, stride=8)
+    sentences = ner.read(ROOT / ner.recipe.data.validation)
+    ner.fit(sentences)
+    tagged, _ = features(ner, sentences)
+    assert tagged.to_dict() == json.loads(json.dumps(ner.encode(sentences, with_targets=True)))  # tuples: lists
+    assert len(tagged) > len(sentences)  # windows: several features for some records
+
+
+def test_rows_json_cannot_carry_are_encoded_in_this_process(tmp_path, tok):
+    """A Parquet file with a timestamp column: its rows are not JSON, so they are not sent to workers; the
+    features are the same."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = read_records(sst2(tmp_path, 50)).rows
+    when = [datetime.datetime(2026, 12, 2, 12, i) for i in range(len(rows))]
+    table = pa.table({"sentence": [r["sentence"] for r in rows], "label": [r["label"] for r in rows], "when": when})
+    pq.write_table(table, tmp_path / "train.parquet")
+    records = read_records(tmp_path / "train.parquet")
+    task = classification(tok, records)
+    dataset, warm = features(task, records)
+    assert not warm and dataset.to_dict() == task.encode(records, with_targets=True)
+    assert features(task, records)[1]
