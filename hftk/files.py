@@ -8,21 +8,33 @@ back whole, and a final model has weights (so loads at all) only once all of it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import struct
 import tempfile
+import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+
+from hftk.errors import HftkError
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked there
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("hftk")
 
 # An output directory: the final model at the top, Trainer's checkpoints below it, the next model staged beside.
 CHECKPOINTS = "checkpoints"
 STAGING = ".staging"
+LOCK = ".hftk-lock"  # inside an output directory while a run writes it
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 # Files `save_pretrained` (model and tokenizer) and hftk write at the top of an output directory. Replacing a
@@ -210,3 +222,63 @@ def _weights_last(name: str) -> tuple[int, str]:
     if not _WEIGHTS.search(name):
         return (0, name)
     return (1 if _SHARD.search(name) else 2, name)
+
+
+# ----------------------------------------------------------------------------------------------- locks
+
+
+@contextlib.contextmanager
+def locked(path: Path, command: str) -> Iterator[None]:
+    """Hold `path` (a lock file) for one command, or fail naming who holds it.
+
+    The lock is the operating system's (`flock`) on the file, so a process that dies, even by SIGKILL, releases
+    it with no stale lock to clean up; the file only tells the next user who held it. Unlocked on Windows.
+
+    Raises:
+        HftkError: another live process holds the lock.
+    """
+    if fcntl is None:
+        yield
+        return
+    created = not path.parent.exists()
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise HftkError(f"{path.parent}: cannot write here ({e.strerror or e}); choose a writable folder") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise HftkError(
+                f"{path.parent}: in use by {holder}; wait for it to finish, or choose another output"
+            ) from None
+        try:  # the holder before us may have removed the file between our open and our lock: lock the new one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    info = {"command": command, "pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%F %T")}
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(info).encode())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # before unlocking: a waiter then locks a fresh file, never this one
+        os.close(fd)
+        if created:  # a run that failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"{info['command']} (pid {info['pid']} on {info['host']}, since {info['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another hftk process"

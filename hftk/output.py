@@ -13,7 +13,7 @@ from typing import Any
 
 from hftk import lora
 from hftk.errors import HftkError
-from hftk.files import STAGING, replace_model
+from hftk.files import LOCK, STAGING, replace_model
 from hftk.models import removed_pipelines
 from hftk.recipe import Recipe, dump_recipe
 from hftk.tasks import Task
@@ -24,7 +24,7 @@ def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     old checkpoints for --overwrite later, on rank 0, once every process has checked."""
     if out.exists() and not out.is_dir():
         raise HftkError(f"{out}: exists and is not a directory; choose another output_dir or --output")
-    if not out.exists() or not any(out.iterdir()) or resume or overwrite:
+    if not out.exists() or not any(p.name != LOCK for p in out.iterdir()) or resume or overwrite:
         return
     raise HftkError(
         f"{out}: output directory is not empty; pass --resume to continue that run, "

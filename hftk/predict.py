@@ -18,7 +18,7 @@ import numpy as np
 from hftk import lora
 from hftk.data import Records
 from hftk.errors import HftkError, not_utf8
-from hftk.files import atomic_write_text
+from hftk.files import atomic_write_text, locked
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
 from hftk.recipe import Recipe
 from hftk.tasks import Features, Task, get_task, load_recipe, pipeline_names
@@ -89,7 +89,10 @@ class Predictor:
     # -- inputs ----------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Records:
         """Inputs to predict: a text file (one input per line), or any data file the task reads (CSV, TSV,
-        JSON(L), Parquet, ... with the recipe's column names)."""
+        JSON(L), Parquet, ... with the recipe's column names).
+
+        Every line of a text file is an input, a blank one too (the model's answer for empty text): output row i
+        is always line i + 1, so answers never slip against their inputs."""
         p = Path(path)
         if p.suffix.lower() in (".txt", ""):
             if not p.is_file():
@@ -100,10 +103,9 @@ class Predictor:
             except UnicodeDecodeError as e:
                 raise not_utf8(p, data, e) from None
             col = self.recipe.data.column(self.task.input_roles[0])
-            numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
-            if not numbered:
-                raise HftkError(f"{p}: no inputs (the file is empty); one input per line")
-            return Records(str(p), [{col: t} for _, t in numbered], [n for n, _ in numbered], [col])
+            if not any(line.strip() for line in lines):
+                raise HftkError(f"{p}: no inputs (the file is empty or blank); one input per line")
+            return Records(str(p), [{col: t} for t in lines], list(range(1, len(lines) + 1)), [col])
         return self.task.read(p)
 
     def records(self, inputs: list[str] | list[dict[str, Any]]) -> Records:
@@ -215,34 +217,49 @@ def predict(
         recipe_overrides: recipe fields by dotted key (input columns, generation settings, ...).
         options: the task's prediction options (top_k, aggregation_strategy, ...).
     """
-    out = Path(output_path)
-    _not_the_input(out, input_path)
-    if out.is_dir():
-        raise HftkError(f"{out}: is a directory; give a file name such as predictions.jsonl")
-    if any(p.exists() and not p.is_dir() for p in out.parents):
-        raise HftkError(f"{out}: a parent of the output path is a file, not a folder; choose another path")
+    out = _output_file(output_path, input_path, "predictions.jsonl")
     if options.get("top_k") is not None and options["top_k"] < 1:
         raise HftkError(f"--top-k {options['top_k']}: must be 1 or more")
-    predictor = Predictor(model_dir, task=task, **(recipe_overrides or {}))
-    records = predictor.read(input_path)
-    results = predictor.predict(records, **options)
-    lines = (
-        json.dumps({**_inputs_of(row, predictor), **result}, ensure_ascii=False)
-        for row, result in zip(records.rows, results)
-    )
-    try:
-        atomic_write_text(out, "".join(line + "\n" for line in lines))  # never half a predictions file
-    except OSError as e:
-        raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
+    with locked(_lock_of(out), "hftk predict"):  # two predictions into one file: the second stops at once
+        predictor = Predictor(model_dir, task=task, **(recipe_overrides or {}))
+        records = predictor.read(input_path)
+        results = predictor.predict(records, **options)
+        where, places = _places(records)
+        lines = (
+            json.dumps({where: place, **_inputs_of(row, predictor), **result}, ensure_ascii=False)
+            for place, row, result in zip(places, records.rows, results)
+        )
+        try:
+            atomic_write_text(out, "".join(line + "\n" for line in lines))  # never half a predictions file
+        except OSError as e:
+            raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
     return len(results)
 
 
-def _not_the_input(out: Path, input_path: str | Path) -> None:
-    """Writing predictions over the inputs would lose them (and their gold labels)."""
+def _lock_of(out: Path) -> Path:
+    return out.with_name(f".{out.name}.hftk-lock")
+
+
+def _output_file(output_path: str | Path, input_path: str | Path, example: str) -> Path:
+    """The output file, checked before any model loads: not the input (its gold labels would be lost), not a
+    folder, and under a path that can be a folder."""
+    out = Path(output_path)
     source = Path(input_path)
     same = out.resolve() == source.resolve() or (out.exists() and source.exists() and out.samefile(source))
     if same:
-        raise HftkError(f"{out}: is the input file; write the predictions to another file (--output)")
+        raise HftkError(f"{out}: is the input file; write the output to another file (--output)")
+    if out.is_dir():
+        raise HftkError(f"{out}: is a directory; give a file name such as {example}")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise HftkError(f"{out}: a parent of the output path is a file, not a folder; choose another path")
+    return out
+
+
+def _places(records: Records) -> tuple[str, list[int]]:
+    """Where each input was: ("line", its line) in a text file (CSV, TSV, JSON Lines, .txt), else ("record", N)."""
+    if records.lines is not None:
+        return "line", list(records.lines)
+    return "record", list(range(1, len(records) + 1))
 
 
 def _inputs_of(row: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
@@ -271,30 +288,35 @@ def embed(
     normalize: bool | None = None,
     column: str | None = None,
 ) -> int:
-    """Sentence embeddings of every input, written as .npy (float32, input order) or .parquet (inputs + vectors).
+    """Sentence embeddings of every input, written as .npy (float32, row i = input i: line i + 1 of a text file)
+    or .parquet (each input's line or record number, the input and its vector).
 
     Returns the number of inputs embedded.
     """
-    out = Path(output_path)
-    _not_the_input(out, input_path)
+    out = _output_file(output_path, input_path, "embeddings.npy")
     suffix = out.suffix.lower()
     if suffix not in (".npy", ".parquet"):
         raise HftkError(f"{out}: embeddings are written as .npy or .parquet; change the file name")
     options = {"pooling": pooling, "normalize": normalize, "data.columns.text": column}
-    predictor = Predictor(model, task="feature-extraction", **{k: v for k, v in options.items() if v is not None})
-    records = predictor.read(input_path)
-    vectors = np.stack(predictor.run(predictor.task.encode(records, with_targets=False))).astype(np.float32)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{suffix}")
-    if suffix == ".npy":
-        np.save(tmp, vectors)
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    with locked(_lock_of(out), "hftk embed"):
+        predictor = Predictor(model, task="feature-extraction", **{k: v for k, v in options.items() if v is not None})
+        records = predictor.read(input_path)
+        vectors = np.stack(predictor.run(predictor.task.encode(records, with_targets=False))).astype(np.float32)
+        tmp = out.with_name(f".{out.stem}.tmp{suffix}")
+        try:
+            if suffix == ".npy":
+                np.save(tmp, vectors)
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-        text = predictor.recipe.data.column("text")
-        column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
-        table = pa.table({text: [r[text] for r in records.rows], "embedding": column})
-        pq.write_table(table, tmp)
-    os.replace(tmp, out)
+                text = predictor.recipe.data.column("text")
+                column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+                where, places = _places(records)
+                table = pa.table({where: places, text: [r[text] for r in records.rows], "embedding": column})
+                pq.write_table(table, tmp)
+            os.replace(tmp, out)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
     return len(vectors)

@@ -7,7 +7,10 @@ runs this same code on every process; the comments say where processes wait for 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any
 from hftk import lora
 from hftk.data import Features, Records
 from hftk.errors import HftkError
-from hftk.files import CHECKPOINTS, last_complete_checkpoint, remove_incomplete_checkpoints
+from hftk.files import CHECKPOINTS, LOCK, last_complete_checkpoint, locked, remove_incomplete_checkpoints
 from hftk.models import DevicePolicy, check_weights, device_policy, resolve_model
 from hftk.output import check_output_dir, write_output
 from hftk.prepare import Prepared, prepare, training_arguments
@@ -51,10 +54,21 @@ def train(
         resume: continue from the last checkpoint in output_dir.
         overwrite: replace an existing run in output_dir.
     """
+    if resume and overwrite:
+        raise HftkError("--resume continues the run in the output directory, --overwrite replaces it; pick one")
+    recipe = _load(recipe, overrides, output_dir)
+    out = Path(recipe.output_dir)
+    # One run per output folder: a second one stops here, naming the first (its process and host).
+    lock = locked(out / LOCK, "hftk train") if _rank() == 0 else contextlib.nullcontext()
+    with lock:
+        check_output_dir(out, resume=resume, overwrite=overwrite)
+        return _run(recipe, out, resume=resume, overwrite=overwrite)
+
+
+def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool) -> TrainResult:
+    """`train` once the output folder is this run's."""
     from hftk.trainer import build_trainer  # imports transformers' Trainer (seconds): only when training
 
-    recipe = _load(recipe, overrides, output_dir, resume=resume, overwrite=overwrite)
-    out = Path(recipe.output_dir)
     prepared = prepare(recipe)
     policy = device_policy(recipe.precision)
     # Building the arguments sets up the process group under torchrun/accelerate.
@@ -71,6 +85,8 @@ def train(
         early_stopping_patience=recipe.early_stopping_patience,
         pad_to_multiple_of=8 if policy.device == "cuda" else None,
     )
+    if checkpoint is not None and _is_last_step(checkpoint, args):
+        return _finish(trainer, prepared, features, checkpoint, policy, out)
     if args.process_index == 0:
         _log_start(recipe, policy, prepared.splits)
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
@@ -83,22 +99,12 @@ def train(
 
 
 def _load(
-    source: Recipe | str | Path | dict[str, Any],
-    overrides: dict[str, Any] | None,
-    output_dir: str | Path | None,
-    *,
-    resume: bool,
-    overwrite: bool,
+    source: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any] | None, output_dir: str | Path | None
 ) -> Recipe:
-    """The validated recipe, once the output directory and the task are known to allow this run."""
-    if resume and overwrite:
-        raise HftkError("--resume continues the run in the output directory, --overwrite replaces it; pick one")
+    """The validated recipe of a task that trains."""
     recipe = load_recipe(source, overrides)
     if output_dir is not None:
         recipe = recipe.model_copy(update={"output_dir": str(output_dir)})
-    # Only reads: every process of a distributed run comes to the same answer, because none writes to the
-    # folder before all have passed the barrier in _resume_point.
-    check_output_dir(Path(recipe.output_dir), resume=resume, overwrite=overwrite)
     if not get_task(recipe.task).trainable:
         raise HftkError(f"task: {recipe.task} is for inference only; use hftk predict --task {recipe.task}")
     return recipe
@@ -158,6 +164,66 @@ def _resume_point(args: Any, out: Path, *, resume: bool, overwrite: bool) -> str
     if last is None and main:
         logger.warning("--resume: no complete checkpoint in %s yet; training from the start", out / CHECKPOINTS)
     return str(last) if last is not None else None
+
+
+def _is_last_step(checkpoint: str, args: Any) -> bool:
+    """Whether the checkpoint is the run's final step: Trainer resumed from it would train one step past the end."""
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    if args.max_steps > 0:
+        return state.get("global_step", 0) >= args.max_steps
+    return state.get("epoch", 0) >= args.num_train_epochs - 1e-6  # a raised num_train_epochs trains on
+
+
+def _finish(
+    trainer: Any,
+    prepared: Prepared,
+    features: dict[str, tuple[Any, Features | None]],
+    checkpoint: str,
+    policy: DevicePolicy,
+    out: Path,
+) -> TrainResult:
+    """--resume of a run whose training ended: report it complete, or do what a kill during the final save left
+    undone (evaluate, write the model) from the last checkpoint, without another training step."""
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    step = state.global_step
+    saved = _saved_metrics(out)
+    if saved is not None and saved.get("train", {}).get("global_step") == step:
+        if trainer.args.process_index == 0:
+            logger.warning(
+                "hftk: %s is already complete (step %d of %d); nothing to resume. Raise training.max_steps (or "
+                "num_train_epochs) to train on, or pass --overwrite to train again",
+                out,
+                step,
+                step,
+            )
+        return TrainResult(out, saved, step, step)
+    if trainer.args.process_index == 0:
+        logger.warning("hftk: training ended at step %d; finishing the interrupted save from %s", step, checkpoint)
+    trainer.state = state
+    trainer._load_from_checkpoint(checkpoint)  # Trainer's own loader: full weights, sharded, or a peft adapter
+    if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+        trainer._load_best_model()
+    metrics = _final_metrics(trainer, prepared, features, {}, step, policy)
+    write_output(trainer, prepared.recipe, prepared.task, metrics, out)
+    return TrainResult(out, metrics, step, step)
+
+
+def _saved_metrics(out: Path) -> dict[str, Any] | None:
+    """metrics.json of the model in `out`, when there is a whole one (weights in place)."""
+    path = out / "metrics.json"
+    if not path.is_file() or not any(out.glob("*.safetensors")):
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _rank() -> int:
+    """This process's rank in a distributed run (torchrun and accelerate set RANK), 0 in a single process."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def _metric_fn(prepared: Prepared, features: dict[str, tuple[Any, Features | None]], split: str) -> Any:

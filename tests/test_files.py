@@ -138,3 +138,54 @@ def test_replace_model_killed_at_any_step_leaves_old_new_or_nothing(tmp_path, mo
             assert auto == "new" and not (out / "vocab.txt").exists() and not (out / ".staging").exists()
             break
     assert finished and seen[0] == "old" and set(seen) == {"old", "nothing", "new"}, seen
+
+
+# ----------------------------------------------------------------------------------------------- locks
+
+
+def test_a_held_lock_names_its_holder_and_goes_with_its_process(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from hftk import HftkError
+    from hftk.files import locked
+
+    lock = tmp_path / "run" / ".hftk-lock"
+    with locked(lock, "hftk train"):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        held = rf"^{tmp_path / 'run'}: in use by hftk train \(pid {os.getpid()} on "
+        with pytest.raises(HftkError, match=held), locked(lock, "hftk train"):
+            pass
+    assert not lock.exists() and not lock.parent.exists()  # nothing was written: no folder left either
+
+    # A holder killed outright leaves its file behind, but not its lock: the next run takes over.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from hftk.files import locked\n"
+            f"with locked(Path({str(lock)!r}), 'hftk predict'):\n    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(HftkError, match=rf"in use by hftk predict \(pid {holder.pid} "), locked(lock, "hftk train"):
+        pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert lock.exists()  # stale
+    with locked(lock, "hftk train"):
+        assert json.loads(lock.read_text())["command"] == "hftk train"
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
+    from hftk import HftkError
+    from hftk.files import locked
+
+    (tmp_path / "notes.txt").write_text("a file, where the run wants a folder")
+    out = tmp_path / "notes.txt" / "run"
+    message = rf"^{out}: cannot write here \(Not a directory\); choose a writable folder"
+    with pytest.raises(HftkError, match=message), locked(out / ".hftk-lock", "hftk train"):
+        pass

@@ -16,20 +16,24 @@ def inputs(tmp_path):
     tsv.write_text("id\tsentence\n" + "".join(f"{i}\t{t}\n" for i, t in enumerate(texts) if t))
     jsonl = tmp_path / "in.jsonl"
     jsonl.write_text("".join(json.dumps({"sentence": t}) + "\n" for t in texts if t))
-    return {"txt": txt, "tsv": tsv, "jsonl": jsonl, "texts": [t for t in texts if t]}
+    return {"txt": txt, "tsv": tsv, "jsonl": jsonl, "texts": texts}
 
 
-def test_predict_keeps_input_order_in_every_format(sst2_model, inputs, tmp_path):
+def test_predict_keeps_input_order_in_every_format_and_names_each_rows_line(sst2_model, inputs, tmp_path):
+    """Every line of a .txt is an input, the blank one too: row i answers line i + 1, and says so."""
     from hftk import Predictor
 
-    expected = Predictor(sst2_model).predict(inputs["texts"])
+    texts = inputs["texts"]
+    answers = dict(zip(texts, Predictor(sst2_model).predict(texts)))
+    lines = {"txt": [1, 2, 3, 4], "tsv": [2, 3, 4], "jsonl": [1, 2, 3]}
     for fmt in ("txt", "tsv", "jsonl"):
         out = tmp_path / f"out-{fmt}.jsonl"
         proc = hftk("predict", str(sst2_model), "--input", str(inputs[fmt]), "--output", str(out), "--top-k", "2")
         assert proc.returncode == 0, proc.stderr
         rows = [json.loads(line) for line in out.read_text().splitlines()]
-        assert [r["sentence"] for r in rows] == inputs["texts"], fmt
-        assert [r["label"] for r in rows] == [e["label"] for e in expected], fmt
+        assert [r["sentence"] for r in rows] == [t for t in texts if t or fmt == "txt"], fmt
+        assert [r["line"] for r in rows] == lines[fmt], fmt
+        assert [r["label"] for r in rows] == [answers[r["sentence"]]["label"] for r in rows], fmt
         assert all(len(r["top_k"]) == 2 and r["top_k"][0]["label"] == r["label"] for r in rows)
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from hftk import HftkError, Predictor, train
 from hftk.data import read_records
-from hftk.files import checkpoint_problem, last_complete_checkpoint
+from hftk.files import LOCK, checkpoint_problem, last_complete_checkpoint, locked
 
 from .helpers import DATA, MINILM, ROOT, head, sst2_recipe, tiny_model
 
@@ -72,8 +72,31 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
         },
     )
     assert train(recipe).global_step == 6
-    resumed = train(recipe, overrides={"training.max_steps": 9}, resume=True)
+    recipe["training"]["max_steps"] = 9
+    resumed = train(recipe, resume=True)
     assert (resumed.start_step, resumed.global_step) == (6, 9)
+
+    # Resuming a finished run trains no step past the end: it says so and changes nothing.
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = train(recipe, resume=True)
+    assert (again.start_step, again.global_step) == (9, 9)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not (out / "checkpoints" / "checkpoint-10").exists()
+
+    # Killed while saving the final model (weights and metrics not yet in place): --resume finishes the save
+    # from the last checkpoint, again without a step past the end.
+    (out / "model.safetensors").unlink()
+    (out / "metrics.json").unlink()
+    finished = train(recipe, resume=True)
+    assert (finished.start_step, finished.global_step) == (9, 9)
+    assert not (out / "checkpoints" / "checkpoint-10").exists()
+    assert json.loads((out / "metrics.json").read_text())["train"]["global_step"] == 9
+    assert (out / "model.safetensors").read_bytes() == before["model.safetensors"]
+
+    # A second run into the folder while one holds it stops at once, naming the holder.
+    held = rf"^{out}: in use by hftk train \(pid {os.getpid()} on "
+    with locked(out / LOCK, "hftk train"), pytest.raises(HftkError, match=held):
+        train(recipe, resume=True)
 
 
 def test_pair_regression_and_multi_label_train_on_real_data(tmp_path):

@@ -89,17 +89,20 @@ def test_embed_files_and_sts_b_correlation(tmp_path):
     assert rho > 0.8  # all-MiniLM-L6-v2 is a trained sentence encoder; an untrained one scores far lower
 
     txt = tmp_path / "in.txt"
-    txt.write_text("A man is playing a guitar.\nA woman is slicing an onion.\n")
-    parquet = tmp_path / "vectors.parquet"
-    proc = subprocess.run(
-        [sys.executable, "-m", "hftk", "embed", MINILM, "--input", str(txt), "--output", str(parquet)],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
+    txt.write_text("A man is playing a guitar.\n\nA woman is slicing an onion.\n")  # a blank line: an input too
+    texts = ["A man is playing a guitar.", "", "A woman is slicing an onion."]
+    expected = [r["embedding"] for r in Predictor(MINILM, task="feature-extraction").predict(texts)]
+    parquet, npy = tmp_path / "vectors.parquet", tmp_path / "vectors.npy"
+    for out in (parquet, npy):
+        proc = subprocess.run(
+            [sys.executable, "-m", "hftk", "embed", MINILM, "--input", str(txt), "--output", str(out)],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
     import pyarrow.parquet as pq
 
     table = pq.read_table(parquet).to_pydict()
-    assert table["text"] == ["A man is playing a guitar.", "A woman is slicing an onion."]
-    expected = [r["embedding"] for r in Predictor(MINILM, task="feature-extraction").predict(table["text"])]
+    assert table["line"] == [1, 2, 3] and table["text"] == texts
     assert cosine(np.array(table["embedding"]), np.array(expected)).min() >= 0.9999
+    assert cosine(np.load(npy), np.array(expected)).min() >= 0.9999  # row i is line i + 1
