@@ -76,7 +76,7 @@ def read_records(path: str | Path, *, column_names: list[str] | None = None) -> 
     """Read one data file (or saved `datasets` directory) into Records."""
     p = Path(path)
     if not p.exists():
-        raise HftkError(f"{p}: data file not found; check the path (relative paths start at the current folder)")
+        raise HftkError(f"{p}: data file not found; check the path (relative paths in a recipe start at its folder)")
     if p.is_dir():
         return _read_saved_dataset(p)
     suffix = p.suffix.lower()
@@ -220,7 +220,7 @@ def read_conll(path: str | Path, *, tag_column: int = -1, tokens: str = "tokens"
     """
     p = Path(path)
     if not p.is_file():
-        raise HftkError(f"{p}: data file not found; check the path (relative paths start at the current folder)")
+        raise HftkError(f"{p}: data file not found; check the path (relative paths in a recipe start at its folder)")
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     words: list[str] = []

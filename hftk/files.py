@@ -120,7 +120,7 @@ def checkpoint_problem(path: Path) -> str | None:
     if not weights and not any(p.is_dir() for p in path.iterdir()):  # sharded (FSDP/DeepSpeed) states are folders
         return "no model weights"
     for name in names:
-        if name.endswith(".safetensors") and not _safetensors_whole(path / name):
+        if name.endswith(".safetensors") and not safetensors_whole(path / name):
             return f"{name} is truncated"
         if name.endswith((".pt", ".pth")) and not _zip_whole(path / name):
             return f"{name} is truncated"
@@ -134,7 +134,7 @@ def checkpoint_problem(path: Path) -> str | None:
     return None
 
 
-def _safetensors_whole(path: Path) -> bool:
+def safetensors_whole(path: Path) -> bool:
     """The header parses and the file is as long as the tensors it declares."""
     try:
         with open(path, "rb") as f:

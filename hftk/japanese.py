@@ -511,6 +511,9 @@ class BertJapaneseTokenizerFast(PreTrainedTokenizerFast):
 
         config = {k: v for k, v in self._ja_config.items() if not k.startswith("_")}
         config["tokenizer_class"] = "BertJapaneseTokenizer"
+        # transformers 5's slow BertJapaneseTokenizer returns no token_type_ids unless told: plain `pipeline()`
+        # would then give a sentence-pair model all-zero segment ids, unlike the ids it was trained with.
+        config["model_input_names"] = list(self.model_input_names)
         if "model_max_length" in config or self.model_max_length < VERY_LARGE_INTEGER:
             config["model_max_length"] = self.model_max_length
         added = {i: t for i, t in self.added_tokens_decoder.items() if t.content not in base}

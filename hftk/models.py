@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hftk.errors import HftkError
+from hftk.files import safetensors_whole
 
 PACKAGE_PREFIX = "package:"
 
@@ -70,6 +71,12 @@ def check_weights(path: str) -> None:
     if not p.is_dir():
         return
     if (p / "model.safetensors").is_file() or (p / "model.safetensors.index.json").is_file():
+        for weights in sorted(p.glob("*.safetensors")):
+            if not safetensors_whole(weights):  # the loader's own error would be a traceback from Rust
+                raise HftkError(
+                    f"{weights}: damaged or cut short (its header or tensors do not read back); copy the weights "
+                    "again, or for an interrupted training run, hftk train --resume finishes the save"
+                )
         return
     if any(p.glob("pytorch_model*.bin*")):
         raise HftkError(

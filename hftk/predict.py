@@ -58,6 +58,7 @@ class Predictor:
         self.tokenizer = load_tokenizer(self.model_ref, trust_remote_code=self.trust_remote_code)
         config = AutoConfig.from_pretrained(self.model_ref, trust_remote_code=self.trust_remote_code)
         self.task: Task = get_task(self.recipe.task).from_trained(self.recipe, self.tokenizer, config)
+        _check_head(self.model_ref, self.task, config)
         self.device = device or detect_device()
         dtype = device_policy("auto", self.device).inference_dtype if self.device == "cuda" else torch.float32
         self.dtype = dtype
@@ -186,6 +187,31 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
             f"name it with --task ({', '.join(sorted(pipeline_names()))})"
         )
     return load_recipe({"task": task, "model": model_ref, "data": {}}, options)
+
+
+def _check_head(model_ref: str, task: Task, config: Any) -> None:
+    """A checkpoint without a trained head of the task's kind would predict from random weights: refuse it. For an
+    hftk folder that means its recipe.yaml and config.json disagree (a damaged or hand-edited folder)."""
+    if (problem := task.disagreement(config)) is not None:
+        raise HftkError(f"{model_ref}: {problem}: the folder's files disagree (damaged or edited); restore it")
+    if not task.needs_head or not config.architectures or lora.is_unmerged(Path(model_ref)):
+        return
+    try:
+        expected = task.auto_model()._model_mapping[type(config)].__name__
+    except KeyError:
+        expected = None
+    if expected in config.architectures:
+        return
+    has = ", ".join(config.architectures)
+    if (Path(model_ref) / "recipe.yaml").is_file():
+        raise HftkError(
+            f"{model_ref}: recipe.yaml says task {task.name} but config.json holds a {has}: the folder's files "
+            "disagree (damaged or edited); restore it"
+        )
+    raise HftkError(
+        f"{model_ref}: a {has} without a trained {task.name} head, so its predictions would be random; "
+        "fine-tune it first (hftk train), or pick the task its head was trained for"
+    )
 
 
 def token_batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -> Iterator[list[int]]:

@@ -8,6 +8,8 @@ against `transformers.TrainingArguments` itself rather than a copy of its fields
 from __future__ import annotations
 
 import dataclasses
+import glob
+import os
 import re
 import types
 import typing
@@ -219,10 +221,34 @@ def read_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
             raise HftkError(f"{path}: the recipe is empty; write task:, model: and data: (see recipes/)")
         if not isinstance(mapping, dict):
             raise HftkError(f"{path}: a recipe is a YAML mapping (key: value lines), got {type(mapping).__name__}")
+        _beside_the_recipe(mapping, path.parent)
         raw = RawRecipe(mapping, str(path), text)
-    for key, value in (overrides or {}).items():
+    for key, value in (overrides or {}).items():  # --set paths stay relative to the current folder
         _set_dotted(raw.data, key, value, raw.where)
     return raw
+
+
+def _beside_the_recipe(mapping: dict[str, Any], folder: Path) -> None:
+    """Relative data paths in a recipe file name files beside the recipe (as compose files and CI configs do), so
+    `hftk train path/to/recipe.yaml` works from any folder; a path found only from the current folder (recipes
+    written before) still works."""
+    data = mapping.get("data")
+    if not isinstance(data, dict) or data.get("hub"):  # hub datasets name splits, not files
+        return
+    for split in ("train", "validation", "test"):
+        value = data.get(split)
+        if isinstance(value, str):
+            data[split] = _beside(value, folder)
+        elif isinstance(value, list):
+            data[split] = [_beside(v, folder) if isinstance(v, str) else v for v in value]
+
+
+def _beside(value: str, folder: Path) -> str:
+    if Path(value).is_absolute():
+        return value
+    candidate = os.path.normpath(folder / value)
+    found = glob.glob(candidate, recursive=True) if glob.has_magic(value) else os.path.exists(candidate)
+    return candidate if found else value
 
 
 def validate_recipe(cls: type[Recipe], raw: RawRecipe) -> Recipe:
@@ -383,6 +409,8 @@ def _check_training(training: dict[str, Any], raw: RawRecipe) -> list[str]:
             errors.append(f"{prefix}training.{key}: not a TrainingArguments field{hint}; see the transformers docs")
         elif (problem := _type_problem(fields[key].type, value)) is not None:
             errors.append(f"{prefix}training.{key}: expected {problem}, got {value!r}")
+        elif (problem := _range_problem(key, value, training)) is not None:
+            errors.append(f"{prefix}training.{key}: {problem}")
     if errors:
         return errors
     from transformers import TrainingArguments
@@ -397,6 +425,26 @@ def _check_training(training: dict[str, Any], raw: RawRecipe) -> list[str]:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return [f"{raw.locate('training')}training: {first}"]
     return []
+
+
+# Numbers TrainingArguments accepts at 0 or below and then fails on (a traceback mid-run) or trains nothing with.
+_POSITIVE = {
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+}
+
+
+def _range_problem(key: str, value: Any, training: dict[str, Any]) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if key in _POSITIVE and value <= 0:
+        return f"must be above 0, got {value!r}"
+    steps = training.get("max_steps")
+    if key == "num_train_epochs" and value <= 0 and not (isinstance(steps, int) and steps > 0):
+        return f"must be above 0 (or set max_steps), got {value!r}: the run would train nothing"
+    return None
 
 
 def _type_problem(annotation: Any, value: Any) -> str | None:

@@ -88,7 +88,9 @@ def expand_paths(source: str | os.PathLike | Sequence[str]) -> list[Path]:
         elif p.exists():
             files.append(p)
         else:
-            raise HftkError(f"{p}: data file not found; check the path (relative paths start at the current folder)")
+            raise HftkError(
+                f"{p}: data file not found; check the path (relative paths in a recipe start at its folder)"
+            )
     return files
 
 

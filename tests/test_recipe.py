@@ -137,3 +137,22 @@ def test_yaml_is_read_as_yaml_1_2_so_what_is_typed_arrives(tmp_path):
 def test_a_key_given_twice_is_an_error_with_both_lines(tmp_path):
     msg = error_of(write(tmp_path, BASE + "training:\n  num_train_epochs: 2\n"))
     assert "invalid YAML: key 'training' given twice (first on line" in msg
+
+
+def test_relative_data_paths_start_at_the_recipes_folder(tmp_path, monkeypatch):
+    """A recipe works from any folder; paths given on the command line (--set) stay relative to the current one."""
+    folder = tmp_path / "project" / "recipes"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("text\tlabel\na\tx\n")
+    (tmp_path / "project" / "dev.tsv").write_text("text\tlabel\nb\ty\n")
+    (tmp_path / "only-here.tsv").write_text("text\tlabel\nc\tz\n")
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(
+        "task: text-classification\nmodel: m\ndata: {train: train.tsv, validation: ../dev.tsv, test: only-here.tsv}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    data = load_recipe(recipe).data
+    assert data.train == str(folder / "train.tsv") and data.validation == str(tmp_path / "project" / "dev.tsv")
+    assert data.test == "only-here.tsv"  # not beside the recipe, found from the current folder: as before
+    assert load_recipe(recipe, {"data.train": "mine.tsv"}).data.train == "mine.tsv"
+    assert load_recipe(Path("project/recipes/recipe.yaml")).data.train == "project/recipes/train.tsv"

@@ -80,6 +80,8 @@ class Task(ABC):
     # peft's task type (peft.TaskType): it keeps the task's new head trainable beside the adapter. None: peft's
     # plain PeftModel, for heads peft has no type for (masked LM) and tasks that do not train.
     peft_task_type: ClassVar[str | None] = None
+    # Whether predicting needs a trained head of this task's kind in the checkpoint (embeddings read the encoder).
+    needs_head: ClassVar[bool] = True
     # TrainingArguments the task cannot work without, whatever the recipe says.
     required_arguments: ClassVar[dict[str, Any]] = {}
 
@@ -218,6 +220,10 @@ class Task(ABC):
     def from_trained(cls, recipe: Recipe, tokenizer: Any, config: Any) -> Task:
         """The task of a trained model directory, its head read back from the saved config."""
         return cls(recipe, tokenizer)
+
+    def disagreement(self, config: Any) -> str | None:
+        """What in a trained model's config.json contradicts its recipe (a damaged folder), or None."""
+        return None
 
     # -- outputs ---------------------------------------------------------------------------------------
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:

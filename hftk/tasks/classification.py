@@ -65,7 +65,9 @@ class Classification(Task):
     def fit(self, train: Records) -> None:
         if self.problem == "regression" or self.names:
             return
-        seen = Counter(v for values in self._raw_labels(train) for v in values)
+        raw = self._raw_labels(train)
+        seen = Counter(v for values in raw for v in values)
+        _one_spelling(train, raw)
         ordered = sorted(seen, key=_natural_key)
         self.value_to_id = {v: i for i, v in enumerate(ordered)}
         self.names = ordered
@@ -98,7 +100,11 @@ class Classification(Task):
         """Each row's label values as strings: one per row, or several for multi-label."""
         values = self.column(records, "label")
         if self.problem != "multi_label":
-            return [[str(v)] for v in values]
+            out = [[str(v)] for v in values]
+            for i, (v,) in enumerate(out):
+                if not v.strip():
+                    raise HftkError(f"{records.where(i)}: the label is empty; fill it or drop the row")
+            return out
         delim = self.recipe.data.label_delimiter
         out = []
         for i, v in enumerate(values):
@@ -171,6 +177,12 @@ class Classification(Task):
             task.value_to_id = {**{n: i for i, n in enumerate(task.names)}, **{v: i for i, v in enumerate(raw)}}
         return task
 
+    def disagreement(self, config: Any) -> str | None:
+        kind = getattr(config, "problem_type", None)
+        if kind and kind != _PROBLEM_TYPES[self.problem]:
+            return f"recipe.yaml says problem_type {self.problem} but config.json {kind}"
+        return None
+
     # -- outputs ---------------------------------------------------------------------------------------
     def metrics(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         if self.problem == "regression":
@@ -209,6 +221,22 @@ class Classification(Task):
                     row["top_k"] = ranked
                 out.append(row)
         return out
+
+
+def _one_spelling(train: Records, raw: list[list[str]]) -> None:
+    """Labels that differ only in case or surrounding spaces ('pos', 'Pos', 'pos ') are one label mistyped:
+    as classes of their own they split its examples silently. A recipe that lists them under labels: keeps them."""
+    first: dict[str, tuple[str, int]] = {}
+    for i, values in enumerate(raw):
+        for v in values:
+            key = v.strip().casefold()
+            if key not in first:
+                first[key] = (v, i)
+            elif first[key][0] != v:
+                raise HftkError(
+                    f"{train.where(i)}: label {v!r} differs from {first[key][0]!r} ({train.where(first[key][1])}) "
+                    "only in case or spaces; write one label the same way everywhere, or list both under labels:"
+                )
 
 
 def _natural_key(v: str) -> tuple[int, float, str]:

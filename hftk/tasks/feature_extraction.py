@@ -33,6 +33,7 @@ class FeatureExtraction(Task):
     recipe_class = FeatureExtractionRecipe
     input_roles = ("text",)
     trainable = False
+    needs_head = False
     recipe: FeatureExtractionRecipe
 
     def __init__(self, recipe: FeatureExtractionRecipe, tokenizer: Any) -> None:

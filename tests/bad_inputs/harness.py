@@ -11,6 +11,7 @@ torch and transformers is paid once for the whole suite. Cases with `isolated: t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -212,6 +213,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 def run_case(case: Case, folder: Path) -> dict[str, Any]:
     """Run one case in `folder`; exit status, stdout, stderr and what changed in the folder."""
     before = snapshot(folder)
+    case = dataclasses.replace(case, run=_substitute(case.run, _substitutions(folder)))
     if case.isolated:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = subprocess.run(

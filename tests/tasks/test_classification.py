@@ -135,10 +135,17 @@ def test_jsick_recipe_trains_on_fixture_and_loads_in_pipeline(jsick_model):
     recipe = load_recipe(out / "recipe.yaml")
     records = read_records(DATA / "ja/jsick/test_head1000.tsv")
     pairs = [{"text": r["sentence_A_Ja"], "text_pair": r["sentence_B_Ja"]} for r in records.rows[:40]]
-    expected = pipeline("text-classification", model=str(out), device="cpu")(pairs)
+    # The slow tokenizer gives the second sentence its segment ids, as hftk's fast one trained the model with.
+    slow = AutoTokenizer.from_pretrained(out)(pairs[0]["text"], pairs[0]["text_pair"])
+    assert slow["token_type_ids"] == load_tokenizer(str(out))(pairs[0]["text"], pairs[0]["text_pair"])["token_type_ids"]
+    assert 1 in slow["token_type_ids"]
+    expected = pipeline("text-classification", model=str(out), device="cpu", top_k=None)(pairs)
     got = Predictor(out).predict(
-        [{recipe.data.column("text"): p["text"], recipe.data.column("text_pair"): p["text_pair"]} for p in pairs]
+        [{recipe.data.column("text"): p["text"], recipe.data.column("text_pair"): p["text_pair"]} for p in pairs],
+        top_k=3,
     )
-    assert [g["label"] for g in got] == [e["label"] for e in expected]
+    assert [g["label"] for g in got] == [e[0]["label"] for e in expected]
+    for g, e in zip(got, expected):  # same scores: same inputs, segment ids included
+        assert [s["score"] for s in g["top_k"]] == pytest.approx([s["score"] for s in e], abs=1e-4)
     fast = hftk.pipeline("text-classification", model=str(out), device="cpu")
-    assert fast.tokenizer.is_fast and [r["label"] for r in fast(pairs)] == [e["label"] for e in expected]
+    assert fast.tokenizer.is_fast and [r["label"] for r in fast(pairs)] == [e[0]["label"] for e in expected]
