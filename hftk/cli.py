@@ -28,45 +28,26 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="fine-tune the model a recipe describes")
-    t.add_argument("recipe", help="recipe YAML file")
-    t.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe field, e.g. --set training.learning_rate=3e-5 (repeatable)",
-    )
+    t.add_argument("recipe", help="recipe YAML file (relative data paths start at its folder)")
+    _set(t, "override a recipe field, e.g. --set training.learning_rate=3e-5 (repeatable)")
     t.add_argument("--output", help="output directory (default: the recipe's output_dir)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output dir")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in the output dir")
     t.add_argument("--no-cache", action="store_true", help="tokenise the data anew and keep no cache (data.cache)")
 
     c = sub.add_parser("check", help="validate a recipe and its data without loading weights")
-    c.add_argument("recipe")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("recipe", help="recipe YAML file (relative data paths start at its folder)")
+    _set(c, "override a recipe field as train would, e.g. --set max_length=256 (repeatable)")
     c.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    c.add_argument("--no-cache", action="store_true", help="tokenise the data anew and keep no cache (data.cache)")
+    c.add_argument("--no-cache", action="store_true", help="report the cache as off (data.cache: false)")
 
     pr = sub.add_parser("predict", help="predict a file of inputs with a trained model directory or any checkpoint")
-    pr.add_argument("model_dir", help="an hftk output directory, a local checkpoint, a hub id or package:NAME")
-    pr.add_argument(
-        "--task",
-        help="the pipeline task (text-classification, token-classification, question-answering, fill-mask, "
-        "text-generation, summarization, translation, zero-shot-classification, feature-extraction) or hftk "
-        "task; read from an hftk output directory when not given",
-    )
-    pr.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a recipe field for prediction, e.g. --set data.columns.text=sentence (repeatable)",
-    )
-    pr.add_argument("--input", required=True, help="text file (one input per line), CSV, TSV, JSON(L) or Parquet")
-    pr.add_argument("--output", required=True, help="JSONL file to write, one prediction per input, in order")
-    pr.add_argument("--top-k", type=int, default=None, help="also list the k most likely labels")
+    pr.add_argument("model_dir", help=_MODEL)
+    pr.add_argument("--task", help=_TASK)
+    _set(pr, "set a recipe field for prediction, e.g. --set data.columns.text=sentence (repeatable)")
+    pr.add_argument("--input", required=True, help=_INPUT)
+    pr.add_argument("--output", required=True, help="JSONL file to write, one row per input with its line, in order")
+    pr.add_argument("--top-k", type=int, default=None, help="also list the k most likely labels (answers, tokens)")
     pr.add_argument("--labels", help="zero-shot-classification: candidate labels, comma-separated")
     pr.add_argument("--hypothesis-template", help="zero-shot-classification: e.g. 'This example is {}.'")
     pr.add_argument("--multi-label", action="store_true", default=None, help="zero-shot: labels scored independently")
@@ -78,19 +59,35 @@ def _parser() -> argparse.ArgumentParser:
 
     em = sub.add_parser("embed", help="sentence embeddings of a file of inputs, as .npy or .parquet")
     em.add_argument("model_dir", help="any encoder: an hftk output directory, a checkpoint, a hub id or package:NAME")
-    em.add_argument("--input", required=True, help="text file (one input per line), CSV, TSV, JSON(L) or Parquet")
-    em.add_argument("--output", required=True, help=".npy (vectors in input order) or .parquet (inputs + vectors)")
+    em.add_argument("--input", required=True, help=_INPUT)
+    em.add_argument("--output", required=True, help=".npy (row i = input i) or .parquet (line, input, vector)")
     em.add_argument("--pooling", choices=["cls", "mean", "max"], help="default: the checkpoint's own, else mean")
     em.add_argument("--normalize", action="store_true", default=None, help="unit-length vectors")
     em.add_argument("--column", help="the input column of CSV/TSV/JSON(L) files (default: text)")
 
     e = sub.add_parser("evaluate", help="the task's metrics on a labelled file")
-    e.add_argument("model_dir")
-    e.add_argument("--data", required=True)
-    e.add_argument("--task", help="the pipeline or hftk task, for checkpoints not trained by hftk")
-    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    e.add_argument("model_dir", help=_MODEL)
+    e.add_argument("--data", required=True, help="labelled file in the format and columns the model trained on")
+    e.add_argument("--task", help=_TASK)
+    _set(e, "set a recipe field for evaluation, e.g. --set data.columns.label=gold (repeatable)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ts = sub.add_parser("tasks", help="the tasks hftk trains and predicts, with their data roles")
+    ts.add_argument("name", nargs="?", help="one task: print an example recipe for it")
     return p
+
+
+_MODEL = "an hftk output directory, a local checkpoint, a hub id or package:NAME"
+_TASK = (
+    "the pipeline task (text-classification, token-classification, question-answering, fill-mask, text-generation, "
+    "summarization, translation, zero-shot-classification, feature-extraction) or hftk task; read from an hftk "
+    "output directory when not given"
+)
+_INPUT = "text file (one input per line, blank lines too), CSV, TSV, JSON(L) or Parquet"
+
+
+def _set(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +160,30 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": train, "check": check, "predict": predict, "embed": embed, "evaluate": evaluate}
+def tasks(args: argparse.Namespace) -> int:
+    from hftk.tasks import example_recipe, get_task, task_names
+
+    if args.name:
+        print(example_recipe(get_task(args.name, where="hftk tasks ")), end="")
+        return 0
+    for name in task_names():
+        cls = get_task(name)
+        roles = [*cls.input_roles, *(f"[{r}]" for r in cls.optional_roles), *cls.target_roles]
+        pipelines = ", ".join(dict.fromkeys((cls.pipeline_task, *cls.pipeline_aliases)))
+        use = "trains and predicts" if cls.trainable else "predicts only"
+        print(f"{name:25} {use:19} roles: {', '.join(roles):32} pipeline: {pipelines}")
+    print("\n`hftk tasks NAME` prints an example recipe; roles in [ ] are optional.")
+    return 0
+
+
+COMMANDS = {
+    "train": train,
+    "check": check,
+    "predict": predict,
+    "embed": embed,
+    "evaluate": evaluate,
+    "tasks": tasks,
+}
 
 
 def _recipe_overrides(args: argparse.Namespace) -> dict[str, object]:

@@ -22,6 +22,21 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 Features = dict[str, list[Any]]
 
 
+class MissingColumn(HftkError):
+    """A data file without a column a role needs. The fix depends on where the column was named: the recipe
+    (the default), or a command's flag (`hftk embed --column`), so callers can say `with_fix`."""
+
+    def __init__(self, source: str, name: str, role: str | None, columns: list[str]) -> None:
+        self.source, self.name, self.role, self.columns = source, name, role, list(columns)
+        fix = f"set data.columns.{role}: <column> in the recipe" if role else "rename the column"
+        super().__init__(self.with_fix(fix))
+
+    def with_fix(self, fix: str) -> str:
+        have = ", ".join(self.columns) or "none"
+        role = f" for {self.role!r}" if self.role and self.role != self.name else ""
+        return f"{self.source}: no column {self.name!r}{role} (columns: {have}); {fix}"
+
+
 @dataclass
 class Records:
     """Rows of one data file, each remembering its line (text formats) or record number."""
@@ -43,13 +58,7 @@ class Records:
     def column(self, name: str, role: str | None = None) -> list[Any]:
         """All values of a column; a clear error when it is missing or empty in a row."""
         if name not in self.columns:
-            have = ", ".join(self.columns) or "none"
-            fix = f"set data.columns.{role}: <column> in the recipe" if role else "rename the column"
-            raise HftkError(
-                f"{self.source}: no column {name!r}"
-                + (f" for {role!r}" if role and role != name else "")
-                + f" (columns: {have}); {fix}"
-            )
+            raise MissingColumn(self.source, name, role, self.columns)
         values = []
         for i, row in enumerate(self.rows):
             value = row.get(name)

@@ -13,7 +13,7 @@ from typing import Any
 
 from hftk import lora
 from hftk.errors import HftkError
-from hftk.files import LOCK, STAGING, replace_model
+from hftk.files import CHECKPOINTS, LOCK, STAGING, replace_model
 from hftk.models import removed_pipelines
 from hftk.recipe import Recipe, dump_recipe
 from hftk.tasks import Task
@@ -53,33 +53,49 @@ def write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, An
     if main:
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         (staging / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
-        (staging / "README.md").write_text(model_card(recipe, task, metrics), encoding="utf-8")
+        (staging / "README.md").write_text(model_card(recipe, task, metrics, trainer.args), encoding="utf-8")
         plot_curve(trainer.state.log_history, task.main_metric, staging / "training_curve.png")
         replace_model(staging, out)
+        if not recipe.keep_checkpoints:  # only once the model is whole in place
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()  # no process returns before the model is in place
 
 
-def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any]) -> str:
-    """A Hub-style README.md: metadata header, metrics table, how to load it."""
-    base = recipe.model if "/" in recipe.model and not recipe.model.startswith((".", "/")) else None
+_NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+
+
+def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = None) -> str:
+    """A Hub-style README.md: metadata, what the model answers, the data and settings it was trained with, its
+    metrics, and how to load it. Local paths appear by their last part only (the card travels with the folder)."""
+    local = recipe.model.startswith((".", "/", "package:")) or Path(recipe.model).exists()
     header = ["---", "library_name: transformers", f"pipeline_tag: {task.pipeline}", "tags: [hftk]"]
-    if base:
-        header.append(f"base_model: {base}")
+    if not local and "/" in recipe.model:
+        header.append(f"base_model: {recipe.model}")
     header.append("---")
+    base = recipe.model if not local or recipe.model.startswith("package:") else Path(recipe.model).name
+    name = Path(recipe.output_dir).name
     rows = []
     for split in ("eval_start", "eval", "test"):  # eval_start: before training, when evaluated then
         for key, value in (metrics.get(split) or {}).items():
-            name = key.split("_", 1)[1] if "_" in key else key
-            if isinstance(value, float) and name not in ("runtime", "samples_per_second", "steps_per_second", "epoch"):
-                rows.append(f"| {split} | {name} | {value:.4f} |")
+            metric = key.split("_", 1)[1] if "_" in key else key
+            if isinstance(value, float) and metric not in _NOT_METRICS:
+                rows.append(f"| {split} | {metric} | {value:.4f} |")
     train = metrics.get("train", {})
     device = metrics.get("device", {})
     lines = [
         *header,
         "",
-        f"# {Path(recipe.output_dir).name}",
+        f"# {name}",
         "",
-        f"`{recipe.model}` fine-tuned for **{task.pipeline}** with hftk (recipe: `recipe.yaml` in this folder).",
+        f"`{base}` fine-tuned for **{task.pipeline}** with hftk (recipe: `recipe.yaml` in this folder).",
+        "",
+        *_answers(task),
+        "## Training",
+        "",
+        *_training(metrics, args),
+        f"Trained on {device.get('device', '?')} ({device.get('precision', '?')}) in "
+        f"{train.get('train_runtime', 0):.0f} s, {train.get('train_samples_per_second', 0):.1f} samples/s"
+        + (f"; the saved model is the best checkpoint, step {train['best_step']}." if "best_step" in train else "."),
         "",
         "## Metrics",
         "",
@@ -87,31 +103,61 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any]) -> str:
         "|---|---|---|",
         *rows,
         "",
-        f"Trained on {device.get('device', '?')} ({device.get('precision', '?')}) in "
-        f"{train.get('train_runtime', 0):.0f} s, {train.get('train_samples_per_second', 0):.1f} samples/s.",
-        "",
         "## Use",
         "",
-        *_use(task.pipeline, recipe.output_dir),
+        *_use(task, name),
         "",
-        f"or `hftk predict {recipe.output_dir} --input FILE --output predictions.jsonl`.",
+        f"or `hftk predict {name} --input FILE --output predictions.jsonl`.",
         "",
     ]
     return "\n".join(lines)
 
 
-def _use(pipeline_task: str, output_dir: str) -> list[str]:
+def _answers(task: Task) -> list[str]:
+    """The labels the model chooses from, and for multi-label the threshold that picks them."""
+    labels = task.model_kwargs().get("id2label")
+    if not labels:
+        return []
+    out = ["## Labels", "", ", ".join(f"`{v}`" for v in labels.values()), ""]
+    threshold = getattr(task.recipe, "threshold", None)
+    if task.model_kwargs().get("problem_type") == "multi_label_classification" and threshold is not None:
+        out += [f"Multi-label: every label whose sigmoid score is at least {threshold} applies.", ""]
+    return out
+
+
+def _training(metrics: dict[str, Any], args: Any) -> list[str]:
+    sizes = metrics.get("data") or {}
+    out = []
+    if sizes:
+        out.append("Data: " + ", ".join(f"{split} {n:,} rows" for split, n in sizes.items()) + ".")
+    if args is not None:
+        n, unit = (args.max_steps, "step") if args.max_steps > 0 else (args.num_train_epochs, "epoch")
+        length = f"{n:g} {unit}" + "s" * (n != 1)
+        batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+        out.append(
+            f"Settings: {length}, batch {batch}, learning rate {args.learning_rate:g}, warmup {args.warmup_steps} "
+            f"steps, weight decay {args.weight_decay:g}, seed {args.seed}."
+        )
+    return [*out, ""] if out else []
+
+
+def _use(task: Task, folder: str) -> list[str]:
+    pipeline_task = task.pipeline
+    # Multi-label: pipeline's default (a softmax top-1) would hide labels; top_k=None returns every label's score.
+    multi = task.model_kwargs().get("problem_type") == "multi_label_classification"
+    call = 'pipe("text", top_k=None)' if multi else None
     if pipeline_task not in removed_pipelines():
         return [
             "```python",
             "from transformers import pipeline",
-            f'pipe = pipeline("{pipeline_task}", model="{output_dir}")',
+            f'pipe = pipeline("{pipeline_task}", model="{folder}")',
+            *([call + "  # every label with its sigmoid score"] if call else []),
             "```",
         ]
     return [
         "```python",
         "import hftk  # transformers 5 removed this pipeline; hftk.pipeline has its call and outputs",
-        f'pipe = hftk.pipeline("{pipeline_task}", model="{output_dir}")',
+        f'pipe = hftk.pipeline("{pipeline_task}", model="{folder}")',
         "```",
         "",
         f'With transformers 4.x, `transformers.pipeline("{pipeline_task}", model=...)` loads this folder as is.',
@@ -119,17 +165,20 @@ def _use(pipeline_task: str, output_dir: str) -> list[str]:
 
 
 def plot_curve(log_history: list[dict[str, Any]], metric: str, path: Path) -> None:
-    """Training loss and the eval metric by step, one PNG."""
+    """Training and eval loss, and the eval metric, by step: one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     loss = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
-    evals = [(h["step"], h[f"eval_{metric}"]) for h in log_history if f"eval_{metric}" in h]
+    eval_loss = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
+    evals = [(h["step"], h[f"eval_{metric}"]) for h in log_history if f"eval_{metric}" in h and metric != "loss"]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if loss:
         ax.plot(*zip(*loss), label="train loss", color="tab:blue")
+    if eval_loss:
+        ax.plot(*zip(*eval_loss), "s--", label="eval loss", color="tab:green")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if evals:
@@ -137,7 +186,7 @@ def plot_curve(log_history: list[dict[str, Any]], metric: str, path: Path) -> No
         ax2.plot(*zip(*evals), "o-", label=f"eval {metric}", color="tab:orange")
         ax2.set_ylabel(metric)
         ax2.legend(loc="upper right")
-    if loss:
+    if loss or eval_loss:
         ax.legend(loc="upper left")
     ax.set_title("training curve")
     fig.tight_layout()

@@ -6,17 +6,20 @@ Inputs are tokenised in one call, sorted by length so each batch carries almost 
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from hftk import lora
-from hftk.data import Records
+from hftk.data import MissingColumn, Records
 from hftk.errors import HftkError, not_utf8
 from hftk.files import atomic_write_text, locked
 from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
@@ -26,6 +29,7 @@ from hftk.tasks import Features, Task, get_task, load_recipe, pipeline_names
 # Padded tokens per batch: batches of short inputs hold more examples, long ones fewer, so the cost per
 # batch stays even and the per-call overhead is amortised.
 TOKENS_PER_BATCH = 4096
+PROGRESS_FROM = 500  # inputs (features) from which predict, evaluate and embed show a progress bar
 
 logger = logging.getLogger("hftk")
 
@@ -132,8 +136,11 @@ class Predictor:
                 pad[name] = value
         left = self.task.padding_side == "left"
         results: list[Any] = [None] * len(ids)
-        with torch.inference_mode():
+        # Long inputs show progress and an ETA on stderr; short ones stay quiet.
+        progress = tqdm(total=len(ids), unit="input", desc="hftk", disable=len(ids) < PROGRESS_FROM, leave=False)
+        with torch.inference_mode(), progress:
             for batch in token_batches(order, lengths, TOKENS_PER_BATCH, self.max_batch_size):
+                progress.update(len(batch))
                 width = lengths[batch[-1]]
                 tensors = {}
                 for name in names:
@@ -154,6 +161,7 @@ class Predictor:
         """One prediction dict per input, in input order. Options are the task's (e.g. top_k)."""
         if not isinstance(inputs, Records) and len(inputs) == 0:
             return []
+        _check_options(self.task, options)
         records = inputs if isinstance(inputs, Records) else self.records(inputs)
         features = self.task.encode(records, with_targets=False)
         return self.task.postprocess(records, features, self.run(features), **options)
@@ -175,18 +183,49 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
             options = {"pipeline": task, **options}
         task = cls.name
     saved = Path(model_ref) / "recipe.yaml"
+    base: Recipe | dict[str, Any] = {"task": task, "model": model_ref, "data": {}}
     if saved.is_file():
         recipe = load_recipe(saved)
         if task is None or task == recipe.task:
-            return load_recipe(recipe, options) if options else recipe
-        # Another task on the same weights, e.g. embeddings from a fine-tuned encoder.
-        return load_recipe({"task": task, "model": model_ref, "data": {}}, options)
-    if task is None:
+            base = recipe
+        # else: another task on the same weights, e.g. embeddings from a fine-tuned encoder
+    elif task is None:
+        tasks = ", ".join(sorted(pipeline_names()))
+        if not Path(model_ref).is_dir():
+            raise HftkError(
+                f"{model_ref}: no model folder here; check the path, or name a hub id's task with --task ({tasks})"
+            )
         raise HftkError(
-            f"{model_ref}: not trained by hftk (no recipe.yaml), so its task is unknown; "
-            f"name it with --task ({', '.join(sorted(pipeline_names()))})"
+            f"{model_ref}: not trained by hftk (no recipe.yaml), so its task is unknown; name it with --task ({tasks})"
         )
-    return load_recipe({"task": task, "model": model_ref, "data": {}}, options)
+    name = base.task if isinstance(base, Recipe) else str(base["task"])
+    fields = get_task(name).recipe_class.model_fields
+    for key, flag in _RECIPE_FLAGS.items():
+        if key in options and key not in fields:
+            raise HftkError(f"{flag}: only zero-shot-classification takes it; {model_ref} is used for {name}")
+    if isinstance(base, Recipe) and not options:
+        return base
+    return load_recipe(base, options)
+
+
+# Command-line flags that set a recipe field of one task, and the prediction options of `Task.postprocess`.
+_RECIPE_FLAGS = {
+    "candidate_labels": "--labels",
+    "hypothesis_template": "--hypothesis-template",
+    "multi_label": "--multi-label",
+}
+_OPTION_FLAGS = {"top_k": "--top-k", "aggregation_strategy": "--aggregation", "max_answer_length": "max_answer_length"}
+
+
+def _check_options(task: Task, options: dict[str, Any]) -> None:
+    """An option the task's predictions do not take is an error, not silently ignored."""
+    taken = [p.name for p in inspect.signature(task.postprocess).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    for key in options:
+        if key not in taken:
+            them = ", ".join(_OPTION_FLAGS.get(t, t) for t in taken) or "none"
+            raise HftkError(
+                f"{_OPTION_FLAGS.get(key, key)}: {task.pipeline} predictions do not take it (their options: {them})"
+            )
 
 
 def _check_head(model_ref: str, task: Task, config: Any) -> None:
@@ -194,23 +233,16 @@ def _check_head(model_ref: str, task: Task, config: Any) -> None:
     hftk folder that means its recipe.yaml and config.json disagree (a damaged or hand-edited folder)."""
     if (problem := task.disagreement(config)) is not None:
         raise HftkError(f"{model_ref}: {problem}: the folder's files disagree (damaged or edited); restore it")
-    if not task.needs_head or not config.architectures or lora.is_unmerged(Path(model_ref)):
+    if lora.is_unmerged(Path(model_ref)) or (problem := task.head_problem(config)) is None:
         return
-    try:
-        expected = task.auto_model()._model_mapping[type(config)].__name__
-    except KeyError:
-        expected = None
-    if expected in config.architectures:
-        return
-    has = ", ".join(config.architectures)
     if (Path(model_ref) / "recipe.yaml").is_file():
         raise HftkError(
-            f"{model_ref}: recipe.yaml says task {task.name} but config.json holds a {has}: the folder's files "
+            f"{model_ref}: recipe.yaml says task {task.name} but config.json holds {problem}: the folder's files "
             "disagree (damaged or edited); restore it"
         )
     raise HftkError(
-        f"{model_ref}: a {has} without a trained {task.name} head, so its predictions would be random; "
-        "fine-tune it first (hftk train), or pick the task its head was trained for"
+        f"{model_ref}: {problem}, so its predictions would be random; fine-tune it first (hftk train), or pick "
+        "the task its head was trained for"
     )
 
 
@@ -248,8 +280,9 @@ def predict(
         raise HftkError(f"--top-k {options['top_k']}: must be 1 or more")
     with locked(_lock_of(out), "hftk predict"):  # two predictions into one file: the second stops at once
         predictor = Predictor(model_dir, task=task, **(recipe_overrides or {}))
-        records = predictor.read(input_path)
-        results = predictor.predict(records, **options)
+        with _column_fix(lambda role: f"name the input column with --set data.columns.{role}=COLUMN"):
+            records = predictor.read(input_path)
+            results = predictor.predict(records, **options)
         where, places = _places(records)
         lines = (
             json.dumps({where: place, **_inputs_of(row, predictor), **result}, ensure_ascii=False)
@@ -260,6 +293,15 @@ def predict(
         except OSError as e:
             raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
     return len(results)
+
+
+@contextlib.contextmanager
+def _column_fix(fix: Callable[[str | None], str]) -> Iterator[None]:
+    """A missing input column, with the command's own way to name it (not the model's recipe)."""
+    try:
+        yield
+    except MissingColumn as e:
+        raise HftkError(e.with_fix(fix(e.role))) from None
 
 
 def _lock_of(out: Path) -> Path:
@@ -326,8 +368,10 @@ def embed(
     options = {"pooling": pooling, "normalize": normalize, "data.columns.text": column}
     with locked(_lock_of(out), "hftk embed"):
         predictor = Predictor(model, task="feature-extraction", **{k: v for k, v in options.items() if v is not None})
-        records = predictor.read(input_path)
-        vectors = np.stack(predictor.run(predictor.task.encode(records, with_targets=False))).astype(np.float32)
+        with _column_fix(lambda role: "name the input column with --column COLUMN"):
+            records = predictor.read(input_path)
+            features = predictor.task.encode(records, with_targets=False)
+        vectors = np.stack(predictor.run(features)).astype(np.float32)
         tmp = out.with_name(f".{out.stem}.tmp{suffix}")
         try:
             if suffix == ".npy":

@@ -61,6 +61,11 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
     if task.trainable and "train" in splits and "train" not in records:
         raise HftkError("recipe: data.train is required to train; name the training file")
     records = task.derive_splits(records)
+    if recipe.early_stopping_patience and "train" in records and "validation" not in records:
+        raise HftkError(
+            "recipe: early_stopping_patience stops on the validation metric, and there is no validation split; "
+            "give it one (data.validation), or drop early_stopping_patience"
+        )
     if "train" in records:
         task.fit(records["train"])
     return Prepared(recipe, task, records)

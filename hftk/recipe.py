@@ -35,7 +35,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "save_strategy": "epoch",
     "save_total_limit": 2,
     "load_best_model_at_end": True,
-    "logging_steps": 50,
+    "logging_steps": 50,  # fewer for short runs (trainer.CurvePoints), unless the recipe sets it
     "report_to": "none",
     # Batches of similar length waste little compute on padding: the main reason hftk trains faster
     # than scripts that pad every example to a fixed length.
@@ -104,6 +104,9 @@ class Recipe(Strict):
     training: dict[str, Any] = Field(default_factory=dict)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     early_stopping_patience: int | None = Field(default=None, ge=1)
+    # Trainer's checkpoints stay in OUTPUT/checkpoints for --resume and inspection; false deletes them once the
+    # model is saved (a small run's checkpoints outweigh its model several times).
+    keep_checkpoints: bool = True
     # LoRA or another peft method: {method: lora, r: 8, alpha: 16, dropout: 0.1, target_modules: [...],
     # merge: true}; the method's own options are checked against peft's config class.
     peft: lora.PeftSettings | None = None
@@ -181,9 +184,14 @@ class RawRecipe:
     data: dict[str, Any]
     where: str = "<recipe>"  # the file, or <recipe> for a dict
     text: str | None = None  # the YAML text, to find the line of a key
+    overridden: set[str] = dataclasses.field(default_factory=set)  # dotted keys set by --set, not the file
 
     def locate(self, *dotted: str | int) -> str:
-        """'file:line: ' of a dotted key (or its nearest parent that exists), 'file: ' without one."""
+        """'file:line: ' of a dotted key (or its nearest parent that exists), 'file: ' without one; '--set '
+        for a key the command line set (the file is not to blame)."""
+        key = ".".join(map(str, dotted))
+        if any(key == o or key.startswith(o + ".") for o in self.overridden):
+            return "--set "
         line = _line_of(self.text, list(dotted))
         return f"{self.where}:{line}: " if line else f"{self.where}: "
 
@@ -225,6 +233,7 @@ def read_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
         raw = RawRecipe(mapping, str(path), text)
     for key, value in (overrides or {}).items():  # --set paths stay relative to the current folder
         _set_dotted(raw.data, key, value, raw.where)
+        raw.overridden.add(key)
     return raw
 
 

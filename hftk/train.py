@@ -58,10 +58,11 @@ def train(
         raise HftkError("--resume continues the run in the output directory, --overwrite replaces it; pick one")
     recipe = _load(recipe, overrides, output_dir)
     out = Path(recipe.output_dir)
+    check_output_dir(out, resume=resume, overwrite=overwrite)  # before the lock creates the folder
     # One run per output folder: a second one stops here, naming the first (its process and host).
     lock = locked(out / LOCK, "hftk train") if _rank() == 0 else contextlib.nullcontext()
     with lock:
-        check_output_dir(out, resume=resume, overwrite=overwrite)
+        check_output_dir(out, resume=resume, overwrite=overwrite)  # again: what a run before the lock wrote
         return _run(recipe, out, resume=resume, overwrite=overwrite)
 
 
@@ -73,9 +74,11 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool) -> TrainRe
     policy = device_policy(recipe.precision)
     # Building the arguments sets up the process group under torchrun/accelerate.
     args = training_arguments(prepared.task, policy, out, has_eval=prepared.has_eval)
+    checkpoint = _resume_point(args, out, resume=resume, overwrite=overwrite)
+    if checkpoint is not None:
+        _same_run(checkpoint, prepared.task)  # before any tokenising or weights
     features = _features(prepared, args)
     model = load_model(prepared)
-    checkpoint = _resume_point(args, out, resume=resume, overwrite=overwrite)
     trainer, start = build_trainer(
         prepared.task,
         model,
@@ -130,13 +133,17 @@ def load_model(prepared: Prepared) -> Any:
     check_weights(path)
     if recipe.trust_remote_code:
         logger.warning("trust_remote_code: true runs Python code shipped with %s", recipe.model)
-    model = task.auto_model().from_pretrained(
-        path,
-        trust_remote_code=recipe.trust_remote_code,
-        use_safetensors=True,  # pickled weights can run code when loaded
-        ignore_mismatched_sizes=True,  # a fine-tuned checkpoint's head may have another label count
-        **task.model_kwargs(),
-    )
+    with _no_load_report():
+        model, info = task.auto_model().from_pretrained(
+            path,
+            trust_remote_code=recipe.trust_remote_code,
+            use_safetensors=True,  # pickled weights can run code when loaded
+            ignore_mismatched_sizes=True,  # a fine-tuned checkpoint's head may have another label count
+            output_loading_info=True,
+            **task.model_kwargs(),
+        )
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        _say_what_loaded(recipe.model, info)
     size = model.get_input_embeddings().weight.shape[0]
     if len(task.tokenizer) > size:
         raise HftkError(
@@ -146,6 +153,40 @@ def load_model(prepared: Prepared) -> Any:
     if recipe.peft is not None:
         model = lora.wrap(model, recipe.peft, task.peft_task_type)
     return model
+
+
+class _LoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def _no_load_report() -> Any:
+    """transformers prints a table of every weight it did not load; for a new task head that is expected, and
+    `_say_what_loaded` says it in one line."""
+    loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.utils.loading_report")]
+    quiet = _LoadReport()
+    for log in loggers:
+        log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for log in loggers:
+            log.removeFilter(quiet)
+
+
+def _say_what_loaded(model: str, info: dict[str, Any]) -> None:
+    new, resized = info.get("missing_keys") or [], info.get("mismatched_keys") or []
+    unused = info.get("unexpected_keys") or []
+    parts = []
+    if new:
+        parts.append(f"new head, trained from scratch: {', '.join(sorted(new)[:4])}" + (" ..." if len(new) > 4 else ""))
+    if resized:
+        parts.append(f"{len(resized)} tensor(s) of another shape replaced (e.g. another label count)")
+    if unused:
+        parts.append(f"{len(unused)} checkpoint tensor(s) not used (e.g. its pretraining head)")
+    if parts:
+        logger.warning("hftk: %s loaded; %s", model, "; ".join(parts))
 
 
 def _resume_point(args: Any, out: Path, *, resume: bool, overwrite: bool) -> str | None:
@@ -164,6 +205,26 @@ def _resume_point(args: Any, out: Path, *, resume: bool, overwrite: bool) -> str
     if last is None and main:
         logger.warning("--resume: no complete checkpoint in %s yet; training from the start", out / CHECKPOINTS)
     return str(last) if last is not None else None
+
+
+def _same_run(checkpoint: str, task: Any) -> None:
+    """--resume with a recipe whose task or labels differ from the run's would load a head of another shape (or
+    silently train a new one): say what differs."""
+    from transformers import AutoConfig
+
+    if not (Path(checkpoint) / "config.json").is_file():  # a peft adapter checkpoint: its base config is elsewhere
+        return
+    config = AutoConfig.from_pretrained(checkpoint)
+    problem = task.head_problem(config)
+    old = [config.id2label[i] for i in range(config.num_labels)] if config.id2label else None
+    new = task.model_kwargs().get("id2label")
+    if problem is None and new is not None and old != list(new.values()):
+        problem = f"labels {old}, the recipe now {list(new.values())}"
+    if problem is not None:
+        raise HftkError(
+            f"{checkpoint}: the run being resumed has {problem}; resume with the run's own recipe, or start anew "
+            "with --overwrite"
+        )
 
 
 def _is_last_step(checkpoint: str, args: Any) -> bool:
@@ -243,12 +304,23 @@ def _final_metrics(
     """metrics.json: training, the baseline before training (when evaluated then), validation, test, device."""
     args = trainer.args
     steps = {"global_step": trainer.state.global_step, "resumed_from_step": start_step}
+    best = trainer.state.best_model_checkpoint
+    if args.load_best_model_at_end and best:
+        steps["best_step"] = int(best.rsplit("-", 1)[-1])
     metrics: dict[str, Any] = {"train": {**train_metrics, **steps}}
+    metrics["data"] = {name: len(records) for name, records in prepared.splits.items()}
     if prepared.recipe.peft is not None:
         metrics["train"] |= lora.trainable_share(trainer.model)
     if prepared.has_eval and args.eval_on_start:  # the baseline: the model as loaded, before any step
         metrics["eval_start"] = next((h for h in trainer.state.log_history if "eval_loss" in h), None)
     if prepared.has_eval:
+        if "best_step" in steps and args.process_index == 0:
+            logger.warning(
+                "hftk: the model is the best checkpoint, step %d (%s %.4g); the evaluation below is of it",
+                steps["best_step"],
+                args.metric_for_best_model,
+                trainer.state.best_metric,
+            )
         metrics["eval"] = trainer.evaluate()
     if "test" in features:
         trainer.compute_metrics = _metric_fn(prepared, features, "test")

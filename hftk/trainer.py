@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import EarlyStoppingCallback, Seq2SeqTrainer, Trainer, TrainerCallback
+from transformers import EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hftk.errors import HftkError
@@ -175,6 +175,8 @@ def build_trainer(
         model.accepts_loss_kwargs = loss_counts_items(model, collator, features["train"])
     start = StartStep()
     callbacks: list[Any] = [start, StopOnNonFiniteLoss()]
+    if "logging_steps" not in task.recipe.training:
+        callbacks.append(CurvePoints())
     has_eval = "validation" in features
     if early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience))
@@ -191,7 +193,27 @@ def build_trainer(
         generation=task.generation_settings(),
         perplexity=task.evaluates == "loss",
     )
+    if trainer.pop_callback(ProgressCallback) is not None:  # present unless progress bars are off
+        trainer.add_callback(Progress())
     return trainer, start
+
+
+class CurvePoints(TrainerCallback):
+    """hftk's default of a log every 50 steps leaves a short run with few points or none (a 4-step run drew an
+    empty curve): runs under 2,500 steps log every max_steps / 50 steps instead, every step under 100."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.max_steps > 0:
+            state.logging_steps = max(1, min(state.logging_steps, state.max_steps // 50))
+
+
+class Progress(ProgressCallback):
+    """Trainer's progress bar, printing the logged numbers as numbers (4 significant digits), not quoted text."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
+            self.training_bar.write(str(shown))
 
 
 def loss_counts_items(model: Any, collator: Any, dataset: Any) -> bool:

@@ -1,6 +1,8 @@
 """The command line: exit status 2 and one line per problem for bad input, never a traceback."""
 
-from .helpers import DATA, ROOT, assert_user_error, hftk
+import pytest
+
+from .helpers import DATA, ROOT, assert_user_error, cli_error, hftk
 
 
 def test_bad_recipe_key_exit_2_one_line(tmp_path):
@@ -31,3 +33,67 @@ def test_bad_override_and_missing_model_dir(tmp_path):
 def test_version():
     proc = hftk("--version")
     assert proc.returncode == 0 and proc.stdout.strip().startswith("hftk 0.")
+
+
+GARBAGE = {
+    "missing": None,
+    "folder": "dir",
+    "empty": b"",
+    "binary": bytes(range(256)) * 8,
+    "broken yaml": b"task: [text-classification\nmodel: {",
+    "a number": b"42\n",
+}
+
+
+@pytest.mark.parametrize("kind", list(GARBAGE))
+def test_every_command_given_garbage_says_one_line_and_exits_2(kind, sst2_model, capsys, tmp_path, monkeypatch):
+    """Garbage in every place a command takes a path: one `hftk: error:` line, exit 2, never a traceback."""
+    monkeypatch.chdir(tmp_path)
+    spec = GARBAGE[kind]
+    garbage = tmp_path / "garbage.yaml"
+    if spec == "dir":
+        garbage.mkdir()
+    elif spec is not None:
+        garbage.write_bytes(spec)
+    good = tmp_path / "in.txt"
+    good.write_text("a fine film\n")
+    model = str(sst2_model)
+    commands = [
+        ["train", garbage],
+        ["check", garbage],
+        ["train", garbage, "--resume"],
+        ["predict", garbage, "--input", good, "--output", "out.jsonl"],
+        ["predict", model, "--input", garbage, "--output", "out.jsonl"],
+        ["evaluate", garbage, "--data", DATA / "en/sst2/dev.tsv"],
+        ["evaluate", model, "--data", garbage],
+        ["embed", garbage, "--input", good, "--output", "out.npy"],
+        ["embed", model, "--input", garbage, "--output", "out.npy"],
+    ]
+    for command in commands:
+        message = cli_error(capsys, *command)
+        assert str(garbage.name) in message or "garbage" in message, (command, message)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == (["garbage.yaml", "in.txt"] if spec is not None else ["in.txt"])  # nothing written
+
+
+def test_tasks_lists_every_task_and_each_example_recipe_validates(capsys):
+    import yaml
+
+    from hftk import load_recipe
+    from hftk.tasks import get_task, task_names
+
+    from .helpers import cli
+
+    cli("tasks")
+    listing = capsys.readouterr().out
+    for name in task_names():
+        assert name in listing
+        cli("tasks", name)
+        example = capsys.readouterr().out
+        if get_task(name).trainable:  # a recipe that validates as it stands, roles as columns
+            recipe = load_recipe(yaml.safe_load(example))
+            assert recipe.task == name and recipe.data.train
+            assert all(f"{role}: {role}" in example for role in get_task(name).input_roles)
+        else:
+            assert f"--task {get_task(name).pipeline_task}" in example
+    assert "roles: text, [text_pair], label" in listing

@@ -45,8 +45,14 @@ def test_trained_model_card(sst2_model):
     saved = json.loads((sst2_model / "metrics.json").read_text())
     assert f"| eval | accuracy | {saved['eval']['eval_accuracy']:.4f} |" in card
     assert "| eval | runtime |" not in card  # timings are not metrics
-    assert f'pipe = pipeline("text-classification", model="{sst2_model}")' in card
-    assert f"hftk predict {sst2_model} --input FILE" in card
+    assert f'pipe = pipeline("text-classification", model="{sst2_model.name}")' in card
+    assert f"hftk predict {sst2_model.name} --input FILE" in card
+    assert str(sst2_model.parent) not in card  # no local paths: the card travels with the folder
+    # What it answers, what it learnt from, with which settings, and which step was kept.
+    assert "## Labels\n\n`negative`, `positive`\n" in card
+    assert "Data: train 1,200 rows, validation 300 rows." in card
+    assert "Settings: 1 epoch, batch 32, learning rate 0.0001, warmup 0 steps, weight decay 0.01, seed 42." in card
+    assert f"the saved model is the best checkpoint, step {saved['train']['best_step']}." in card
 
 
 def test_model_card_of_a_hub_model_and_a_removed_pipeline(tmp_path):
@@ -70,9 +76,9 @@ def test_model_card_of_a_hub_model_and_a_removed_pipeline(tmp_path):
     assert "pipeline_tag: translation\n" in card and "base_model: facebook/bart-base\n" in card
     assert "| eval_start | loss | 9.5000 |\n| eval | loss | 2.2500 |\n| eval | rougeL | 0.3125 |\n" in card
     assert "runtime |" not in card and "| epoch |" not in card
-    assert "Trained on cpu (fp32) in 12 s, 40.0 samples/s." in card
+    assert "Trained on cpu (fp32) in 12 s, 40.0 samples/s." in card and "## Labels" not in card
     # transformers 5 has no translation pipeline: the card shows hftk.pipeline.
-    assert f'pipe = hftk.pipeline("translation", model="{tmp_path / "mt"}")' in card
+    assert 'pipe = hftk.pipeline("translation", model="mt")' in card
     assert "# mt\n" in card
 
 
@@ -81,3 +87,21 @@ def test_model_card_of_a_local_model_has_no_base_model(tmp_path):
     card = model_card(recipe, get_task("text-classification")(recipe, None), {})
     assert "base_model" not in card and "pipeline_tag: text-classification" in card
     assert "| split | metric | value |\n|---|---|---|\n\n" in card  # no metrics, no rows
+
+
+def test_multi_label_card_names_labels_threshold_and_the_call_for_every_label(tmp_path):
+    recipe = load_recipe(
+        {
+            "task": "text-classification",
+            "model": MINILM,
+            "data": {},
+            "problem_type": "multi_label",
+            "labels": ["joy", "anger", "fear"],
+            "threshold": 0.3,
+            "output_dir": str(tmp_path / "emotions"),
+        }
+    )
+    card = model_card(recipe, get_task("text-classification")(recipe, None), {"data": {"train": 800}})
+    assert "`joy`, `anger`, `fear`" in card and "Data: train 800 rows." in card
+    assert "every label whose sigmoid score is at least 0.3 applies" in card
+    assert 'pipe = pipeline("text-classification", model="emotions")\npipe("text", top_k=None)' in card

@@ -65,3 +65,17 @@ def test_no_inputs_no_predictions_and_the_input_is_never_the_output(sst2_model, 
     with pytest.raises(HftkError, match="is the input file"):
         predict(sst2_model, data, tmp_path / "." / "dev.tsv")
     assert data.read_bytes() == before
+
+
+def test_long_inputs_show_progress_short_ones_stay_quiet(sst2_model, capsys):
+    from hftk import Predictor
+    from hftk.predict import PROGRESS_FROM
+
+    predictor = Predictor(sst2_model)
+    assert predictor.model is not None  # loaded (transformers' own bar) before what is measured
+    capsys.readouterr()
+    predictor.predict(["A fine film."] * 3)
+    assert capsys.readouterr().err == ""
+    predictor.predict(["A fine film."] * PROGRESS_FROM)
+    bar = capsys.readouterr().err
+    assert f"/{PROGRESS_FROM} [" in bar and "input/s" in bar  # count, elapsed, ETA and rate

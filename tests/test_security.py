@@ -86,6 +86,7 @@ def custom_checkpoint(tmp_path) -> Path:
             )
     (dst / "custom.py").write_text(CUSTOM_CODE)
     config = json.loads((dst / "config.json").read_text())
+    config["architectures"] = ["BertForSequenceClassification"]  # a classifier, as its recipe.yaml says
     config["auto_map"] = {
         "AutoConfig": "custom.CustomConfig",
         "AutoModelForSequenceClassification": "custom.CustomModel",

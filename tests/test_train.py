@@ -4,6 +4,7 @@ safety: a run killed with SIGKILL resumes to the same result, --overwrite replac
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -75,6 +76,9 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     recipe["training"]["max_steps"] = 9
     resumed = train(recipe, resume=True)
     assert (resumed.start_step, resumed.global_step) == (6, 9)
+    # A short run logs every step (logging_steps: 2 % of the steps, at least 1), so its curve has points.
+    state = json.loads((out / "checkpoints" / "checkpoint-9" / "trainer_state.json").read_text())
+    assert [h["step"] for h in state["log_history"] if "loss" in h] == list(range(1, 10))
 
     # Resuming a finished run trains no step past the end: it says so and changes nothing.
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -93,13 +97,19 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["train"]["global_step"] == 9
     assert (out / "model.safetensors").read_bytes() == before["model.safetensors"]
 
+    # A recipe whose labels differ from the run's is named before anything loads.
+    other = {**recipe, "labels": {0: "bad", 1: "good"}}
+    differs = r"checkpoint-9: the run being resumed has labels \['negative', 'positive'\], the recipe now \['bad', "
+    with pytest.raises(HftkError, match=differs):
+        train(other, resume=True)
+
     # A second run into the folder while one holds it stops at once, naming the holder.
     held = rf"^{out}: in use by hftk train \(pid {os.getpid()} on "
     with locked(out / LOCK, "hftk train"), pytest.raises(HftkError, match=held):
         train(recipe, resume=True)
 
 
-def test_pair_regression_and_multi_label_train_on_real_data(tmp_path):
+def test_pair_regression_and_multi_label_train_on_real_data(tmp_path, caplog):
     """Each problem type runs end to end and reports its own metrics."""
     stsb = {
         "train": head(DATA / "en/stsb/train.tsv", tmp_path / "stsb_train.tsv", 600),
@@ -120,6 +130,13 @@ def test_pair_regression_and_multi_label_train_on_real_data(tmp_path):
     )
     # MiniLM was trained for sentence similarity: a few hundred pairs give a strong correlation.
     assert result.metrics["eval"]["eval_pearson"] > 0.6
+    # A pair model given single texts answers, but says that it missed the second sentence.
+    pair_model = Predictor(tmp_path / "stsb")
+    with caplog.at_level(logging.WARNING, logger="hftk"):
+        pair_model.predict([{"sentence1": "A man plays a guitar.", "sentence2": "A man plays music."}])
+        assert "trained on sentence pairs" not in caplog.text
+        pair_model.predict(["A man plays a guitar."])
+    assert "the model was trained on sentence pairs, but <inputs> has no 'sentence2' column" in caplog.text
 
     names = (DATA / "en/goemotions/labels.txt").read_text().split()
     go = {
@@ -259,3 +276,7 @@ def test_overwrite_replaces_the_old_run_and_an_interrupted_finish_resumes(tmp_pa
     result = train(recipe, resume=True)
     assert (result.start_step, result.global_step) == (2, 2)
     assert Predictor(out).predict(["fine"])[0]["label"] in ("negative", "positive")
+
+    # keep_checkpoints: false deletes them once the model is in place.
+    train({**recipe, "keep_checkpoints": False}, overwrite=True)
+    assert not (out / "checkpoints").exists() and (out / "model.safetensors").is_file()

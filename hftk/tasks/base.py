@@ -39,6 +39,7 @@ _TRAINING_ONLY = {
     "training": True,
     "precision": True,
     "early_stopping_patience": True,
+    "keep_checkpoints": True,
     "peft": True,
     "seed": True,  # a held-out split it draws is known by its rows
     "generation": True,
@@ -224,6 +225,19 @@ class Task(ABC):
     def disagreement(self, config: Any) -> str | None:
         """What in a trained model's config.json contradicts its recipe (a damaged folder), or None."""
         return None
+
+    def head_problem(self, config: Any) -> str | None:
+        """Why a checkpoint with this config has no head of this task's kind (its config.json names another
+        architecture), or None. A config naming no architecture is given the benefit of the doubt."""
+        if not self.needs_head or not getattr(config, "architectures", None):
+            return None
+        try:
+            expected = self.auto_model()._model_mapping[type(config)].__name__
+        except KeyError:  # a config class transformers does not map (custom code): its own classes decide
+            return None
+        if expected in config.architectures:
+            return None
+        return f"a {', '.join(config.architectures)} without a trained {self.name} head"
 
     # -- outputs ---------------------------------------------------------------------------------------
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:

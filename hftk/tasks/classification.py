@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
@@ -15,6 +16,8 @@ from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.recipe import Labels, Recipe
 from hftk.tasks.base import Features, Task
+
+logger = logging.getLogger("hftk")
 
 _PROBLEM_TYPES = {
     "single_label": "single_label_classification",
@@ -50,6 +53,7 @@ class Classification(Task):
         # data value -> label id, and id -> display name
         self.value_to_id: dict[str, int] = {}
         self.names: list[str] = []
+        self.pairs = False  # trained on sentence pairs (fit, or the trained model's config)
         if isinstance(recipe.labels, dict):
             self.value_to_id = {v: i for i, v in enumerate(recipe.labels)}
             self.names = list(recipe.labels.values())
@@ -63,6 +67,7 @@ class Classification(Task):
 
     # -- data ------------------------------------------------------------------------------------------
     def fit(self, train: Records) -> None:
+        self.pairs = self.has_role(train, "text_pair")
         if self.problem == "regression" or self.names:
             return
         raw = self._raw_labels(train)
@@ -77,6 +82,13 @@ class Classification(Task):
     def encode(self, records: Records, *, with_targets: bool) -> dict[str, list[Any]]:
         texts = self.texts(records, "text")
         pairs = self.texts(records, "text_pair") if self.has_role(records, "text_pair") else None
+        if pairs is None and self.pairs and not with_targets:
+            logger.warning(
+                "hftk: the model was trained on sentence pairs, but %s has no %r column: it sees single texts, and "
+                "its answers may mean little; give the second sentence (data.columns.text_pair)",
+                records.source,
+                self.recipe.data.column("text_pair"),
+            )
         features = dict(self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length))
         if with_targets:
             features["labels"] = self.targets(records)
@@ -99,6 +111,10 @@ class Classification(Task):
     def _raw_labels(self, records: Records) -> list[list[str]]:
         """Each row's label values as strings: one per row, or several for multi-label."""
         values = self.column(records, "label")
+        for i, v in enumerate(values):
+            items = v if isinstance(v, list) else [v]
+            if any(isinstance(x, float) and not math.isfinite(x) for x in items):  # a NaN would become class 'nan'
+                raise HftkError(f"{records.where(i)}: label {v!r} is not a finite number; fix the row")
         if self.problem != "multi_label":
             out = [[str(v)] for v in values]
             for i, (v,) in enumerate(out):
@@ -158,9 +174,12 @@ class Classification(Task):
         return AutoModelForSequenceClassification
 
     def model_kwargs(self) -> dict[str, Any]:
+        # Saved in config.json, so prediction knows the model expects pairs (pipeline() ignores the key).
+        pairs = {"hftk_text_pair": True} if self.pairs else {}
         if self.problem == "regression":
-            return {"num_labels": 1, "problem_type": "regression"}
+            return {"num_labels": 1, "problem_type": "regression", **pairs}
         return {
+            **pairs,
             "num_labels": len(self.names),
             "id2label": dict(enumerate(self.names)),
             "label2id": {n: i for i, n in enumerate(self.names)},
@@ -170,6 +189,7 @@ class Classification(Task):
     @classmethod
     def from_trained(cls, recipe: ClassificationRecipe, tokenizer: Any, config: Any) -> Classification:
         task = cls(recipe, tokenizer)
+        task.pairs = bool(getattr(config, "hftk_text_pair", False))
         if task.problem != "regression":
             task.names = [config.id2label[i] for i in range(config.num_labels)]
             # Trained labels are stored by display name; data files may hold the raw values instead.

@@ -189,6 +189,9 @@ def _write(path: Path, spec: Any) -> None:
                     shutil.copy2(item, path / item.name)
         else:
             shutil.copy2(src, path)
+        if "config" in spec:  # fields set in the copied model's config.json, e.g. the head a trained model has
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            (path / "config.json").write_text(json.dumps(config | spec["config"]), encoding="utf-8")
     else:
         raise ValueError(f"{path.name}: unknown file spec {sorted(spec)}")
 

@@ -306,10 +306,13 @@ def test_cli_predict_and_evaluate(conll_model, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
-    assert [r["text"] for r in rows] == [
-        "Angela Merkel met Emmanuel Macron in Paris on Monday .",
-        "The European Union said so .",
+    # Every line answered, the blank one too (no entities), each row with its line.
+    assert [(r["line"], r["text"]) for r in rows] == [
+        (1, "Angela Merkel met Emmanuel Macron in Paris on Monday ."),
+        (2, ""),
+        (3, "The European Union said so ."),
     ]
+    assert rows[1]["entities"] == []
     found = {(e["text"], e["type"]) for e in rows[0]["entities"]}
     assert ("Paris", "LOC") in found and {e["type"] for e in rows[0]["entities"]} >= {"PER", "LOC"}
     proc = subprocess.run(
