@@ -10,6 +10,7 @@ cache is never read. The folders live under `$HF_DATASETS_CACHE/hftk` (by defaul
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import json
@@ -17,7 +18,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,9 @@ def cached_map(
     if not enabled:
         atexit.register(shutil.rmtree, work, ignore_errors=True)
     try:
-        built = inputs(work).map(
+        with _no_progress_bars():  # writing the inputs out is quick; the map's bar below is the one to watch
+            rows = inputs(work)
+        built = rows.map(
             function,
             num_proc=num_proc if num_proc > 1 else None,
             cache_file_name=str(work / "out" / "data.arrow"),
@@ -107,6 +110,19 @@ def cached_map(
     done = "cached" if enabled else "no cache"
     announce(f"{what}: {len(dataset)} rows tokenised in {seconds:.1f} s with {num_proc} process(es), {done}")
     return dataset, False
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    from datasets.utils import logging as ds_logging
+
+    was = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            ds_logging.enable_progress_bar()
 
 
 def _load(folder: Path) -> Any:
