@@ -161,9 +161,16 @@ def mlm_overrides(corpus: Path, **extra) -> dict:
     }
 
 
-def test_streaming_needs_max_steps_and_says_where():
-    with pytest.raises(HftkError, match=r"mlm-domain-en.yaml:\d+: data.streaming: true needs training.max_steps"):
+def test_streaming_needs_max_steps_and_says_where(tmp_path):
+    # Set on the command line: the command line is named, not the recipe file.
+    with pytest.raises(HftkError, match=r"^--set data.streaming: true needs training.max_steps"):
         load_recipe(ROOT / "recipes/mlm-domain-en.yaml", {"data.streaming": True})
+    # Written in the file: its line.
+    recipe = tmp_path / "recipe.yaml"
+    text = (ROOT / "recipes/mlm-domain-en.yaml").read_text(encoding="utf-8")
+    recipe.write_text(text.replace("data:\n", "data:\n  streaming: true\n", 1), encoding="utf-8")
+    with pytest.raises(HftkError, match=r"recipe.yaml:\d+: data.streaming: true needs training.max_steps"):
+        load_recipe(recipe)
 
 
 def test_streamed_training_resumes_on_the_blocks_where_it_stopped(tmp_path, monkeypatch):
