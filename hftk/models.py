@@ -83,6 +83,11 @@ def check_weights(path: str) -> None:
             f"{p}: weights only as pytorch_model.bin (a pickle, which can run code when loaded); convert them "
             "to model.safetensors with a tool you trust, e.g. save_pretrained(DIR, safe_serialization=True)"
         )
+    if (p / "checkpoints").is_dir() and (p / "recipe.yaml").is_file():  # an hftk run killed while saving
+        raise HftkError(
+            f"{p}: no model weights (model.safetensors): the training run was stopped before or while saving "
+            "them; hftk train RECIPE --resume --output DIR finishes it from its last checkpoint"
+        )
     raise HftkError(f"{p}: no model weights (model.safetensors) in the directory; train or copy them there")
 
 

@@ -24,12 +24,19 @@ def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     old checkpoints for --overwrite later, on rank 0, once every process has checked."""
     if out.exists() and not out.is_dir():
         raise HftkError(f"{out}: exists and is not a directory; choose another output_dir or --output")
-    if not out.exists() or not any(p.name != LOCK for p in out.iterdir()) or resume or overwrite:
+    if not out.exists() or not any(_holds_something(p) for p in out.iterdir()) or resume or overwrite:
         return
     raise HftkError(
         f"{out}: output directory is not empty; pass --resume to continue that run, "
         "--overwrite to replace it, or --output NEW_DIR"
     )
+
+
+def _holds_something(path: Path) -> bool:
+    """What makes an output folder a run's: not a lock, not the empty checkpoints/ of a run that failed at once."""
+    if path.name == LOCK:
+        return False
+    return not (path.name == CHECKPOINTS and path.is_dir() and not any(path.iterdir()))
 
 
 def write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, Any], out: Path) -> None:

@@ -8,13 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DATA, ROOT, head, sst2_recipe
+from .helpers import DATA, MINILM, ROOT, head, sst2_recipe
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tokenised corpora go to a cache of this test session, not the user's ~/.cache (tests start cold).
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="hftk-test-datasets-"))
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch) -> Path:
+    """This test's own HF_DATASETS_CACHE, empty: the features cache starts cold."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def tok():
+    """MiniLM's tokenizer (uncased WordPiece)."""
+    from hftk.models import load_tokenizer
+
+    return load_tokenizer(MINILM)
 
 
 @pytest.fixture(scope="session")

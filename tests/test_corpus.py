@@ -24,21 +24,12 @@ from hftk.corpus import (
 from hftk.models import load_tokenizer
 from hftk.text import BlockCollator, held_out, pack, plain_documents, read_texts
 
-from .helpers import DATA, MINILM, ROOT
+from .helpers import DATA, ROOT
 
 EMMA = DATA / "en/gutenberg/austen_emma.txt"
 
 
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch) -> Path:
-    """Every test its own HF_DATASETS_CACHE: warm and cold are what the test makes them."""
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(MINILM)
+pytestmark = pytest.mark.usefixtures("own_cache")  # warm and cold are what each test makes them
 
 
 def corpus_file(tmp_path: Path, lines: int, name: str = "corpus.txt") -> Path:

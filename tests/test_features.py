@@ -19,17 +19,7 @@ from hftk.tasks import get_task
 
 from .helpers import DATA, MINILM, ROOT, head
 
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch) -> Path:
-    """Every test its own HF_DATASETS_CACHE: warm and cold are what the test makes them."""
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(MINILM)
+pytestmark = pytest.mark.usefixtures("own_cache")  # warm and cold are what each test makes them
 
 
 def task_for(tok, recipe: dict | Path, train=None, **overrides):

@@ -29,6 +29,16 @@ def test_a_non_empty_output_dir_is_refused_unless_resuming_or_overwriting(tmp_pa
     assert [p.name for p in out.iterdir()] == ["config.json"]  # checking deletes nothing
 
 
+def test_a_lock_and_the_empty_checkpoints_of_a_failed_start_do_not_make_a_run(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)  # a run that failed before its first checkpoint
+    (out / ".hftk-lock").write_text("{}")
+    check_output_dir(out, resume=False, overwrite=False)
+    (out / "checkpoints" / "checkpoint-2").mkdir()
+    with pytest.raises(HftkError, match="output directory is not empty"):
+        check_output_dir(out, resume=False, overwrite=False)
+
+
 def test_an_output_path_that_is_a_file_is_refused(tmp_path):
     out = tmp_path / "model.bin"
     out.write_bytes(b"not a folder")

@@ -271,7 +271,8 @@ def test_overwrite_replaces_the_old_run_and_an_interrupted_finish_resumes(tmp_pa
 
     # Killed after the old weights went and before the new ones arrived: nothing loads, --resume finishes it.
     (out / "model.safetensors").unlink()
-    with pytest.raises(HftkError, match="no model weights"):
+    killed = r"no model weights \(model.safetensors\): the training run was stopped .* --resume"
+    with pytest.raises(HftkError, match=killed):
         Predictor(out).predict(["fine"])
     result = train(recipe, resume=True)
     assert (result.start_step, result.global_step) == (2, 2)
