@@ -41,8 +41,7 @@ def encoded_dataset(
     whose origin is unknown (hub splits, rows handed in by code) are encoded the same way but not cached.
     Feature columns named `example` (windowed tasks: the record a feature came from) hold indices into `records`.
     """
-    origin = records_origin(records)
-    name = key({"what": "features", "records": origin, **settings})
+    origin, name = _name(records, settings)
     procs = max(1, min(num_proc or os.cpu_count() or 1, len(records) // _ROWS_PER_PROCESS))
     common = {
         "what": records.source,
@@ -101,8 +100,14 @@ def _indices(n: int) -> Any:
 
 def cache_state(records: Records, settings: dict[str, Any]) -> Path | None:
     """The cache folder of these records' features when it is there, else None."""
+    origin, name = _name(records, settings)
+    return lookup(name) if origin is not None else None
+
+
+def _name(records: Records, settings: dict[str, Any]) -> tuple[Any, str]:
+    """(what the rows are, the cache entry's name for their features)."""
     origin = records_origin(records)
-    return lookup(key({"what": "features", "records": origin, **settings})) if origin is not None else None
+    return origin, key({"what": "features", "records": origin, **settings})
 
 
 def records_origin(records: Records) -> Any:
