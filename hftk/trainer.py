@@ -21,7 +21,14 @@ from typing import Any
 
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer, Trainer, TrainerCallback
+from transformers import (
+    EarlyStoppingCallback,
+    PrinterCallback,
+    ProgressCallback,
+    Seq2SeqTrainer,
+    Trainer,
+    TrainerCallback,
+)
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hftk.errors import HftkError
@@ -193,8 +200,11 @@ def build_trainer(
         generation=task.generation_settings(),
         perplexity=task.evaluates == "loss",
     )
-    if trainer.pop_callback(ProgressCallback) is not None:  # present unless progress bars are off
+    # transformers prints logged floats as quoted text ('loss': '0.6924'); these print them as numbers.
+    if trainer.pop_callback(ProgressCallback) is not None:  # progress bars on (the default)
         trainer.add_callback(Progress())
+    if trainer.pop_callback(PrinterCallback) is not None:  # disable_tqdm: true
+        trainer.add_callback(Printer())
     return trainer, start
 
 
@@ -208,12 +218,24 @@ class CurvePoints(TrainerCallback):
 
 
 class Progress(ProgressCallback):
-    """Trainer's progress bar, printing the logged numbers as numbers (4 significant digits), not quoted text."""
+    """Trainer's progress bar, with the logs written beside it."""
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if state.is_world_process_zero and self.training_bar is not None and logs:
-            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
-            self.training_bar.write(str(shown))
+            self.training_bar.write(_shown(logs))
+
+
+class Printer(PrinterCallback):
+    """The logs, one line each, when progress bars are off."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if state.is_local_process_zero and logs:
+            print(_shown(logs))
+
+
+def _shown(logs: dict[str, Any]) -> str:
+    """Logged numbers as numbers with 4 significant digits: {'loss': 0.6924, 'learning_rate': 5e-05}."""
+    return str({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"})
 
 
 def loss_counts_items(model: Any, collator: Any, dataset: Any) -> bool:

@@ -98,3 +98,14 @@ def test_a_non_finite_loss_stops_the_run_with_an_error(logs):
     StopOnNonFiniteLoss().on_log(None, state, TrainerControl(), logs={"loss": 0.5, "grad_norm": 1.2})  # fine
     with pytest.raises(HftkError, match=r"step 7: the training .* is (nan|inf); the run stopped and saved no model"):
         StopOnNonFiniteLoss().on_log(None, state, TrainerControl(), logs=logs)
+
+
+def test_logs_print_numbers_as_numbers(capsys):
+    """transformers prints {'loss': '0.6924'}; hftk's log lines keep numbers numbers (4 significant digits)."""
+    import types
+
+    from hftk.trainer import Printer
+
+    state = types.SimpleNamespace(is_local_process_zero=True)
+    Printer().on_log(None, state, None, logs={"loss": 0.692417, "learning_rate": 5e-05, "step": 3, "total_flos": 9.0})
+    assert capsys.readouterr().out == "{'loss': 0.6924, 'learning_rate': 5e-05, 'step': 3}\n"
