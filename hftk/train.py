@@ -75,8 +75,11 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool) -> TrainRe
     # Building the arguments sets up the process group under torchrun/accelerate.
     args = training_arguments(prepared.task, policy, out, has_eval=prepared.has_eval)
     checkpoint = _resume_point(args, out, resume=resume, overwrite=overwrite)
+    last = checkpoint is not None and _is_last_step(checkpoint, args)
     if checkpoint is not None:
         _same_run(checkpoint, prepared.task)  # before any tokenising or weights
+    if last and (done := _already_complete(checkpoint, out, args)) is not None:
+        return done
     features = _features(prepared, args)
     model = load_model(prepared)
     trainer, start = build_trainer(
@@ -88,8 +91,8 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool) -> TrainRe
         early_stopping_patience=recipe.early_stopping_patience,
         pad_to_multiple_of=8 if policy.device == "cuda" else None,
     )
-    if checkpoint is not None and _is_last_step(checkpoint, args):
-        return _finish(trainer, prepared, features, checkpoint, policy, out)
+    if last:  # killed while saving the final model: save it, train no step past the end
+        return _finish_save(trainer, prepared, features, checkpoint, policy, out)
     if args.process_index == 0:
         _log_start(recipe, policy, prepared.splits)
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
@@ -235,7 +238,24 @@ def _is_last_step(checkpoint: str, args: Any) -> bool:
     return state.get("epoch", 0) >= args.num_train_epochs - 1e-6  # a raised num_train_epochs trains on
 
 
-def _finish(
+def _already_complete(checkpoint: str, out: Path, args: Any) -> TrainResult | None:
+    """--resume of a finished run (its model saved after the last step): say so, change nothing."""
+    step = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+    saved = _saved_metrics(out)
+    if saved is None or saved.get("train", {}).get("global_step") != step:
+        return None
+    if args.process_index == 0:
+        logger.warning(
+            "hftk: %s is already complete (step %d of %d); nothing to resume. Raise training.max_steps (or "
+            "num_train_epochs) to train on, or pass --overwrite to train again",
+            out,
+            step,
+            step,
+        )
+    return TrainResult(out, saved, step, step)
+
+
+def _finish_save(
     trainer: Any,
     prepared: Prepared,
     features: dict[str, tuple[Any, Features | None]],
@@ -243,32 +263,21 @@ def _finish(
     policy: DevicePolicy,
     out: Path,
 ) -> TrainResult:
-    """--resume of a run whose training ended: report it complete, or do what a kill during the final save left
-    undone (evaluate, write the model) from the last checkpoint, without another training step."""
+    """What a kill during the final save left undone (evaluate, write the model), from the last checkpoint."""
     from transformers import TrainerState
 
     state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-    step = state.global_step
-    saved = _saved_metrics(out)
-    if saved is not None and saved.get("train", {}).get("global_step") == step:
-        if trainer.args.process_index == 0:
-            logger.warning(
-                "hftk: %s is already complete (step %d of %d); nothing to resume. Raise training.max_steps (or "
-                "num_train_epochs) to train on, or pass --overwrite to train again",
-                out,
-                step,
-                step,
-            )
-        return TrainResult(out, saved, step, step)
     if trainer.args.process_index == 0:
-        logger.warning("hftk: training ended at step %d; finishing the interrupted save from %s", step, checkpoint)
+        logger.warning(
+            "hftk: training ended at step %d; finishing the interrupted save from %s", state.global_step, checkpoint
+        )
     trainer.state = state
     trainer._load_from_checkpoint(checkpoint)  # Trainer's own loader: full weights, sharded, or a peft adapter
     if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
         trainer._load_best_model()
-    metrics = _final_metrics(trainer, prepared, features, {}, step, policy)
+    metrics = _final_metrics(trainer, prepared, features, {}, state.global_step, policy)
     write_output(trainer, prepared.recipe, prepared.task, metrics, out)
-    return TrainResult(out, metrics, step, step)
+    return TrainResult(out, metrics, state.global_step, state.global_step)
 
 
 def _saved_metrics(out: Path) -> dict[str, Any] | None:
