@@ -147,6 +147,8 @@ def load_model(prepared: Prepared) -> Any:
         )
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         _say_what_loaded(recipe.model, info)
+    for name, value in task.config_fields().items():
+        setattr(model.config, name, value)
     size = model.get_input_embeddings().weight.shape[0]
     if len(task.tokenizer) > size:
         raise HftkError(

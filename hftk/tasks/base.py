@@ -212,6 +212,10 @@ class Task(ABC):
         """Config overrides for from_pretrained (num_labels, id2label, ...)."""
         return {}
 
+    def config_fields(self) -> dict[str, Any]:
+        """hftk's own facts about the trained model, set on its config after loading and so saved in config.json."""
+        return {}
+
     def collator(self, pad_to_multiple_of: int | None = None) -> Any:
         from transformers import DataCollatorWithPadding
 

@@ -173,13 +173,14 @@ class Classification(Task):
 
         return AutoModelForSequenceClassification
 
-    def model_kwargs(self) -> dict[str, Any]:
+    def config_fields(self) -> dict[str, Any]:
         # Saved in config.json, so prediction knows the model expects pairs (pipeline() ignores the key).
-        pairs = {"hftk_text_pair": True} if self.pairs else {}
+        return {"hftk_text_pair": True} if self.pairs else {}
+
+    def model_kwargs(self) -> dict[str, Any]:
         if self.problem == "regression":
-            return {"num_labels": 1, "problem_type": "regression", **pairs}
+            return {"num_labels": 1, "problem_type": "regression"}
         return {
-            **pairs,
             "num_labels": len(self.names),
             "id2label": dict(enumerate(self.names)),
             "label2id": {n: i for i, n in enumerate(self.names)},
