@@ -155,6 +155,17 @@ def file_digest(path: str | os.PathLike) -> str:
     return _digest_of(str(p), st.st_size, st.st_mtime_ns)
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A hash of hftk's own source: features made by other code (a new release, an edited checkout) miss."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.blake2b(digest_size=16)
+    for path in sorted(package.rglob("*.py")):
+        h.update(str(path.relative_to(package)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def index_digest(indices: Any) -> str | None:
     """A hash of a selection of rows (sorted when a set), None for all rows."""
     if indices is None:

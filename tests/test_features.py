@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import hftk.features
+import hftk.tasks.base
 from hftk import HftkError, load_recipe
 from hftk.cache import cache_root
 from hftk.data import read_records
@@ -57,7 +58,7 @@ def test_batched_features_equal_one_encode_and_come_back_from_the_cache(tmp_path
     assert [p.name[0] != "." for p in cache_root().iterdir()] == [True]  # one entry, no work folder left
 
 
-def test_any_change_to_what_features_depend_on_misses_the_cache(tmp_path, tok, gpt2_fixture):
+def test_any_change_to_what_features_depend_on_misses_the_cache(tmp_path, tok, gpt2_fixture, monkeypatch):
     path = sst2(tmp_path, 100)
     records = read_records(path)
     features(classification(tok, records), records)
@@ -76,6 +77,9 @@ def test_any_change_to_what_features_depend_on_misses_the_cache(tmp_path, tok, g
     # what only training reads does not: another learning rate, output folder or seed is a warm start
     same = classification(tok, changed, training={"learning_rate": 1e-3}, output_dir="elsewhere", seed=7)
     assert features(same, changed)[1]
+    # other hftk code (a new release, an edited checkout) builds anew
+    monkeypatch.setattr(hftk.tasks.base, "code_digest", lambda: "another release")
+    assert not features(classification(tok, changed), changed)[1]
 
 
 def test_no_cache_keeps_nothing(tmp_path, tok):
