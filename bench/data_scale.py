@@ -13,6 +13,7 @@ unbuffered output; baseline: a TrainerCallback's on_step_end stamp). At small si
 
     python bench/data_scale.py [--sizes 10,100] [--csv-rows 1000000] [--skip-baseline] [--timeout 1800] [--workdir D]
     python bench/data_scale.py --sizes 2,10 --csv-rows 0      # quick; --sizes 10,100,1000 adds 1 GB
+    python bench/data_scale.py --sizes 10,1000 --csv-rows 0 --skip-baseline --streaming   # streaming's memory
     python bench/data_scale.py --baseline-child CORPUS CACHE_DIR    # (b) once (-c)
 """
 
@@ -238,6 +239,10 @@ def report(rows: list[dict[str, Any]], sizes: list[str]) -> None:
         print(f"| {s} | " + " | ".join(cells) + " |")
     for s in {r["size"] for r in rows if r["case"] == c}:
         print(f"\n{c}, {s}: first step warm/cold {warm_cold(c, s)}")
+    stream = "mlm hftk streaming"
+    if len(sizes) > 1 and get(stream, sizes[0], "cold", "peak_rss_gb"):
+        rss = ratio(get(stream, sizes[-1], "cold", "peak_rss_gb"), get(stream, sizes[0], "cold", "peak_rss_gb"))
+        print(f"\nstreaming peak RSS, {sizes[-1]} / {sizes[0]}: {rss}   goal: independent of corpus size")
     if len(sizes) > 1:
         rss, pss = (
             ratio(get(h, sizes[-1], "cold", k), get(h, sizes[0], "cold", k)) for k in ("peak_rss_gb", "peak_pss_gb")
@@ -254,6 +259,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10,100", help="corpus sizes in MB (1e6 bytes), comma-separated")
     ap.add_argument("--csv-rows", type=int, default=1_000_000, help="rows of the CSV case (0 skips it)")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--streaming", action="store_true", help="data.streaming: true instead (no cache, no baseline)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per child run")
     ap.add_argument("--workdir", type=Path, help="corpora, caches, outputs (default: a temp folder, removed)")
     ap.add_argument("--baseline-child", "-c", nargs=2, metavar=("CORPUS", "CACHE_DIR"), help="run (b) once")
@@ -272,6 +278,10 @@ def main() -> None:
     for mb in mbs:
         corpus, size = str(build_corpus(workdir, mb)), f"{mb:g} MB"
         sets = ["--set", f"data.train={corpus}", "--set", f"data.{no_val}=null", *steps, "--overwrite"]
+        if args.streaming:  # read, tokenised and packed on the fly: the run never holds or stores the corpus
+            streamed = [*hftk, MLM_RECIPE, *sets, "--set", "data.streaming=true"]
+            rows += cold_warm("mlm hftk streaming", size, streamed, workdir, args.timeout)
+            continue
         rows += cold_warm("mlm hftk", size, [*hftk, MLM_RECIPE, *sets], workdir, args.timeout)
         if not args.skip_baseline:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--baseline-child", corpus, "{cache}"]
