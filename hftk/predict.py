@@ -214,7 +214,7 @@ _RECIPE_FLAGS = {
     "hypothesis_template": "--hypothesis-template",
     "multi_label": "--multi-label",
 }
-_OPTION_FLAGS = {"top_k": "--top-k", "aggregation_strategy": "--aggregation", "max_answer_length": "max_answer_length"}
+_OPTION_FLAGS = {"top_k": "--top-k", "aggregation_strategy": "--aggregation"}  # others: their own names
 
 
 def _check_options(task: Task, options: dict[str, Any]) -> None:
