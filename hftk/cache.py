@@ -24,7 +24,6 @@ from typing import Any
 
 logger = logging.getLogger("hftk")
 
-VERSION = 2  # bump when what is stored changes
 _MANIFEST = "hftk-features.json"  # written last: a folder without it is not a cache entry
 # Tokenizer settings that change how a call pads or truncates, not how text becomes tokens.
 _CALL_SETTINGS = {
@@ -47,8 +46,9 @@ def cache_root() -> Path:
 
 
 def key(parts: dict[str, Any]) -> str:
-    """The cache folder's name: a hash of everything the features depend on."""
-    text = json.dumps({"version": VERSION, **parts}, sort_keys=True, default=str)
+    """The cache folder's name: a hash of everything the features depend on, hftk's own code included (another
+    release or an edited checkout builds anew)."""
+    text = json.dumps({"code": code_digest(), **parts}, sort_keys=True, default=str)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hftk.cache import cached_map, code_digest, file_digest, index_digest, key, lookup, tokenizer_fingerprint
+from hftk.cache import cached_map, file_digest, index_digest, key, lookup, tokenizer_fingerprint
 from hftk.data import Records
 from hftk.text import (
     Template,
@@ -305,6 +305,5 @@ def _key(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool) ->
             "block_size": block_size,
             "word_ids": word_ids,
             "batch": _MAP_BATCH,
-            "code": code_digest(),
         }
     )

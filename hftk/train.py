@@ -20,7 +20,7 @@ from hftk import lora
 from hftk.data import Features, Records
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, LOCK, last_complete_checkpoint, locked, remove_incomplete_checkpoints
-from hftk.models import DevicePolicy, check_weights, device_policy, resolve_model
+from hftk.models import DevicePolicy, check_weights, device_policy, is_main_process, resolve_model
 from hftk.output import check_output_dir, write_output
 from hftk.prepare import Prepared, prepare, training_arguments
 from hftk.recipe import Recipe
@@ -60,7 +60,7 @@ def train(
     out = Path(recipe.output_dir)
     check_output_dir(out, resume=resume, overwrite=overwrite)  # before the lock creates the folder
     # One run per output folder: a second one stops here, naming the first (its process and host).
-    lock = locked(out / LOCK, "hftk train") if _rank() == 0 else contextlib.nullcontext()
+    lock = locked(out / LOCK, "hftk train") if is_main_process() else contextlib.nullcontext()
     with lock:
         check_output_dir(out, resume=resume, overwrite=overwrite)  # again: what a run before the lock wrote
         return _run(recipe, out, resume=resume, overwrite=overwrite)
@@ -75,10 +75,11 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool) -> TrainRe
     # Building the arguments sets up the process group under torchrun/accelerate.
     args = training_arguments(prepared.task, policy, out, has_eval=prepared.has_eval)
     checkpoint = _resume_point(args, out, resume=resume, overwrite=overwrite)
-    last = checkpoint is not None and _is_last_step(checkpoint, args)
+    state = _checkpoint_state(checkpoint) if checkpoint is not None else None
+    last = state is not None and _is_last_step(state, args)
     if checkpoint is not None:
         _same_run(checkpoint, prepared.task)  # before any tokenising or weights
-    if last and (done := _already_complete(checkpoint, out, args)) is not None:
+    if last and (done := _already_complete(state, out, args)) is not None:
         return done
     features = _features(prepared, args)
     model = load_model(prepared)
@@ -92,7 +93,7 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool) -> TrainRe
         pad_to_multiple_of=8 if policy.device == "cuda" else None,
     )
     if last:  # killed while saving the final model: save it, train no step past the end
-        return _finish_save(trainer, prepared, features, checkpoint, policy, out)
+        return _finish_save(trainer, prepared, features, checkpoint, state, policy, out)
     if args.process_index == 0:
         _log_start(recipe, policy, prepared.splits)
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
@@ -232,17 +233,23 @@ def _same_run(checkpoint: str, task: Any) -> None:
         )
 
 
-def _is_last_step(checkpoint: str, args: Any) -> bool:
+def _checkpoint_state(checkpoint: str) -> Any:
+    """The checkpoint's TrainerState (its trainer_state.json, which a complete checkpoint always has)."""
+    from transformers import TrainerState
+
+    return TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+
+
+def _is_last_step(state: Any, args: Any) -> bool:
     """Whether the checkpoint is the run's final step: Trainer resumed from it would train one step past the end."""
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
     if args.max_steps > 0:
-        return state.get("global_step", 0) >= args.max_steps
-    return state.get("epoch", 0) >= args.num_train_epochs - 1e-6  # a raised num_train_epochs trains on
+        return state.global_step >= args.max_steps
+    return (state.epoch or 0) >= args.num_train_epochs - 1e-6  # a raised num_train_epochs trains on
 
 
-def _already_complete(checkpoint: str, out: Path, args: Any) -> TrainResult | None:
+def _already_complete(state: Any, out: Path, args: Any) -> TrainResult | None:
     """--resume of a finished run (its model saved after the last step): say so, change nothing."""
-    step = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+    step = state.global_step
     saved = _saved_metrics(out)
     if saved is None or saved.get("train", {}).get("global_step") != step:
         return None
@@ -262,13 +269,11 @@ def _finish_save(
     prepared: Prepared,
     features: dict[str, tuple[Any, Features | None]],
     checkpoint: str,
+    state: Any,
     policy: DevicePolicy,
     out: Path,
 ) -> TrainResult:
     """What a kill during the final save left undone (evaluate, write the model), from the last checkpoint."""
-    from transformers import TrainerState
-
-    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     if trainer.args.process_index == 0:
         logger.warning(
             "hftk: training ended at step %d; finishing the interrupted save from %s", state.global_step, checkpoint
@@ -291,11 +296,6 @@ def _saved_metrics(out: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _rank() -> int:
-    """This process's rank in a distributed run (torchrun and accelerate set RANK), 0 in a single process."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def _metric_fn(prepared: Prepared, features: dict[str, tuple[Any, Features | None]], split: str) -> Any:

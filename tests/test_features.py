@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import hftk.cache
 import hftk.features
-import hftk.tasks.base
 from hftk import HftkError, load_recipe
 from hftk.cache import cache_root
 from hftk.data import read_records
@@ -78,7 +78,7 @@ def test_any_change_to_what_features_depend_on_misses_the_cache(tmp_path, tok, g
     same = classification(tok, changed, training={"learning_rate": 1e-3}, output_dir="elsewhere", seed=7)
     assert features(same, changed)[1]
     # other hftk code (a new release, an edited checkout) builds anew
-    monkeypatch.setattr(hftk.tasks.base, "code_digest", lambda: "another release")
+    monkeypatch.setattr(hftk.cache, "code_digest", lambda: "another release")
     assert not features(classification(tok, changed), changed)[1]
 
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from hftk.cache import code_digest, tokenizer_fingerprint
+from hftk.cache import tokenizer_fingerprint
 from hftk.data import Features, Records, read_records
 from hftk.errors import HftkError
 from hftk.features import cache_state, encoded_dataset, records_origin
@@ -156,7 +156,8 @@ class Task(ABC):
 
     def feature_settings(self) -> dict[str, Any]:
         """Everything besides the rows that `encode` depends on, naming the features' cache entry: the task and
-        what it learnt in `fit`, the tokenizer, the recipe (less what only training reads), hftk's code."""
+        what it learnt in `fit`, the tokenizer, the recipe (less what only training reads). `cache.key` adds
+        hftk's own code."""
         recipe = self.recipe.model_dump(mode="json", exclude=_TRAINING_ONLY)
         state = {k: v for k, v in vars(self).items() if k not in ("recipe", "tokenizer")}
         return {
@@ -164,7 +165,6 @@ class Task(ABC):
             "state": json.dumps(state, sort_keys=True, default=repr),
             "recipe": recipe,
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
-            "hftk": code_digest(),
         }
 
     def cache_status(self, records: Records) -> str:
