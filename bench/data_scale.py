@@ -14,6 +14,7 @@ unbuffered output; baseline: a TrainerCallback's on_step_end stamp). At small si
     python bench/data_scale.py [--sizes 10,100] [--csv-rows 1000000] [--skip-baseline] [--timeout 1800] [--workdir D]
     python bench/data_scale.py --sizes 2,10 --csv-rows 0      # quick; --sizes 10,100,1000 adds 1 GB
     python bench/data_scale.py --sizes 10,1000 --csv-rows 0 --skip-baseline --streaming   # streaming's memory
+    python bench/data_scale.py --sizes 0 --csv-rows 100000,1000000 --streaming   # a streamed classifier's memory
     python bench/data_scale.py --baseline-child CORPUS CACHE_DIR    # (b) once (-c)
 """
 
@@ -239,10 +240,11 @@ def report(rows: list[dict[str, Any]], sizes: list[str]) -> None:
         print(f"| {s} | " + " | ".join(cells) + " |")
     for s in {r["size"] for r in rows if r["case"] == c}:
         print(f"\n{c}, {s}: first step warm/cold {warm_cold(c, s)}")
-    stream = "mlm hftk streaming"
-    if len(sizes) > 1 and get(stream, sizes[0], "cold", "peak_rss_gb"):
-        rss = ratio(get(stream, sizes[-1], "cold", "peak_rss_gb"), get(stream, sizes[0], "cold", "peak_rss_gb"))
-        print(f"\nstreaming peak RSS, {sizes[-1]} / {sizes[0]}: {rss}   goal: independent of corpus size")
+    for stream in ("mlm hftk streaming", "csv hftk streaming"):
+        seen = list(dict.fromkeys(r["size"] for r in rows if r["case"] == stream))
+        if len(seen) > 1 and get(stream, seen[0], "cold", "peak_rss_gb"):
+            rss = ratio(get(stream, seen[-1], "cold", "peak_rss_gb"), get(stream, seen[0], "cold", "peak_rss_gb"))
+            print(f"\n{stream}: peak RSS, {seen[-1]} / {seen[0]}: {rss}   goal: independent of the data's size")
     if len(sizes) > 1:
         rss, pss = (
             ratio(get(h, sizes[-1], "cold", k), get(h, sizes[0], "cold", k)) for k in ("peak_rss_gb", "peak_pss_gb")
@@ -257,7 +259,7 @@ def report(rows: list[dict[str, Any]], sizes: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10,100", help="corpus sizes in MB (1e6 bytes), comma-separated")
-    ap.add_argument("--csv-rows", type=int, default=1_000_000, help="rows of the CSV case (0 skips it)")
+    ap.add_argument("--csv-rows", default="1000000", help="rows of the CSV cases, comma-separated (0 skips them)")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--streaming", action="store_true", help="data.streaming: true instead (no cache, no baseline)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per child run")
@@ -268,7 +270,7 @@ def main() -> None:
         return baseline_child(*args.baseline_child)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="data_scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    mbs = sorted(float(s) for s in args.sizes.split(","))
+    mbs = sorted(float(s) for s in args.sizes.split(",") if float(s) > 0)
     no_val = "validation_fraction" if "validation_fraction" in mlm_recipe()["data"] else "validation"
     load = os.getloadavg()[0]
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load average {load:.1f}; workdir {workdir}")
@@ -286,10 +288,13 @@ def main() -> None:
         if not args.skip_baseline:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--baseline-child", corpus, "{cache}"]
             rows += cold_warm("mlm baseline", size, cmd, workdir, args.timeout)
-    if args.csv_rows:
-        table = build_csv(workdir, args.csv_rows)
+    for n in sorted(int(s) for s in args.csv_rows.split(",") if int(s) > 0):
+        table = build_csv(workdir, n)
         sets = ["--set", f"data.train={table}", "--set", "data.validation=null", *steps, "--overwrite"]
-        rows += cold_warm("csv hftk", f"{args.csv_rows:,} rows", [*hftk, CSV_RECIPE, *sets], workdir, args.timeout)
+        if args.streaming:  # read and encoded on the fly, a batch of rows at a time
+            sets += ["--set", "data.streaming=true"]
+        case = "csv hftk streaming" if args.streaming else "csv hftk"
+        rows += cold_warm(case, f"{n:,} rows", [*hftk, CSV_RECIPE, *sets], workdir, args.timeout)
     report(rows, [f"{mb:g} MB" for mb in mbs])
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -36,11 +36,12 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
             "token lengths not checked. Run online once, or --set model=LOCAL_DIR"
         )
     for name, records in prepared.splits.items():
-        if task.trainable or task.has_targets(records):
+        streamed = name == "train" and recipe.data.streaming  # fit checked it row by row; it is never held
+        if (task.trainable or task.has_targets(records)) and not streamed:
             task.targets(records)  # training evaluates every split: each needs targets that convert
         info: dict[str, Any] = {"rows": len(records), **task.summary(records)}
         if task.trainable and task.tokenizer is not None and "cache" not in info:
-            info["cache"] = task.cache_status(records)
+            info["cache"] = task.cache_status(records, evaluation=name != "train")
         lengths = task.lengths(records) if task.tokenizer is not None else None
         if lengths:
             arr = np.asarray(lengths)

@@ -1,25 +1,29 @@
 """Data files -> `Records`: rows as dicts plus where each came from, so every error names file and line.
 
 CSV, TSV, JSON, JSON Lines, Parquet, `datasets` directories saved with `save_to_disk`, and hub datasets for
-online users. Tasks with their own formats (CoNLL, SQuAD JSON) register a reader in `READERS`.
+online users. Every format is read row by row (`open_rows`): whole into `Records`, or pass by pass as a
+`RowStream` for a training split too large to hold. CoNLL and SQuAD JSON have readers of their own below.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import itertools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hftk.errors import HftkError, not_utf8
+from hftk.errors import HftkError, no_records, not_found, not_utf8
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 # Feature columns a task encodes from Records: the model's inputs plus whatever decoding needs later.
 Features = dict[str, list[Any]]
+BATCH = 1000  # rows read, checked and encoded at once in a pass over data too large to hold
 
 
 class MissingColumn(HftkError):
@@ -51,9 +55,15 @@ class Records:
 
     def where(self, i: int) -> str:
         """'file:line' for text formats, 'file: record N' otherwise (1-based)."""
-        if self.lines is not None:
-            return f"{self.source}:{self.lines[i]}"
-        return f"{self.source}: record {i + 1}"
+        return _place(self.source, self.lines[i] if self.lines is not None else None, i)
+
+    def batches(self, size: int = BATCH) -> Iterator[Records]:
+        """The rows in parts of `size`, each row keeping its place: a pass that holds one part at a time over data
+        that may not fit in memory (`RowStream` reads its file anew for each pass)."""
+        for start in range(0, len(self), size):
+            end = start + size
+            lines = self.lines[start:end] if self.lines is not None else None
+            yield _Batch(self.source, self.rows[start:end], lines, self.columns, whole=self, start=start)
 
     def column(self, name: str, role: str | None = None) -> list[Any]:
         """All values of a column; a clear error when it is missing or empty in a row."""
@@ -68,6 +78,10 @@ class Records:
         return values
 
 
+def _place(source: str, line: int | None, index: int) -> str:
+    return f"{source}:{line}" if line is not None else f"{source}: record {index + 1}"
+
+
 @dataclass
 class RecordsPart(Records):
     """A batch of another Records' rows that carries each row's place with it: what a worker process encodes."""
@@ -78,30 +92,107 @@ class RecordsPart(Records):
         return self.places[i]
 
 
-Reader = Callable[[Path], Records]
+@dataclass
+class _Batch(Records):
+    """Rows `start`.. of `whole`, which still says where each one is."""
+
+    whole: Records | None = None
+    start: int = 0
+
+    def where(self, i: int) -> str:
+        return self.whole.where(self.start + i) if self.whole is not None else super().where(i)
+
+
+Reader = Callable[[Path, "list[str] | None"], "RowFile"]
+
+
+@dataclass
+class RowFile:
+    """A data file opened for reading: its columns, and a fresh pass over its rows on each call of `rows()`, one
+    (line, row) at a time; line is None in formats without lines (JSON documents, Parquet, saved datasets)."""
+
+    path: Path
+    columns: list[str]
+    lined: bool
+    _rows: Callable[[], Iterator[tuple[int | None, dict[str, Any]]]]
+
+    def rows(self) -> Iterator[tuple[int | None, dict[str, Any]]]:
+        return self._rows()
+
+
+def open_rows(path: str | Path, *, column_names: list[str] | None = None) -> RowFile:
+    """Open one data file (or saved `datasets` directory) for reading row by row: its header or schema is read
+    now, each row (and its errors) when a pass reaches it."""
+    p = Path(path)
+    if not p.exists():
+        raise not_found(p)
+    suffix = p.suffix.lower()
+    if not p.is_dir() and suffix not in READERS:
+        known = ", ".join(sorted(READERS))
+        raise HftkError(f"{p}: unknown data format {suffix or '(no suffix)'!r}; use one of {known}")
+    if column_names and (p.is_dir() or suffix not in (".csv", ".tsv")):
+        raise HftkError(f"{p}: data.column_names applies to CSV/TSV files without a header only")
+    return _open_saved_dataset(p) if p.is_dir() else READERS[suffix](p, column_names)
 
 
 def read_records(path: str | Path, *, column_names: list[str] | None = None) -> Records:
-    """Read one data file (or saved `datasets` directory) into Records."""
-    p = Path(path)
-    if not p.exists():
-        raise HftkError(f"{p}: data file not found; check the path (relative paths in a recipe start at its folder)")
-    if p.is_dir():
-        return _read_saved_dataset(p)
-    suffix = p.suffix.lower()
-    reader = READERS.get(suffix)
-    if reader is None:
-        known = ", ".join(sorted(READERS))
-        raise HftkError(f"{p}: unknown data format {suffix or '(no suffix)'!r}; use one of {known}")
-    if suffix in (".csv", ".tsv"):
-        records = _read_delimited(p, "\t" if suffix == ".tsv" else ",", column_names)
-    else:
-        if column_names:
-            raise HftkError(f"{p}: data.column_names applies to CSV/TSV files without a header only")
-        records = reader(p)
-    if not records.rows:
-        raise HftkError(f"{p}: no records in the file; add data or point the recipe at another file")
-    return records
+    """Read one data file (or saved `datasets` directory) whole into Records."""
+    file = open_rows(path, column_names=column_names)
+    rows: list[dict[str, Any]] = []
+    lines: list[Any] = []
+    for n, row in file.rows():
+        rows.append(row)
+        lines.append(n)
+    if not rows:
+        raise no_records(file.path)
+    return Records(str(file.path), rows, lines if file.lined else None, file.columns)
+
+
+class RowStream(Records):
+    """A data file read anew on each pass, a batch of rows at a time, so a training split larger than memory is
+    never held (`data.streaming`). `rows` reads the file whole on first use, for the splits that are small."""
+
+    def __init__(self, path: str | Path, *, column_names: list[str] | None = None) -> None:
+        self.file = open_rows(path, column_names=column_names)
+        self.column_names = column_names
+        self.source = str(self.file.path)
+        self.columns = self.file.columns
+        self._count: int | None = None
+
+    def batches(self, size: int = BATCH) -> Iterator[Records]:
+        count = 0
+        rows = self.file.rows()
+        while chunk := list(itertools.islice(rows, size)):
+            lines: list[Any] | None = [n for n, _ in chunk] if self.file.lined else None
+            places = [_place(self.source, n, count + i) for i, (n, _) in enumerate(chunk)]
+            yield RecordsPart(self.source, [row for _, row in chunk], lines, self.columns, places=places)
+            count += len(chunk)
+        if count == 0:
+            raise no_records(self.file.path)
+        self._count = count
+
+    def __len__(self) -> int:
+        if "_whole" in self.__dict__:
+            return len(self._whole)
+        if self._count is None:
+            for _ in self.batches():  # counts as it goes
+                pass
+        return self._count or 0
+
+    @functools.cached_property
+    def _whole(self) -> Records:
+        return read_records(self.file.path, column_names=self.column_names)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self._whole.rows
+
+    @property
+    def lines(self) -> list[int] | None:  # type: ignore[override]
+        return self._whole.lines
+
+    def where(self, i: int) -> str:
+        return self._whole.where(i)
 
 
 def read_hub_split(name: str, config: str | None, split: str) -> Records:
@@ -128,39 +219,49 @@ def read_lines(p: Path) -> Iterator[tuple[int, str]]:
             yield n, line
 
 
-def _read_delimited(p: Path, delimiter: str, column_names: list[str] | None) -> Records:
-    # GLUE-style TSV has bare quote characters inside fields: TSV is read without quoting, CSV with it.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    numbered = list(read_lines(p))
-    reader = csv.reader((line for _, line in numbered), delimiter=delimiter, quoting=quoting)
-    rows: list[dict[str, Any]] = []
-    lines: list[int] = []
-    header = list(column_names) if column_names else None
-    try:
-        for cells in reader:
-            n = numbered[reader.line_num - 1][0]
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue
-            if header is None:
-                header = [c.strip() for c in cells]
-                twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
-                if twice is not None:  # a dict row would keep the last one: the wrong column, silently
-                    raise HftkError(f"{p}:{n}: column {twice!r} appears twice in the header; rename one")
-                continue
-            if len(cells) != len(header):
+def _open_delimited(p: Path, column_names: list[str] | None, *, delimiter: str) -> RowFile:
+    def header_and_cells() -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+        cells = _cells(p, delimiter)
+        if column_names:
+            return list(column_names), cells
+        first = next(cells, None)
+        if first is None:
+            return [], cells
+        n, header = first[0], [c.strip() for c in first[1]]
+        twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
+        if twice is not None:  # a dict row would keep the last one: the wrong column, silently
+            raise HftkError(f"{p}:{n}: column {twice!r} appears twice in the header; rename one")
+        return header, cells
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        header, cells = header_and_cells()
+        for n, values in cells:
+            if len(values) != len(header):
                 raise HftkError(
-                    f"{p}:{n}: {len(cells)} fields, the header has {len(header)}; "
+                    f"{p}:{n}: {len(values)} fields, the header has {len(header)}; "
                     f"fix the row (a stray {'tab' if delimiter == chr(9) else 'comma or quote'}?)"
                 )
-            rows.append(dict(zip(header, cells)))
-            lines.append(n)
+            yield n, dict(zip(header, values))
+
+    header, cells = header_and_cells()
+    cells.close()
+    return RowFile(p, header, True, rows)
+
+
+def _cells(p: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line, fields) of each non-blank CSV/TSV record; a record spanning lines (quoted line breaks) is at its last."""
+    # GLUE-style TSV has bare quote characters inside fields: TSV is read without quoting, CSV with it.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader((line for _, line in read_lines(p)), delimiter=delimiter, quoting=quoting)
+    try:
+        for values in reader:
+            if values and (len(values) > 1 or values[0].strip()):
+                yield reader.line_num, values  # read_lines hands every line on: the reader's count is the line
     except csv.Error as e:
         raise HftkError(f"{p}:{reader.line_num}: {e}; fix the quoting") from None
-    return Records(str(p), rows, lines, header or [])
 
 
-def _read_jsonl(p: Path) -> Records:
-    rows, lines = [], []
+def _jsonl_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for n, line in read_lines(p):
         if not line.strip():
             continue
@@ -170,21 +271,25 @@ def _read_jsonl(p: Path) -> Records:
             raise HftkError(f"{p}:{n}: invalid JSON ({e.msg}); one JSON object per line") from None
         if not isinstance(obj, dict):
             raise HftkError(f"{p}:{n}: expected a JSON object per line, got {type(obj).__name__}")
-        rows.append(obj)
-        lines.append(n)
-    return Records(str(p), rows, lines, _columns(rows))
+        yield n, obj
 
 
-def _read_json(p: Path) -> Records:
+def _open_jsonl(p: Path, column_names: list[str] | None = None) -> RowFile:
+    return RowFile(p, _columns(row for _, row in _jsonl_rows(p)), True, lambda: _jsonl_rows(p))
+
+
+def _open_json(p: Path, column_names: list[str] | None = None) -> RowFile:
+    """A JSON document is parsed whole (JSON Lines, CSV or Parquet stream): a list of objects, {"data": [...]},
+    or columns {name: [values]}."""
     text = "".join(line for _, line in read_lines(p))
-    if not text.strip():
-        return Records(str(p), [], None, [])
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        if e.msg == "Extra data":  # JSON Lines saved as .json (JGLUE does this)
-            return _read_jsonl(p)
-        raise HftkError(f"{p}:{e.lineno}: invalid JSON ({e.msg}); fix the file") from None
+    obj: Any = []
+    if text.strip():
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            if e.msg == "Extra data":  # JSON Lines saved as .json (JGLUE does this)
+                return _open_jsonl(p)
+            raise HftkError(f"{p}:{e.lineno}: invalid JSON ({e.msg}); fix the file") from None
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
     if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
@@ -195,20 +300,30 @@ def _read_json(p: Path) -> Records:
         obj = [dict(zip(keys, vals)) for vals in zip(*obj.values())]
     if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
         raise HftkError(f"{p}: expected a list of JSON objects (or JSON Lines); got another shape")
-    return Records(str(p), obj, None, _columns(obj))
+    rows = obj
+    return RowFile(p, _columns(rows), False, lambda: ((None, row) for row in rows))
 
 
-def _read_parquet(p: Path) -> Records:
+def _open_parquet(p: Path, column_names: list[str] | None = None) -> RowFile:
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(p)
-    except Exception as e:  # pyarrow's errors vary by corruption kind
-        raise HftkError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-    return Records(str(p), table.to_pylist(), None, table.column_names)
+    def opened() -> Any:
+        try:
+            return pq.ParquetFile(p)
+        except Exception as e:  # pyarrow's errors vary by corruption kind
+            raise HftkError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+
+    def rows() -> Iterator[tuple[None, dict[str, Any]]]:
+        try:
+            for batch in opened().iter_batches(batch_size=10 * BATCH):
+                yield from ((None, row) for row in batch.to_pylist())
+        except OSError as e:  # a damaged row group, found when reached
+            raise HftkError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+
+    return RowFile(p, list(opened().schema_arrow.names), False, rows)
 
 
-def _read_saved_dataset(p: Path) -> Records:
+def _open_saved_dataset(p: Path) -> RowFile:
     import datasets
 
     try:
@@ -218,7 +333,12 @@ def _read_saved_dataset(p: Path) -> Records:
     if isinstance(ds, datasets.DatasetDict):
         splits = ", ".join(ds)
         raise HftkError(f"{p}: a DatasetDict with splits {splits}; name one split, e.g. {p}/{next(iter(ds))}")
-    return Records(str(p), ds.to_list(), None, list(ds.column_names))
+
+    def rows() -> Iterator[tuple[None, dict[str, Any]]]:
+        for batch in ds.iter(batch_size=BATCH):  # memory-mapped: read a batch at a time
+            yield from ((None, dict(zip(batch, values))) for values in zip(*batch.values()))
+
+    return RowFile(p, list(ds.column_names), False, rows)
 
 
 def read_conll(path: str | Path, *, tag_column: int = -1, tokens: str = "tokens", tags: str = "tags") -> Records:
@@ -229,7 +349,7 @@ def read_conll(path: str | Path, *, tag_column: int = -1, tokens: str = "tokens"
     """
     p = Path(path)
     if not p.is_file():
-        raise HftkError(f"{p}: data file not found; check the path (relative paths in a recipe start at its folder)")
+        raise not_found(p)
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     words: list[str] = []
@@ -325,18 +445,19 @@ def squad_questions(records: Records, column: Callable[[str], str]) -> QuestionR
     return QuestionRecords(records.source, rows, lines or None, columns, places)
 
 
-def _columns(rows: list[dict[str, Any]]) -> list[str]:
+def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The keys of the first rows, in order of appearance (JSON rows need not all have every key)."""
     seen: dict[str, None] = {}
-    for row in rows[:1000]:
+    for row in itertools.islice(rows, 1000):
         seen.update(dict.fromkeys(row))
     return list(seen)
 
 
 READERS: dict[str, Reader] = {
-    ".csv": lambda p: _read_delimited(p, ",", None),
-    ".tsv": lambda p: _read_delimited(p, "\t", None),
-    ".json": _read_json,
-    ".jsonl": _read_jsonl,
-    ".ndjson": _read_jsonl,
-    ".parquet": _read_parquet,
+    ".csv": functools.partial(_open_delimited, delimiter=","),
+    ".tsv": functools.partial(_open_delimited, delimiter="\t"),
+    ".json": _open_json,
+    ".jsonl": _open_jsonl,
+    ".ndjson": _open_jsonl,
+    ".parquet": _open_parquet,
 }

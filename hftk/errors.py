@@ -25,3 +25,11 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest option, or '' when none is close: appended to an error."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def not_found(path: object) -> HftkError:
+    return HftkError(f"{path}: data file not found; check the path (relative paths in a recipe start at its folder)")
+
+
+def no_records(path: object) -> HftkError:
+    return HftkError(f"{path}: no records in the file; add data or point the recipe at another file")

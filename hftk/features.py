@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from hftk.cache import cached_map, file_digest, index_digest, key, lookup
-from hftk.data import Features, Records, RecordsPart
+from hftk.data import BATCH, Features, Records, RecordsPart
 
-_BATCH = 1000  # records encoded at once
+SHUFFLE_BUFFER = 10_000  # rows a stream is shuffled within
 _ROWS_PER_PROCESS = 20_000  # below this many records a worker process costs more than it saves
 
 Encode = Callable[[Records], Features]
@@ -47,7 +47,7 @@ def encoded_dataset(
         "what": records.source,
         "enabled": cache and origin is not None,
         "batched": True,
-        "batch_size": _BATCH,
+        "batch_size": BATCH,
         "with_indices": True,
         "desc": "hftk: tokenising",
     }
@@ -75,6 +75,24 @@ def encoded_dataset(
         fn_kwargs={"encode": encode, "records": records},
         **common,
     )
+
+
+def streamed_dataset(records: Records, encode: Encode, *, seed: int) -> Any:
+    """`encode`'s features as a `datasets.IterableDataset` made on the fly, `BATCH` records at a time: memory does
+    not grow with the data and nothing is written. Rows are shuffled within a buffer of `SHUFFLE_BUFFER` (a
+    stream cannot be shuffled whole), the same way for the same seed and epoch, so `--resume` replays the stream
+    and skips exactly what the interrupted run used."""
+    from datasets import IterableDataset
+
+    stream = IterableDataset.from_generator(_stream, gen_kwargs={"records": records, "encode": encode})
+    return stream.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
+
+
+def _stream(records: Records, encode: Encode) -> Iterator[dict[str, Any]]:
+    for part in records.batches(BATCH):
+        features = encode(part)
+        names = list(features)
+        yield from (dict(zip(names, row)) for row in zip(*features.values()))
 
 
 def _json_rows(records: Records, name: str, work: Path) -> Any:

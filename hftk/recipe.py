@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hftk import lora
 from hftk.errors import HftkError, did_you_mean, not_utf8
@@ -88,6 +88,9 @@ class DataConfig(Strict):
     # Keep tokenised training data in the cache (HF_DATASETS_CACHE/hftk) and reuse it while the files, the
     # tokenizer and the settings are the same; false (or --no-cache) tokenises anew and keeps nothing.
     cache: bool = True
+    # Train from a stream: rows (or documents) are read, tokenised and batched on the fly, never held or stored
+    # whole: data larger than memory or disk. Needs training.max_steps, since a stream has no length.
+    streaming: bool = False
 
     def column(self, role: str) -> str:
         return self.columns.get(role, role)
@@ -112,6 +115,8 @@ class Recipe(Strict):
     peft: lora.PeftSettings | None = None
     trust_remote_code: bool = False
     seed: int = 42
+    # Whether the task can train from a stream (`data.streaming`); the others read their data whole.
+    streams: ClassVar[bool] = False
 
     @field_validator("model")
     @classmethod
@@ -119,6 +124,23 @@ class Recipe(Strict):
         if not v.strip():
             raise ValueError("must name a local model directory, a hub id or package:NAME")
         return v
+
+    @model_validator(mode="after")
+    def _stream_fits(self) -> Recipe:
+        if not self.data.streaming:
+            return self
+        if not self.streams:
+            raise ValueError(
+                f"data.streaming: {self.task} reads its data whole (text-classification, masked-lm and causal-lm "
+                "stream); remove data.streaming"
+            )
+        steps = self.training.get("max_steps")
+        if not (isinstance(steps, int) and steps > 0):
+            raise ValueError(
+                "data.streaming: true needs training.max_steps (a stream has no length to count epochs in); "
+                "set training.max_steps"
+            )
+        return self
 
 
 # ------------------------------------------------------------------------------------------------ loading

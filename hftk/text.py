@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hftk.data import READERS, Records, read_lines, read_records
-from hftk.errors import HftkError
+from hftk.errors import HftkError, not_found
 
 PLAIN_SUFFIXES = (".txt", ".text")
 _MAGIC = set("*?[")
@@ -88,9 +88,7 @@ def expand_paths(source: str | os.PathLike | Sequence[str]) -> list[Path]:
         elif p.exists():
             files.append(p)
         else:
-            raise HftkError(
-                f"{p}: data file not found; check the path (relative paths in a recipe start at its folder)"
-            )
+            raise not_found(p)
     return files
 
 

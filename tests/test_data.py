@@ -3,7 +3,7 @@ import json
 import pytest
 
 from hftk import HftkError
-from hftk.data import read_records
+from hftk.data import RowStream, read_records
 
 from .helpers import DATA
 
@@ -35,6 +35,45 @@ def test_csv_json_jsonl_parquet_and_saved_dataset_agree(tmp_path):
     ds.save_to_disk(tmp_path / "saved")
     for name in ("a.csv", "a.jsonl", "a.parquet", "a.json", "cols.json", "saved"):
         assert read_records(tmp_path / name).rows == rows, name
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.jsonl", "a.json", "a.parquet", "saved"])
+def test_a_row_stream_reads_what_read_records_reads_a_batch_at_a_time(tmp_path, name):
+    """Streaming reads each format row by row, pass after pass, with every row's place as read_records gives it."""
+    import datasets
+
+    rows = [{"text": f"row {i}, 'quoted' \"x\"", "label": str(i % 3)} for i in range(7)]
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_csv(tmp_path / "a.csv", index=False)
+    ds.to_csv(tmp_path / "a.tsv", index=False, sep="\t", quoting=3)
+    ds.to_json(tmp_path / "a.jsonl")
+    ds.to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    ds.save_to_disk(tmp_path / "saved")
+    whole = read_records(tmp_path / name)
+    stream = RowStream(tmp_path / name)
+    for _ in range(2):  # every pass reads the file anew
+        parts = list(stream.batches(3))
+        assert [len(p) for p in parts] == [3, 3, 1]
+        assert [r for p in parts for r in p.rows] == whole.rows == rows
+        assert [p.where(i) for p in parts for i in range(len(p))] == [whole.where(i) for i in range(7)]
+    assert len(stream) == 7 and stream.columns == ["text", "label"]
+    assert stream.rows == rows and stream.where(6) == whole.where(6)  # read whole on demand (small splits)
+
+
+def test_a_row_stream_finds_a_bad_row_when_its_pass_reaches_it(tmp_path):
+    body = "".join(f"film {i},{i % 2}\n" for i in range(2500))
+    path = tmp_path / "big.csv"
+    path.write_text("text,label\n" + body.replace("film 2100,", "film, 2100,"), encoding="utf-8")
+    stream = RowStream(path)  # opening reads the header only
+    passed = []
+    with pytest.raises(HftkError, match=r"big.csv:2102: 3 fields, the header has 2"):
+        for part in stream.batches(1000):
+            passed.append(len(part))
+    assert passed == [1000, 1000]
+    (tmp_path / "empty.csv").write_text("text,label\n", encoding="utf-8")
+    with pytest.raises(HftkError, match=r"empty.csv: no records in the file"):
+        len(RowStream(tmp_path / "empty.csv"))
 
 
 def test_jsonl_named_json_is_read_as_lines(tmp_path):

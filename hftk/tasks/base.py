@@ -26,7 +26,7 @@ import numpy as np
 from hftk.cache import tokenizer_fingerprint
 from hftk.data import Features, Records, read_records
 from hftk.errors import HftkError
-from hftk.features import cache_state, encoded_dataset, records_origin
+from hftk.features import cache_state, encoded_dataset, records_origin, streamed_dataset
 from hftk.models import max_length
 from hftk.recipe import Recipe
 
@@ -134,20 +134,18 @@ class Task(ABC):
     def training_data(self, records: Records, *, evaluation: bool) -> tuple[Any, Features | None]:
         """A split's features as a `datasets.Dataset` for Trainer, and as columns for `metric_fn` (None: unused).
 
-        `encode` runs batch by batch in worker processes and its features are cached (hftk/features.py).
+        `encode` runs batch by batch in worker processes and its features are cached (hftk/features.py); with
+        `data.streaming` the training split is encoded on the fly instead (an `IterableDataset`).
         Evaluation splits are sorted by length: metrics do not depend on order, and batches of similar length
         carry almost no padding, so evaluating each epoch costs less.
         """
         import pyarrow.compute as pc
 
         data = self.recipe.data
-        dataset, _ = encoded_dataset(
-            records,
-            functools.partial(self.encode, with_targets=True),
-            self.feature_settings(),
-            num_proc=data.num_proc,
-            cache=data.cache,
-        )
+        encode = functools.partial(self.encode, with_targets=True)
+        if data.streaming and not evaluation:
+            return streamed_dataset(records, encode, seed=self.recipe.seed), None
+        dataset, _ = encoded_dataset(records, encode, self.feature_settings(), num_proc=data.num_proc, cache=data.cache)
         if not evaluation:
             return dataset, None
         lengths = pc.list_value_length(dataset.data.column("input_ids")).to_numpy()
@@ -167,8 +165,10 @@ class Task(ABC):
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
         }
 
-    def cache_status(self, records: Records) -> str:
+    def cache_status(self, records: Records, *, evaluation: bool) -> str:
         """For `hftk check`: whether training will read this split's features from the cache."""
+        if self.recipe.data.streaming and not evaluation:
+            return "none (streamed: encoded on the fly)"
         if not self.recipe.data.cache:
             return "off"
         if records_origin(records) is None:

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from hftk import metrics
-from hftk.data import Records
+from hftk.data import Records, RowStream
 from hftk.errors import HftkError
 from hftk.recipe import Labels, Recipe
 from hftk.tasks.base import Features, Task
@@ -28,6 +28,7 @@ _PROBLEM_TYPES = {
 
 class ClassificationRecipe(Recipe):
     task: Literal["text-classification"]
+    streams = True  # rows are encoded on the fly from a RowStream (features.streamed_dataset)
     problem_type: Literal["single_label", "multi_label", "regression"] = "single_label"
     # Label order (list), or data value -> name (mapping, e.g. {0: negative, 1: positive}). Default: the
     # sorted labels seen in train.
@@ -66,13 +67,30 @@ class Classification(Task):
         return self._MAIN[self.problem]
 
     # -- data ------------------------------------------------------------------------------------------
+    def read(self, path: Any) -> Records:
+        if self.recipe.data.streaming:  # read pass by pass; only evaluation splits are ever held (they are small)
+            return RowStream(path, column_names=self.recipe.data.column_names)
+        return super().read(path)
+
     def fit(self, train: Records) -> None:
+        """Learn the labels, checking every row on the way (its texts, its labels) a batch at a time: a streamed
+        split is never held, and a bad row stops the run before weights load, not hours into training."""
         self.pairs = self.has_role(train, "text_pair")
-        if self.problem == "regression" or self.names:
+        learn = self.problem != "regression" and not self.names
+        seen: Counter[str] = Counter()
+        first: dict[str, tuple[str, str]] = {}  # casefolded label -> (its first spelling, where)
+        for part in train.batches():
+            self.texts(part, "text")
+            if self.pairs:
+                self.texts(part, "text_pair")
+            if learn:
+                raw = self._raw_labels(part)
+                _one_spelling(part, raw, first)
+                seen.update(v for values in raw for v in values)
+            else:
+                self.targets(part)
+        if not learn:
             return
-        raw = self._raw_labels(train)
-        seen = Counter(v for values in raw for v in values)
-        _one_spelling(train, raw)
         ordered = sorted(seen, key=_natural_key)
         self.value_to_id = {v: i for i, v in enumerate(ordered)}
         self.names = ordered
@@ -95,17 +113,20 @@ class Classification(Task):
         return features
 
     def lengths(self, records: Records) -> list[int]:
-        texts = self.texts(records, "text")
-        pairs = self.texts(records, "text_pair") if self.has_role(records, "text_pair") else None
-        return [len(x) for x in self.tokenizer(texts, pairs)["input_ids"]]
+        pairs = self.has_role(records, "text_pair")
+        out: list[int] = []
+        for part in records.batches():
+            second = self.texts(part, "text_pair") if pairs else None
+            out.extend(len(x) for x in self.tokenizer(self.texts(part, "text"), second)["input_ids"])
+        return out
 
     def summary(self, records: Records) -> dict[str, Any]:
         if not self.has_role(records, "label"):
             return {}
         if self.problem == "regression":
-            y = np.asarray(self.targets(records), dtype=float)
+            y = np.concatenate([np.asarray(self.targets(part), dtype=float) for part in records.batches()])
             return {"label range": f"{y.min():g} .. {y.max():g} (mean {y.mean():.3g})"}
-        counts = Counter(v for values in self._raw_labels(records) for v in values)
+        counts = Counter(v for part in records.batches() for values in self._raw_labels(part) for v in values)
         return {"labels": {self._name_of(v): counts[v] for v in sorted(counts, key=_natural_key)}}
 
     def _raw_labels(self, records: Records) -> list[list[str]]:
@@ -244,18 +265,18 @@ class Classification(Task):
         return out
 
 
-def _one_spelling(train: Records, raw: list[list[str]]) -> None:
+def _one_spelling(part: Records, raw: list[list[str]], first: dict[str, tuple[str, str]]) -> None:
     """Labels that differ only in case or surrounding spaces ('pos', 'Pos', 'pos ') are one label mistyped:
-    as classes of their own they split its examples silently. A recipe that lists them under labels: keeps them."""
-    first: dict[str, tuple[str, int]] = {}
+    as classes of their own they split its examples silently. A recipe that lists them under labels: keeps them.
+    `first` carries each label's first spelling and place from the batches before this one."""
     for i, values in enumerate(raw):
         for v in values:
             key = v.strip().casefold()
             if key not in first:
-                first[key] = (v, i)
+                first[key] = (v, part.where(i))
             elif first[key][0] != v:
                 raise HftkError(
-                    f"{train.where(i)}: label {v!r} differs from {first[key][0]!r} ({train.where(first[key][1])}) "
+                    f"{part.where(i)}: label {v!r} differs from {first[key][0]!r} ({first[key][1]}) "
                     "only in case or spaces; write one label the same way everywhere, or list both under labels:"
                 )
 

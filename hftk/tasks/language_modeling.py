@@ -35,9 +35,6 @@ class TextDataConfig(DataConfig):
     documents: Literal["line", "paragraph"] = "line"
     # Without a validation file: hold out this share of the training documents (seeded) to measure perplexity.
     validation_fraction: float | None = Field(default=None, gt=0, lt=1)
-    # Train from a stream: documents are read, tokenised and packed on the fly, never held or stored whole
-    # (corpora larger than memory or disk). Needs training.max_steps, since a stream has no length.
-    streaming: bool = False
 
     @model_validator(mode="after")
     def _one_validation_source(self) -> TextDataConfig:
@@ -48,16 +45,7 @@ class TextDataConfig(DataConfig):
 
 class LanguageModelingRecipe(Recipe):
     data: TextDataConfig
-
-    @model_validator(mode="after")
-    def _stream_needs_max_steps(self) -> LanguageModelingRecipe:
-        steps = self.training.get("max_steps")
-        if self.data.streaming and not (isinstance(steps, int) and steps > 0):
-            raise ValueError(
-                "data.streaming: true needs training.max_steps (a stream has no length to count epochs in); "
-                "set training.max_steps"
-            )
-        return self
+    streams = True  # documents are packed on the fly (corpus.streamed_blocks)
 
 
 class MaskedLMRecipe(LanguageModelingRecipe):
