@@ -38,6 +38,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/train_throughput.py
 	$(PY) bench/predict_throughput.py
 	$(PY) bench/packing.py
+	$(PY) bench/serve_load.py --clients 1,8,32 --seconds 10
 
 clean:
 	rm -rf runs

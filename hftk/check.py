@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from hftk.models import device_policy
 from hftk.prepare import prepare, training_arguments
 from hftk.recipe import Recipe
 from hftk.tasks import load_recipe
@@ -22,9 +21,9 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
     recipe = load_recipe(recipe, overrides)
     prepared = prepare(recipe, tokenizer_optional=True)
     task = prepared.task
-    policy = device_policy(recipe.precision)  # a precision this machine cannot train in fails here, not later
+    policy = task.device_policy()  # a precision this machine cannot train in fails here, not later
     report: dict[str, Any] = {"task": recipe.task, "model": recipe.model, "max_length": task.max_length}
-    report["device"] = {"device": policy.device, "precision": policy.precision}
+    report["device"] = {"device": policy.device, "precision": policy.precision, "why": policy.why}
     if task.trainable:  # the arguments `hftk train` will build, task defaults included: they must hold together
         args = training_arguments(task, policy, recipe.output_dir, has_eval=prepared.has_eval)
         report["training"] = {k: getattr(args, k) for k in _ARGUMENTS if hasattr(args, k)}
@@ -76,7 +75,8 @@ _ARGUMENTS = (
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"task {report['task']}, model {report['model']}, max_length {report['max_length']}"]
     if device := report.get("device"):
-        lines[0] += f", trains on {device['device']} ({device['precision']})"
+        why = f", {device['why']}" if device.get("why") else ""
+        lines[0] += f", trains on {device['device']} ({device['precision']}{why})"
     for split in ("train", "validation", "test"):
         info = report.get(split)
         if not info:

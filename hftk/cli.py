@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["none", "simple", "first", "average", "max"],
         help="token classification: how tokens group into entities (default: the recipe's aggregation)",
     )
+    _precision(pr)
 
     em = sub.add_parser("embed", help="sentence embeddings of a file of inputs, as .npy or .parquet")
     em.add_argument("model_dir", help="any encoder: an hftk output directory, a checkpoint, a hub id or package:NAME")
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     em.add_argument("--pooling", choices=["cls", "mean", "max"], help="default: the checkpoint's own, else mean")
     em.add_argument("--normalize", action="store_true", default=None, help="unit-length vectors")
     em.add_argument("--column", help="the input column of CSV/TSV/JSON(L) files (default: text)")
+    _precision(em)
 
     e = sub.add_parser("evaluate", help="the task's metrics on a labelled file")
     e.add_argument("model_dir", help=_MODEL)
@@ -71,6 +73,30 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--task", help=_TASK)
     _set(e, "set a recipe field for evaluation, e.g. --set data.columns.label=gold (repeatable)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    _precision(e)
+
+    ex = sub.add_parser("export", help="export a model to ONNX (onnxruntime), optionally int8-quantized")
+    ex.add_argument("model_dir", help=_MODEL)
+    ex.add_argument("--output", required=True, help="a new folder for the exported model")
+    ex.add_argument("--format", default="onnx", choices=["onnx"], help="the export format (default onnx)")
+    ex.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the weights")
+    ex.add_argument("--task", help=_TASK)
+    ex.add_argument("--data", help="inputs to measure the export's agreement on (default: the recipe's validation)")
+
+    pu = sub.add_parser("push", help="upload an output (or exported) folder to the Hugging Face Hub")
+    pu.add_argument("model_dir", help="an hftk output directory or an exported folder")
+    pu.add_argument("repo_id", help="the Hub repository, e.g. your-name/sst2-minilm (created if missing)")
+    pu.add_argument("--private", action="store_true", help="create the repository private")
+
+    sv = sub.add_parser("serve", help="serve a model over HTTP JSON with dynamic batching (POST /predict)")
+    sv.add_argument("model_dir", help=_MODEL)
+    sv.add_argument("--task", help=_TASK)
+    _set(sv, "set a recipe field for prediction, e.g. --set data.columns.text=sentence (repeatable)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    _precision(sv)
+    for name, default, text in _SERVE_LIMITS:
+        sv.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=text)
 
     ts = sub.add_parser("tasks", help="the tasks hftk trains and predicts, with their data roles")
     ts.add_argument("name", nargs="?", help="one task: print an example recipe for it")
@@ -86,8 +112,27 @@ _TASK = (
 _INPUT = "text file (one input per line, blank lines too), CSV, TSV, JSON(L) or Parquet"
 
 
+_SERVE_LIMITS = [
+    ("max_wait_ms", 5.0, "longest a request waits for others to batch with (default 5)"),
+    ("max_batch", 512, "inputs predicted in one model call (default 512)"),
+    ("max_queue", 2048, "inputs waiting at most; past it requests get 503 with Retry-After (default 2048)"),
+    ("max_inputs", 256, "inputs in one request at most (default 256)"),
+    ("max_input_chars", 20_000, "characters in one input at most (default 20000)"),
+    ("max_body_bytes", 4_000_000, "request body size at most (default 4000000)"),
+]
+
+
 def _set(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def _precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        help="arithmetic of the forward pass (default: the recipe's, auto: bf16 on a CPU that computes it and on "
+        "CUDA GPUs that have it, fp16 on other GPUs, else fp32)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +188,13 @@ def embed(args: argparse.Namespace) -> int:
     _quiet_loading()
     start = time.perf_counter()
     n = hftk.embed(
-        args.model_dir, args.input, args.output, pooling=args.pooling, normalize=args.normalize, column=args.column
+        args.model_dir,
+        args.input,
+        args.output,
+        pooling=args.pooling,
+        normalize=args.normalize,
+        column=args.column,
+        precision=args.precision,
     )
     print(f"{n} embeddings written to {args.output} in {time.perf_counter() - start:.1f} s")
     return 0
@@ -151,12 +202,48 @@ def embed(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     _quiet_loading()
-    metrics = hftk.evaluate(args.model_dir, args.data, task=args.task, recipe_overrides=parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides) | ({"precision": args.precision} if args.precision else {})
+    metrics = hftk.evaluate(args.model_dir, args.data, task=args.task, recipe_overrides=overrides)
     if args.json:
         print(json.dumps(metrics))
     else:
         for k, v in metrics.items():
             print(f"{k}: {v:.4f}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from hftk.export import export as run
+
+    _quiet_loading()
+    info = run(args.model_dir, args.output, fmt=args.format, quantize=args.quantize, task=args.task, data=args.data)
+    agreement = info.get("agreement")
+    same = f"; {agreement['same_answers']:.2%} of {agreement['inputs']} answers as the original" if agreement else ""
+    print(f"exported to {args.output} (onnx, {info['precision']}) in {info['seconds']:.0f} s{same}")
+    return 0
+
+
+def push(args: argparse.Namespace) -> int:
+    from hftk.push import push as run
+
+    print(f"pushed {args.model_dir} to {args.repo_id}: {run(args.model_dir, args.repo_id, private=args.private)}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from hftk.serve import Limits
+    from hftk.serve import serve as run
+
+    _quiet_loading()
+    limits = Limits(**{name: getattr(args, name) for name, _, _ in _SERVE_LIMITS})
+    run(
+        args.model_dir,
+        task=args.task,
+        host=args.host,
+        port=args.port,
+        limits=limits,
+        recipe_overrides=_prediction_overrides(args),
+    )
     return 0
 
 
@@ -182,6 +269,9 @@ COMMANDS = {
     "predict": predict,
     "embed": embed,
     "evaluate": evaluate,
+    "export": export,
+    "push": push,
+    "serve": serve,
     "tasks": tasks,
 }
 
@@ -192,12 +282,13 @@ def _recipe_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _prediction_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """--set pairs plus the flags that are recipe fields of one task (zero-shot's labels and template)."""
+    """--set pairs plus the flags that are recipe fields (precision; zero-shot's labels and template)."""
     overrides = parse_overrides(args.overrides)
     flags = {
-        "candidate_labels": args.labels,
-        "hypothesis_template": args.hypothesis_template,
-        "multi_label": args.multi_label,
+        "precision": args.precision,
+        "candidate_labels": getattr(args, "labels", None),  # predict's flags; serve takes --set for them
+        "hypothesis_template": getattr(args, "hypothesis_template", None),
+        "multi_label": getattr(args, "multi_label", None),
     }
     return overrides | {k: v for k, v in flags.items() if v is not None}
 

@@ -75,22 +75,20 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = 
     """A Hub-style README.md: metadata, what the model answers, the data and settings it was trained with, its
     metrics, and how to load it. Local paths appear by their last part only (the card travels with the folder)."""
     local = recipe.model.startswith((".", "/", "package:")) or Path(recipe.model).exists()
-    header = ["---", "library_name: transformers", f"pipeline_tag: {task.pipeline}", "tags: [hftk]"]
-    if not local and "/" in recipe.model:
-        header.append(f"base_model: {recipe.model}")
-    header.append("---")
     base = recipe.model if not local or recipe.model.startswith("package:") else Path(recipe.model).name
     name = Path(recipe.output_dir).name
-    rows = []
-    for split in ("eval_start", "eval", "test"):  # eval_start: before training, when evaluated then
-        for key, value in (metrics.get(split) or {}).items():
-            metric = key.split("_", 1)[1] if "_" in key else key
-            if isinstance(value, float) and metric not in _NOT_METRICS:
-                rows.append(f"| {split} | {metric} | {value:.4f} |")
+    header = card_metadata(recipe, task, metrics, None if local else recipe.model)
+    rows = [
+        f"| {split} | {metric} | {value:.4f} |"
+        for split in ("eval_start", "eval", "test")  # eval_start: before training, when evaluated then
+        for metric, value in _metrics_of(metrics.get(split))
+    ]
     train = metrics.get("train", {})
     device = metrics.get("device", {})
     lines = [
-        *header,
+        "---",
+        header.to_yaml(),
+        "---",
         "",
         f"# {name}",
         "",
@@ -118,6 +116,48 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = 
         "",
     ]
     return "\n".join(lines)
+
+
+def card_metadata(recipe: Recipe, task: Task, metrics: dict[str, Any], base_model: str | None) -> Any:
+    """The card's YAML metadata as the Hub reads it (`huggingface_hub.ModelCardData`): pipeline, base model,
+    language, license, datasets and the final evaluation as model-index results."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    card = recipe.card
+    dataset = card.datasets[0] if card.datasets else Path(str(recipe.data.validation or recipe.data.train)).stem
+    results = [
+        EvalResult(
+            task_type=task.pipeline,
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="validation" if split == "eval" else "test",
+            metric_type=metric,
+            metric_value=value,
+        )
+        for split in ("eval", "test")
+        for metric, value in _metrics_of(metrics.get(split))
+    ]
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag=task.pipeline,
+        tags=["hftk", *card.tags],
+        base_model=base_model if base_model and "/" in base_model else None,
+        language=card.language,
+        license=card.license,
+        datasets=card.datasets or None,
+        model_name=Path(recipe.output_dir).name if results else None,
+        eval_results=results or None,
+    )
+
+
+def _metrics_of(split: dict[str, Any] | None) -> list[tuple[str, float]]:
+    """(metric, value) of one split's evaluation, without its prefix and without timings."""
+    out = []
+    for key, value in (split or {}).items():
+        metric = key.split("_", 1)[1] if "_" in key else key
+        if isinstance(value, float) and metric not in _NOT_METRICS:
+            out.append((metric, value))
+    return out
 
 
 def _answers(task: Task) -> list[str]:

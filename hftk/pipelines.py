@@ -93,6 +93,7 @@ class QuestionAnsweringPipeline:
                 doc_stride=min(doc_stride, max_doc_stride(length)),  # as the pipeline, which warns and shortens it
                 allow_unanswerable=impossible,
                 align_to_words=align_to_words,
+                precision="fp32",  # as transformers' pipeline: the weights' own dtype, no autocast
             )
             if first is not None:
                 predictor.model = first.model  # one copy of the weights for every setting

@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 from hftk import lora
 from hftk.data import MissingColumn, Records
 from hftk.errors import HftkError, not_utf8
+from hftk.exported import OnnxModel, is_exported, manifest
 from hftk.files import atomic_write_text, locked
-from hftk.models import check_weights, detect_device, device_policy, load_tokenizer, resolve_model
+from hftk.models import DevicePolicy, check_weights, load_tokenizer, resolve_model
 from hftk.recipe import Recipe
 from hftk.tasks import Features, Task, get_task, load_recipe, pipeline_names
 
@@ -53,7 +54,6 @@ class Predictor:
     ) -> None:
         self.model_ref = resolve_model(str(model))
         self.recipe = _recipe_for(self.model_ref, task, options)
-        import torch
         from transformers import AutoConfig
 
         self.trust_remote_code = self.recipe.trust_remote_code
@@ -63,9 +63,16 @@ class Predictor:
         config = AutoConfig.from_pretrained(self.model_ref, trust_remote_code=self.trust_remote_code)
         self.task: Task = get_task(self.recipe.task).from_trained(self.recipe, self.tokenizer, config)
         _check_head(self.model_ref, self.task, config)
-        self.device = device or detect_device()
-        dtype = device_policy("auto", self.device).inference_dtype if self.device == "cuda" else torch.float32
-        self.dtype = dtype
+        # `precision=` (--precision) or auto for this machine: bf16 autocast on a CPU that computes bf16, half
+        # precision weights on CUDA, else fp32. Not the recipe's: that was the training machine's choice (fp16 on a
+        # GPU), and the model may now run elsewhere. An exported folder runs in onnxruntime, as it was exported.
+        self.exported = is_exported(self.model_ref)
+        if self.exported:
+            self.policy = DevicePolicy("cpu", manifest(self.model_ref).get("precision", "fp32"), "onnxruntime")
+        else:
+            self.policy = self.task.device_policy(device, options.get("precision", "auto"))
+        self.device = self.policy.device
+        self.dtype = self.policy.inference_dtype
         self._model = None
         self.max_batch_size = max_batch_size
 
@@ -76,6 +83,8 @@ class Predictor:
     @property
     def model(self) -> Any:
         """Loaded on first use, so bad input fails fast, before the weights are read."""
+        if self._model is None and self.exported:
+            self._model = OnnxModel(self.model_ref)
         if self._model is None:
             kwargs = {"dtype": self.dtype, "use_safetensors": True, "trust_remote_code": self.trust_remote_code}
             if lora.is_unmerged(Path(self.model_ref)):  # trained with peft: {merge: false}
@@ -138,7 +147,7 @@ class Predictor:
         results: list[Any] = [None] * len(ids)
         # Long inputs show progress and an ETA on stderr; short ones stay quiet.
         progress = tqdm(total=len(ids), unit="input", desc="hftk", disable=len(ids) < PROGRESS_FROM, leave=False)
-        with torch.inference_mode(), progress:
+        with torch.inference_mode(), self.policy.autocast(), progress:
             for batch in token_batches(order, lengths, TOKENS_PER_BATCH, self.max_batch_size):
                 progress.update(len(batch))
                 width = lengths[batch[-1]]
@@ -161,7 +170,7 @@ class Predictor:
         """One prediction dict per input, in input order. Options are the task's (e.g. top_k)."""
         if not isinstance(inputs, Records) and len(inputs) == 0:
             return []
-        _check_options(self.task, options)
+        check_options(self.task, options)
         records = inputs if isinstance(inputs, Records) else self.records(inputs)
         features = self.task.encode(records, with_targets=False)
         return self.task.postprocess(records, features, self.run(features), **options)
@@ -217,14 +226,16 @@ _RECIPE_FLAGS = {
 _OPTION_FLAGS = {"top_k": "--top-k", "aggregation_strategy": "--aggregation"}  # others: their own names
 
 
-def _check_options(task: Task, options: dict[str, Any]) -> None:
-    """An option the task's predictions do not take is an error, not silently ignored."""
+def check_options(task: Task, options: dict[str, Any], *, flags: bool = True) -> None:
+    """An option the task's predictions do not take is an error, not silently ignored. `flags`: name options as
+    the command line's flags (--top-k), else by their own names (top_k: the server's JSON)."""
     taken = [p.name for p in inspect.signature(task.postprocess).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    names = _OPTION_FLAGS if flags else {}
     for key in options:
         if key not in taken:
-            them = ", ".join(_OPTION_FLAGS.get(t, t) for t in taken) or "none"
+            them = ", ".join(names.get(t, t) for t in taken) or "none"
             raise HftkError(
-                f"{_OPTION_FLAGS.get(key, key)}: {task.pipeline} predictions do not take it (their options: {them})"
+                f"{names.get(key, key)}: {task.pipeline} predictions do not take it (their options: {them})"
             )
 
 
@@ -355,6 +366,7 @@ def embed(
     pooling: str | None = None,
     normalize: bool | None = None,
     column: str | None = None,
+    precision: str | None = None,
 ) -> int:
     """Sentence embeddings of every input, written as .npy (float32, row i = input i: line i + 1 of a text file)
     or .parquet (each input's line or record number, the input and its vector).
@@ -365,7 +377,7 @@ def embed(
     suffix = out.suffix.lower()
     if suffix not in (".npy", ".parquet"):
         raise HftkError(f"{out}: embeddings are written as .npy or .parquet; change the file name")
-    options = {"pooling": pooling, "normalize": normalize, "data.columns.text": column}
+    options = {"pooling": pooling, "normalize": normalize, "data.columns.text": column, "precision": precision}
     with locked(_lock_of(out), "hftk embed"):
         predictor = Predictor(model, task="feature-extraction", **{k: v for k, v in options.items() if v is not None})
         with _column_fix(lambda role: "name the input column with --column COLUMN"):

@@ -96,6 +96,15 @@ class DataConfig(Strict):
         return self.columns.get(role, role)
 
 
+class CardSettings(Strict):
+    """What the model card's metadata says beyond what the run knows (the Hub shows and filters by it)."""
+
+    language: str | list[str] | None = None  # ISO 639-1, e.g. en or [ja, en]
+    license: str | None = None  # e.g. apache-2.0, mit, cc-by-4.0
+    datasets: list[str] = Field(default_factory=list)  # hub ids of the training data, e.g. [glue]
+    tags: list[str] = Field(default_factory=list)
+
+
 class Recipe(Strict):
     """Fields every task shares. Each task adds its own in a subclass keyed on `task`."""
 
@@ -115,6 +124,8 @@ class Recipe(Strict):
     peft: lora.PeftSettings | None = None
     trust_remote_code: bool = False
     seed: int = 42
+    # Model card metadata for the Hub (hftk push): language, license, datasets, tags.
+    card: CardSettings = Field(default_factory=CardSettings)
     # Whether the task can train from a stream (`data.streaming`); the others read their data whole.
     streams: ClassVar[bool] = False
 

@@ -20,7 +20,7 @@ from hftk import lora
 from hftk.data import Features, Records
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, LOCK, last_complete_checkpoint, locked, remove_incomplete_checkpoints
-from hftk.models import DevicePolicy, check_weights, device_policy, is_main_process, resolve_model
+from hftk.models import DevicePolicy, check_weights, is_main_process, resolve_model
 from hftk.output import check_output_dir, write_output
 from hftk.prepare import Prepared, prepare, training_arguments
 from hftk.recipe import Recipe
@@ -71,7 +71,7 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool) -> TrainRe
     from hftk.trainer import build_trainer  # imports transformers' Trainer (seconds): only when training
 
     prepared = prepare(recipe)
-    policy = device_policy(recipe.precision)
+    policy = prepared.task.device_policy()
     # Building the arguments sets up the process group under torchrun/accelerate.
     args = training_arguments(prepared.task, policy, out, has_eval=prepared.has_eval)
     checkpoint = _resume_point(args, out, resume=resume, overwrite=overwrite)
@@ -337,6 +337,8 @@ def _final_metrics(
         trainer.compute_metrics = _metric_fn(prepared, features, "test")
         metrics["test"] = trainer.evaluate(features["test"][0], metric_key_prefix="test")
     metrics["device"] = {"device": policy.device, "precision": policy.precision, "world_size": args.world_size}
+    if policy.why:
+        metrics["device"]["precision_reason"] = policy.why
     if args.world_size > 1:  # DDP (MULTI_GPU/MULTI_CPU), FSDP or DEEPSPEED, as the launcher configured it
         metrics["device"]["distributed"] = str(trainer.accelerator.distributed_type.value)
     return metrics
@@ -350,6 +352,4 @@ def _barrier(args: Any) -> None:
 
 def _log_start(recipe: Recipe, policy: DevicePolicy, splits: dict[str, Records]) -> None:
     sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
-    logger.warning(
-        "hftk: %s on %s (%s), %s -> %s", recipe.task, policy.device, policy.precision, sizes, recipe.output_dir
-    )
+    logger.warning("hftk: %s on %s, %s -> %s", recipe.task, policy.describe(), sizes, recipe.output_dir)

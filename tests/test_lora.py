@@ -39,7 +39,7 @@ def test_merged_output_loads_in_pipeline(rows, tmp_path):
     assert (out / "adapter/adapter_model.safetensors").is_file() and (out / "model.safetensors").is_file()
     texts = [r["sentence"] for r in read_records(DATA / "en/sst2/dev.tsv").rows[300:360]]
     expected = pipeline("text-classification", model=str(out), device="cpu")(texts)
-    got = Predictor(out).predict(texts)
+    got = Predictor(out, precision="fp32").predict(texts)
     assert [g["label"] for g in got] == [e["label"] for e in expected]
     assert [g["score"] for g in got] == pytest.approx([e["score"] for e in expected], abs=1e-4)
 
@@ -52,7 +52,7 @@ def test_unmerged_output_is_a_plain_peft_adapter(rows, tmp_path):
     out = lora_run(rows, tmp_path / "adapter-only", training={"max_steps": 5}, merge=False).output_dir
     assert not (out / "model.safetensors").exists() and (out / "adapter/adapter_model.safetensors").is_file()
     texts = [r["sentence"] for r in read_records(DATA / "en/sst2/dev.tsv").rows[300:340]]
-    got = Predictor(out).predict(texts)
+    got = Predictor(out, precision="fp32").predict(texts)
     # The same model rebuilt by hand with peft: the base checkpoint, the saved config, the adapter.
     from hftk.models import resolve_model
 

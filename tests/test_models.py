@@ -7,19 +7,34 @@ from .helpers import DATA, MINILM, ROOT
 
 
 @pytest.mark.parametrize(
-    ("device", "bf16", "requested", "precision", "flags"),
+    ("device", "bf16", "cpu_bf16", "requested", "precision", "flags"),
     [
-        ("cuda", True, "auto", "bf16", {"bf16": True, "fp16": False, "use_cpu": False}),
-        ("cuda", False, "auto", "fp16", {"bf16": False, "fp16": True, "use_cpu": False}),
-        ("cuda", True, "fp32", "fp32", {"bf16": False, "fp16": False, "use_cpu": False}),
-        ("mps", False, "auto", "fp32", {"bf16": False, "fp16": False, "use_cpu": False}),
-        ("cpu", True, "auto", "fp32", {"bf16": False, "fp16": False, "use_cpu": True}),
-        ("cpu", True, "bf16", "bf16", {"bf16": True, "fp16": False, "use_cpu": True}),
+        ("cuda", True, "1", "auto", "bf16", {"bf16": True, "fp16": False, "use_cpu": False}),
+        ("cuda", False, "1", "auto", "fp16", {"bf16": False, "fp16": True, "use_cpu": False}),
+        ("cuda", True, "1", "fp32", "fp32", {"bf16": False, "fp16": False, "use_cpu": False}),
+        ("mps", False, "1", "auto", "fp32", {"bf16": False, "fp16": False, "use_cpu": False}),
+        ("cpu", True, "1", "auto", "bf16", {"bf16": True, "fp16": False, "use_cpu": True}),  # AVX512-BF16, AMX
+        ("cpu", True, "0", "auto", "fp32", {"bf16": False, "fp16": False, "use_cpu": True}),  # would be emulated
+        ("cpu", True, "0", "bf16", "bf16", {"bf16": True, "fp16": False, "use_cpu": True}),  # asked for: given
     ],
 )
-def test_device_policy(device, bf16, requested, precision, flags):
+def test_device_policy(device, bf16, cpu_bf16, requested, precision, flags, monkeypatch):
+    monkeypatch.setenv("HFTK_CPU_BF16", cpu_bf16)
     policy = device_policy(requested, device=device, bf16_supported=bf16)
     assert policy.precision == precision and policy.training_flags() == flags
+    # A task that keeps fp32 on CPU (its quality check failed) keeps it under auto only.
+    kept = device_policy(requested, device=device, bf16_supported=bf16, cpu_bf16=False)
+    assert kept.precision == ("fp32" if device == "cpu" and requested == "auto" else precision)
+
+
+def test_bf16_on_cpu_is_read_from_the_cpu_flags(monkeypatch):
+    from hftk import models
+
+    monkeypatch.delenv("HFTK_CPU_BF16", raising=False)
+    monkeypatch.setattr(models, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
+    assert not models.cpu_computes_bf16() and device_policy("auto", device="cpu").why == "this CPU would emulate bf16"
+    monkeypatch.setattr(models, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert device_policy("auto", device="cpu").describe() == "cpu (bf16, native on this CPU)"
 
 
 @pytest.mark.parametrize(("device", "requested"), [("mps", "fp16"), ("cpu", "fp16"), ("cuda", "bf16")])
@@ -45,11 +60,17 @@ def test_resolve_model(tmp_path):
     ("device", "bf16", "dtype"),
     [("cuda", True, "bfloat16"), ("cuda", False, "float16"), ("mps", False, "float32"), ("cpu", True, "float32")],
 )
-def test_inference_dtype_follows_the_training_precision(device, bf16, dtype):
-    """CUDA predicts in the precision it trains in; MPS and CPU in fp32 (MPS has no fp16 autocast in Trainer)."""
+def test_inference_dtype_follows_the_training_precision(device, bf16, dtype, monkeypatch):
+    """CUDA predicts with weights in the precision it trains in; MPS and CPU keep fp32 weights (a CPU in bf16
+    runs them under autocast, as training does)."""
     import torch
 
-    assert device_policy("auto", device=device, bf16_supported=bf16).inference_dtype == getattr(torch, dtype)
+    monkeypatch.setenv("HFTK_CPU_BF16", "1")
+    policy = device_policy("auto", device=device, bf16_supported=bf16)
+    assert policy.inference_dtype == getattr(torch, dtype)
+    if device == "cpu":
+        with policy.autocast():
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
 
 
 def test_mps_never_gets_half_precision_flags():
@@ -65,20 +86,23 @@ def test_cpu_flags_build_training_arguments_here(requested, tmp_path):
 
     policy = device_policy(requested, device="cpu")
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", **policy.training_flags())
-    assert args.use_cpu and args.bf16 == (requested == "bf16") and not args.fp16
+    assert args.use_cpu and args.bf16 == (policy.precision == "bf16") and not args.fp16
 
 
 def test_this_machine_and_check_agree():
-    """No GPU here: auto means CPU in fp32, fp16 is refused, and `hftk check` reports the same policy."""
+    """No GPU here: auto means this CPU's bf16 if it computes it, fp16 is refused, and `hftk check` reports the
+    same policy."""
     import torch
 
     from hftk import check
+    from hftk.models import cpu_computes_bf16
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA machine: covered by the parametrised policy tests above")
     assert device_policy("auto") == device_policy("auto", device="cpu")
-    assert device_policy("auto").precision == "fp32"
+    assert device_policy("auto").precision == ("bf16" if cpu_computes_bf16() else "fp32")
     with pytest.raises(HftkError, match="fp16 needs a CUDA GPU"):
         device_policy("fp16")
     report = check(ROOT / "recipes/sst2-minilm.yaml", {"data.train": str(DATA / "en/sst2/dev.tsv")})
-    assert report["device"] == {"device": "cpu", "precision": "fp32"}
+    policy = device_policy("auto")
+    assert report["device"] == {"device": "cpu", "precision": policy.precision, "why": policy.why}

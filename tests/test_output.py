@@ -49,10 +49,18 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path):
 
 
 def test_trained_model_card(sst2_model):
+    from huggingface_hub import ModelCard
+
     card = (sst2_model / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification\ntags: [hftk]\n---\n")
-    assert "base_model" not in card  # MiniLM comes from a package, not a hub id
     saved = json.loads((sst2_model / "metrics.json").read_text())
+    # The metadata as the Hub reads it: pipeline, tags, and the final evaluation as model-index results.
+    data = ModelCard(card).data
+    assert (data.library_name, data.pipeline_tag, data.tags) == ("transformers", "text-classification", ["hftk"])
+    assert data.base_model is None  # MiniLM comes from a package, not a hub id
+    results = {(r.dataset_split, r.metric_type): r.metric_value for r in data.eval_results}
+    assert (
+        results["validation", "accuracy"] == saved["eval"]["eval_accuracy"] and ("validation", "runtime") not in results
+    )
     assert f"| eval | accuracy | {saved['eval']['eval_accuracy']:.4f} |" in card
     assert "| eval | runtime |" not in card  # timings are not metrics
     assert f'pipe = pipeline("text-classification", model="{sst2_model.name}")' in card

@@ -19,6 +19,7 @@ import yaml
 from hftk import HftkError, Predictor, train
 from hftk.data import read_records
 from hftk.files import LOCK, checkpoint_problem, last_complete_checkpoint, locked
+from hftk.models import device_policy
 
 from .helpers import DATA, MINILM, ROOT, head, sst2_recipe, tiny_model
 
@@ -31,7 +32,9 @@ def test_trained_model_learns_and_its_directory_is_complete(sst2_model):
     metrics = json.loads((sst2_model / "metrics.json").read_text())
     # 1,200 real training rows, one epoch: clearly above the 0.5 of chance on 300 dev rows.
     assert metrics["eval"]["eval_accuracy"] > 0.7
-    assert metrics["device"] == {"device": "cpu", "precision": "fp32", "world_size": 1}
+    policy = device_policy("auto")  # this machine's CPU: bf16 where it computes it
+    device = {"device": "cpu", "precision": policy.precision, "world_size": 1}
+    assert metrics["device"] == device | ({"precision_reason": policy.why} if policy.why else {})
     card = (sst2_model / "README.md").read_text()
     assert "pipeline_tag: text-classification" in card and "| eval | accuracy |" in card
     config = json.loads((sst2_model / "config.json").read_text())
@@ -44,7 +47,7 @@ def test_output_loads_in_transformers_pipeline_and_agrees_with_predictor(sst2_mo
     texts = [r["sentence"] for r in read_records(DATA / "en/sst2/dev.tsv").rows[300:400]]
     pipe = pipeline("text-classification", model=str(sst2_model), device="cpu")
     expected = pipe(texts, batch_size=16)
-    got = Predictor(sst2_model).predict(texts)
+    got = Predictor(sst2_model, precision="fp32").predict(texts)
     assert [g["label"] for g in got] == [e["label"] for e in expected]
     assert [g["score"] for g in got] == pytest.approx([e["score"] for e in expected], abs=1e-4)
 

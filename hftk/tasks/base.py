@@ -27,7 +27,7 @@ from hftk.cache import tokenizer_fingerprint
 from hftk.data import Features, Records, read_records
 from hftk.errors import HftkError
 from hftk.features import cache_state, encoded_dataset, records_origin, streamed_dataset
-from hftk.models import max_length
+from hftk.models import DevicePolicy, device_policy, max_length
 from hftk.recipe import Recipe
 
 __all__ = ["Features", "Task"]
@@ -42,6 +42,7 @@ _TRAINING_ONLY = {
     "peft": True,
     "seed": True,  # a held-out split it draws is known by its rows
     "generation": True,
+    "card": True,
     "data": {"train", "validation", "test", "validation_fraction", "num_proc", "cache", "streaming"},
 }
 
@@ -84,6 +85,8 @@ class Task(ABC):
     needs_head: ClassVar[bool] = True
     # TrainingArguments the task cannot work without, whatever the recipe says.
     required_arguments: ClassVar[dict[str, Any]] = {}
+    # Whether `precision: auto` may pick bf16 on a CPU that computes it (measured per task: bench/precision.py).
+    cpu_bf16: ClassVar[bool] = True
 
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
@@ -99,6 +102,14 @@ class Task(ABC):
     def default_arguments(self, has_eval: bool) -> dict[str, Any]:
         """TrainingArguments this task prefers over hftk's defaults; the recipe's `training:` block overrides them."""
         return {}
+
+    def device_policy(self, device: str | None = None, precision: str | None = None) -> DevicePolicy:
+        """Where and in which precision this task's model trains (the recipe's `precision:`) or predicts."""
+        return device_policy(precision or self.recipe.precision, device, cpu_bf16=self.cpu_bf16)
+
+    def export_outputs(self) -> tuple[str, ...] | None:
+        """The model outputs `forward` reads, which an exported (ONNX) model must give; None: not exportable."""
+        return self.output_names
 
     def generation_settings(self) -> Any:
         """The recipe's `generation:` settings (GenerationSettings) for tasks that generate, else None."""

@@ -56,6 +56,9 @@ class FeatureExtraction(Task):
 
         return AutoModel
 
+    def export_outputs(self) -> tuple[str, ...]:
+        return ("last_hidden_state",)  # pooled in `forward`, so one export serves every pooling
+
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
         import torch
 

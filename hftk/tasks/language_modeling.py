@@ -321,6 +321,9 @@ class CausalLM(LanguageModeling):
     def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
         return BlockCollator(self.tokenizer, None, pad_to_multiple_of)
 
+    def export_outputs(self) -> None:
+        return None  # generate() runs the model token by token
+
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
         if "labels" in batch:  # evaluation: perplexity of each block
             labels = batch.pop("labels")

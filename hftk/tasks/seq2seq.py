@@ -107,6 +107,9 @@ class Seq2Seq(Task):
         return DataCollatorForSeq2Seq(self.tokenizer, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of)
 
     # -- outputs ---------------------------------------------------------------------------------------
+    def export_outputs(self) -> None:
+        return None  # generate() runs the decoder token by token
+
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
         self.recipe.generation.apply(model)
         return (model.generate(**batch, generation_config=model.generation_config).cpu().numpy(),)

@@ -140,7 +140,7 @@ def test_jsick_recipe_trains_on_fixture_and_loads_in_pipeline(jsick_model):
     assert slow["token_type_ids"] == load_tokenizer(str(out))(pairs[0]["text"], pairs[0]["text_pair"])["token_type_ids"]
     assert 1 in slow["token_type_ids"]
     expected = pipeline("text-classification", model=str(out), device="cpu", top_k=None)(pairs)
-    got = Predictor(out).predict(
+    got = Predictor(out, precision="fp32").predict(
         [{recipe.data.column("text"): p["text"], recipe.data.column("text_pair"): p["text_pair"]} for p in pairs],
         top_k=3,
     )

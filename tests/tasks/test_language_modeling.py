@@ -95,7 +95,8 @@ def test_fill_mask_pipeline_agrees_with_hftk_predict(adapted_en, tmp_path):
     texts = ["Emma was very [MASK] of her father.", "Mr. Knightley, a [MASK] man, called [MASK] evening."]
     inputs = tmp_path / "in.txt"
     inputs.write_text("\n".join(texts) + "\n")
-    cli("predict", str(out), "--input", str(inputs), "--output", str(tmp_path / "p.jsonl"), "--top-k", "3")
+    out_file = tmp_path / "p.jsonl"
+    cli("predict", out, "--input", inputs, "--output", out_file, "--top-k", 3, "--precision", "fp32")  # as pipeline
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     expected = pipeline("fill-mask", model=str(out), device="cpu")(texts, top_k=3)
     assert [r["text"] for r in rows] == texts

@@ -496,7 +496,9 @@ def test_output_dir_answers_like_the_pipeline(quick_model, squad_dev):
     want = pipeline_reference(
         AutoTokenizer.from_pretrained(quick_model), model, real, max_length=96, doc_stride=32, max_answer_len=30
     )
-    got = Predictor(quick_model).predict([{"question": r["question"], "context": r["context"]} for r in real])
+    got = Predictor(quick_model, precision="fp32").predict(
+        [{"question": r["question"], "context": r["context"]} for r in real]
+    )
     assert [(g["answer"], g["start"], g["end"]) for g in got] == [
         (w[0]["answer"], w[0]["start"], w[0]["end"]) for w in want
     ]

@@ -287,7 +287,7 @@ def test_predict_spans_equal_the_transformers_pipeline(conll_model, strategy):
     assert len(texts) > 190
     pipe = pipeline("token-classification", model=str(out), aggregation_strategy=strategy, device="cpu")
     expected = pipe(texts, batch_size=16)
-    got = Predictor(out).predict(texts, aggregation_strategy=strategy)
+    got = Predictor(out, precision="fp32").predict(texts, aggregation_strategy=strategy)
     assert hftk_spans(got) == pipeline_spans(expected)
     assert sum(map(len, expected)) > 100  # the sample really has predicted entities to compare
     scores = [e["score"] for r in got for e in r["entities"]]
@@ -351,7 +351,7 @@ def test_japanese_ner_on_fixture_agrees_with_pipeline(ja_fixture, tmp_path):
     assert {"eval_f1", "eval_precision", "eval_recall", "eval_f1_人名"} <= set(result.metrics["eval"])
     texts = fitting(out, [r["text"] for r in read_records(DATA / "ja/ner_wikipedia/dev.json").rows[:200]])
     assert len(texts) > 120
-    got = Predictor(out).predict(texts)
+    got = Predictor(out, precision="fp32").predict(texts)
     pipe = hftk.pipeline("token-classification", model=str(out), aggregation_strategy="simple", device="cpu")
     assert pipe.tokenizer.is_fast
     expected = pipe(texts, batch_size=16)

@@ -1,0 +1,232 @@
+"""`hftk export`: a trained folder (or any checkpoint with --task) as an ONNX model for onnxruntime.
+
+The graph comes from `torch.onnx.export` (the dynamo exporter) with dynamic batch and sequence axes, and gives
+exactly the outputs the task's `forward` reads (logits; start and end logits; hidden states for embeddings). The
+exported folder holds `model.onnx` beside the tokenizer, config, recipe and card, so `hftk predict`, `evaluate`
+and `serve` take it as they take the original. `--quantize int8`: dynamic int8 quantization of the weights
+(onnxruntime), about half the size and faster on CPUs with VNNI.
+
+Exporting measures what changed: the exported model and the original (fp32, torch) predict the same inputs (the
+recipe's validation file, or `--data`), and the share of identical answers (labels, entity spans, answers) is
+written into the card and `hftk-export.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hftk.errors import HftkError
+from hftk.exported import MANIFEST, ONNX_FILE
+from hftk.files import CHECKPOINTS
+from hftk.predict import Predictor
+from hftk.text import subset
+
+logger = logging.getLogger("hftk")
+
+_AGREEMENT_INPUTS = 500  # inputs the exported model is checked on
+_SKIPPED = {CHECKPOINTS, "model.safetensors", "pytorch_model.bin", ".hftk-lock", "adapter_model.safetensors"}
+
+
+def export(
+    model: str | Path,
+    output: str | Path,
+    *,
+    fmt: str = "onnx",
+    quantize: str | None = None,
+    task: str | None = None,
+    data: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write the exported folder; returns its manifest (outputs, precision, agreement with the original)."""
+    if fmt != "onnx":
+        raise HftkError(f"--format {fmt}: hftk exports onnx; use --format onnx")
+    if quantize not in (None, "int8"):
+        raise HftkError(f"--quantize {quantize}: the choice is int8 (dynamic); leave it out for fp32")
+    out = Path(output)
+    if out.exists() and any(out.iterdir()):
+        raise HftkError(f"{out}: not empty; export into a new folder (nothing there was changed)")
+    original = Predictor(model, task=task, precision="fp32")
+    names = original.task.export_outputs()
+    if names is None:
+        raise HftkError(
+            f"{model}: {original.task.pipeline} models generate token by token, which hftk export does not cover; "
+            "serve the folder itself (hftk serve)"
+        )
+    source = Path(original.model_ref)
+    work = Path(tempfile.mkdtemp(prefix=".hftk-export-", dir=out.parent if out.parent.exists() else None))
+    try:
+        started = time.perf_counter()
+        inputs = _export_graph(original, names, work / ONNX_FILE)
+        if quantize:
+            _quantize(work / ONNX_FILE)
+        _copy_beside(original, source, work)
+        info: dict[str, Any] = {
+            "format": "onnx",
+            "precision": quantize or "fp32",
+            "inputs": inputs,
+            "outputs": list(names),
+            "task": original.task.name,
+            "source": str(model),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        (work / MANIFEST).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        info["agreement"] = _agreement(original, work, data)
+        (work / MANIFEST).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        _card(work, info)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()
+        work.rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return info
+
+
+def _export_graph(predictor: Predictor, names: tuple[str, ...], path: Path) -> list[str]:
+    import torch
+
+    model = predictor.model
+    # The graph is traced on two inputs of different lengths: padding, and every input the tokenizer gives.
+    texts = ["a short one", "and a second input, longer than the first, so that the batch carries padding"]
+    encoded = predictor.tokenizer(texts, padding=True, return_tensors="pt")
+    inputs = [n for n in predictor.tokenizer.model_input_names if n in encoded]
+    tensors = {n: encoded[n] for n in inputs}
+    unknown = set(inputs) - {"input_ids", "attention_mask", "token_type_ids"}
+    if unknown:
+        raise HftkError(
+            f"{predictor.model_ref}: the tokenizer gives {', '.join(sorted(unknown))}, which export does not map"
+        )
+
+    class Heads(torch.nn.Module):
+        """The model with named inputs (the exporter traces them) and the task's outputs as a tuple."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> tuple[Any, ...]:
+            given = {"attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            out = self.model(input_ids=input_ids, **{k: v for k, v in given.items() if v is not None})
+            return tuple(out[n] for n in names)
+
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    try:
+        with _quiet():
+            torch.onnx.export(
+                Heads().eval(),
+                args=(),
+                kwargs=tensors,
+                f=str(path),
+                dynamo=True,
+                input_names=inputs,
+                output_names=list(names),
+                dynamic_shapes={n: {0: batch, 1: sequence} for n in inputs},
+                optimize=True,
+                external_data=False,  # one file (ONNX's 2 GB limit: encoders up to large sizes)
+                verbose=False,
+            )
+    except Exception as e:  # the exporter's errors are many and long
+        logger.debug("export failed", exc_info=True)
+        raise HftkError(f"{predictor.model_ref}: the ONNX exporter failed ({str(e).splitlines()[0]})") from None
+    return inputs
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter narrates each step on stdout and warns through logging and `warnings`: hftk prints one line."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _quantize(path: Path) -> None:
+    """Dynamic int8 (weights int8, activations quantized on the fly), after onnxruntime's recommended
+    pre-processing (shape inference, graph optimisation)."""
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    fp32, prepared = path.with_name("model-fp32.onnx"), path.with_name("model-prepared.onnx")
+    path.rename(fp32)
+    try:
+        with _quiet():
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)  # the exporter's shapes are known
+            quantize_dynamic(str(prepared), str(path), weight_type=QuantType.QInt8)
+    except Exception as e:  # onnxruntime's tools raise plain exceptions
+        raise HftkError(f"int8 quantization failed ({str(e).splitlines()[0]}); export without --quantize") from None
+    fp32.unlink()
+    prepared.unlink()
+
+
+def _copy_beside(predictor: Predictor, source: Path, work: Path) -> None:
+    """Tokenizer, config, recipe and card: what predicting from the folder reads, without the weights."""
+    if source.is_dir():
+        for item in source.iterdir():
+            if item.name in _SKIPPED or item.suffix in (".safetensors", ".bin", ".onnx"):
+                continue
+            if item.is_file():
+                shutil.copy2(item, work / item.name)
+    else:  # a hub id: what the loaded tokenizer and config say
+        predictor.tokenizer.save_pretrained(work)
+        predictor.model.config.save_pretrained(work)
+    if not (work / "recipe.yaml").exists():  # any checkpoint with --task: a recipe that names its task
+        import yaml
+
+        recipe = predictor.recipe.model_dump(mode="json", exclude_defaults=True)
+        (work / "recipe.yaml").write_text(yaml.safe_dump({**recipe, "task": predictor.task.name}), encoding="utf-8")
+
+
+def _agreement(original: Predictor, folder: Path, data: str | Path | None) -> dict[str, Any] | None:
+    """Share of inputs whose answers from the exported model equal the original's (scores aside)."""
+    path = data or original.recipe.data.validation
+    if not path or not Path(path).exists():
+        logger.warning("hftk: no data to check the export on (no validation file); give --data FILE")
+        return None
+    records = original.read(path)
+    records = subset(records, range(min(len(records), _AGREEMENT_INPUTS)))
+    exported = Predictor(folder)
+    exported.max_batch_size = original.max_batch_size
+    a, b = original.predict(records), exported.predict(records)
+    same = sum(answer_of(x) == answer_of(y) for x, y in zip(a, b))
+    return {"data": str(path), "inputs": len(a), "same_answers": same / len(a)}
+
+
+def answer_of(prediction: Any) -> Any:
+    """A prediction without its scores and vectors: what a user reads as the answer."""
+    if isinstance(prediction, dict):
+        return {k: answer_of(v) for k, v in prediction.items() if k not in ("score", "scores", "embedding")}
+    if isinstance(prediction, list):
+        return [answer_of(v) for v in prediction]
+    return prediction
+
+
+def _card(folder: Path, info: dict[str, Any]) -> None:
+    card = folder / "README.md"
+    agreement = info.get("agreement")
+    measured = (
+        f"On {agreement['inputs']} inputs of `{Path(agreement['data']).name}`, {agreement['same_answers']:.2%} of its "
+        "answers are the original model's (scores aside)."
+        if agreement
+        else "Agreement with the original was not measured (no data given)."
+    )
+    section = (
+        f"\n## Exported (hftk export)\n\nONNX ({info['precision']}), run by onnxruntime: `hftk predict`, `hftk serve` "
+        f"take this folder as they take the original. Outputs: {', '.join(info['outputs'])}. {measured}\n"
+    )
+    text = card.read_text(encoding="utf-8") if card.exists() else f"# {info['task']} (exported)\n"
+    card.write_text(text.rstrip("\n") + "\n" + section, encoding="utf-8")
