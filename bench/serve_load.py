@@ -1,7 +1,8 @@
 """Throughput and latency of `hftk serve` against the usual FastAPI endpoint that calls pipeline() per request.
 
-Both servers run as child processes on loopback with the same model (an hftk SST-2 MiniLM folder) and the same
-precision (`--precision`, default fp32 for both: the baseline's pipeline runs fp32). N clients (threads, each one
+Both servers run as child processes on loopback with the same model (an hftk SST-2 MiniLM folder), each in its
+default arithmetic: the baseline's pipeline in fp32, hftk serve in `--precision` (default auto: bf16 on a CPU that
+computes it; `--precision fp32` compares like with like). N clients (threads, each one
 keep-alive connection) send one SST-2 dev sentence per request, back to back, for `--seconds` or `--requests`
 per client, whichever ends first. Reported per server and N: requests/s, p50/p95/p99 latency, errors, the
 server's peak RSS. Then overload: hftk serve with `--max-queue 64` under `--overload` clients: only 200 or 503
@@ -26,6 +27,8 @@ from pathlib import Path
 from statistics import quantiles
 from typing import Any
 
+from pydantic import BaseModel
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -33,20 +36,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+class Body(BaseModel):
+    """The baseline's request: FastAPI resolves it from the module (annotations are strings here)."""
+
+    inputs: list[str]
+
+
 def baseline_server(model: str, port: int, precision: str) -> None:
     """What a user writes first: FastAPI, pipeline() per request (sync endpoint: FastAPI's thread pool)."""
     import torch
     import uvicorn
     from fastapi import FastAPI
-    from pydantic import BaseModel
     from transformers import pipeline
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     pipe = pipeline("text-classification", model=model, device="cpu", dtype=dtype)
     app = FastAPI()
-
-    class Body(BaseModel):
-        inputs: list[str]
 
     @app.post("/predict")
     def predict(body: Body) -> dict[str, Any]:
@@ -170,7 +175,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,8,32,128", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--seconds", type=float, default=15, help="per concurrency level and server")
     ap.add_argument("--requests", type=int, default=400, help="per client at most")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="hftk serve's")
     ap.add_argument("--overload", type=int, default=256, help="clients against --max-queue 64 (0 skips)")
     ap.add_argument("--baseline-server", nargs=3, metavar=("MODEL", "PORT", "PRECISION"))
     args = ap.parse_args()
@@ -182,12 +187,13 @@ def main() -> None:
     model = args.model or str(small_model())
     sentences = [line.rsplit("\t", 1)[0] for line in (ROOT / "data/en/sst2/dev.tsv").read_text().splitlines()[1:]]
     py = sys.executable
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, loopback, {args.precision}", flush=True)
+    when = time.strftime("%Y-%m-%d %H:%M")
+    print(f"# {when}, {os.cpu_count()} CPU cores, loopback; hftk serve --precision {args.precision}, baseline fp32")
     port = free_port()
     hftk = [py, "-m", "hftk", "serve", model, "--port", str(port), "--precision", args.precision]
     rows = run_server("hftk serve", hftk, port, sentences, args)
     port = free_port()
-    baseline = [py, str(Path(__file__).resolve()), "--baseline-server", model, str(port), args.precision]
+    baseline = [py, str(Path(__file__).resolve()), "--baseline-server", model, str(port), "fp32"]
     rows += run_server("FastAPI + pipeline()", baseline, port, sentences, args)
 
     print("\n| server | clients | requests/s | p50 (ms) | p95 (ms) | p99 (ms) | failed | peak RSS (GB) |")
@@ -208,7 +214,8 @@ def main() -> None:
 
     if args.overload:
         port = free_port()
-        proc = start([*hftk[:-4], "--port", str(port), "--precision", args.precision, "--max-queue", "64"], port)
+        limits = ["--max-queue", "64", "--max-inputs", "16"]
+        proc = start([*hftk[:-4], "--port", str(port), "--precision", args.precision, *limits], port)
         memory = Memory(proc.pid)
         before = memory.now()
         memory.start()
