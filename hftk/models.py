@@ -215,16 +215,17 @@ def device_policy(
     if bf16_supported is None:
         bf16_supported = _cuda_bf16() if device == "cuda" else device == "cpu"
     why = ""
+    native = device == "cpu" and cpu_computes_bf16()
     if requested != "auto":
         precision = requested
     elif device == "cuda":
         precision = "bf16" if bf16_supported else "fp16"
-    elif device == "cpu" and cpu_computes_bf16() and cpu_bf16:
+    elif native and cpu_bf16:
         precision, why = "bf16", "native on this CPU"
     else:
         precision = "fp32"
         if device == "cpu":
-            why = "this task keeps fp32 on CPU" if cpu_computes_bf16() else "this CPU would emulate bf16"
+            why = "this task keeps fp32 on CPU" if native else "this CPU would emulate bf16"
     if precision == "fp16" and device != "cuda":
         raise HftkError(f"precision: fp16 needs a CUDA GPU (this machine trains on {device}); use fp32 or auto")
     if precision == "bf16" and not bf16_supported:
