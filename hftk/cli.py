@@ -35,6 +35,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in the output dir")
     t.add_argument("--no-cache", action="store_true", help="tokenise the data anew and keep no cache (data.cache)")
 
+    tu = sub.add_parser("tune", help="search the recipe's search: space with Optuna; keep the best model")
+    tu.add_argument("recipe", help="recipe YAML file with a search: block")
+    tu.add_argument("--trials", type=int, default=10, help="trials in the study when done (default 10)")
+    _set(tu, "override a recipe field for every trial (repeatable)")
+    tu.add_argument("--output", help="the study's folder (default: the recipe's output_dir)")
+    tu.add_argument("--resume", action="store_true", help="continue the study in the output dir")
+    tu.add_argument("--overwrite", action="store_true", help="replace a study or run in the output dir")
+    tu.add_argument("--no-cache", action="store_true", help="tokenise the data anew and keep no cache (data.cache)")
+    tu.add_argument("--no-prune", action="store_true", help="run every trial to the end (no median pruning)")
+    tu.add_argument("--backend", choices=["optuna", "ray"], default="optuna", help="optuna (here) or ray (Ray Tune)")
+
     c = sub.add_parser("check", help="validate a recipe and its data without loading weights")
     c.add_argument("recipe", help="recipe YAML file (relative data paths start at its folder)")
     _set(c, "override a recipe field as train would, e.g. --set max_length=256 (repeatable)")
@@ -162,6 +173,29 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune(args: argparse.Namespace) -> int:
+    from hftk.tune import format_table
+    from hftk.tune import tune as run
+
+    result = run(
+        args.recipe,
+        trials=args.trials,
+        overrides=_recipe_overrides(args),
+        output_dir=args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        prune=not args.no_prune,
+        backend=args.backend,
+    )
+    print(format_table(result))
+    print(
+        f"best {result.metric} {result.best_value:.4g} with {json.dumps(result.best_params)}\n"
+        f"model: {result.best_dir}; recipe: {result.output_dir / 'best-recipe.yaml'}; "
+        f"every trial: {result.output_dir / 'trials.csv'}, {result.output_dir / 'tune.png'}"
+    )
+    return 0
+
+
 def check(args: argparse.Namespace) -> int:
     report = hftk.check(args.recipe, _recipe_overrides(args))
     print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
@@ -265,6 +299,7 @@ def tasks(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": train,
+    "tune": tune,
     "check": check,
     "predict": predict,
     "embed": embed,

@@ -52,6 +52,7 @@ def write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, An
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     trainer.accelerator.wait_for_everyone()
+    task.configure(trainer.model)  # what the task learnt after training (tuned thresholds) into config.json
     if recipe.peft is None:
         trainer.save_model(str(staging))  # safetensors weights, config with id2label, tokenizer files
     elif main:  # the adapter in adapter/, and the merged model (or only its config) at the top
@@ -98,6 +99,7 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = 
         "## Training",
         "",
         *_training(metrics, args),
+        *_weights(task),
         f"Trained on {device.get('device', '?')} ({device.get('precision', '?')}) in "
         f"{train.get('train_runtime', 0):.0f} s, {train.get('train_samples_per_second', 0):.1f} samples/s"
         + (f"; the saved model is the best checkpoint, step {train['best_step']}." if "best_step" in train else "."),
@@ -167,9 +169,38 @@ def _answers(task: Task) -> list[str]:
         return []
     out = ["## Labels", "", ", ".join(f"`{v}`" for v in labels.values()), ""]
     threshold = getattr(task.recipe, "threshold", None)
-    if task.model_kwargs().get("problem_type") == "multi_label_classification" and threshold is not None:
-        out += [f"Multi-label: every label whose sigmoid score is at least {threshold} applies.", ""]
+    if not _multi(task) or threshold is None:
+        return out
+    tuned = task.learnt().get("thresholds")
+    if not tuned:
+        return [*out, f"Multi-label: every label whose sigmoid score is at least {threshold} applies.", ""]
+    global_ = task.recipe.threshold_tuning == "global"
+    how = f"one threshold, {next(iter(tuned.values())):.4f}, for micro-F1" if global_ else "each label's own F1"
+    out += [
+        f"Multi-label: a label applies when its sigmoid score reaches its threshold, tuned on the validation split "
+        f"for {how} (config.json `hftk_thresholds`: hftk predict, evaluate and serve use them; `pipeline()` returns "
+        "scores only). The validation metrics below were measured with these thresholds, so they are optimistic.",
+        "",
+    ]
+    if not global_:
+        out += ["| label | threshold |", "|---|---|", *(f"| {n} | {t:.4f} |" for n, t in tuned.items()), ""]
     return out
+
+
+def _weights(task: Task) -> list[str]:
+    """The loss's class weights, when the recipe asked for them."""
+    weights = task.learnt().get("class_weights")
+    if not weights:
+        return []
+    setting = task.recipe.class_weights
+    kind = "positive-label weights (BCE pos_weight)" if _multi(task) else "weights of the cross-entropy loss"
+    source = "balanced: from train's label counts" if setting == "balanced" else "from the recipe"
+    listed = ", ".join(f"`{n}` {w:.3g}" for n, w in weights.items())
+    return [f"Class {kind} (`class_weights`, {source}): {listed}.", ""]
+
+
+def _multi(task: Task) -> bool:
+    return task.model_kwargs().get("problem_type") == "multi_label_classification"
 
 
 def _training(metrics: dict[str, Any], args: Any) -> list[str]:
@@ -191,8 +222,7 @@ def _training(metrics: dict[str, Any], args: Any) -> list[str]:
 def _use(task: Task, folder: str) -> list[str]:
     pipeline_task = task.pipeline
     # Multi-label: pipeline's default (a softmax top-1) would hide labels; top_k=None returns every label's score.
-    multi = task.model_kwargs().get("problem_type") == "multi_label_classification"
-    call = 'pipe("text", top_k=None)' if multi else None
+    call = 'pipe("text", top_k=None)' if _multi(task) else None
     if pipeline_task not in removed_pipelines():
         return [
             "```python",

@@ -135,7 +135,10 @@ class Predictor:
         import torch
 
         ids = features["input_ids"]
-        lengths = [len(x) for x in ids]
+        # Multiple choice: a feature is one sequence per choice, [choices, tokens]; batches are then 3-D, every
+        # feature of one run with the same number of choices (the task checks), its length its longest choice.
+        choices = len(ids[0]) if ids and ids[0] and isinstance(ids[0][0], list) else None
+        lengths = [max(map(len, x)) if choices else len(x) for x in ids]
         order = sorted(range(len(ids)), key=lengths.__getitem__)
         names = [n for n in self.tokenizer.model_input_names if n in features]
         pad = {name: (self.tokenizer.pad_token_id or 0) if name == "input_ids" else 0 for name in names}
@@ -148,15 +151,18 @@ class Predictor:
         # Long inputs show progress and an ETA on stderr; short ones stay quiet.
         progress = tqdm(total=len(ids), unit="input", desc="hftk", disable=len(ids) < PROGRESS_FROM, leave=False)
         with torch.inference_mode(), self.policy.autocast(), progress:
-            for batch in token_batches(order, lengths, TOKENS_PER_BATCH, self.max_batch_size):
+            for batch in token_batches(order, lengths, TOKENS_PER_BATCH // (choices or 1), self.max_batch_size):
                 progress.update(len(batch))
                 width = lengths[batch[-1]]
                 tensors = {}
                 for name in names:
-                    arr = np.full((len(batch), width), pad[name], dtype=np.int64)
+                    arr = np.full((len(batch), *((choices,) if choices else ()), width), pad[name], dtype=np.int64)
                     for row, i in enumerate(batch):
                         values = features[name][i]
-                        if left:
+                        if choices:
+                            for c, seq in enumerate(values):
+                                arr[row, c, : len(seq)] = seq
+                        elif left:
                             arr[row, width - len(values) :] = values
                         else:
                             arr[row, : len(values)] = values

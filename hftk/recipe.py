@@ -105,6 +105,46 @@ class CardSettings(Strict):
     tags: list[str] = Field(default_factory=list)
 
 
+class SearchSpace(Strict):
+    """One searched field of `search:`: a range (`low`..`high`, log-uniform with `log: true`, in steps of `step`;
+    integers when both ends are) or a list of `choices`."""
+
+    low: int | float | None = None  # int first: an int stays an int, so `{low: 2, high: 8}` is an integer range
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = Field(default=None, gt=0)
+    choices: list[str | int | float | bool | None] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SearchSpace:
+        ranged = self.low is not None or self.high is not None
+        if self.choices is not None:
+            if ranged or self.log or self.step is not None:
+                raise ValueError("give either choices or low/high (with log, step), not both")
+            if len({repr(c) for c in self.choices}) < len(self.choices):
+                raise ValueError("choices repeat a value; list each once")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give low and high (a range) or choices (a list)")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low above 0, got {self.low:g}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step do not combine; drop one")
+        return self
+
+    def values(self) -> list[Any]:
+        """The values validation tries on the recipe: each choice, or both ends of the range."""
+        if self.choices is not None:
+            return list(self.choices)
+        return [self.low, self.high]
+
+    @property
+    def integers(self) -> bool:
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high, self.step or 1))
+
+
 class Recipe(Strict):
     """Fields every task shares. Each task adds its own in a subclass keyed on `task`."""
 
@@ -126,6 +166,10 @@ class Recipe(Strict):
     seed: int = 42
     # Model card metadata for the Hub (hftk push): language, license, datasets, tags.
     card: CardSettings = Field(default_factory=CardSettings)
+    # `hftk tune`'s search space: dotted recipe field -> SearchSpace, e.g.
+    # {training.learning_rate: {low: 1e-5, high: 1e-4, log: true}, training.num_train_epochs: {choices: [2, 3]}}.
+    # `hftk train` ignores it.
+    search: dict[str, SearchSpace] = Field(default_factory=dict)
     # Whether the task can train from a stream (`data.streaming`); the others read their data whole.
     streams: ClassVar[bool] = False
 
@@ -312,7 +356,37 @@ def validate_recipe(cls: type[Recipe], raw: RawRecipe) -> Recipe:
         errors.extend(f"{raw.locate(*key.split('.'))}{key}: {msg}" for key, msg in lora.problems(raw.data["peft"]))
     if errors or recipe is None:
         raise HftkError("\n".join(errors))
+    if errors := _check_search(cls, recipe, raw):
+        raise HftkError("\n".join(errors))
     return recipe
+
+
+# Fields a search may not change: where the study writes, and the search itself.
+_NOT_SEARCHED = {"output_dir": "every trial writes into the study's folder", "search": "a search of the search"}
+
+
+def _check_search(cls: type[Recipe], recipe: Recipe, raw: RawRecipe) -> list[str]:
+    """Each searched field is validated as the recipe field it sets: the recipe with each choice (or each end of a
+    range) in its place must pass validation. A misspelt field, a value of the wrong type or out of TrainingArguments'
+    range is then found here, before any trial runs, with the same message `hftk train` would give."""
+    errors = []
+    base = {k: v for k, v in raw.data.items() if k != "search"}
+    for key, space in recipe.search.items():
+        prefix = f"{raw.locate('search', key)}search.{key}"
+        top = key.split(".", 1)[0]
+        if top in _NOT_SEARCHED or not all(key.split(".")):
+            errors.append(f"{prefix}: not searchable ({_NOT_SEARCHED.get(top, 'an empty part in the key')})")
+            continue
+        for value in space.values():
+            trial = RawRecipe(_deep_copy(base))
+            try:
+                _set_dotted(trial.data, key, value, "search")
+                validate_recipe(cls, trial)
+            except HftkError as e:
+                first = str(e).splitlines()[0].removeprefix(f"{trial.where}: ").removeprefix("search: ")
+                errors.append(f"{prefix}: with {value!r}: {first}")
+                break
+    return errors
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ def train(
     output_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Fine-tune the recipe's model and write a pipeline-ready output directory.
 
@@ -53,6 +54,7 @@ def train(
         output_dir: where the model goes (default: the recipe's output_dir).
         resume: continue from the last checkpoint in output_dir.
         overwrite: replace an existing run in output_dir.
+        callbacks: transformers TrainerCallbacks added to the run (`hftk tune` reports evaluations through one).
     """
     if resume and overwrite:
         raise HftkError("--resume continues the run in the output directory, --overwrite replaces it; pick one")
@@ -63,10 +65,10 @@ def train(
     lock = locked(out / LOCK, "hftk train") if is_main_process() else contextlib.nullcontext()
     with lock:
         check_output_dir(out, resume=resume, overwrite=overwrite)  # again: what a run before the lock wrote
-        return _run(recipe, out, resume=resume, overwrite=overwrite)
+        return _run(recipe, out, resume=resume, overwrite=overwrite, callbacks=callbacks or [])
 
 
-def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool) -> TrainResult:
+def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, callbacks: list[Any]) -> TrainResult:
     """`train` once the output folder is this run's."""
     from hftk.trainer import build_trainer  # imports transformers' Trainer (seconds): only when training
 
@@ -92,6 +94,8 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool) -> TrainRe
         early_stopping_patience=recipe.early_stopping_patience,
         pad_to_multiple_of=8 if policy.device == "cuda" else None,
     )
+    for callback in callbacks:
+        trainer.add_callback(callback)
     if last:  # killed while saving the final model: save it, train no step past the end
         return _finish_save(trainer, prepared, features, checkpoint, state, policy, out)
     if args.process_index == 0:
@@ -148,8 +152,7 @@ def load_model(prepared: Prepared) -> Any:
         )
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         _say_what_loaded(recipe.model, info)
-    for name, value in task.config_fields().items():
-        setattr(model.config, name, value)
+    task.configure(model)
     size = model.get_input_embeddings().weight.shape[0]
     if len(task.tokenizer) > size:
         raise HftkError(
@@ -298,10 +301,12 @@ def _saved_metrics(out: Path) -> dict[str, Any] | None:
         return None
 
 
-def _metric_fn(prepared: Prepared, features: dict[str, tuple[Any, Features | None]], split: str) -> Any:
+def _metric_fn(
+    prepared: Prepared, features: dict[str, tuple[Any, Features | None]], split: str, *, tune: bool = False
+) -> Any:
     if split not in features:
         return None
-    return prepared.task.metric_fn(prepared.splits[split], features[split][1])
+    return prepared.task.metric_fn(prepared.splits[split], features[split][1], tune=tune)
 
 
 def _final_metrics(
@@ -332,10 +337,13 @@ def _final_metrics(
                 args.metric_for_best_model,
                 trainer.state.best_metric,
             )
+        # The final validation also tunes what the task tunes on it (threshold: tuned), then scores with that.
+        trainer.compute_metrics = _metric_fn(prepared, features, "validation", tune=True)
         metrics["eval"] = trainer.evaluate()
     if "test" in features:
         trainer.compute_metrics = _metric_fn(prepared, features, "test")
         metrics["test"] = trainer.evaluate(features["test"][0], metric_key_prefix="test")
+    metrics |= prepared.task.learnt()  # class weights, tuned thresholds
     metrics["device"] = {"device": policy.device, "precision": policy.precision, "world_size": args.world_size}
     if policy.why:
         metrics["device"]["precision_reason"] = policy.why

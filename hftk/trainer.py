@@ -6,6 +6,7 @@
 - No pickles saved (`training_args.bin`); the recipe says the same in YAML.
 - For tasks that generate: the recipe's `generation:` settings kept in the model's generation config.
 - For tasks evaluated by loss (language models): perplexity, on the same seeded masks every time.
+- For tasks with class weights (the recipe's `class_weights`): a weighted loss on the model's logits.
 
 The classes live here at module level; `build_trainer` picks one from what the task says it evaluates.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -68,12 +70,20 @@ class HftkTrainerMixin:
     Args (keyword, beside Trainer's own):
         generation: GenerationSettings written into the model's generation config, or None.
         perplexity: add `<prefix>_perplexity` = exp(loss) to every evaluation, with seeded masks.
+        class_weights: per-class loss weights (`Task.loss_weights`), or None for the model's own loss.
     """
 
-    def __init__(self, *args: Any, generation: Any = None, perplexity: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, generation: Any = None, perplexity: bool = False, class_weights: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.generation = generation
         self.perplexity = perplexity
+        self.class_weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        if self.class_weights is not None:
+            # weighted_loss is a per-batch mean, like the classification heads' own losses: Trainer divides it by
+            # the gradient-accumulation steps, and DDP averages the gradients over processes.
+            self.loss_is_scaled_for_ga = False
         self._apply_generation()
 
     def _apply_generation(self) -> None:
@@ -129,7 +139,30 @@ class HftkTrainerMixin:
         # predicts is exact.
         if self.perplexity and not model.training:
             num_items_in_batch = None
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.class_weights is None or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # The model's logits, hftk's weighted loss: without labels the model computes none of its own.
+        # num_items_in_batch is not used (see __init__).
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = weighted_loss(outputs["logits"], labels, self.class_weights)
+        return (loss, outputs) if return_outputs else loss
+
+
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The classification loss with per-class weights, as the transformers heads compute it unweighted.
+
+    Multi-label (float labels shaped like the logits): BCE with logits, `weights` as `pos_weight`, mean over every
+    label of every row. Otherwise (single-label, NER) cross-entropy with `weights` as `weight`, labels -100 ignored:
+    torch's weighted mean, the weighted sum divided by the summed weights of the targets.
+    """
+    logits = logits.float()
+    weights = weights.to(logits.device)
+    if labels.is_floating_point() and labels.shape == logits.shape:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
+    flat = logits.view(-1, logits.shape[-1])
+    return torch.nn.functional.cross_entropy(flat, labels.view(-1), weight=weights, ignore_index=-100)
 
 
 class HftkTrainer(HftkTrainerMixin, Trainer):
@@ -147,6 +180,23 @@ class StartStep(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.step = state.global_step  # Trainer has loaded the checkpoint's state by now
+
+
+class EvaluationReport(TrainerCallback):
+    """Hands each evaluation's score of a trial's run to the search (`send(value, step)`), which may stop the run
+    by raising (Optuna's pruning) or by its own means (Ray's schedulers)."""
+
+    def __init__(self, send: Callable[[float, int], None]) -> None:
+        self.send = send
+        self.steps: set[int] = set()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **_: Any) -> None:
+        key = args.metric_for_best_model
+        value = (metrics or {}).get(key if key.startswith("eval_") else f"eval_{key}")
+        if value is None or state.global_step in self.steps:  # the final evaluation repeats the best step's
+            return
+        self.steps.add(state.global_step)
+        self.send(float(value), state.global_step)
 
 
 class StopOnNonFiniteLoss(TrainerCallback):
@@ -199,6 +249,7 @@ def build_trainer(
         callbacks=callbacks,
         generation=task.generation_settings(),
         perplexity=task.evaluates == "loss",
+        class_weights=task.loss_weights(),
     )
     # transformers prints logged floats as quoted text ('loss': '0.6924'); these print them as numbers.
     if trainer.pop_callback(ProgressCallback) is not None:  # progress bars on (the default)

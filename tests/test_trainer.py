@@ -1,12 +1,12 @@
-"""hftk.trainer: each epoch's order drawn from (seed, epoch) alone, and which heads divide their loss by the item
-count Trainer passes (real MiniLM, the tiny GPT-2)."""
+"""hftk.trainer: each epoch's order drawn from (seed, epoch) alone, which heads divide their loss by the item
+count Trainer passes, and the class-weighted loss (real MiniLM, the tiny GPT-2)."""
 
 import pytest
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hftk.data import read_records
-from hftk.trainer import EpochSeededLengthGroupedSampler, loss_counts_items
+from hftk.trainer import EpochSeededLengthGroupedSampler, HftkTrainer, loss_counts_items, weighted_loss
 
 from .helpers import DATA, MINILM, head
 
@@ -109,3 +109,51 @@ def test_logs_print_numbers_as_numbers(capsys):
     state = types.SimpleNamespace(is_local_process_zero=True)
     Printer().on_log(None, state, None, logs={"loss": 0.692417, "learning_rate": 5e-05, "step": 3, "total_flos": 9.0})
     assert capsys.readouterr().out == "{'loss': 0.6924, 'learning_rate': 5e-05, 'step': 3}\n"
+
+
+def test_class_weights_give_torchs_weighted_cross_entropy_in_place_of_the_heads_loss(tmp_path):
+    """Real MiniLM logits on real SST-2 rows, through the Trainer's own compute_loss."""
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, TrainingArguments
+
+    from hftk.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(MINILM)
+    rows = read_records(DATA / "en/sst2/dev.tsv").rows[:16]
+    batch = DataCollatorWithPadding(tokenizer)(
+        [{**tokenizer(r["sentence"], truncation=True, max_length=32), "labels": int(r["label"])} for r in rows]
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model(MINILM), num_labels=2).eval()
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    weights = torch.tensor([0.25, 3.0])
+    trainer = HftkTrainer(model=model, args=args, class_weights=weights.numpy())
+    assert trainer.loss_is_scaled_for_ga is False  # a per-batch mean: Trainer divides it by accumulation steps
+    with torch.no_grad():
+        loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
+        own = model(**batch).loss
+        unweighted = HftkTrainer(model=model, args=args, class_weights=[1.0, 1.0]).compute_loss(model, batch)
+    labels, logits = batch["labels"], outputs["logits"]
+    assert "labels" in batch and "loss" not in outputs  # the caller's batch kept; the model computed no loss
+    assert loss == pytest.approx(torch.nn.CrossEntropyLoss(weight=weights)(logits, labels).item(), rel=1e-6)
+    nll = -torch.log_softmax(logits, -1)[torch.arange(len(labels)), labels]
+    assert loss == pytest.approx(((weights[labels] * nll).sum() / weights[labels].sum()).item(), rel=1e-5)
+    assert unweighted == pytest.approx(own.item(), rel=1e-6)  # weights of 1: the head's own plain mean
+    assert abs(loss - own) > 1e-3
+
+
+def test_weighted_loss_for_tokens_and_multi_label_is_torchs():
+    """NER: cross-entropy ignoring -100 (special tokens); multi-label: BCE with pos_weight, by hand as well."""
+    torch.manual_seed(0)
+    weights = torch.tensor([0.2, 1.0, 4.0])
+    logits = torch.randn(2, 7, 3)
+    labels = torch.randint(0, 3, (2, 7))
+    labels[:, 0] = labels[1, -2:] = -100
+    expected = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=-100)(logits.view(-1, 3), labels.view(-1))
+    assert weighted_loss(logits, labels, weights) == pytest.approx(expected.item(), rel=1e-6)
+
+    logits = torch.randn(5, 3)
+    targets = (torch.rand(5, 3) < 0.3).float()
+    got = weighted_loss(logits, targets, weights)
+    expected = torch.nn.BCEWithLogitsLoss(pos_weight=weights)(logits, targets)
+    by_hand = -(weights * targets * torch.nn.functional.logsigmoid(logits))
+    by_hand -= (1 - targets) * torch.nn.functional.logsigmoid(-logits)
+    assert got == pytest.approx(expected.item(), rel=1e-6) == by_hand.mean().item()

@@ -94,7 +94,16 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
     return validate_recipe(cls.recipe_class, raw)
 
 
-_FILES = {"question-answering": "train.json", "token-classification": "train.jsonl", "seq2seq": "train.jsonl"}
+_FILES = {
+    "question-answering": "train.json",
+    "token-classification": "train.jsonl",
+    "seq2seq": "train.jsonl",
+    "multiple-choice": "train.jsonl",
+}
+# Recipe fields a task cannot start without naming, beyond its roles' columns.
+_FIELDS = {
+    "multiple-choice": ["choices: [choice0, choice1, choice2, choice3]   # one column per choice, or one list column"]
+}
 
 
 def example_recipe(cls: type[Task]) -> str:
@@ -118,6 +127,7 @@ def example_recipe(cls: type[Task]) -> str:
             f"  validation: {train.replace('train', 'dev')}",
             "  columns: {" + ", ".join(f"{r}: {r}" for r in (*cls.input_roles, *cls.target_roles)) + "}"
             "   # role: column in your files",
+            *_FIELDS.get(cls.name, []),
             "training:   # any transformers.TrainingArguments field",
             "  num_train_epochs: 3",
             f"output_dir: runs/{cls.name}",

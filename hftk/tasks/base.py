@@ -43,8 +43,17 @@ _TRAINING_ONLY = {
     "seed": True,  # a held-out split it draws is known by its rows
     "generation": True,
     "card": True,
+    "search": True,
+    "class_weights": True,  # the loss, not the features
+    "threshold": True,  # decisions on the outputs
+    "threshold_tuning": True,
     "data": {"train", "validation", "test", "validation_fraction", "num_proc", "cache", "streaming"},
 }
+
+
+# Task attributes that no feature depends on: the recipe and tokenizer (keyed on their own), and what steers the
+# loss or the decisions (class weights, tuned thresholds).
+_NOT_FEATURE_STATE = ("recipe", "tokenizer", "weights", "thresholds")
 
 
 class Task(ABC):
@@ -168,7 +177,7 @@ class Task(ABC):
         what it learnt in `fit`, the tokenizer, the recipe (less what only training reads). `cache.key` adds
         hftk's own code."""
         recipe = self.recipe.model_dump(mode="json", exclude=_TRAINING_ONLY)
-        state = {k: v for k, v in vars(self).items() if k not in ("recipe", "tokenizer")}
+        state = {k: v for k, v in vars(self).items() if k not in _NOT_FEATURE_STATE}
         return {
             "task": f"{type(self).__module__}.{type(self).__qualname__}",
             "state": json.dumps(state, sort_keys=True, default=repr),
@@ -226,6 +235,22 @@ class Task(ABC):
         """hftk's own facts about the trained model, set on its config after loading and so saved in config.json."""
         return {}
 
+    def configure(self, model: Any) -> None:
+        """Set `config_fields` on the model's config: once loaded, and again before the final save, for what was
+        learnt after training (tuned thresholds)."""
+        for name, value in self.config_fields().items():
+            setattr(model.config, name, value)
+
+    def loss_weights(self) -> np.ndarray | None:
+        """Per-class weights of the training loss in label-id order (the recipe's `class_weights`, learnt in
+        `fit`): cross-entropy `weight`, or BCE `pos_weight` for multi-label. None: the model's own loss."""
+        return None
+
+    def learnt(self) -> dict[str, Any]:
+        """What the task learnt besides the weights that a reader of the run should see (class weights, tuned
+        thresholds), by name: written to metrics.json and the model card."""
+        return {}
+
     def collator(self, pad_to_multiple_of: int | None = None) -> Any:
         from transformers import DataCollatorWithPadding
 
@@ -279,8 +304,16 @@ class Task(ABC):
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **options: Any) -> list[dict]:
         """One output per feature -> one JSON-able prediction per record, in record order."""
 
-    def metric_fn(self, records: Records, features: Features) -> Callable[[Any], dict[str, float]] | None:
-        """Trainer's compute_metrics for one evaluation split; None leaves Trainer's loss as the only metric."""
+    def tune(self, records: Records, features: Features, outputs: list[Any]) -> None:
+        """Learn decision settings from the trained model's outputs on the validation split (multi-label
+        thresholds), before they are scored and saved; most tasks have none."""
+        return None
+
+    def metric_fn(
+        self, records: Records, features: Features, *, tune: bool = False
+    ) -> Callable[[Any], dict[str, float]] | None:
+        """Trainer's compute_metrics for one evaluation split; None leaves Trainer's loss as the only metric.
+        `tune`: `tune` on these outputs first (the final validation), so the metrics are those of the settings saved."""
         if self.evaluates == "loss":
             return None  # Trainer then keeps no logits
         lengths = [len(x) for x in features["input_ids"]]
@@ -288,6 +321,9 @@ class Task(ABC):
         def compute(prediction: Any) -> dict[str, float]:
             if self.evaluates == "generation":  # generated token ids, one row per feature
                 return self.score(records, features, list(prediction.predictions))
-            return self.score(records, features, self.unbatch(prediction.predictions, lengths))
+            outputs = self.unbatch(prediction.predictions, lengths)
+            if tune:
+                self.tune(records, features, outputs)
+            return self.score(records, features, outputs)
 
         return compute

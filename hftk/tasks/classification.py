@@ -9,9 +9,9 @@ from collections import Counter
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import field_validator, model_validator
 
-from hftk import metrics
+from hftk import imbalance, metrics
 from hftk.data import Records, RowStream
 from hftk.errors import HftkError
 from hftk.recipe import Labels, Recipe
@@ -33,7 +33,35 @@ class ClassificationRecipe(Recipe):
     # Label order (list), or data value -> name (mapping, e.g. {0: negative, 1: positive}). Default: the
     # sorted labels seen in train.
     labels: Labels = None
-    threshold: float = Field(default=0.5, gt=0, lt=1)  # multi-label decision threshold on sigmoid scores
+    # Multi-label decision threshold on sigmoid scores: one number for every label, or `tuned`: chosen after
+    # training on the validation outputs to maximise F1 and saved with the model (config.json hftk_thresholds).
+    threshold: float | Literal["tuned"] = 0.5
+    # How `threshold: tuned` chooses: each label's own F1 (per_label), or one threshold for micro-F1 (global).
+    threshold_tuning: Literal["per_label", "global"] = "per_label"
+    # balanced (scikit-learn's, from train's label counts) or {label: weight}: a weighted loss for rare classes.
+    class_weights: imbalance.ClassWeights = None
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold(cls, v: Any) -> Any:
+        if v == "tuned" or (isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 1):
+            return v
+        raise ValueError("must be a number between 0 and 1 (exclusive), or tuned")
+
+    @model_validator(mode="after")
+    def _imbalance_fits(self) -> ClassificationRecipe:
+        if self.class_weights is not None and self.problem_type == "regression":
+            raise ValueError("class_weights: regression has no classes to weight; remove class_weights")
+        if self.threshold == "tuned" and self.problem_type != "multi_label":
+            raise ValueError(f"threshold: tuned is for multi_label models; {self.problem_type} takes none, remove it")
+        if self.threshold == "tuned" and self.data.validation is None:
+            raise ValueError(
+                "threshold: tuned chooses the thresholds on the validation split; give data.validation, or a number"
+            )
+        names = list(self.labels.values()) if isinstance(self.labels, dict) else self.labels
+        if names and (unknown := imbalance.unknown_names(self.class_weights, names)):
+            raise ValueError(imbalance.unknown_message(unknown[0], names))
+        return self
 
 
 class Classification(Task):
@@ -55,6 +83,8 @@ class Classification(Task):
         self.value_to_id: dict[str, int] = {}
         self.names: list[str] = []
         self.pairs = False  # trained on sentence pairs (fit, or the trained model's config)
+        self.weights: list[float] | None = None  # loss weights by label id (fit, from class_weights)
+        self.thresholds: list[float] | None = None  # multi-label thresholds by label id (tune, or the config)
         if isinstance(recipe.labels, dict):
             self.value_to_id = {v: i for i, v in enumerate(recipe.labels)}
             self.names = list(recipe.labels.values())
@@ -73,11 +103,14 @@ class Classification(Task):
         return super().read(path)
 
     def fit(self, train: Records) -> None:
-        """Learn the labels, checking every row on the way (its texts, its labels) a batch at a time: a streamed
-        split is never held, and a bad row stops the run before weights load, not hours into training."""
+        """Learn the labels (and class weights), checking every row on the way (its texts, its labels) a batch at a
+        time: a streamed split is never held, and a bad row stops the run before weights load, not hours into
+        training."""
         self.pairs = self.has_role(train, "text_pair")
         learn = self.problem != "regression" and not self.names
-        seen: Counter[str] = Counter()
+        count = learn or self.recipe.class_weights == "balanced"
+        seen: Counter[str] = Counter()  # label value -> rows that carry it
+        rows = 0
         first: dict[str, tuple[str, str]] = {}  # casefolded label -> (its first spelling, where)
         for part in train.batches():
             self.texts(part, "text")
@@ -86,16 +119,44 @@ class Classification(Task):
             if learn:
                 raw = self._raw_labels(part)
                 _one_spelling(part, raw, first)
-                seen.update(v for values in raw for v in values)
             else:
                 self.targets(part)
-        if not learn:
-            return
-        ordered = sorted(seen, key=_natural_key)
-        self.value_to_id = {v: i for i, v in enumerate(ordered)}
-        self.names = ordered
-        if self.problem == "single_label" and len(ordered) < 2:
-            raise HftkError(f"{train.source}: only one label ({ordered[0]!r}) in train; a classifier needs two")
+                raw = self._raw_labels(part) if count else []
+            seen.update(v for values in raw for v in set(values))
+            rows += len(part)
+        if learn:
+            ordered = sorted(seen, key=_natural_key)
+            self.value_to_id = {v: i for i, v in enumerate(ordered)}
+            self.names = ordered
+            if self.problem == "single_label" and len(ordered) < 2:
+                raise HftkError(f"{train.source}: only one label ({ordered[0]!r}) in train; a classifier needs two")
+        self.weights = self._class_weights(seen, rows)
+
+    def _class_weights(self, seen: Counter[str], rows: int) -> list[float] | None:
+        setting = self.recipe.class_weights
+        if setting is None:
+            return None
+        if setting != "balanced":
+            if unknown := imbalance.unknown_names(setting, self.names):
+                raise HftkError(f"recipe: {imbalance.unknown_message(unknown[0], self.names)}")
+            return imbalance.named(setting, self.names).tolist()
+        counts = np.zeros(len(self.names))
+        for value, n in seen.items():
+            counts[self.value_to_id[value]] += n
+        if self.problem == "multi_label":
+            return imbalance.pos_weights(counts, rows).tolist()
+        return imbalance.balanced(counts).tolist()
+
+    def loss_weights(self) -> np.ndarray | None:
+        return None if self.weights is None else np.asarray(self.weights)
+
+    def learnt(self) -> dict[str, Any]:
+        out = {}
+        if self.weights is not None:
+            out["class_weights"] = {n: round(w, 6) for n, w in zip(self.names, self.weights)}
+        if self.thresholds is not None:
+            out["thresholds"] = {n: round(t, 6) for n, t in zip(self.names, self.thresholds)}
+        return out
 
     def encode(self, records: Records, *, with_targets: bool) -> dict[str, list[Any]]:
         texts = self.texts(records, "text")
@@ -195,8 +256,12 @@ class Classification(Task):
         return AutoModelForSequenceClassification
 
     def config_fields(self) -> dict[str, Any]:
-        # Saved in config.json, so prediction knows the model expects pairs (pipeline() ignores the key).
-        return {"hftk_text_pair": True} if self.pairs else {}
+        # Saved in config.json, so prediction knows the model expects pairs and the tuned thresholds (pipeline()
+        # ignores both keys).
+        fields: dict[str, Any] = {"hftk_text_pair": True} if self.pairs else {}
+        if self.thresholds is not None:
+            fields["hftk_thresholds"] = dict(zip(self.names, self.thresholds))
+        return fields
 
     def model_kwargs(self) -> dict[str, Any]:
         if self.problem == "regression":
@@ -217,6 +282,9 @@ class Classification(Task):
             # Trained labels are stored by display name; data files may hold the raw values instead.
             raw = recipe.labels if isinstance(recipe.labels, dict) else {}
             task.value_to_id = {**{n: i for i, n in enumerate(task.names)}, **{v: i for i, v in enumerate(raw)}}
+        tuned = getattr(config, "hftk_thresholds", None)
+        if recipe.threshold == "tuned" and isinstance(tuned, dict):  # a number in the recipe (--set) wins
+            task.thresholds = [float(tuned.get(n, imbalance.DEFAULT_THRESHOLD)) for n in task.names]
         return task
 
     def disagreement(self, config: Any) -> str | None:
@@ -230,8 +298,22 @@ class Classification(Task):
         if self.problem == "regression":
             return metrics.regression(predictions.reshape(-1), labels.reshape(-1))
         if self.problem == "multi_label":
-            return metrics.multi_label(predictions > _logit(self.recipe.threshold), labels > 0.5)
+            return metrics.multi_label(_sigmoid(predictions) >= self.cutoffs(), labels > 0.5)
         return metrics.single_label(predictions.argmax(-1), labels, num_labels=len(self.names))
+
+    def cutoffs(self) -> np.ndarray:
+        """Each label's multi-label threshold: tuned, else the recipe's number (0.5 until `threshold: tuned` is)."""
+        if self.thresholds is not None:
+            return np.asarray(self.thresholds)
+        threshold = self.recipe.threshold
+        return np.full(len(self.names), imbalance.DEFAULT_THRESHOLD if threshold == "tuned" else threshold)
+
+    def tune(self, records: Records, features: Features, outputs: list[Any]) -> None:
+        if self.problem != "multi_label" or self.recipe.threshold != "tuned":
+            return
+        probs, gold = _sigmoid(np.stack(outputs)), np.asarray(features["labels"]) > 0.5
+        per_label = self.recipe.threshold_tuning == "per_label"
+        self.thresholds = imbalance.tune_thresholds(probs, gold, per_label=per_label).tolist()
 
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
         return self.metrics(np.stack(outputs), np.asarray(features["labels"]))
@@ -245,17 +327,18 @@ class Classification(Task):
         if self.problem == "regression":
             return [{"score": float(v)} for v in outputs.reshape(-1)]
         if self.problem == "multi_label":
-            probs = 1.0 / (1.0 + np.exp(-outputs))
+            probs = _sigmoid(outputs)
         else:
             shifted = np.exp(outputs - outputs.max(-1, keepdims=True))
             probs = shifted / shifted.sum(-1, keepdims=True)
         order = np.argsort(-probs, axis=-1, kind="stable")
         k = len(self.names) if top_k is None else min(top_k, len(self.names))
+        cutoffs = self.cutoffs() if self.problem == "multi_label" else None
         out = []
         for p, idx in zip(probs, order):
             ranked = [{"label": self.names[j], "score": float(p[j])} for j in idx[:k]]
             if self.problem == "multi_label":
-                chosen = [self.names[j] for j in idx if p[j] >= self.recipe.threshold]
+                chosen = [self.names[j] for j in idx if p[j] >= cutoffs[j]]
                 out.append({"labels": chosen, "scores": ranked})
             else:
                 row = {"label": self.names[idx[0]], "score": float(p[idx[0]])}
@@ -286,5 +369,6 @@ def _natural_key(v: str) -> tuple[int, float, str]:
     return (0, float(v), "") if re.fullmatch(r"-?\d+(\.\d+)?", v) else (1, 0.0, v)
 
 
-def _logit(p: float) -> float:
-    return float(np.log(p / (1 - p)))
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Multi-label scores: one sigmoid for decoding, metrics and tuning, so each sees the same numbers."""
+    return 1.0 / (1.0 + np.exp(-logits))

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from hftk import metrics
+from hftk import imbalance, metrics
 from hftk.data import Records, read_conll
 from hftk.errors import HftkError
 from hftk.recipe import DataConfig, Recipe
@@ -50,11 +50,16 @@ class TokenClassificationRecipe(Recipe):
     label_all_subtokens: bool = True
     stride: int = Field(default=32, ge=0)  # tokens shared by consecutive windows of a long input
     aggregation: Literal["none", "simple", "first", "average", "max"] = "simple"  # hftk predict's default
+    # balanced (scikit-learn's, from the tags of train's labelled tokens) or {type or tag: weight}, e.g.
+    # {MISC: 2} (its B- and I- tags) or {O: 0.5}: a weighted cross-entropy for rare tags.
+    class_weights: imbalance.ClassWeights = None
 
     @model_validator(mode="after")
     def _stride_below_window(self) -> TokenClassificationRecipe:
         if self.max_length is not None and self.stride >= self.max_length - 2:
             raise ValueError(f"stride {self.stride} must be smaller than max_length - 2 ({self.max_length - 2})")
+        if self.labels and (unknown := imbalance.unknown_names(self.class_weights, _weight_names(self))):
+            raise ValueError(imbalance.unknown_message(unknown[0], _weight_names(self)))
         return self
 
 
@@ -98,6 +103,7 @@ class TokenClassification(Task):
         super().__init__(recipe, tokenizer)
         self.types: list[str] = list(recipe.labels or [])
         self.names: list[str] = _label_names(self.types, recipe.scheme)
+        self.weights: list[float] | None = None  # loss weights by tag id (fit, from class_weights)
 
     # -- data ------------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Records:
@@ -111,13 +117,43 @@ class TokenClassification(Task):
         return self.has_role(records, role)
 
     def fit(self, train: Records) -> None:
-        if self.recipe.labels:
-            return
-        seen = {t for ex in self._examples(train, with_targets=True, check_types=False) for *_, t in ex.spans}
-        if not seen:
-            raise HftkError(f"{train.source}: no entities in train; a NER model needs labelled examples")
-        self.types = sorted(seen)
-        self.names = _label_names(self.types, self.recipe.scheme)
+        if not self.recipe.labels:
+            seen = {t for ex in self._examples(train, with_targets=True, check_types=False) for *_, t in ex.spans}
+            if not seen:
+                raise HftkError(f"{train.source}: no entities in train; a NER model needs labelled examples")
+            self.types = sorted(seen)
+            self.names = _label_names(self.types, self.recipe.scheme)
+        self.weights = self._class_weights(train)
+
+    def _class_weights(self, train: Records) -> list[float] | None:
+        setting = self.recipe.class_weights
+        if setting is None or (setting == "balanced" and self.tokenizer is None):  # hftk check without tokenizer
+            return None
+        if setting == "balanced":
+            return imbalance.balanced(self._tag_counts(train)).tolist()
+        known = [*self.types, *self.names]
+        if unknown := imbalance.unknown_names(setting, known):
+            raise HftkError(f"recipe: {imbalance.unknown_message(unknown[0], known)}")
+        return imbalance.named(setting, self.names, {n: n.split("-", 1)[-1] for n in self.names}).tolist()
+
+    def _tag_counts(self, records: Records) -> np.ndarray:
+        """How many labelled tokens carry each tag, each token once (not once per window that repeats it)."""
+        counts = np.zeros(len(self.names))
+        for part in records.batches():
+            examples = self._examples(part, with_targets=True)
+            enc = self._tokenize(examples)
+            for ex, windows in zip(examples, _windows(enc, self.recipe.stride)):
+                labels = np.asarray(self._label_ids(*_record_tokens(enc, windows, ex.word_starts), ex.spans))
+                counts += np.bincount(labels[labels >= 0], minlength=len(self.names))
+        return counts
+
+    def loss_weights(self) -> np.ndarray | None:
+        return None if self.weights is None else np.asarray(self.weights)
+
+    def learnt(self) -> dict[str, Any]:
+        if self.weights is None:
+            return {}
+        return {"class_weights": {n: round(w, 6) for n, w in zip(self.names, self.weights)}}
 
     def targets(self, records: Records) -> list[list[tuple[int, int, str]]]:
         return [ex.spans for ex in self._examples(records, with_targets=True)]
@@ -188,15 +224,7 @@ class TokenClassification(Task):
     # -- features --------------------------------------------------------------------------------------
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         examples = self._examples(records, with_targets=with_targets)
-        enc = self.tokenizer(
-            [ex.text for ex in examples],
-            truncation=True,
-            max_length=self.max_length,
-            stride=self.recipe.stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-        )
+        enc = self._tokenize(examples)
         model_inputs = [k for k in self.tokenizer.model_input_names if k in enc]
         columns = ("example", "window_start", "offset_mapping", "special_tokens_mask", "word_ids")
         features: Features = {k: [] for k in (*model_inputs, *columns)}
@@ -220,6 +248,18 @@ class TokenClassification(Task):
                     content = iter(labels[start:])
                     features["labels"].append([-100 if s else next(content) for s in special])
         return features
+
+    def _tokenize(self, examples: list[_Example]) -> Any:
+        """The examples' texts in overlapping windows of max_length tokens, with offsets (`_windows` reads them)."""
+        return self.tokenizer(
+            [ex.text for ex in examples],
+            truncation=True,
+            max_length=self.max_length,
+            stride=self.recipe.stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
 
     def _units(self, word_ids: list[int]) -> list[int]:
         """Positions of the tokens that carry a label: all of them, or each word's first."""
@@ -336,6 +376,11 @@ class _TagError(ValueError):
 
 def _label_names(types: list[str], scheme: str) -> list[str]:
     return ["O"] + [f"{p}-{t}" for t in types for p in _PREFIXES[scheme]]
+
+
+def _weight_names(recipe: TokenClassificationRecipe) -> list[str]:
+    """What a `class_weights` key may name, given the recipe's labels: an entity type or one of its tags."""
+    return [*recipe.labels, *_label_names(recipe.labels, recipe.scheme)]
 
 
 def _split_tag(tag: str, scheme: str) -> tuple[str, str | None]:

@@ -14,6 +14,7 @@ NAMES = [
     "causal-lm",
     "feature-extraction",
     "masked-lm",
+    "multiple-choice",
     "question-answering",
     "seq2seq",
     "text-classification",
@@ -105,6 +106,7 @@ def test_every_trainable_task_has_a_peft_task_type():
     assert [cls.name for cls in trainable] == [
         "causal-lm",
         "masked-lm",
+        "multiple-choice",
         "question-answering",
         "seq2seq",
         "text-classification",

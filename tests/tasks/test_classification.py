@@ -1,10 +1,13 @@
-"""Classification adapter on real rows, without loading weights: labels, targets, errors, decoding; and the
-Japanese pair-classification recipe end to end on the Tohoku-format fixture (pipeline() with the slow tokenizer)."""
+"""Classification adapter on real rows, without loading weights: labels, targets, errors, decoding; the
+Japanese pair-classification recipe end to end on the Tohoku-format fixture (pipeline() with the slow tokenizer);
+and multi-label thresholds tuned on validation, saved and used by predict and evaluate (real MiniLM)."""
 
 import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
+from sklearn.preprocessing import MultiLabelBinarizer
 
 import hftk
 from hftk import HftkError, Predictor, load_recipe
@@ -12,7 +15,7 @@ from hftk.data import read_records
 from hftk.models import load_tokenizer
 from hftk.tasks import get_task
 
-from ..helpers import DATA, MINILM
+from ..helpers import DATA, MINILM, head
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +152,62 @@ def test_jsick_recipe_trains_on_fixture_and_loads_in_pipeline(jsick_model):
         assert [s["score"] for s in g["top_k"]] == pytest.approx([s["score"] for s in e], abs=1e-4)
     fast = hftk.pipeline("text-classification", model=str(out), device="cpu")
     assert fast.tokenizer.is_fast and [r["label"] for r in fast(pairs)] == [e[0]["label"] for e in expected]
+
+
+def test_tuned_thresholds_are_saved_and_used_by_predict_and_evaluate(tmp_path):
+    """A short real GoEmotions run with `threshold: tuned` and balanced class weights (BCE pos_weight)."""
+    names = (DATA / "en/goemotions/labels.txt").read_text().split()
+    data = {
+        "train": str(head(DATA / "en/goemotions/train.tsv", tmp_path / "train.tsv", 480, header=False)),
+        "validation": str(head(DATA / "en/goemotions/dev.tsv", tmp_path / "dev.tsv", 200, header=False)),
+        "column_names": ["text", "label", "id"],
+        "label_delimiter": ",",
+    }
+    out = tmp_path / "go"
+    result = hftk.train(
+        {
+            "task": "text-classification",
+            "model": MINILM,
+            "problem_type": "multi_label",
+            "labels": dict(enumerate(names)),
+            "threshold": "tuned",
+            "class_weights": "balanced",
+            "data": data,
+            "max_length": 32,
+            "training": {
+                "max_steps": 30,
+                "per_device_train_batch_size": 16,
+                "learning_rate": 1e-4,
+                **{"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False},
+            },
+            "output_dir": str(out),
+        }
+    )
+    tuned = json.loads((out / "config.json").read_text())["hftk_thresholds"]
+    assert set(tuned) == set(names) and all(0 < t < 1 for t in tuned.values())
+    assert len(set(tuned.values())) > 5  # per label, not one number
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["thresholds"] == pytest.approx(tuned) and result.metrics["thresholds"] == saved["thresholds"]
+    assert len(saved["class_weights"]) == 28 and saved["class_weights"]["grief"] > saved["class_weights"]["neutral"]
+    card = (out / "README.md").read_text()
+    assert "tuned on the validation split for each label's own F1" in card and "| grief | " in card
+    assert "Class positive-label weights (BCE pos_weight) (`class_weights`, balanced" in card
+
+    texts = [r["text"] for r in read_records(tmp_path / "dev.tsv", column_names=data["column_names"]).rows]
+    preds = Predictor(out).predict(texts)
+    for row in preds:  # every label whose score reaches its own threshold, and only those
+        assert set(row["labels"]) == {s["label"] for s in row["scores"] if s["score"] >= tuned[s["label"]]}
+    fixed = Predictor(out, threshold=0.5).predict(texts)  # a number in place of `tuned` wins
+    assert [p["scores"] for p in fixed] == [p["scores"] for p in preds]
+    assert [p["labels"] for p in fixed] != [p["labels"] for p in preds]
+
+    # evaluate scores the labels predict chooses (the tuned thresholds), not those of 0.5
+    dev = tmp_path / "dev.tsv"
+    metrics = hftk.evaluate(out, dev)
+    gold = [set(str(r["label"]).split(",")) for r in read_records(dev, column_names=data["column_names"]).rows]
+    as_ids = {name: str(i) for i, name in enumerate(names)}
+    chosen = [{as_ids[n] for n in p["labels"]} for p in preds]
+    binarize = MultiLabelBinarizer(classes=[str(i) for i in range(28)]).fit
+    expected = f1_score(binarize(gold).transform(gold), binarize(gold).transform(chosen), average="micro")
+    assert metrics["f1_micro"] == pytest.approx(expected)
+    assert metrics != hftk.evaluate(out, dev, recipe_overrides={"threshold": 0.5})

@@ -361,3 +361,38 @@ def test_japanese_ner_on_fixture_agrees_with_pipeline(ja_fixture, tmp_path):
     # Plain transformers still loads the directory (its slow BertJapaneseTokenizer has no offsets).
     slow = pipeline("token-classification", model=str(out), device="cpu")
     assert not slow.tokenizer.is_fast and len(slow(texts[0])) > 0
+
+
+@needs_conll
+def test_balanced_class_weights_train_end_to_end(tmp_path):
+    """The CoNLL recipe with `class_weights: balanced`: tag weights from train's labelled tokens, a weighted loss
+    through a few real training steps, and the weights in metrics.json and the model card."""
+    out = tmp_path / "ner"
+    result = train(
+        ROOT / "recipes/conll2003-minilm.yaml",
+        overrides={
+            "data.train": str(conll_head(CONLL / "train.txt", tmp_path / "train.txt", 160)),
+            "data.validation": str(conll_head(CONLL / "valid.txt", tmp_path / "valid.txt", 40)),
+            "class_weights": "balanced",
+            "max_length": 32,
+            "stride": 8,
+            "training.max_steps": 4,
+            "training.per_device_train_batch_size": 16,
+            "training.warmup_steps": 0,
+            "training.eval_strategy": "no",
+            "training.save_strategy": "no",
+            "training.load_best_model_at_end": False,
+        },
+        output_dir=out,
+    )
+    weights = result.metrics["class_weights"]
+    assert list(weights) == ["O", *(f"{p}-{t}" for t in ("LOC", "MISC", "ORG", "PER") for p in "BI")]
+    assert weights["O"] < 0.2 and all(w > 1 for tag, w in weights.items() if tag != "O")  # O is most tokens
+    assert json.loads((out / "metrics.json").read_text())["class_weights"] == weights
+    assert np.isfinite(result.metrics["train"]["train_loss"]) and "eval_f1" in result.metrics["eval"]
+    card = (out / "README.md").read_text()
+    assert (
+        "Class weights of the cross-entropy loss (`class_weights`, balanced: from train's label counts): `O` " in card
+    )
+    assert "class_weights: balanced" in (out / "recipe.yaml").read_text()
+    assert "entities" in Predictor(out).predict(["EU rejects German call to boycott British lamb."])[0]

@@ -1,0 +1,139 @@
+"""`hftk tune`: a real Optuna study of real MiniLM runs on SST-2 rows; resumed, killed, pruned."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+import hftk
+from hftk.tune import optuna_report, tune
+
+from .helpers import DATA, ROOT, head, sst2_recipe
+
+SPACE = {
+    "training.learning_rate": {"low": 2.0e-5, "high": 2.0e-4, "log": True},
+    "training.per_device_train_batch_size": {"choices": [8, 16]},
+}
+QUICK = {
+    "training": {
+        "max_steps": 8,
+        "eval_strategy": "steps",
+        "eval_steps": 4,
+        "save_strategy": "steps",
+        "save_steps": 4,
+        "disable_tqdm": True,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sst2_tune")
+    return {
+        "train": head(DATA / "en/sst2/train.tsv", d / "train.tsv", 160),
+        "validation": head(DATA / "en/sst2/dev.tsv", d / "dev.tsv", 80),
+    }
+
+
+def _recipe(small, out, **training):
+    return sst2_recipe(small, out, max_length=32, training={**QUICK["training"], **training}, search=SPACE)
+
+
+def _trials(out):
+    import optuna
+
+    return optuna.load_study(study_name="hftk", storage=f"sqlite:///{out / 'study.db'}").trials
+
+
+def test_study_keeps_the_best_model_and_resume_never_redoes_a_trial(small, tmp_path):
+    out = tmp_path / "study"
+    first = tune(_recipe(small, out), trials=2)
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [r["state"] for r in rows] == ["complete", "complete"]
+    values = [float(r["eval_accuracy"]) for r in rows]
+    assert first.best_value == max(values)
+    best = values.index(max(values))
+    assert first.best_params == _trials(out)[best].params
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["best", "best-recipe.yaml", "study.db", "trials.csv", "tune.json", "tune.png"]
+    )  # no trial folders left: the best was moved, the other deleted
+    # best/ is a model folder that predicts, and says it was trained with the best values
+    saved = yaml.safe_load((out / "best" / "recipe.yaml").read_text())
+    assert saved["training"]["learning_rate"] == pytest.approx(first.best_params["training.learning_rate"])
+    assert saved["output_dir"] == str(out / "best")
+    assert json.loads((out / "best" / "metrics.json").read_text())["eval"]["eval_accuracy"] == first.best_value
+    preds = hftk.Predictor(out / "best").predict(["a wonderful film", "a dull, tedious mess"])
+    assert all(p["label"] in ("negative", "positive") for p in preds)
+    # best-recipe.yaml: the recipe with the best values, loadable from any folder, no search block
+    again = hftk.load_recipe(out / "best-recipe.yaml")
+    assert again.search == {}
+    assert again.training["learning_rate"] == pytest.approx(first.best_params["training.learning_rate"])
+    assert again.training["per_device_train_batch_size"] == first.best_params["training.per_device_train_batch_size"]
+    assert os.path.samefile(again.data.train, small["train"])
+    # --resume to 3 trials: one more trial; the first two keep their values and times
+    before = [(t.params, t.user_attrs["seconds"]) for t in _trials(out)]
+    with pytest.raises(hftk.HftkError, match="holds a study"):
+        tune(_recipe(small, out), trials=3)
+    second = tune(_recipe(small, out), trials=3, resume=True)
+    after = _trials(out)
+    assert len(after) == 3 and [(t.params, t.user_attrs["seconds"]) for t in after[:2]] == before
+    assert second.best_value == max(t.value for t in after)
+    assert json.loads((out / "tune.json").read_text())["states"] == {"complete": 3, "pruned": 0, "fail": 0}
+
+
+def test_a_killed_trial_runs_again_with_its_values(small, tmp_path):
+    out = tmp_path / "study"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe(small, out, max_steps=40)))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hftk", "tune", str(recipe), "--trials", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoints = out / "trials" / "trial-000" / "checkpoints"
+    deadline = time.monotonic() + 180
+    while not (checkpoints.is_dir() and any(checkpoints.iterdir())) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the trial never wrote a checkpoint"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-trial, as a kill -9 or a lost machine would
+    proc.wait()
+    killed = _trials(out)
+    assert [t.state.name for t in killed] == ["RUNNING"]
+    result = tune(recipe, trials=1, resume=True, overrides={"training.max_steps": 8})
+    trials = _trials(out)
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].params == killed[0].params  # the interrupted values, run again
+    assert result.best_params == killed[0].params
+    assert not (out / "trials").exists()
+
+
+def test_a_trial_below_the_median_is_pruned_at_its_evaluation():
+    import optuna
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    for value in (0.80, 0.84):  # two finished trials, scoring this at step 4
+        trial = study.ask()
+        trial.report(value, 4)
+        study.tell(trial, value)
+    args = TrainingArguments(output_dir="unused", metric_for_best_model="accuracy", report_to="none")
+    state, control = TrainerState(global_step=4), TrainerControl()
+    good = optuna_report(study.ask())
+    good.on_evaluate(args, state, control, metrics={"eval_accuracy": 0.9})  # above the median: runs on
+    bad = optuna_report(study.ask())
+    with pytest.raises(optuna.TrialPruned, match=r"0\.5 at step 4, below the median"):
+        bad.on_evaluate(args, state, control, metrics={"eval_accuracy": 0.5})
+    # the final evaluation repeats the best step's: reported once, never pruned twice
+    good.on_evaluate(args, state, control, metrics={"eval_accuracy": 0.9})
+    assert good.trial.storage.get_trial(good.trial._trial_id).intermediate_values == {4: 0.9}
