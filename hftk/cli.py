@@ -34,10 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output dir")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in the output dir")
     t.add_argument("--no-cache", action="store_true", help="tokenise the data anew and keep no cache (data.cache)")
+    t.add_argument("--folds", type=int, metavar="K", help="k-fold cross-validation of train: one model per fold")
+    t.add_argument("--keep", choices=["all", "none"], help="with --folds: every fold's model (all, default) or scores")
 
     tu = sub.add_parser("tune", help="search the recipe's search: space with Optuna; keep the best model")
     tu.add_argument("recipe", help="recipe YAML file with a search: block")
-    tu.add_argument("--trials", type=int, default=10, help="trials in the study when done (default 10)")
+    tu.add_argument(
+        "--trials", type=int, help="trials in the study when done (default: every point of a grid of choices, else 10)"
+    )
     _set(tu, "override a recipe field for every trial (repeatable)")
     tu.add_argument("--output", help="the study's folder (default: the recipe's output_dir)")
     tu.add_argument("--resume", action="store_true", help="continue the study in the output dir")
@@ -160,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
+    if args.folds is not None:
+        return _folds(args)
+    if args.keep is not None:
+        raise HftkError(f"--keep {args.keep}: applies to cross-validation only; add --folds K")
     result = hftk.train(
         args.recipe,
         overrides=_recipe_overrides(args),
@@ -170,6 +178,23 @@ def train(args: argparse.Namespace) -> int:
     if is_main_process():  # under torchrun every process returns here; one report is enough
         print(json.dumps(result.metrics.get("eval", result.metrics.get("train")), indent=2))
         print(f"model saved to {result.output_dir}")
+    return 0
+
+
+def _folds(args: argparse.Namespace) -> int:
+    from hftk.folds import cross_validate, format_table
+
+    result = cross_validate(
+        args.recipe,
+        folds=args.folds,
+        keep=args.keep or "all",
+        overrides=_recipe_overrides(args),
+        output_dir=args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    print(format_table(result))
+    print(f"{result.folds}-fold cross-validation saved to {result.output_dir} (metrics.json, README.md)")
     return 0
 
 

@@ -67,7 +67,7 @@ class TuneResult:
 def tune(
     recipe: Recipe | str | Path | dict[str, Any],
     *,
-    trials: int = 10,
+    trials: int | None = None,
     overrides: dict[str, Any] | None = None,
     output_dir: str | Path | None = None,
     resume: bool = False,
@@ -79,7 +79,8 @@ def tune(
 
     Args:
         recipe: a Recipe, a YAML path or a dict, with a `search:` block.
-        trials: how many trials the study holds when done (complete, pruned or failed).
+        trials: how many trials the study holds when done (complete, pruned or failed). Default: the whole
+            grid when every searched key is a list of `choices` (each point once, as JGLUE's grid), else 10.
         overrides: dotted keys set before validation, for every trial.
         output_dir: where the study goes (default: the recipe's output_dir).
         resume: continue the study in output_dir.
@@ -89,7 +90,7 @@ def tune(
     """
     if resume and overwrite:
         raise HftkError("--resume continues the study in the output directory, --overwrite replaces it; pick one")
-    if trials < 1:
+    if trials is not None and trials < 1:
         raise HftkError(f"--trials {trials}: a search needs at least one trial")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise HftkError("hftk tune runs its trials one after another in one process; start it without torchrun")
@@ -115,6 +116,7 @@ def tune(
         metric=f"eval_{task.main_metric}",
         direction="maximize" if task.greater_is_better else "minimize",
     )
+    trials = study.trial_count(trials)
     check_study_dir(study.out, resume=resume, overwrite=overwrite)
     with locked(study.out / LOCK, "hftk tune"):
         check_study_dir(study.out, resume=resume, overwrite=overwrite)
@@ -159,11 +161,7 @@ class Study:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.out.mkdir(parents=True, exist_ok=True)
-        # TPE after a few random trials; the seed moves on with the trials done, so a resumed study does not
-        # draw the first trials' values again.
-        sampler = optuna.samplers.TPESampler(
-            seed=self.recipe.seed + seed_offset, n_startup_trials=min(10, max(3, trials // 2))
-        )
+        sampler = self.sampler(seed_offset=seed_offset, trials=trials)
         # Pruned only against 2 finished trials at least; a trial's first evaluation can already stop it.
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if prune else optuna.pruners.NopPruner()
         return optuna.create_study(
@@ -174,6 +172,32 @@ class Study:
             pruner=pruner,
             load_if_exists=not create,
         )
+
+    @property
+    def grid(self) -> dict[str, list[Any]] | None:
+        """The search as a grid when every key lists its choices: a few values each, all worth trying."""
+        if all(space.choices is not None for space in self.space.values()):
+            return {key: list(space.choices or ()) for key, space in self.space.items()}
+        return None
+
+    def trial_count(self, trials: int | None) -> int:
+        """--trials, or the grid's size; never more than the grid has points (each would be a repeat)."""
+        size = math.prod(len(v) for v in self.grid.values()) if self.grid is not None else None
+        if size is not None and (trials is None or trials > size):
+            if trials is not None:
+                logger.warning("hftk tune: the grid has %d points; %d trials run, not %d", size, size, trials)
+            return size
+        return trials or 10
+
+    def sampler(self, *, seed_offset: int = 0, trials: int = 10) -> Any:
+        """Every point of a grid of choices once (in a seeded order); else TPE after a few random trials. The
+        seed moves on with the trials done, so a resumed study does not draw the first trials' values again."""
+        import optuna
+
+        seed = self.recipe.seed + seed_offset
+        if self.grid is not None:
+            return _grid_sampler()(self.grid, seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials // 2)))
 
     def distributions(self) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -460,5 +484,19 @@ def _counts(trial: Any) -> bool:
 
 def _show(params: dict[str, Any]) -> str:
     return ", ".join(
-        f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+        f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
+        for k, v in params.items()
     )
+
+
+def _grid_sampler() -> type:
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        """Optuna's grid, without its stop() once every point ran: that works inside study.optimize only, and
+        hftk's loop (and Ray's) count the trials themselves."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            pass
+
+    return Grid

@@ -51,7 +51,7 @@ def run_ray(study: Any, trials: int, *, resume: bool, prune: bool) -> None:
                 study.distributions(),
                 metric=study.metric,
                 mode=mode,
-                sampler=optuna.samplers.TPESampler(seed=study.recipe.seed),
+                sampler=study.sampler(trials=trials),
                 study_name="hftk",
                 storage=optuna.storages.RDBStorage(f"sqlite:///{(study.out / 'study.db').resolve()}"),
             )

@@ -137,3 +137,27 @@ def test_a_trial_below_the_median_is_pruned_at_its_evaluation():
     # the final evaluation repeats the best step's: reported once, never pruned twice
     good.on_evaluate(args, state, control, metrics={"eval_accuracy": 0.9})
     assert good.trial.storage.get_trial(good.trial._trial_id).intermediate_values == {4: 0.9}
+
+
+def test_a_grid_of_choices_runs_each_point_once(small, tmp_path):
+    out = tmp_path / "study"
+    grid = {"training.learning_rate": {"choices": [5.0e-5, 1.0e-4]}, "training.max_steps": {"choices": [4, 6]}}
+    recipe = sst2_recipe(small, out, max_length=32, training=QUICK["training"], search=grid)
+    result = tune(recipe, trials=9, prune=False)  # more than the grid holds: each point once, no repeat
+    points = sorted((t.params["training.learning_rate"], t.params["training.max_steps"]) for t in _trials(out))
+    assert points == [(5.0e-5, 4), (5.0e-5, 6), (1.0e-4, 4), (1.0e-4, 6)]
+    assert len(result.trials) == 4
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_the_study_on_a_local_ray_instance(small, tmp_path):
+    pytest.importorskip("ray.tune")
+    out = tmp_path / "study"
+    result = tune(_recipe(small, out), trials=2, backend="ray")
+    trials = _trials(out)  # Ray's OptunaSearch writes into the same study.db
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    assert result.best_value == max(t.value for t in trials)
+    assert not (out / "trials").exists() and (out / "ray").is_dir()
+    saved = yaml.safe_load((out / "best" / "recipe.yaml").read_text())
+    assert saved["training"]["learning_rate"] == pytest.approx(result.best_params["training.learning_rate"])
+    assert hftk.Predictor(out / "best").predict(["a wonderful film"])[0]["label"] in ("negative", "positive")
