@@ -80,7 +80,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     train, aside = split_train(workdir, args.rows, args.held_out)
     steps = math.ceil(args.rows / 32)  # the shipped batch of 32, one epoch
-    every = max(1, steps // 5)  # five evaluations a run: the shipped recipe's 1,250 / 250
+    every = max(1, steps // 10)  # ten evaluations a run (the shipped recipe: 5), so the pruner can stop a trial sooner
     common = {
         "data.train": str(train),
         "data.validation": str(DEV),

@@ -223,6 +223,14 @@ def _use(task: Task, folder: str) -> list[str]:
     pipeline_task = task.pipeline
     # Multi-label: pipeline's default (a softmax top-1) would hide labels; top_k=None returns every label's score.
     call = 'pipe("text", top_k=None)' if _multi(task) else None
+    if not task.has_pipeline:
+        roles = ", ".join(f'"{c}": ...' for c in task.input_columns())
+        return [
+            "```python",
+            f"import hftk  # transformers has no {pipeline_task} pipeline; AutoModelFor... loads the folder as is",
+            f'hftk.Predictor("{folder}").predict([{{{roles}}}])  # the keys of a training row, without the label',
+            "```",
+        ]
     if pipeline_task not in removed_pipelines():
         return [
             "```python",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import math
 import os
 import re
 import types
@@ -139,6 +140,16 @@ class SearchSpace(Strict):
         if self.choices is not None:
             return list(self.choices)
         return [self.low, self.high]
+
+    def contains(self, value: Any) -> bool:
+        """Whether the search can propose `value` (a choice, or a point of the range and its steps)."""
+        if self.choices is not None:
+            return any(value == c and type(value) is type(c) for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        if self.integers and not isinstance(value, int):
+            return False
+        return self.step is None or math.isclose((value - self.low) / self.step % 1, 0, abs_tol=1e-9)
 
     @property
     def integers(self) -> bool:

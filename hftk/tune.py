@@ -5,14 +5,16 @@ writes holds for it. The study lives in OUTPUT/study.db (SQLite): a killed searc
 finished trials are never run again, and the trial that was running is run anew with the same values. Trials
 report every evaluation to Optuna, whose median pruner stops a trial below the median of the others at the same
 step: a search of N trials costs a few full runs, not N (evaluate more often, `training.eval_strategy: steps`,
-to prune sooner).
+to prune sooner). The first trial is the recipe's own values where the space holds them; a space of `choices`
+only is a grid, each point run once.
 
 OUTPUT holds, besides study.db: best/ (the best trial's model folder, as `hftk train` writes one),
 best-recipe.yaml (the recipe with the best values, runnable as is), trials.csv, tune.png (objective by trial,
 parameter importances) and tune.json (the summary). Only the running trial's folder lives in trials/: a trial
 that is not the best so far is deleted when it ends, its scores kept in the study.
 
-`--backend ray` runs the same trials through Ray Tune (`ray.tune.Tuner` with Optuna's sampler and ASHA),
+`--backend ray` runs the same trials through Ray Tune (`ray.tune.Tuner` with Optuna's sampler and Ray's
+median stopping rule),
 for a search spread over a Ray cluster.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -37,7 +40,7 @@ from hftk.errors import HftkError
 from hftk.files import LOCK, atomic_write_text, locked, replace_model
 from hftk.output import check_output_dir
 from hftk.prepare import prepare
-from hftk.recipe import Recipe, SearchSpace, read_recipe, safe_load
+from hftk.recipe import TRAINING_DEFAULTS, Recipe, SearchSpace, read_recipe, safe_load
 from hftk.tasks import get_task, load_recipe
 from hftk.train import train
 from hftk.trainer import EvaluationReport
@@ -47,6 +50,7 @@ logger = logging.getLogger("hftk")
 STUDY = "study.db"
 BEST = "best"
 TRIALS = "trials"
+_UNSET = object()
 _OURS = (STUDY, BEST, TRIALS, "best-recipe.yaml", "trials.csv", "tune.png", "tune.json", "ray")
 
 
@@ -162,8 +166,9 @@ class Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.out.mkdir(parents=True, exist_ok=True)
         sampler = self.sampler(seed_offset=seed_offset, trials=trials)
-        # Pruned only against 2 finished trials at least; a trial's first evaluation can already stop it.
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if prune else optuna.pruners.NopPruner()
+        pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials) if prune else optuna.pruners.NopPruner()
+        )
         return optuna.create_study(
             storage=f"sqlite:///{(self.out / STUDY).resolve()}",
             study_name="hftk",
@@ -199,6 +204,35 @@ class Study:
             return _grid_sampler()(self.grid, seed=seed)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials // 2)))
 
+    @property
+    def startup_trials(self) -> int:
+        """Finished trials before any is pruned (a trial's first evaluation can stop it then). One when the first
+        trial is the recipe's own values: a trial behind the recipe at the same step has shown enough; else two,
+        so that one unlucky draw is not the yardstick."""
+        return 1 if self.recipe_point() is not None else 2
+
+    def recipe_point(self) -> dict[str, Any] | None:
+        """The recipe's own values of the searched keys, where each is one the search could propose: the first
+        trial, so the best found is never below the recipe on the validation metric. None for a grid (it visits
+        every point anyway) or when a value lies outside the space."""
+        if self.grid is not None:
+            return None
+        from transformers import TrainingArguments
+
+        mapping = self.recipe.model_dump(mode="python")
+        training = {f.name: f.default for f in dataclasses.fields(TrainingArguments)} | TRAINING_DEFAULTS
+        point = {}
+        for key, space in self.space.items():
+            value: Any = mapping
+            for part in key.split("."):
+                value = value.get(part, _UNSET) if isinstance(value, dict) else _UNSET
+            if value is _UNSET and key.startswith("training."):
+                value = training.get(key.removeprefix("training."), _UNSET)
+            if not space.contains(value):
+                return None
+            point[key] = value
+        return point
+
     def distributions(self) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -217,6 +251,9 @@ class Study:
         from optuna.trial import TrialState
 
         study = self.load(create=not resume, prune=prune, trials=trials)
+        if not resume and (point := self.recipe_point()) is not None:
+            study.enqueue_trial(point)
+            logger.warning("hftk tune: trial 0 runs the recipe's own values, so the search starts from them")
         if resume:
             self._recover(study)
             study = self.load(create=False, seed_offset=len(study.trials), prune=prune, trials=trials)

@@ -52,10 +52,15 @@ def run_ray(study: Any, trials: int, *, resume: bool, prune: bool) -> None:
                 metric=study.metric,
                 mode=mode,
                 sampler=study.sampler(trials=trials),
+                points_to_evaluate=[point] if (point := study.recipe_point()) is not None else None,
                 study_name="hftk",
                 storage=optuna.storages.RDBStorage(f"sqlite:///{(study.out / 'study.db').resolve()}"),
             )
-            scheduler = MedianStoppingRule(grace_period=1, min_samples_required=2) if prune else FIFOScheduler()
+            scheduler = (
+                MedianStoppingRule(grace_period=1, min_samples_required=study.startup_trials)
+                if prune
+                else FIFOScheduler()
+            )
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(

@@ -55,7 +55,9 @@ def _trials(out):
 
 def test_study_keeps_the_best_model_and_resume_never_redoes_a_trial(small, tmp_path):
     out = tmp_path / "study"
-    first = tune(_recipe(small, out), trials=2)
+    first = tune(_recipe(small, out, per_device_train_batch_size=16), trials=2)
+    # trial 0 is the recipe's own values (both lie in the space), so the search starts from them
+    assert _trials(out)[0].params == {"training.learning_rate": 1e-4, "training.per_device_train_batch_size": 16}
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [r["state"] for r in rows] == ["complete", "complete"]
     values = [float(r["eval_accuracy"]) for r in rows]
@@ -81,8 +83,8 @@ def test_study_keeps_the_best_model_and_resume_never_redoes_a_trial(small, tmp_p
     # --resume to 3 trials: one more trial; the first two keep their values and times
     before = [(t.params, t.user_attrs["seconds"]) for t in _trials(out)]
     with pytest.raises(hftk.HftkError, match="holds a study"):
-        tune(_recipe(small, out), trials=3)
-    second = tune(_recipe(small, out), trials=3, resume=True)
+        tune(_recipe(small, out, per_device_train_batch_size=16), trials=3)
+    second = tune(_recipe(small, out, per_device_train_batch_size=16), trials=3, resume=True)
     after = _trials(out)
     assert len(after) == 3 and [(t.params, t.user_attrs["seconds"]) for t in after[:2]] == before
     assert second.best_value == max(t.value for t in after)
@@ -116,6 +118,29 @@ def test_a_killed_trial_runs_again_with_its_values(small, tmp_path):
     assert trials[1].params == killed[0].params  # the interrupted values, run again
     assert result.best_params == killed[0].params
     assert not (out / "trials").exists()
+
+
+@pytest.mark.parametrize(
+    ("space", "point"),
+    [
+        ({"training.learning_rate": {"low": 1e-5, "high": 3e-4, "log": True}}, {"training.learning_rate": 1e-4}),
+        # not set in the recipe: hftk's default (weight_decay 0.01), else TrainingArguments' (linear)
+        (
+            {"training.weight_decay": {"low": 0.0, "high": 0.1}, "training.lr_scheduler_type": {"choices": ["linear"]}},
+            {"training.weight_decay": 0.01, "training.lr_scheduler_type": "linear"},
+        ),
+        ({"max_length": {"low": 32, "high": 128, "step": 32}}, {"max_length": 64}),
+        ({"training.learning_rate": {"low": 2e-4, "high": 3e-4}}, None),  # outside the range
+        ({"max_length": {"low": 32, "high": 128, "step": 48}}, None),  # off the range's steps
+        ({"training.per_device_train_batch_size": {"choices": [8, 16]}}, None),  # not a choice (32)
+        ({"training.learning_rate": {"choices": [1e-4, 5e-5]}}, None),  # a grid visits it anyway
+    ],
+)
+def test_the_search_starts_from_the_recipes_values_where_the_space_has_them(small, tmp_path, space, point):
+    from hftk.tune import Study
+
+    recipe = hftk.load_recipe(sst2_recipe(small, tmp_path, search=space))
+    assert Study(tmp_path, recipe, base={}, metric="eval_accuracy", direction="maximize").recipe_point() == point
 
 
 def test_a_trial_below_the_median_is_pruned_at_its_evaluation():

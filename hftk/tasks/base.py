@@ -63,6 +63,8 @@ class Task(ABC):
     pipeline_task: ClassVar[str]  # the transformers.pipeline task that loads the output directory
     # Other pipeline task names this task serves (seq2seq: translation); `hftk predict --task` takes them all.
     pipeline_aliases: ClassVar[tuple[str, ...]] = ()
+    # False where transformers has no pipeline of that name at all (multiple-choice): the card shows hftk's call.
+    has_pipeline: ClassVar[bool] = True
     recipe_class: ClassVar[type[Recipe]]
     # Roles the task reads from data files: needed to predict (inputs) and only to train/evaluate (targets).
     input_roles: ClassVar[tuple[str, ...]] = ()
@@ -202,6 +204,10 @@ class Task(ABC):
     def summary(self, records: Records) -> dict[str, Any]:
         """What `hftk check` prints about a split beyond its size, e.g. label counts."""
         return {}
+
+    def input_columns(self) -> list[str]:
+        """The columns a record to predict needs, as the recipe names them."""
+        return [self.recipe.data.column(role) for role in self.input_roles]
 
     def column(self, records: Records, role: str) -> list[Any]:
         return records.column(self.recipe.data.column(role), role)

@@ -54,6 +54,7 @@ class MultipleChoice(Task):
     # No transformers pipeline has this name (transformers has no multiple-choice pipeline): it names the task on
     # the Hub (pipeline_tag) and for `hftk predict --task`; the folder loads with AutoModelForMultipleChoice.
     pipeline_task = "multiple-choice"
+    has_pipeline = False
     recipe_class = MultipleChoiceRecipe
     input_roles = ("question",)  # the choices are named by the recipe's `choices:` (columns or a list column)
     target_roles = ("label",)  # the gold choice's index, from 0
@@ -62,6 +63,10 @@ class MultipleChoice(Task):
     # the head named `classifier` (BertForMultipleChoice's too) trainable and saved beside the adapter.
     peft_task_type = "SEQ_CLS"
     recipe: MultipleChoiceRecipe
+
+    def input_columns(self) -> list[str]:
+        choices = self.recipe.choices
+        return [*super().input_columns(), *([choices] if isinstance(choices, str) else choices)]
 
     def default_arguments(self, has_eval: bool) -> dict[str, Any]:
         # Trainer's length grouping would measure a feature by its number of choices, the same for every row:
