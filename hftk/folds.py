@@ -42,7 +42,7 @@ import numpy as np
 from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.files import LOCK, atomic_write_text, locked
-from hftk.output import card_metadata, check_output_dir
+from hftk.output import card_metadata, check_output_dir, text_table
 from hftk.prepare import Prepared, prepare
 from hftk.recipe import Recipe
 from hftk.tasks import get_task, load_recipe
@@ -527,9 +527,7 @@ def format_table(result: FoldsResult) -> str:
         + [_cell(f["eval"].get(m)) for m in shown]
         for f in result.per_fold
     ]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
-    text = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    text += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
+    text = text_table(head, lines)
     text.append("mean ± sd: " + ", ".join(f"{_short(m)} {_pm(result.metrics[m])}" for m in shown))
     return "\n".join(text)
 

@@ -249,6 +249,12 @@ def _use(task: Task, folder: str) -> list[str]:
     ]
 
 
+def text_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """Console table lines: each column padded to its widest cell, two spaces between columns."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in (head, *rows)]
+
+
 def plot_curve(log_history: list[dict[str, Any]], metric: str, path: Path) -> None:
     """Training and eval loss, and the eval metric, by step: one PNG."""
     import matplotlib

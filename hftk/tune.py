@@ -21,9 +21,9 @@ for a search spread over a Ray cluster.
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -38,7 +38,7 @@ from typing import Any
 
 from hftk.errors import HftkError
 from hftk.files import LOCK, atomic_write_text, locked, replace_model
-from hftk.output import check_output_dir
+from hftk.output import check_output_dir, text_table
 from hftk.prepare import prepare
 from hftk.recipe import TRAINING_DEFAULTS, Recipe, SearchSpace, read_recipe, safe_load
 from hftk.tasks import get_task, load_recipe
@@ -204,13 +204,14 @@ class Study:
             return _grid_sampler()(self.grid, seed=seed)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials // 2)))
 
-    @property
+    @functools.cached_property
     def startup_trials(self) -> int:
         """Finished trials before any is pruned (a trial's first evaluation can stop it then). One when the first
         trial is the recipe's own values: a trial behind the recipe at the same step has shown enough; else two,
         so that one unlucky draw is not the yardstick."""
-        return 1 if self.recipe_point() is not None else 2
+        return 1 if self.recipe_point is not None else 2
 
+    @functools.cached_property
     def recipe_point(self) -> dict[str, Any] | None:
         """The recipe's own values of the searched keys, where each is one the search could propose: the first
         trial, so the best found is never below the recipe on the validation metric. None for a grid (it visits
@@ -251,7 +252,7 @@ class Study:
         from optuna.trial import TrialState
 
         study = self.load(create=not resume, prune=prune, trials=trials)
-        if not resume and (point := self.recipe_point()) is not None:
+        if not resume and (point := self.recipe_point) is not None:
             study.enqueue_trial(point)
             logger.warning("hftk tune: trial 0 runs the recipe's own values, so the search starts from them")
         if resume:
@@ -351,41 +352,29 @@ class Study:
 
     # -- results ---------------------------------------------------------------------------------------
     def write_best_recipe(self, number: int) -> None:
-        params = self.params_of(number)
-        mapping = copy.deepcopy(self.base)
+        trial = self._study().trials[number]
+        mapping = read_recipe(self.base, trial.params).data  # the user's recipe, the trial's values set
         mapping.pop("search", None)
-        for key, value in params.items():
-            node = mapping
-            *parents, last = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[last] = value
         mapping["output_dir"] = str(self.out / BEST)
         _relative_data(mapping, self.out)
         import yaml
 
         head = (
-            f"# The best recipe of `hftk tune` (trial {number}, {self.metric} {self.value_of(number):.4g}); its model "
+            f"# The best recipe of `hftk tune` (trial {number}, {self.metric} {trial.value:.4g}); its model "
             f"is {self.out / BEST}.\n# Train it again: hftk train {self.out / 'best-recipe.yaml'} --output NEW_DIR\n"
         )
         atomic_write_text(
             self.out / "best-recipe.yaml", head + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)
         )
 
-    def params_of(self, number: int) -> dict[str, Any]:
-        return self._study().trials[number].params
-
-    def value_of(self, number: int) -> float:
-        return self._study().trials[number].value
-
     def _study(self) -> Any:
         import optuna
 
         return optuna.load_study(study_name="hftk", storage=f"sqlite:///{(self.out / STUDY).resolve()}")
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, study: Any) -> list[dict[str, Any]]:
         rows = []
-        for t in self._study().trials:
+        for t in study.trials:
             row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), self.metric: t.value}
             if t.value is None and t.intermediate_values:  # a pruned trial: its last evaluation
                 row[self.metric] = t.intermediate_values[max(t.intermediate_values)]
@@ -397,7 +386,8 @@ class Study:
 
     def finish(self, seconds: float) -> TuneResult:
         """trials.csv, tune.png, tune.json, from the study as it stands."""
-        study, rows = self._study(), self.rows()
+        study = self._study()
+        rows = self.rows(study)
         complete = [t for t in study.trials if t.value is not None]
         best = study.best_trial if complete else None
         buffer = io.StringIO()
@@ -481,13 +471,9 @@ def format_table(result: TuneResult) -> str:
     def cell(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
 
-    lines = [[cell(r[k]) for k in keys] for r in result.trials]
-    widths = [max(len(k), *(len(line[i]) for line in lines)) for i, k in enumerate(keys)]
+    head, *lines = text_table(keys, [[cell(r[k]) for k in keys] for r in result.trials])
     best = next((i for i, r in enumerate(result.trials) if r[result.metric] == result.best_value), None)
-    out = ["  " + "  ".join(k.ljust(w) for k, w in zip(keys, widths))]
-    for i, line in enumerate(lines):
-        out.append(("* " if i == best else "  ") + "  ".join(c.ljust(w) for c, w in zip(line, widths)))
-    return "\n".join(out)
+    return "\n".join(["  " + head, *(("* " if i == best else "  ") + line for i, line in enumerate(lines))])
 
 
 # ------------------------------------------------------------------------------------------------ helpers

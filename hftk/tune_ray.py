@@ -52,7 +52,7 @@ def run_ray(study: Any, trials: int, *, resume: bool, prune: bool) -> None:
                 metric=study.metric,
                 mode=mode,
                 sampler=study.sampler(trials=trials),
-                points_to_evaluate=[point] if (point := study.recipe_point()) is not None else None,
+                points_to_evaluate=[point] if (point := study.recipe_point) is not None else None,
                 study_name="hftk",
                 storage=optuna.storages.RDBStorage(f"sqlite:///{(study.out / 'study.db').resolve()}"),
             )

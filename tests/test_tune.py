@@ -140,7 +140,7 @@ def test_the_search_starts_from_the_recipes_values_where_the_space_has_them(smal
     from hftk.tune import Study
 
     recipe = hftk.load_recipe(sst2_recipe(small, tmp_path, search=space))
-    assert Study(tmp_path, recipe, base={}, metric="eval_accuracy", direction="maximize").recipe_point() == point
+    assert Study(tmp_path, recipe, base={}, metric="eval_accuracy", direction="maximize").recipe_point == point
 
 
 def test_a_trial_below_the_median_is_pruned_at_its_evaluation():
