@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         help="token classification: how tokens group into entities (default: the recipe's aggregation)",
     )
     _precision(pr)
+    _trust(pr)
 
     em = sub.add_parser("embed", help="sentence embeddings of a file of inputs, as .npy or .parquet")
     em.add_argument("model_dir", help="any encoder: an hftk output directory, a checkpoint, a hub id or package:NAME")
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     em.add_argument("--normalize", action="store_true", default=None, help="unit-length vectors")
     em.add_argument("--column", help="the input column of CSV/TSV/JSON(L) files (default: text)")
     _precision(em)
+    _trust(em)
 
     e = sub.add_parser("evaluate", help="the task's metrics on a labelled file")
     e.add_argument("model_dir", help=_MODEL)
@@ -89,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     _set(e, "set a recipe field for evaluation, e.g. --set data.columns.label=gold (repeatable)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     _precision(e)
+    _trust(e)
 
     ex = sub.add_parser("export", help="export a model to ONNX (onnxruntime), optionally int8-quantized")
     ex.add_argument("model_dir", help=_MODEL)
@@ -97,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the weights")
     ex.add_argument("--task", help=_TASK)
     ex.add_argument("--data", help="inputs to measure the export's agreement on (default: the recipe's validation)")
+    _trust(ex)
 
     pu = sub.add_parser("push", help="upload an output (or exported) folder to the Hugging Face Hub")
     pu.add_argument("model_dir", help="an hftk output directory or an exported folder")
@@ -110,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     _precision(sv)
+    _trust(sv)
     for name, default, text in _SERVE_LIMITS:
         sv.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=text)
 
@@ -139,6 +144,15 @@ _SERVE_LIMITS = [
 
 def _set(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def _trust(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run Python code shipped with the model (auto_map); only for a model whose code you trust. A model "
+        "folder's own files never switch this on",
+    )
 
 
 def _precision(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +251,7 @@ def predict(args: argparse.Namespace) -> int:
         args.output,
         task=args.task,
         recipe_overrides=_prediction_overrides(args),
+        trust_remote_code=args.trust_remote_code,
         **{k: v for k, v in options.items() if v is not None},
     )
     print(f"{n} predictions written to {args.output} in {time.perf_counter() - start:.1f} s")
@@ -254,6 +269,7 @@ def embed(args: argparse.Namespace) -> int:
         normalize=args.normalize,
         column=args.column,
         precision=args.precision,
+        trust_remote_code=args.trust_remote_code,
     )
     print(f"{n} embeddings written to {args.output} in {time.perf_counter() - start:.1f} s")
     return 0
@@ -262,7 +278,9 @@ def embed(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     _quiet_loading()
     overrides = parse_overrides(args.overrides) | ({"precision": args.precision} if args.precision else {})
-    metrics = hftk.evaluate(args.model_dir, args.data, task=args.task, recipe_overrides=overrides)
+    metrics = hftk.evaluate(
+        args.model_dir, args.data, task=args.task, recipe_overrides=overrides, trust_remote_code=args.trust_remote_code
+    )
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -275,7 +293,15 @@ def export(args: argparse.Namespace) -> int:
     from hftk.export import export as run
 
     _quiet_loading()
-    info = run(args.model_dir, args.output, fmt=args.format, quantize=args.quantize, task=args.task, data=args.data)
+    info = run(
+        args.model_dir,
+        args.output,
+        fmt=args.format,
+        quantize=args.quantize,
+        task=args.task,
+        data=args.data,
+        trust_remote_code=args.trust_remote_code,
+    )
     agreement = info.get("agreement")
     same = f"; {agreement['same_answers']:.2%} of {agreement['inputs']} answers as the original" if agreement else ""
     print(f"exported to {args.output} (onnx, {info['precision']}) in {info['seconds']:.0f} s{same}")
@@ -302,6 +328,7 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port,
         limits=limits,
         recipe_overrides=_prediction_overrides(args),
+        trust_remote_code=args.trust_remote_code,
     )
     return 0
 

@@ -45,8 +45,11 @@ def export(
     quantize: str | None = None,
     task: str | None = None,
     data: str | Path | None = None,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
-    """Write the exported folder; returns its manifest (outputs, precision, agreement with the original)."""
+    """Write the exported folder; returns its manifest (outputs, precision, agreement with the original).
+
+    `trust_remote_code`: run Python code shipped with the model (the caller's word, never the folder's)."""
     if fmt != "onnx":
         raise HftkError(f"--format {fmt}: hftk exports onnx; use --format onnx")
     if quantize not in (None, "int8"):
@@ -54,7 +57,7 @@ def export(
     out = Path(output)
     if out.exists() and any(out.iterdir()):
         raise HftkError(f"{out}: not empty; export into a new folder (nothing there was changed)")
-    original = Predictor(model, task=task, precision="fp32")
+    original = Predictor(model, task=task, precision="fp32", trust_remote_code=trust_remote_code)
     names = original.task.export_outputs()
     if names is None:
         raise HftkError(
@@ -199,7 +202,7 @@ def _agreement(original: Predictor, folder: Path, data: str | Path | None) -> di
         return None
     records = original.read(path)
     records = subset(records, range(min(len(records), _AGREEMENT_INPUTS)))
-    exported = Predictor(folder)
+    exported = Predictor(folder, trust_remote_code=original.trust_remote_code)
     exported.max_batch_size = original.max_batch_size
     a, b = original.predict(records), exported.predict(records)
     same = sum(answer_of(x) == answer_of(y) for x, y in zip(a, b))

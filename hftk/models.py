@@ -59,8 +59,28 @@ def load_tokenizer(name_or_dir: str, *, trust_remote_code: bool = False, **kwarg
     try:
         tok = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError) as e:  # ValueError: the checkpoint wants code run (trust_remote_code) or is odd
-        raise HftkError(f"{name_or_dir}: cannot load a tokenizer ({str(e).strip().splitlines()[0]})") from None
+        raise HftkError(f"{name_or_dir}: cannot load a tokenizer ({_loading_problem(e)})") from None
     return tok
+
+
+def load_config(name_or_dir: str, *, trust_remote_code: bool = False) -> Any:
+    """The checkpoint's config (transformers' AutoConfig), a refusal to run its code as one line with the fix."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name_or_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise HftkError(f"{name_or_dir}: cannot load its config.json ({_loading_problem(e)})") from None
+
+
+def _loading_problem(e: Exception) -> str:
+    """transformers' reason in one line; a checkpoint that needs its own code gets the way to allow it."""
+    if "trust_remote_code" in str(e):
+        return (
+            "it ships Python code of its own, which hftk runs only when you ask: --trust-remote-code on the "
+            "command line, the trust_remote_code argument in Python, or trust_remote_code: true in the recipe you train"
+        )
+    return str(e).strip().splitlines()[0]
 
 
 def check_weights(path: str) -> None:

@@ -22,7 +22,8 @@ from hftk.tasks.seq2seq import PIPELINE_TASKS
 def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any) -> Any:
     """`transformers.pipeline(task, model=...)`, with hftk's tokenizer and the removed pipelines (see above).
 
-    Model weights are loaded from safetensors only; `trust_remote_code` passes through as transformers takes it.
+    Model weights are loaded from safetensors only; code shipped with the model runs only with
+    `trust_remote_code` set true here (as transformers takes it), whatever the folder's own files say.
     """
     if model is not None:
         model = resolve_model(model)
@@ -74,9 +75,12 @@ class QuestionAnsweringPipeline:
 
     task = "question-answering"
 
-    def __init__(self, model: str, tokenizer: Any, device: Any = None, **_: Any) -> None:
+    def __init__(
+        self, model: str, tokenizer: Any, device: Any = None, trust_remote_code: bool = False, **_: Any
+    ) -> None:
         self.model_ref = model
         self.tokenizer = tokenizer
+        self.trust_remote_code = trust_remote_code
         self.device = device if device is None or isinstance(device, str) else ("cpu" if device < 0 else "cuda")
         self._predictors: dict[tuple, Any] = {}
 
@@ -94,6 +98,7 @@ class QuestionAnsweringPipeline:
                 allow_unanswerable=impossible,
                 align_to_words=align_to_words,
                 precision="fp32",  # as transformers' pipeline: the weights' own dtype, no autocast
+                trust_remote_code=self.trust_remote_code,
             )
             if first is not None:
                 predictor.model = first.model  # one copy of the weights for every setting

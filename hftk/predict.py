@@ -23,7 +23,7 @@ from hftk.data import MissingColumn, Records
 from hftk.errors import HftkError, not_utf8
 from hftk.exported import OnnxModel, is_exported, manifest
 from hftk.files import atomic_write_text, locked
-from hftk.models import DevicePolicy, check_weights, load_tokenizer, resolve_model
+from hftk.models import DevicePolicy, check_weights, load_config, load_tokenizer, resolve_model
 from hftk.recipe import Recipe
 from hftk.tasks import Features, Task, get_task, load_recipe, pipeline_names
 
@@ -50,17 +50,27 @@ class Predictor:
         task: str | None = None,
         device: str | None = None,
         max_batch_size: int = 64,
+        trust_remote_code: bool = False,
         **options: Any,
     ) -> None:
+        if not isinstance(trust_remote_code, bool):  # `--set trust_remote_code=yes` is a string, not a yes
+            raise HftkError(f"trust_remote_code: {trust_remote_code!r} is not true or false; use --trust-remote-code")
         self.model_ref = resolve_model(str(model))
         self.recipe = _recipe_for(self.model_ref, task, options)
-        from transformers import AutoConfig
-
-        self.trust_remote_code = self.recipe.trust_remote_code
-        if self.trust_remote_code:
-            logger.warning("trust_remote_code: true (recipe of %s) runs Python code shipped with the model", model)
-        self.tokenizer = load_tokenizer(self.model_ref, trust_remote_code=self.trust_remote_code)
-        config = AutoConfig.from_pretrained(self.model_ref, trust_remote_code=self.trust_remote_code)
+        # Trust is the word of whoever runs this, never of a file inside the folder: a model folder is data that
+        # people download and share (`hftk push` uploads its recipe.yaml), and it must not grant itself the right
+        # to run the Python it ships.
+        self.trust_remote_code = trust_remote_code
+        if trust_remote_code:
+            logger.warning("trust_remote_code: true runs Python code shipped with the model %s", model)
+        elif self.recipe.trust_remote_code:
+            logger.warning(
+                "%s: its recipe.yaml says trust_remote_code: true; hftk runs code shipped with a model only when you "
+                "ask (--trust-remote-code, or the trust_remote_code argument), so its own code stays unused",
+                model,
+            )
+        self.tokenizer = load_tokenizer(self.model_ref, trust_remote_code=trust_remote_code)
+        config = load_config(self.model_ref, trust_remote_code=trust_remote_code)
         self.task: Task = get_task(self.recipe.task).from_trained(self.recipe, self.tokenizer, config)
         _check_head(self.model_ref, self.task, config)
         # `precision=` (--precision) or auto for this machine: bf16 autocast on a CPU that computes bf16, half
@@ -282,6 +292,7 @@ def predict(
     *,
     task: str | None = None,
     recipe_overrides: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
     **options: Any,
 ) -> int:
     """Predict every input of a file and write JSONL in input order; returns the number of rows written.
@@ -290,13 +301,14 @@ def predict(
         model_dir: an hftk output directory, or any checkpoint with `task`.
         task: the pipeline task, for checkpoints not trained by hftk.
         recipe_overrides: recipe fields by dotted key (input columns, generation settings, ...).
+        trust_remote_code: run Python code shipped with the model (never on the word of a file in it).
         options: the task's prediction options (top_k, aggregation_strategy, ...).
     """
     out = _output_file(output_path, input_path, "predictions.jsonl")
     if options.get("top_k") is not None and options["top_k"] < 1:
         raise HftkError(f"--top-k {options['top_k']}: must be 1 or more")
     with locked(_lock_of(out), "hftk predict"):  # two predictions into one file: the second stops at once
-        predictor = Predictor(model_dir, task=task, **(recipe_overrides or {}))
+        predictor = Predictor(model_dir, task=task, **_loading(recipe_overrides, trust_remote_code))
         with _column_fix(lambda role: f"name the input column with --set data.columns.{role}=COLUMN"):
             records = predictor.read(input_path)
             results = predictor.predict(records, **options)
@@ -310,6 +322,11 @@ def predict(
         except OSError as e:
             raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
     return len(results)
+
+
+def _loading(recipe_overrides: dict[str, Any] | None, trust_remote_code: bool) -> dict[str, Any]:
+    """Predictor's keywords: recipe fields, and trust as the flag or `--set trust_remote_code=true` gives it."""
+    return {"trust_remote_code": trust_remote_code, **(recipe_overrides or {})}
 
 
 @contextlib.contextmanager
@@ -358,9 +375,10 @@ def evaluate(
     *,
     task: str | None = None,
     recipe_overrides: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
 ) -> dict[str, float]:
     """The task's metrics on a labelled file, computed from the same batched predictor."""
-    predictor = Predictor(model_dir, task=task, **(recipe_overrides or {}))
+    predictor = Predictor(model_dir, task=task, **_loading(recipe_overrides, trust_remote_code))
     return predictor.evaluate(predictor.task.read(data_path))
 
 
@@ -373,6 +391,7 @@ def embed(
     normalize: bool | None = None,
     column: str | None = None,
     precision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> int:
     """Sentence embeddings of every input, written as .npy (float32, row i = input i: line i + 1 of a text file)
     or .parquet (each input's line or record number, the input and its vector).
@@ -384,6 +403,7 @@ def embed(
     if suffix not in (".npy", ".parquet"):
         raise HftkError(f"{out}: embeddings are written as .npy or .parquet; change the file name")
     options = {"pooling": pooling, "normalize": normalize, "data.columns.text": column, "precision": precision}
+    options["trust_remote_code"] = trust_remote_code
     with locked(_lock_of(out), "hftk embed"):
         predictor = Predictor(model, task="feature-extraction", **{k: v for k, v in options.items() if v is not None})
         with _column_fix(lambda role: "name the input column with --column COLUMN"):

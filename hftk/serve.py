@@ -311,11 +311,12 @@ def serve(
     port: int = 8000,
     limits: Limits | None = None,
     recipe_overrides: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
 ) -> None:
     """Load the model and serve it until SIGTERM or Ctrl-C (then finish what is in flight and return)."""
     import uvicorn
 
-    predictor = Predictor(model, task=task, **(recipe_overrides or {}))
+    predictor = Predictor(model, task=task, **{"trust_remote_code": trust_remote_code, **(recipe_overrides or {})})
     predictor.model  # noqa: B018 (load the weights now: the first request should not wait for them)
     app = build_app(predictor, limits)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=60)

@@ -78,11 +78,46 @@ report["without_trust"] = {
     "code_ran": (work / "custom_code_ran").exists(),
 }
 
+# The folder asks for trust in every file it ships (its recipe.yaml above all, which `hftk push` uploads): none
+# of them is the word of the person running hftk, so its code stays unused by every command and the Python API.
 (custom / "recipe.yaml").write_text(
     (custom / "recipe.yaml").read_text().replace("trust_remote_code: false", "trust_remote_code: true")
 )
-trusting = hftk.Predictor(custom)
+for name in ("config.json", "tokenizer_config.json"):
+    (custom / name).write_text(json.dumps({**json.loads((custom / name).read_text()), "trust_remote_code": True}))
+(work / "inputs.txt").write_text("a fine film\nthe plot was dull\n")
+asked = work / "asked"
+report["folder_asks"] = {
+    "predictor": type(hftk.Predictor(custom).model).__name__,
+    "pipeline": type(hftk.pipeline("text-classification", model=str(custom)).model).__name__,
+    "exits": {
+        "predict": main(
+            ["predict", str(custom), "--input", str(work / "inputs.txt"), "--output", str(asked / "p.jsonl")]
+        ),
+        "evaluate": main(["evaluate", str(custom), "--data", str(work / "dev.tsv")]),
+        "embed": main(["embed", str(custom), "--input", str(work / "inputs.txt"), "--output", str(asked / "e.npy")]),
+        "export": main(["export", str(custom), "--output", str(asked / "onnx"), "--data", str(work / "dev.tsv")]),
+    },
+    "code_ran": (work / "custom_code_ran").exists(),
+    "warnings": [w for w in warnings if "trust_remote_code" in w],
+}
+warnings.clear()
+
+# The person's word: the flag, then the Python argument.
+flag = main(
+    [
+        "predict",
+        str(custom),
+        "--input",
+        str(work / "inputs.txt"),
+        "--output",
+        str(work / "trusted.jsonl"),
+        "--trust-remote-code",
+    ]
+)
+trusting = hftk.Predictor(custom, trust_remote_code=True)
 report["with_trust"] = {
+    "flag_exit": flag,
     "model": type(trusting.model).__name__,
     "tokenizer": type(trusting.tokenizer).__name__,
     "code_ran": (work / "custom_code_ran").exists(),

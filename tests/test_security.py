@@ -1,5 +1,6 @@
-"""Security: safe YAML only, no pickles saved or loaded, remote code only when the recipe asks (with a warning),
-no network unless the recipe names a hub id."""
+"""Security: safe YAML only, no pickles saved or loaded, remote code only on the word of the person running hftk
+(the recipe they train, --trust-remote-code, trust_remote_code=True; never a file in the model folder), no
+network unless the recipe names a hub id."""
 
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ def custom_checkpoint(tmp_path) -> Path:
             )
     (dst / "custom.py").write_text(CUSTOM_CODE)
     config = json.loads((dst / "config.json").read_text())
-    config["architectures"] = ["BertForSequenceClassification"]  # a classifier, as its recipe.yaml says
+    # A classifier, as its recipe.yaml says, with its own class too (what a load with its code registers).
+    config["architectures"] = ["BertForSequenceClassification", "CustomModel"]
     config["auto_map"] = {
         "AutoConfig": "custom.CustomConfig",
         "AutoModelForSequenceClassification": "custom.CustomModel",
@@ -139,11 +141,40 @@ def test_remote_code_only_when_asked_and_no_network_for_local_models(recipes):
     assert plain["attempts"] == []  # check, train, predict, evaluate, pipeline: no connection, no DNS lookup
     assert plain["evaluate"] == ["accuracy", "f1", "f1_macro"]
 
+    asked = report["folder_asks"]  # recipe.yaml, config.json and tokenizer_config.json all say trust_remote_code
+    assert asked["code_ran"] is False
+    assert asked["predictor"] == asked["pipeline"] == "BertForSequenceClassification"
+    assert asked["exits"] == {"predict": 0, "evaluate": 0, "embed": 0, "export": 0}
+    assert asked["warnings"] and all("its own code stays unused" in w for w in asked["warnings"])
+
     trusted = report["with_trust"]
+    assert trusted["flag_exit"] == 0
     assert trusted["code_ran"] is True
     assert (trusted["model"], trusted["tokenizer"]) == ("CustomModel", "CustomTokenizerFast")
     assert trusted["warnings"] and "runs Python code shipped with the model" in trusted["warnings"][0]
     assert trusted["attempts"] == []
+
+
+def test_a_model_that_needs_its_own_code_is_refused_in_one_line(custom_checkpoint, tmp_path):
+    """A model type transformers does not know loads only through its code: without the person's word, one line
+    that says how to allow it, and the code never ran."""
+    config = json.loads((custom_checkpoint / "config.json").read_text())
+    (custom_checkpoint / "config.json").write_text(json.dumps({**config, "model_type": "hftk-custom-bert"}))
+    (tmp_path / "in.txt").write_text("a fine film\n")
+    env = {**os.environ, "HFTK_CODE_RAN": str(tmp_path / "ran"), "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    cmd = [sys.executable, "-m", "hftk", "predict", str(custom_checkpoint), "--task", "text-classification"]
+    proc = subprocess.run(
+        [*cmd, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.jsonl")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "ships Python code of its own" in proc.stderr and "--trust-remote-code" in proc.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "out.jsonl").exists()
 
 
 @pytest.mark.slow
