@@ -152,9 +152,8 @@ def cross_validate(
 def check_folds_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     """A folder with a cross-validation continues only with --resume; any other folder is `hftk train`'s rule."""
     found = saved_folds(out) is not None
-    check_runs_dir(
-        out, f"{METRICS} with per_fold", "a cross-validation", resume=resume, overwrite=overwrite, found=found
-    )
+    missing = f"{METRICS} with per_fold is missing"
+    check_runs_dir(out, METRICS, "a cross-validation", resume=resume, overwrite=overwrite, found=found, missing=missing)
 
 
 def saved_folds(out: Path) -> dict[str, Any] | None:

@@ -38,7 +38,9 @@ def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     )
 
 
-def check_runs_dir(out: Path, marker: str, what: str, *, resume: bool, overwrite: bool, found: bool) -> None:
+def check_runs_dir(
+    out: Path, marker: str, what: str, *, resume: bool, overwrite: bool, found: bool, missing: str = ""
+) -> None:
     """`hftk tune`'s and `--folds`' folder rule: a folder holding their `marker` file (`found`) continues only
     with --resume, --resume needs one, and any other folder is `hftk train`'s rule."""
     if found and not (resume or overwrite):
@@ -47,7 +49,8 @@ def check_runs_dir(out: Path, marker: str, what: str, *, resume: bool, overwrite
             "or --output NEW_DIR"
         )
     if resume and not found:
-        raise HftkError(f"{out}: no {what.removeprefix('a ')} to resume ({marker} is missing); start without --resume")
+        missing = missing or f"{marker} is missing"
+        raise HftkError(f"{out}: no {what.removeprefix('a ')} to resume ({missing}); start without --resume")
     if not found:
         check_output_dir(out, resume=False, overwrite=overwrite)
 
