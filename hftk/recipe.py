@@ -80,8 +80,9 @@ def number_problem(value: Any) -> str | None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, got {value!r}"
-    if abs(value) > LARGEST:
-        return f"must be at most 2**53 ({LARGEST:.3g}) in size, got {value:.3g}"
+    if abs(value) > LARGEST:  # an int too large for a float is shown by its size
+        got = f"{value:.3g}" if isinstance(value, float) or value.bit_length() < 1000 else f"{value.bit_length()} bits"
+        return f"must be at most 2**53 ({LARGEST:.3g}) in size, got {got}"
     return None
 
 
