@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import statistics
 import time
 from collections import Counter
@@ -42,7 +41,7 @@ import numpy as np
 from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.files import LOCK, atomic_write_text, locked
-from hftk.output import card_metadata, check_output_dir, text_table
+from hftk.output import card_metadata, changed_settings, check_runs_dir, remove_whole, text_table, trained_with
 from hftk.prepare import Prepared, prepare
 from hftk.recipe import Recipe
 from hftk.tasks import get_task, load_recipe
@@ -152,18 +151,9 @@ def cross_validate(
 
 def check_folds_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     """A folder with a cross-validation continues only with --resume; any other folder is `hftk train`'s rule."""
-    saved = saved_folds(out)
-    if saved is not None and not (resume or overwrite):
-        raise HftkError(
-            f"{out}: holds a cross-validation ({METRICS}); pass --resume to continue it, --overwrite to start "
-            "anew, or --output NEW_DIR"
-        )
-    if resume and saved is None:
-        raise HftkError(
-            f"{out}: no cross-validation to resume ({METRICS} with per_fold is missing); start without --resume"
-        )
-    if saved is None:
-        check_output_dir(out, resume=False, overwrite=overwrite)
+    found = saved_folds(out) is not None
+    missing = f"{METRICS} with per_fold is missing"
+    check_runs_dir(out, METRICS, "a cross-validation", resume=resume, overwrite=overwrite, found=found, missing=missing)
 
 
 def saved_folds(out: Path) -> dict[str, Any] | None:
@@ -176,14 +166,20 @@ def saved_folds(out: Path) -> dict[str, Any] | None:
 
 
 def clear(out: Path) -> None:
-    """Remove what a cross-validation writes (and nothing else: a user's files in the folder stay)."""
+    """Remove what a cross-validation writes (and nothing else: a user's files in the folder stay), all or
+    nothing; a link in its place is removed, never followed."""
     if not out.is_dir():
         return
-    for path in out.iterdir():
-        if path.is_dir() and (_FOLD.match(path.name) or path.name == DATA):
-            shutil.rmtree(path)
-        elif path.name in (METRICS, "README.md"):
-            path.unlink()
+    remove_whole(
+        path
+        for path in out.iterdir()
+        if ((path.is_dir() or path.is_symlink()) and (_FOLD.match(path.name) or path.name == DATA))
+        or path.name in (METRICS, "README.md")
+    )
+
+
+# What a resumed cross-validation may change beyond output.UNMEASURED: what its folds do not use.
+_UNUSED = ("search", "data.validation", "data.test", "data.validation_fraction")
 
 
 # ------------------------------------------------------------------------------------------ the folds
@@ -321,6 +317,7 @@ class _Run:
         self.keep, self.fixed = keep, fixed
         self.k = len(plan.held_out)
         self.fingerprint = _fingerprint(records, plan, recipe.seed)
+        self.trained_with = trained_with(recipe, _UNUSED)  # every fold's settings, but for its own data files
         self.done: dict[int, dict[str, Any]] = {}  # fold number (1-based) -> its per_fold entry
         self.device: dict[str, Any] = {}
 
@@ -331,6 +328,18 @@ class _Run:
                 raise HftkError(
                     f"{self.out}: the cross-validation there has {saved.get('folds')} folds; resume with --folds "
                     f"{saved.get('folds')}, or start anew with --overwrite"
+                )
+            if "trained_with" not in saved:
+                raise HftkError(
+                    f"{self.out}: the cross-validation there records no settings to compare (an older hftk wrote "
+                    "it); start anew with --overwrite, or choose another --output"
+                )
+            if changes := changed_settings(saved["trained_with"], self.trained_with):
+                shown = ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
+                raise HftkError(
+                    f"{self.out}: the cross-validation there was trained with other settings ({shown}), and one "
+                    "mean ± sd cannot mix them; resume with its settings, start anew with --overwrite, or choose "
+                    "another --output"
                 )
             if saved.get("fingerprint") != self.fingerprint:
                 raise HftkError(
@@ -386,7 +395,7 @@ class _Run:
         }
         self.write_metrics()  # the fold's scores are stored before its folder can go
         if self.keep == "none":
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_whole([folder])
         shown = ", ".join(f"{_short(m)} {scores[m]:.4f}" for m in self._shown() if isinstance(scores.get(m), float))
         logger.warning("hftk: fold %d of %d: %s", number, self.k, shown)
 
@@ -394,7 +403,7 @@ class _Run:
         summary = self.write_metrics()
         atomic_write_text(self.out / "README.md", self.card(summary))
         if self.keep == "none":
-            shutil.rmtree(self.out / DATA, ignore_errors=True)
+            remove_whole([self.out / DATA])
         return FoldsResult(
             self.out,
             self.k,
@@ -421,6 +430,7 @@ class _Run:
             "rows": self.plan.rows,
             "source": self.records.source,
             "fingerprint": self.fingerprint,
+            "trained_with": self.trained_with,
             "main_metric": self.metric,
             "scored_on": "each fold's held-out part; the recipe's validation and test splits are not used",
             "model": "the best checkpoint by the held-out fold (optimistic)"
@@ -493,13 +503,23 @@ class _Run:
             "",
             "## Folds",
             "",
-            f"`fold-1/` .. `fold-{self.k}/` are the folds' model folders, each with its card; `data/fold-k/` holds "
-            "the rows each trained on and was scored on; `metrics.json` has every figure above."
-            if self.keep == "all"
-            else "Only the scores were kept (`--keep none`): `metrics.json` has every figure above.",
+            _kept(summary["per_fold"], self.keep),
             "",
         ]
         return "\n".join(lines)
+
+
+def _kept(per_fold: list[dict[str, Any]], keep: str) -> str:
+    """What the folder holds besides the scores: each fold's model as its run kept it (--keep may change on
+    --resume), and the rows of each fold while --keep is all."""
+    folders = [f"`{f['folder']}/`" for f in per_fold if f["folder"]]
+    rows = " `data/fold-k/` holds the rows each trained on and was scored on." if keep == "all" else ""
+    if not folders:
+        return f"Only the scores were kept (`--keep none`): `metrics.json` has every figure above.{rows}"
+    which = "the folds'" if len(folders) == len(per_fold) else "the only"
+    return (
+        f"{', '.join(folders)}: {which} model folders, each with its card.{rows} `metrics.json` has every figure above."
+    )
 
 
 def aggregate(scores: list[dict[str, Any]], folds: int) -> dict[str, dict[str, Any]]:

@@ -6,17 +6,23 @@ recipe) is written here too, into a staging folder that `files.replace_model` mo
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from hftk import lora
+from hftk.cache import file_digest
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, LOCK, STAGING, replace_model
 from hftk.models import removed_pipelines
-from hftk.recipe import Recipe, dump_recipe
+from hftk.recipe import TRAINING_DEFAULTS, Recipe, dump_recipe
 from hftk.tasks import Task
+from hftk.text import expand_paths
 
 
 def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -30,6 +36,150 @@ def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         f"{out}: output directory is not empty; pass --resume to continue that run, "
         "--overwrite to replace it, or --output NEW_DIR"
     )
+
+
+def check_runs_dir(
+    out: Path, marker: str, what: str, *, resume: bool, overwrite: bool, found: bool, missing: str = ""
+) -> None:
+    """`hftk tune`'s and `--folds`' folder rule: a folder holding their `marker` file (`found`) continues only
+    with --resume, --resume needs one, and any other folder is `hftk train`'s rule."""
+    if found and not (resume or overwrite):
+        raise HftkError(
+            f"{out}: holds {what} ({marker}); pass --resume to continue it, --overwrite to start anew, "
+            "or --output NEW_DIR"
+        )
+    if resume and not found:
+        missing = missing or f"{marker} is missing"
+        raise HftkError(f"{out}: no {what.removeprefix('a ')} to resume ({missing}); start without --resume")
+    if not found:
+        check_output_dir(out, resume=False, overwrite=overwrite)
+
+
+def remove_whole(paths: Iterable[Path]) -> None:
+    """Remove every path, or none: each is checked removable before the first goes, so a failure loses nothing.
+    A symbolic link is removed itself, never followed (what it points to may be outside the folder).
+
+    Raises:
+        HftkError: naming the first entry that cannot be removed, before anything is.
+    """
+    paths = [p for p in paths if p.is_symlink() or p.exists()]
+    for path in paths:
+        if (problem := _removal_problem(path)) is not None:
+            raise HftkError(
+                f"{problem}: cannot be removed (permissions, or an immutable file); nothing was removed: fix it, "
+                "or choose another --output"
+            )
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _removal_problem(path: Path) -> Path | None:
+    """The first entry at or below `path` that cannot be unlinked: in a folder that is not writable (what a user
+    without rights meets), or immutable or append-only (what stops even root)."""
+    full = os.R_OK | os.W_OK | os.X_OK
+    if not os.access(path.parent, os.W_OK | os.X_OK) or _immutable(path):
+        return path
+    if path.is_symlink() or not path.is_dir():
+        return None
+    if not os.access(path, full):
+        return path
+    for folder, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            entry = Path(folder) / name
+            if _immutable(entry) or (name in dirs and not entry.is_symlink() and not os.access(entry, full)):
+                return entry
+    return None
+
+
+def _immutable(path: Path) -> bool:
+    """Linux's immutable or append-only flag (chattr +i / +a): such an entry cannot be unlinked, even by root."""
+    try:
+        import array
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except (ImportError, OSError):  # not Linux, a link, or unreadable (the folder check speaks for it)
+        return False
+    try:
+        flags = array.array("l", [0])
+        fcntl.ioctl(fd, 0x80086601, flags)  # FS_IOC_GETFLAGS
+        return bool(flags[0] & 0x30)  # FS_IMMUTABLE_FL | FS_APPEND_FL
+    except OSError:  # a file system without these flags
+        return False
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------ --resume
+
+
+# What a resumed tune or cross-validation may change: it moves the folder, the card's words, how much is logged
+# or kept, how data is read; not what is trained, on what data, or how it is scored.
+UNMEASURED = (
+    "output_dir",
+    "card",
+    "keep_checkpoints",
+    "data.num_proc",
+    "data.cache",
+    "training.disable_tqdm",
+    "training.report_to",
+    "training.logging_steps",
+    "training.logging_strategy",
+    "training.dataloader_num_workers",
+)
+
+
+def trained_with(recipe: Recipe, unmeasured: Iterable[str] = ()) -> dict[str, Any]:
+    """What a run's results depend on, for --resume to compare: the resolved recipe as dotted keys (hftk's
+    training defaults filled in), less UNMEASURED and `unmeasured`; a data file by its content, not its path."""
+    flat = _dotted(recipe.model_dump(mode="json") | {"training": {**TRAINING_DEFAULTS, **recipe.training}})
+    skipped = (*UNMEASURED, *unmeasured)
+    record = {k: v for k, v in flat.items() if not any(k == s or k.startswith(s + ".") for s in skipped)}
+    for split in ("train", "validation", "test"):
+        source = getattr(recipe.data, split)
+        if f"data.{split}" in record and source is not None and not recipe.data.hub:
+            digest = hashlib.blake2b(digest_size=16)
+            for path in expand_paths(source):
+                digest.update(file_digest(path).encode())
+            record[f"data.{split}"] = f"content {digest.hexdigest()}"
+    return record
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'key old -> new' for each setting that differs between two `trained_with` records."""
+    from transformers import TrainingArguments
+
+    defaults = {
+        f"training.{f.name}": None if f.default is dataclasses.MISSING else f.default
+        for f in dataclasses.fields(TrainingArguments)
+    }
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
+        if before == after:
+            continue
+        if str(before).startswith("content ") and str(after).startswith("content "):
+            out.append(f"{key}: other file content")
+        else:
+            out.append(f"{key} {_setting(before)} -> {_setting(after)}")
+    return out
+
+
+def _setting(value: Any) -> str:
+    return "unset" if value is None else f"{value:g}" if isinstance(value, float) else json.dumps(value, default=str)
+
+
+def _dotted(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            out |= _dotted(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _holds_something(path: Path) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from hftk.data import Records, read_hub_split
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS
-from hftk.models import DevicePolicy, check_model_files, load_tokenizer, resolve_model
+from hftk.models import DevicePolicy, check_model_files, load_tokenizer, model_max_length, resolve_model
 from hftk.recipe import NO_EVALUATION, TRAINING_DEFAULTS, Recipe
 from hftk.tasks import Task, get_task
 
@@ -48,6 +48,7 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
         tokenizer = None
     check_model_files(recipe.model, tokenizer)  # weights present, vocabulary fits: before any data is read
     task = get_task(recipe.task)(recipe, tokenizer)
+    check_search_lengths(recipe, tokenizer)
     data = recipe.data
     records: dict[str, Records] = {}
     for split in splits:
@@ -69,6 +70,21 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
     if "train" in records:
         task.fit(records["train"])
     return Prepared(recipe, task, records)
+
+
+def check_search_lengths(recipe: Recipe, tokenizer: Any) -> None:
+    """Every max_length a `search:` can propose fits the model, as the recipe's own must: found by `hftk check`,
+    not by a trial that fails (the recipe's validation cannot see the model)."""
+    space = recipe.search.get("max_length")
+    limit = model_max_length(tokenizer)
+    if space is None or limit is None:
+        return
+    for value in space.values():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > limit:
+            raise HftkError(
+                f"{space.where or 'search.max_length'}: {value} is more than {recipe.model} takes ({limit} tokens); "
+                f"keep the search at {limit} or less"
+            )
 
 
 def training_arguments(task: Task, policy: DevicePolicy, output_dir: str | Path, *, has_eval: bool) -> Any:

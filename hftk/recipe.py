@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hftk import lora
 from hftk.errors import HftkError, did_you_mean, not_utf8
@@ -56,6 +65,25 @@ def label_strings(v: Any) -> Any:
 # `labels:` of a recipe: an order (list), or data value -> name (mapping, e.g. {0: negative, 1: positive}).
 Labels = Annotated[list[str] | dict[str, str] | None, BeforeValidator(label_strings)]
 LabelMap = Annotated[dict[str, str] | None, BeforeValidator(label_strings)]
+
+
+# The largest number a search or a training setting may hold: every integer up to it is exact as a float, and
+# no hyper-parameter needs more (1e308 epochs overflow Trainer's step count; inf breaks Optuna's sampling).
+LARGEST = 2**53
+# numpy seeds the run with `seed`, and takes 0 .. 2**32 - 1 only.
+SEEDS = 2**32
+
+
+def number_problem(value: Any) -> str | None:
+    """Why a number cannot be a setting (not finite, or beyond LARGEST), else None; non-numbers pass."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if abs(value) > LARGEST:  # an int too large for a float is shown by its size
+        got = f"{value:.3g}" if isinstance(value, float) or value.bit_length() < 1000 else f"{value.bit_length()} bits"
+        return f"must be at most 2**53 ({LARGEST:.3g}) in size, got {got}"
+    return None
 
 
 # What a run without validation data sets, whatever the recipe says: nothing to evaluate or pick the best by.
@@ -115,9 +143,17 @@ class SearchSpace(Strict):
     log: bool = False
     step: int | float | None = Field(default=None, gt=0)
     choices: list[str | int | float | bool | None] | None = Field(default=None, min_length=1)
+    # 'recipe.yaml:17: search.KEY': where the field is, for the checks that need the model (prepare).
+    _where: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _one_form(self) -> SearchSpace:
+        for name in ("low", "high", "step"):
+            if (problem := number_problem(getattr(self, name))) is not None:
+                raise ValueError(f"{name} {problem}")
+        for choice in self.choices or ():
+            if (problem := number_problem(choice)) is not None:
+                raise ValueError(f"each choice {problem}")
         ranged = self.low is not None or self.high is not None
         if self.choices is not None:
             if ranged or self.log or self.step is not None:
@@ -134,6 +170,11 @@ class SearchSpace(Strict):
         if self.log and self.step is not None:
             raise ValueError("log and step do not combine; drop one")
         return self
+
+    @property
+    def where(self) -> str:
+        """'recipe.yaml:17: search.KEY' once validated from a file, else ''."""
+        return self._where
 
     def values(self) -> list[Any]:
         """The values validation tries on the recipe: each choice, or both ends of the range."""
@@ -174,7 +215,7 @@ class Recipe(Strict):
     # merge: true}; the method's own options are checked against peft's config class.
     peft: lora.PeftSettings | None = None
     trust_remote_code: bool = False
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, lt=SEEDS)
     # Model card metadata for the Hub (hftk push): language, license, datasets, tags.
     card: CardSettings = Field(default_factory=CardSettings)
     # `hftk tune`'s search space: dotted recipe field -> SearchSpace, e.g.
@@ -388,16 +429,35 @@ def _check_search(cls: type[Recipe], recipe: Recipe, raw: RawRecipe) -> list[str
         if top in _NOT_SEARCHED or not all(key.split(".")):
             errors.append(f"{prefix}: not searchable ({_NOT_SEARCHED.get(top, 'an empty part in the key')})")
             continue
+        space._where = prefix
         for value in space.values():
-            trial = RawRecipe(_deep_copy(base))
-            try:
-                _set_dotted(trial.data, key, value, "search")
-                validate_recipe(cls, trial)
-            except HftkError as e:
-                first = str(e).splitlines()[0].removeprefix(f"{trial.where}: ").removeprefix("search: ")
+            if (first := _fails(cls, base, key, value)) is not None:
                 errors.append(f"{prefix}: with {value!r}: {first}")
                 break
+        else:  # both ends pass; a float range also proposes the values between, which an int field refuses
+            probe = None if space.choices is not None or space.integers else _between(space)
+            if probe is not None and (first := _fails(cls, base, key, probe)) is not None:
+                errors.append(
+                    f"{prefix}: a range of floats proposes values such as {probe!r}, which fail ({first}); "
+                    "give int low, high (and step) for an integer field"
+                )
     return errors
+
+
+def _fails(cls: type[Recipe], base: dict[str, Any], key: str, value: Any) -> str | None:
+    """The first error of the recipe `base` with `key` set to `value`, or None when it validates."""
+    trial = RawRecipe(_deep_copy(base))
+    try:
+        _set_dotted(trial.data, key, value, "search")
+        validate_recipe(cls, trial)
+    except HftkError as e:
+        return str(e).splitlines()[0].removeprefix(f"{trial.where}: ").removeprefix("search: ")
+    return None
+
+
+def _between(space: SearchSpace) -> int | float:
+    """A value inside the range: its first step, or its middle (an int field refuses both when they are floats)."""
+    return space.low + space.step if space.step else (space.low + space.high) / 2  # type: ignore[operator]
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -566,6 +626,10 @@ _POSITIVE = {
 def _range_problem(key: str, value: Any, training: dict[str, Any]) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
+    if (problem := number_problem(value)) is not None:
+        return problem
+    if key in ("seed", "data_seed") and not 0 <= value < SEEDS:
+        return f"must be 0 .. 2**32 - 1 (numpy's seeds), got {value!r}"
     if key in _POSITIVE and value <= 0:
         return f"must be above 0, got {value!r}"
     steps = training.get("max_steps")

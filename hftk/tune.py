@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from typing import Any
 
 from hftk.errors import HftkError
 from hftk.files import LOCK, atomic_write_text, locked, replace_model
-from hftk.output import check_output_dir, text_table
+from hftk.output import changed_settings, check_runs_dir, remove_whole, text_table, trained_with
 from hftk.prepare import prepare
 from hftk.recipe import TRAINING_DEFAULTS, Recipe, SearchSpace, read_recipe, safe_load
 from hftk.tasks import get_task, load_recipe
@@ -126,6 +125,7 @@ def tune(
         check_study_dir(study.out, resume=resume, overwrite=overwrite)
         if overwrite:
             study.clear()
+        study.settle(resume=resume)
         start = time.perf_counter()
         if backend == "ray":
             from hftk.tune_ray import run_ray
@@ -140,15 +140,7 @@ def tune(
 
 def check_study_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     """A folder with a study continues only with --resume; one with a training run is `hftk train`'s rule."""
-    if (out / STUDY).exists() and not (resume or overwrite):
-        raise HftkError(
-            f"{out}: holds a study ({STUDY}); pass --resume to continue it, --overwrite to start anew, "
-            "or --output NEW_DIR"
-        )
-    if resume and not (out / STUDY).exists() and not (out / "ray").exists():
-        raise HftkError(f"{out}: no study to resume ({STUDY} is missing); start one without --resume")
-    if not (out / STUDY).exists():
-        check_output_dir(out, resume=False, overwrite=overwrite)
+    check_runs_dir(out, STUDY, "a study", resume=resume, overwrite=overwrite, found=(out / STUDY).exists())
 
 
 class Study:
@@ -160,6 +152,34 @@ class Study:
         self.space: dict[str, SearchSpace] = recipe.search
 
     # -- optuna ----------------------------------------------------------------------------------------
+    def settle(self, *, resume: bool) -> None:
+        """A new study records what its trials are trained with (the recipe, the data's content); a resumed one
+        must have been trained with the same, or its ranking would compare trials of other settings. Only
+        --trials may grow (and pruning, logging, the card change nothing measured)."""
+        record = trained_with(self.recipe)
+        if not resume:
+            self.load(create=True).set_user_attr("trained_with", record)
+            return
+        try:
+            saved = self._study().user_attrs.get("trained_with")
+        except Exception:  # not an SQLite database, or no study "hftk" in it: Optuna's and SQLAlchemy's errors
+            raise HftkError(
+                f"{self.out / STUDY}: not a study hftk can read; start anew with --overwrite, or choose another "
+                "--output"
+            ) from None
+        if saved is None:
+            raise HftkError(
+                f"{self.out}: the study there records no settings to compare (an older hftk wrote it); start anew "
+                "with --overwrite, or choose another --output"
+            )
+        if changes := changed_settings(saved, record):
+            shown = ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
+            raise HftkError(
+                f"{self.out}: the study there ran its trials with other settings ({shown}), and its ranking cannot "
+                "mix them; resume with its settings (only --trials may grow), start anew with --overwrite, or "
+                "choose another --output"
+            )
+
     def load(self, *, create: bool, seed_offset: int = 0, prune: bool = True, trials: int = 10) -> Any:
         import optuna
 
@@ -251,7 +271,7 @@ class Study:
         import optuna
         from optuna.trial import TrialState
 
-        study = self.load(create=not resume, prune=prune, trials=trials)
+        study = self.load(create=False, prune=prune, trials=trials)  # created by settle()
         if not resume and (point := self.recipe_point) is not None:
             study.enqueue_trial(point)
             logger.warning("hftk tune: trial 0 runs the recipe's own values, so the search starts from them")
@@ -328,8 +348,10 @@ class Study:
     def keep(self, folder: Path, number: int) -> None:
         """`folder` (trial `number`'s model) becomes best/, replacing the model there."""
         target = self.out / BEST
+        if target.is_symlink():  # the model goes into the study's folder, never through a link out of it
+            target.unlink()
         target.mkdir(exist_ok=True)
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        remove_whole([folder / "checkpoints"])
         for name in ("README.md", "recipe.yaml"):  # they name the trial's folder, which is about to go
             path = folder / name
             if path.is_file():
@@ -338,17 +360,13 @@ class Study:
         self.write_best_recipe(number)
 
     def remove_trial(self, number: int) -> None:
-        shutil.rmtree(self.trial_dir(number), ignore_errors=True)
+        remove_whole([self.trial_dir(number)])
         with contextlib.suppress(OSError):
             (self.out / TRIALS).rmdir()  # once no trial is left in it
 
     def clear(self) -> None:
-        for name in _OURS:
-            path = self.out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        """Remove what a study writes, all or nothing (a link in its place goes, never what it points to)."""
+        remove_whole(self.out / name for name in _OURS)
 
     # -- results ---------------------------------------------------------------------------------------
     def write_best_recipe(self, number: int) -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from typing import Any
 
 from hftk.errors import HftkError
+from hftk.output import remove_whole
 from hftk.trainer import EvaluationReport
 
 
@@ -77,7 +77,8 @@ def run_ray(study: Any, trials: int, *, resume: bool, prune: bool) -> None:
         number = study._study().best_trial.number
         study.keep(study.trial_dir(best.metrics["trial_id"]), number)
     finally:
-        shutil.rmtree(study.trial_dir(0).parent, ignore_errors=True)  # the trials that were not the best
+        with contextlib.suppress(HftkError):  # the trials that were not the best; never masks the run's error
+            remove_whole([study.trial_dir(0).parent])
         if started:
             ray.shutdown()
 

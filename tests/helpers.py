@@ -6,8 +6,11 @@ Fixtures live in conftest.py; everything here is plain constants and functions, 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,3 +95,24 @@ def tiny_model(path: Path, labels: list[str], seed: int) -> None:
     BertForSequenceClassification(config).save_pretrained(path)
     for name in ("metrics.json", "recipe.yaml", "README.md"):
         (path / name).write_text(f"{name} of the {'new' if labels[0] == 'a' else 'old'} model\n")
+
+
+@contextlib.contextmanager
+def unremovable(path: Path) -> Iterator[None]:
+    """`path` cannot be removed while inside: immutable (chattr +i) as root, whom permissions do not stop; its
+    folder read-only for anyone else. Skips where neither can be done."""
+    import pytest
+
+    if os.geteuid() != 0:
+        path.parent.chmod(0o500)
+        try:
+            yield
+        finally:
+            path.parent.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)

@@ -16,7 +16,7 @@ from hftk.folds import aggregate, assign_folds, plan_folds
 from hftk.prepare import prepare
 from hftk.tasks import load_recipe
 
-from .helpers import DATA, MINILM, cli, cli_error, head, sst2_recipe
+from .helpers import DATA, MINILM, cli, cli_error, head, sst2_recipe, unremovable
 
 # As short as a run gets: two optimizer steps, no evaluation or checkpoint before the final score.
 QUICK = {
@@ -193,6 +193,32 @@ def test_three_folds_keep_all_then_resume_trains_only_the_unfinished_fold(small,
     capsys.readouterr()
     assert "holds a cross-validation" in cli_error(capsys, "train", recipe, "--folds", 3)
     assert "resume with --folds 3" in cli_error(capsys, "train", recipe, "--folds", 4, "--resume")
+    # another learning rate or max_length would average other models into one mean ± sd: refused, naming each
+    error = cli_error(capsys, "train", recipe, "--folds", 3, "--resume", "--set", "training.learning_rate=2e-4",
+                      "--set", "max_length=48")  # fmt: skip
+    assert "trained with other settings (max_length 32 -> 48, training.learning_rate 0.0001 -> 0.0002)" in error
+    assert error.endswith("start anew with --overwrite, or choose another --output")
+    # --keep may change: nothing is trained again, the rows go, the models stay and the card says so
+    cli("train", recipe, "--folds", 3, "--resume", "--keep", "none")
+    assert trained_folds == ["fold-3"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "fold-1", "fold-2", "fold-3", "metrics.json"]
+    assert "`fold-1/`, `fold-2/`, `fold-3/`: the folds' model folders" in (out / "README.md").read_text()
+    assert json.loads((out / "metrics.json").read_text())["per_fold"] == again["per_fold"]
+
+    # --overwrite removes all or nothing: a file that cannot go stops it before anything goes
+    before = sorted(str(p) for p in out.rglob("*"))
+    with unremovable(out / "fold-2" / "config.json"):
+        error = cli_error(capsys, "train", recipe, "--folds", 3, "--overwrite")
+    assert "fold-2" in error and "cannot be removed" in error and "nothing was removed" in error
+    assert sorted(str(p) for p in out.rglob("*")) == before
+    # a fold folder that is a link out of the folder: the link goes, never what it points to
+    outside = tmp_path / "elsewhere"
+    shutil.move(out / "fold-1", outside)
+    (out / "fold-1").symlink_to(outside, target_is_directory=True)
+    (out / "notes.txt").write_text("the user's")
+    hftk.folds.clear(out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (outside / "model.safetensors").is_file()
 
 
 def test_keep_none_keeps_only_the_scores(small, tmp_path, capsys):

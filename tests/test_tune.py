@@ -16,7 +16,7 @@ import yaml
 import hftk
 from hftk.tune import optuna_report, tune
 
-from .helpers import DATA, ROOT, head, sst2_recipe
+from .helpers import DATA, ROOT, cli_error, head, sst2_recipe, unremovable
 
 SPACE = {
     "training.learning_rate": {"low": 2.0e-5, "high": 2.0e-4, "log": True},
@@ -89,6 +89,18 @@ def test_study_keeps_the_best_model_and_resume_never_redoes_a_trial(small, tmp_p
     assert len(after) == 3 and [(t.params, t.user_attrs["seconds"]) for t in after[:2]] == before
     assert second.best_value == max(t.value for t in after)
     assert json.loads((out / "tune.json").read_text())["states"] == {"complete": 3, "pruned": 0, "fail": 0}
+    # --resume with another fixed setting or other validation rows would rank trials of other runs together:
+    # refused before any trial, naming each change; only --trials may grow
+    other = {**small, "validation": head(DATA / "en/sst2/dev.tsv", small["validation"].parent / "dev60.tsv", 60)}
+    changed = sst2_recipe(other, out, max_length=32, training={**QUICK["training"], "max_steps": 16}, search=SPACE)
+    with pytest.raises(hftk.HftkError) as refused:
+        tune(changed | {"training": changed["training"] | {"per_device_train_batch_size": 16}}, trials=4, resume=True)
+    assert str(refused.value) == (
+        f"{out}: the study there ran its trials with other settings (data.validation: other file content, "
+        "training.max_steps 8 -> 16), and its ranking cannot mix them; resume with its settings (only --trials may "
+        "grow), start anew with --overwrite, or choose another --output"
+    )
+    assert len(_trials(out)) == 3
 
 
 def test_a_killed_trial_runs_again_with_its_values(small, tmp_path):
@@ -112,12 +124,42 @@ def test_a_killed_trial_runs_again_with_its_values(small, tmp_path):
     proc.wait()
     killed = _trials(out)
     assert [t.state.name for t in killed] == ["RUNNING"]
-    result = tune(recipe, trials=1, resume=True, overrides={"training.max_steps": 8})
+    result = tune(recipe, trials=1, resume=True)  # the same settings: another max_steps would be refused
     trials = _trials(out)
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
     assert trials[1].params == killed[0].params  # the interrupted values, run again
     assert result.best_params == killed[0].params
     assert not (out / "trials").exists()
+
+
+def test_overwrite_removes_a_link_itself_and_nothing_when_something_cannot_go(small, tmp_path, capsys):
+    from hftk.tune import Study
+
+    out, outside = tmp_path / "study", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "model.safetensors").write_text("a model the study does not own")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe(small, out)))
+    study = Study(out, hftk.load_recipe(recipe), base={}, metric="eval_accuracy", direction="maximize")
+    study.settle(resume=False)  # a real study.db
+    (out / "best").mkdir()
+    (out / "best" / "model.safetensors").write_text("the best trial's model")
+    (out / "trials.csv").write_text("trial\n0\n")
+    # one file that cannot be removed: --overwrite refuses before removing anything
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with unremovable(out / "best" / "model.safetensors"):
+        error = cli_error(capsys, "tune", recipe, "--overwrite", "--trials", 1)
+    assert "best" in error and "cannot be removed" in error and "nothing was removed" in error
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # best/ a link out of the folder: the link goes, never what it points to; the user's own file stays
+    import shutil
+
+    shutil.rmtree(out / "best")
+    (out / "best").symlink_to(outside, target_is_directory=True)
+    (out / "notes.txt").write_text("the user's")
+    study.clear()
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (outside / "model.safetensors").read_text() == "a model the study does not own"
 
 
 @pytest.mark.parametrize(
