@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterable
@@ -23,6 +24,8 @@ from hftk.models import removed_pipelines
 from hftk.recipe import TRAINING_DEFAULTS, Recipe, dump_recipe
 from hftk.tasks import Task
 from hftk.text import expand_paths
+
+logger = logging.getLogger("hftk")
 
 
 def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -215,7 +218,10 @@ def write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, An
         plot_curve(trainer.state.log_history, task.main_metric, staging / "training_curve.png")
         replace_model(staging, out)
         if not recipe.keep_checkpoints:  # only once the model is whole in place
-            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+            try:
+                remove_whole([out / CHECKPOINTS])
+            except HftkError as e:  # the model is saved: what is left is only disk space
+                logger.warning("hftk: the checkpoints were kept: %s", e)
     trainer.accelerator.wait_for_everyone()  # no process returns before the model is in place
 
 

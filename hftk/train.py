@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from hftk.data import Features, Records
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, LOCK, last_complete_checkpoint, locked, remove_incomplete_checkpoints
 from hftk.models import DevicePolicy, check_weights, is_main_process, resolve_model
-from hftk.output import check_output_dir, write_output
+from hftk.output import check_output_dir, remove_whole, write_output
 from hftk.prepare import Prepared, prepare, training_arguments
 from hftk.recipe import Recipe
 from hftk.tasks import get_task, load_recipe
@@ -204,7 +203,7 @@ def _resume_point(args: Any, out: Path, *, resume: bool, overwrite: bool) -> str
     _barrier(args)  # every process has checked the output directory; from here on rank 0 may write
     if main:
         if overwrite:  # old checkpoints would be mistaken for this run's; the old model stays until replaced
-            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+            remove_whole([out / CHECKPOINTS])  # all or nothing; a link is removed, never written through
         if resume:
             remove_incomplete_checkpoints(out / CHECKPOINTS)
     _barrier(args)  # no process reads checkpoints while rank 0 deletes some
