@@ -6,7 +6,8 @@ from pathlib import Path
 CASE = {
     "run": "check recipe.yaml",
     "recipe": {"data": {"train": "train.parquet", "validation": "~delete"}},
-    "expect": "train.parquet: record 3: the row is not valid Unicode text (a lone surrogate \\ud800 in column 'sentence')",
+    "expect": "train.parquet: record 3: the row is not valid Unicode text (a lone surrogate \\ud800 in column "
+    "'sentence')",
 }
 
 
