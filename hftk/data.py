@@ -242,8 +242,8 @@ def open_rows(path: str | Path, *, column_names: list[str] | None = None, checke
         raise HftkError(f"{p}: data.column_names applies to CSV/TSV files without a header only")
     if p.is_dir():  # memory-mapped once, here: every pass reads the mapping opened now
         return _open_saved_dataset(p)
-    snapshot = checked or Snapshot.take(p)
-    file = READERS[suffix](p, column_names, snapshot.verify())
+    snapshot = checked or (Snapshot.take(p) if p.is_file() else None)  # a named pipe is read once, as it comes
+    file = READERS[suffix](p, column_names, snapshot.verify() if snapshot is not None else None)
     if not file.held:
         file.snapshot = snapshot
     return file
@@ -388,6 +388,23 @@ def _cells(p: Path, delimiter: str, limit: int | None) -> Iterator[tuple[int, li
 
 # A JSON escape of a surrogate (\ud800-\udfff): the only way a lone one gets into text decoded as UTF-8.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# Escaped backslashes and surrogate pairs (an emoji, as json.dumps writes it): with them taken out, left to right,
+# a surrogate escape still in JSON text is a lone one.
+_PAIRED = re.compile(r"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_escape(text: str) -> bool:
+    """Whether JSON text escapes a lone surrogate: two regex passes in C per line that has a surrogate escape at
+    all, rather than a look at every value parsed from it (JSON written with ensure_ascii has one per emoji)."""
+    return bool(_SURROGATE_ESCAPE.search(text)) and bool(_SURROGATE_ESCAPE.search(_PAIRED.sub("", text)))
+
+
+def _line_of_lone_escape(text: str) -> int:
+    """The line of a JSON document's first lone surrogate escape (it has one): matched with the paired ones, a
+    match that is a single escape is it."""
+    single = r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+    at = next(m.start() for m in re.finditer(_PAIRED.pattern + single, text) if len(m.group()) == 6)
+    return text.count("\n", 0, at) + 1
 
 
 def surrogate_in(row: dict[str, Any]) -> tuple[str | None, str] | None:
@@ -411,7 +428,7 @@ def _jsonl_rows(p: Path, limit: int | None) -> Iterator[tuple[int, dict[str, Any
             raise HftkError(f"{p}:{n}: invalid JSON ({e.msg}); one JSON object per line") from None
         if not isinstance(obj, dict):
             raise HftkError(f"{p}:{n}: expected a JSON object per line, got {type(obj).__name__}")
-        if _SURROGATE_ESCAPE.search(line) and (found := surrogate_in(obj)):  # pairs (emoji) decode whole
+        if _has_lone_escape(line) and (found := surrogate_in(obj)):
             raise not_unicode(f"{p}:{n}", found[1], found[0])
         yield n, obj
 
@@ -443,20 +460,10 @@ def _open_json(p: Path, column_names: list[str] | None = None, limit: int | None
     if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
         raise HftkError(f"{p}: expected a list of JSON objects (or JSON Lines); got another shape")
     rows = obj
-    if _SURROGATE_ESCAPE.search(text):
-        for i, row in enumerate(rows):
-            if found := surrogate_in(row):
-                raise not_unicode(_json_place(p, text, found[1], i), found[1], found[0])
+    found = next((f for row in rows if (f := surrogate_in(row)) is not None), None) if _has_lone_escape(text) else None
+    if found is not None:  # at its line: a JSON document's records have none of their own
+        raise not_unicode(f"{p}:{_line_of_lone_escape(text)}", found[1], found[0])
     return RowFile(p, _columns(rows), False, lambda: ((None, row) for row in rows), held=True)
-
-
-def _json_place(p: Path, text: str, escape: str, index: int) -> str:
-    """'file:line' of a lone surrogate's escape in a JSON document (the first not paired), else its record."""
-    pair = r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-    for m in re.finditer(rf"(?<!\\)(?:\\\\)*({pair}|\\u{escape[2:]})", text, re.IGNORECASE):
-        if not re.fullmatch(pair, m.group(1)):
-            return f"{p}:{text.count(chr(10), 0, m.start(1)) + 1}"
-    return _place(str(p), None, index)
 
 
 def _arrow_rows(p: Path, batches: Iterable[Any]) -> Iterator[tuple[None, dict[str, Any]]]:
