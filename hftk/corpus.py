@@ -23,17 +23,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hftk.cache import cached_map, file_digest, index_digest, key, lookup, tokenizer_fingerprint
-from hftk.data import Records
+from hftk.cache import cached_map, index_digest, key, lookup, tokenizer_fingerprint
+from hftk.data import Records, Snapshot
 from hftk.text import (
     Template,
     blocks,
     expand_paths,
     held_out_indices,
     is_plain,
+    join_texts,
     plain_documents,
     read_column,
-    read_texts,
+    read_text_file,
     stream_of,
     subset,
 )
@@ -47,6 +48,8 @@ class TextCorpus(Records):
     """The documents of some text files, read lazily: rows exist only when something asks for them (small data,
     e.g. `hftk evaluate`); training streams `documents()` instead.
 
+    `checked` holds each file as `read_corpus` checked it: every later reading gets exactly those documents (a
+    file appended to meanwhile is read up to its checked size; one changed otherwise is an error).
     `keep` selects documents by their index in the whole corpus (a held-out split), None keeps all.
     """
 
@@ -59,11 +62,13 @@ class TextCorpus(Records):
         documents: str,
         column_names: list[str] | None,
         count: int,
+        checked: list[Snapshot],
         keep: frozenset[int] | None = None,
         drop: frozenset[int] | None = None,
     ) -> None:
         self.source = source
         self.files = files
+        self.checked = checked
         self.text_column = column
         self.documents_mode = documents
         self.column_names = column_names
@@ -84,11 +89,12 @@ class TextCorpus(Records):
     def documents(self) -> Iterator[str]:
         """Every selected document's text, in file order, one at a time."""
         index = 0
-        for path in self.files:
+        for path, checked in zip(self.files, self.checked):
             if is_plain(path):
-                texts: Any = (text for _, text in plain_documents(path, self.documents_mode))
+                texts: Any = (text for _, text in plain_documents(path, self.documents_mode, checked.verify()))
             else:
-                texts = (row[self.text_column] for row in read_column(path, self.text_column, self.column_names).rows)
+                rows = read_column(path, self.text_column, self.column_names, checked).rows
+                texts = (row[self.text_column] for row in rows)
             for text in texts:
                 if self._selected(index):
                     yield text
@@ -96,12 +102,11 @@ class TextCorpus(Records):
 
     @functools.cached_property
     def _records(self) -> Records:
-        whole = read_texts(
-            [str(p) for p in self.files],
-            column=self.text_column,
-            documents=self.documents_mode,
-            column_names=self.column_names,
-        )
+        parts = [
+            read_text_file(p, self.text_column, self.documents_mode, self.column_names, checked)
+            for p, checked in zip(self.files, self.checked)
+        ]
+        whole = join_texts(", ".join(map(str, self.files)), parts)
         return (
             whole
             if self.keep is None and self.drop is None
@@ -125,6 +130,7 @@ class TextCorpus(Records):
             documents=self.documents_mode,
             column_names=self.column_names,
             count=self.total,
+            checked=self.checked,
             keep=keep,
             drop=drop,
         )
@@ -139,17 +145,20 @@ def read_corpus(
 ) -> TextCorpus:
     """Every document `source` names, checked one at a time (the errors of `text.read_texts`), not kept."""
     files = expand_paths(source)
+    checked = [Snapshot.take(path) for path in files]
     count = 0
-    for path in files:
+    for path, snapshot in zip(files, checked):
         if is_plain(path):
-            count += count_documents(path, documents)
+            count += count_documents(path, documents, snapshot.size)
         else:
-            count += len(read_column(path, column, column_names))
+            count += len(read_column(path, column, column_names, snapshot))
     name = str(source) if isinstance(source, (str, os.PathLike)) else ", ".join(map(str, source))
-    return TextCorpus(name, files, column=column, documents=documents, column_names=column_names, count=count)
+    return TextCorpus(
+        name, files, column=column, documents=documents, column_names=column_names, count=count, checked=checked
+    )
 
 
-def count_documents(path: Path, documents: str) -> int:
+def count_documents(path: Path, documents: str, limit: int | None = None) -> int:
     """How many documents `text.plain_documents` finds in the file, counted in large decoded chunks (about a
     second per gigabyte): the same documents, but no Python object per line kept or made beyond a chunk.
 
@@ -157,16 +166,18 @@ def count_documents(path: Path, documents: str) -> int:
         HftkError: the file is not UTF-8 (at its line and byte, by `plain_documents`) or has no text.
     """
     count, carry, in_paragraph, first = 0, b"", False, True
+    left = limit if limit is not None else -1  # bytes still to read; -1: to the end
     with open(path, "rb") as f:
         while True:
-            chunk = f.read(_CHUNK_BYTES)
+            chunk = f.read(_CHUNK_BYTES if left < 0 else min(_CHUNK_BYTES, left))
+            left -= len(chunk) if left >= 0 else 0
             data = carry + chunk
             cut = len(data) if not chunk else data.rfind(b"\n") + 1
             carry = data[cut:]
             try:
                 text = data[:cut].decode("utf-8")
             except UnicodeDecodeError:
-                for _ in plain_documents(path, documents):  # raises the located error
+                for _ in plain_documents(path, documents, limit):  # raises the located error
                     pass
                 raise
             if first:
@@ -184,7 +195,7 @@ def count_documents(path: Path, documents: str) -> int:
             if not chunk:
                 break
     if count == 0:
-        for _ in plain_documents(path, documents):  # raises the 'no text' error
+        for _ in plain_documents(path, documents, limit):  # raises the 'no text' error
             pass
     return count
 
@@ -296,7 +307,7 @@ def _key(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool) ->
     return key(
         {
             "what": "blocks",
-            "files": [(str(p.resolve()), file_digest(p)) for p in corpus.files],
+            "files": [(str(p.resolve()), checked.digest()) for p, checked in zip(corpus.files, corpus.checked)],
             "documents": corpus.documents_mode,
             "column": corpus.text_column,
             "keep": index_digest(corpus.keep),

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import itertools
 import json
+import logging
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hftk.errors import HftkError, no_records, not_found, not_utf8
+from hftk.cache import file_digest
+from hftk.errors import HftkError, lone_surrogate, no_records, not_found, not_unicode, not_utf8
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+logger = logging.getLogger("hftk")
 
 # Feature columns a task encodes from Records: the model's inputs plus whatever decoding needs later.
 Features = dict[str, list[Any]]
@@ -78,6 +83,17 @@ class Records:
         return values
 
 
+# The kinds of value a task reads as one label: a Parquet struct, map or list (a JSON object or array) is none.
+SCALARS = (str, int, float, bool)
+
+
+def not_one_value(where: str, column: str, value: Any, expected: str, fix: str) -> HftkError:
+    """'WHERE: column C holds dict {...}, but EXPECTED; FIX': a nested value where a task reads one value."""
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return HftkError(f"{where}: column {column!r} holds {type(value).__name__} {shown}, but {expected}; {fix}")
+
+
 def _place(source: str, line: int | None, index: int) -> str:
     return f"{source}:{line}" if line is not None else f"{source}: record {index + 1}"
 
@@ -103,26 +119,118 @@ class _Batch(Records):
         return self.whole.where(self.start + i) if self.whole is not None else super().where(i)
 
 
-Reader = Callable[[Path, "list[str] | None"], "RowFile"]
+# A reader opens a file reading at most `limit` bytes of it (None: all), the size it had when checked.
+Reader = Callable[[Path, "list[str] | None", "int | None"], "RowFile"]
+
+_EDGE = 1 << 16  # bytes hashed at each end of a file's checked part: the cheap test that it is still there
+# Line-based formats, where rows appended at the end leave the rows before them as they were.
+_APPENDABLE = (".csv", ".tsv", ".jsonl", ".ndjson", ".txt", ".text", "")
+
+
+@dataclass
+class Snapshot:
+    """A data file as it was when checked. A file read anew on each pass (`data.streaming`, a language-model
+    corpus) must give every pass exactly the rows checked, so each pass compares the file with this first.
+
+    Rows appended to a text file leave the checked bytes in place: a pass then reads only those and says so once
+    (a run that has trained for hours goes on, on the data it checked). Any other change (edited in place,
+    shortened, replaced) leaves no checked rows to read: the pass stops with an error naming the file."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    edges: str  # hash of the first and last `_EDGE` bytes of the checked size
+    appendable: bool
+    warned: bool = False
+
+    @classmethod
+    def take(cls, path: str | Path) -> Snapshot:
+        p = Path(path)
+        st = p.stat()
+        return cls(p, st.st_size, st.st_mtime_ns, _edges(p, st.st_size), p.suffix.lower() in _APPENDABLE)
+
+    def verify(self) -> int:
+        """The bytes a pass reads (the checked size): a warning the first time the file has grown since, an error
+        when it changed in any other way."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise self._changed("the file is gone") from None
+        if st.st_size == self.size and st.st_mtime_ns == self.mtime_ns:
+            return self.size
+        if st.st_size < self.size:
+            raise self._changed(f"{st.st_size} bytes now, {self.size} then")
+        if _edges(self.path, self.size) != self.edges or st.st_size == self.size:
+            raise self._changed("its checked bytes were rewritten")
+        if not self.appendable:
+            raise self._changed(f"{st.st_size} bytes now, {self.size} then")
+        if not self.warned:
+            self.warned = True
+            logger.warning(
+                "hftk: %s: grew since it was checked at start (%d bytes now, %d then); this run reads only the %d "
+                "bytes it checked, the new rows wait for the next run",
+                self.path,
+                st.st_size,
+                self.size,
+                self.size,
+            )
+        return self.size
+
+    def digest(self) -> str:
+        """The content hash of the checked bytes: what a cache entry of this file's rows is keyed by."""
+        st = self.path.stat()
+        if st.st_size == self.size and st.st_mtime_ns == self.mtime_ns:
+            return file_digest(self.path)  # memoised per process
+        h = hashlib.blake2b(digest_size=16)
+        with open(self.path, "rb") as f:
+            left = self.size
+            while left and (chunk := f.read(min(left, 1 << 23))):
+                h.update(chunk)
+                left -= len(chunk)
+        return h.hexdigest()
+
+    def _changed(self, how: str) -> HftkError:
+        return HftkError(
+            f"{self.path}: changed since it was checked at start ({how}); a run reads only the rows it checked: "
+            "put the checked file back, or start the run again (--resume continues it, checking the file anew)"
+        )
+
+
+def _edges(path: Path, size: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        h.update(f.read(min(size, _EDGE)))
+        if size > _EDGE:
+            f.seek(max(_EDGE, size - _EDGE))
+            h.update(f.read(size - max(_EDGE, size - _EDGE)))
+    return h.hexdigest()
 
 
 @dataclass
 class RowFile:
     """A data file opened for reading: its columns, and a fresh pass over its rows on each call of `rows()`, one
-    (line, row) at a time; line is None in formats without lines (JSON documents, Parquet, saved datasets)."""
+    (line, row) at a time; line is None in formats without lines (JSON documents, Parquet, saved datasets).
+
+    `held`: the rows were read into memory at opening (a JSON document), so a pass never reads the file again.
+    `snapshot`: the file as it was opened, which each pass that reads it again must still find."""
 
     path: Path
     columns: list[str]
     lined: bool
     _rows: Callable[[], Iterator[tuple[int | None, dict[str, Any]]]]
+    held: bool = False
+    snapshot: Snapshot | None = None
 
     def rows(self) -> Iterator[tuple[int | None, dict[str, Any]]]:
+        if self.snapshot is not None:
+            self.snapshot.verify()
         return self._rows()
 
 
-def open_rows(path: str | Path, *, column_names: list[str] | None = None) -> RowFile:
+def open_rows(path: str | Path, *, column_names: list[str] | None = None, checked: Snapshot | None = None) -> RowFile:
     """Open one data file (or saved `datasets` directory) for reading row by row: its header or schema is read
-    now, each row (and its errors) when a pass reaches it."""
+    now, each row (and its errors) when a pass reaches it. Every pass reads the file as it is now (or as it was
+    when `checked`, a snapshot taken earlier), never rows written after."""
     p = Path(path)
     if not p.exists():
         raise not_found(p)
@@ -132,12 +240,20 @@ def open_rows(path: str | Path, *, column_names: list[str] | None = None) -> Row
         raise HftkError(f"{p}: unknown data format {suffix or '(no suffix)'!r}; use one of {known}")
     if column_names and (p.is_dir() or suffix not in (".csv", ".tsv")):
         raise HftkError(f"{p}: data.column_names applies to CSV/TSV files without a header only")
-    return _open_saved_dataset(p) if p.is_dir() else READERS[suffix](p, column_names)
+    if p.is_dir():  # memory-mapped once, here: every pass reads the mapping opened now
+        return _open_saved_dataset(p)
+    snapshot = checked or (Snapshot.take(p) if p.is_file() else None)  # a named pipe is read once, as it comes
+    file = READERS[suffix](p, column_names, snapshot.verify() if snapshot is not None else None)
+    if not file.held:
+        file.snapshot = snapshot
+    return file
 
 
-def read_records(path: str | Path, *, column_names: list[str] | None = None) -> Records:
-    """Read one data file (or saved `datasets` directory) whole into Records."""
-    file = open_rows(path, column_names=column_names)
+def read_records(
+    path: str | Path, *, column_names: list[str] | None = None, checked: Snapshot | None = None
+) -> Records:
+    """Read one data file (or saved `datasets` directory) whole into Records (as it was when `checked`)."""
+    file = open_rows(path, column_names=column_names, checked=checked)
     rows: list[dict[str, Any]] = []
     lines: list[Any] = []
     for n, row in file.rows():
@@ -150,7 +266,10 @@ def read_records(path: str | Path, *, column_names: list[str] | None = None) -> 
 
 class RowStream(Records):
     """A data file read anew on each pass, a batch of rows at a time, so a training split larger than memory is
-    never held (`data.streaming`). `rows` reads the file whole on first use, for the splits that are small."""
+    never held (`data.streaming`). `rows` reads the file whole on first use, for the splits that are small.
+
+    Every pass reads the file as it was opened here, before the checking pass (`Snapshot`): rows appended during
+    the run are not read, and a file changed otherwise stops the pass with an error naming it."""
 
     def __init__(self, path: str | Path, *, column_names: list[str] | None = None) -> None:
         self.file = open_rows(path, column_names=column_names)
@@ -181,7 +300,7 @@ class RowStream(Records):
 
     @functools.cached_property
     def _whole(self) -> Records:
-        return read_records(self.file.path, column_names=self.column_names)
+        return read_records(self.file.path, column_names=self.column_names, checked=self.file.snapshot)
 
     @property
     def rows(self) -> list[dict[str, Any]]:  # type: ignore[override]
@@ -206,10 +325,16 @@ def read_hub_split(name: str, config: str | None, split: str) -> Records:
     return Records(f"{name}[{split}]", ds.to_list(), None, list(ds.column_names))
 
 
-def read_lines(p: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a UTF-8 text file (a BOM is dropped), with a located error for bad bytes."""
+def read_lines(p: Path, limit: int | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file (a BOM is dropped), with a located error for bad bytes; only its
+    first `limit` bytes when given (the size it had when checked)."""
+    left = limit
     with open(p, "rb") as f:
         for n, raw in enumerate(f, 1):
+            if left is not None:
+                if left <= 0:
+                    return
+                raw, left = raw[:left], left - len(raw)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -219,9 +344,9 @@ def read_lines(p: Path) -> Iterator[tuple[int, str]]:
             yield n, line
 
 
-def _open_delimited(p: Path, column_names: list[str] | None, *, delimiter: str) -> RowFile:
+def _open_delimited(p: Path, column_names: list[str] | None, limit: int | None, *, delimiter: str) -> RowFile:
     def header_and_cells() -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-        cells = _cells(p, delimiter)
+        cells = _cells(p, delimiter, limit)
         if column_names:
             return list(column_names), cells
         first = next(cells, None)
@@ -248,11 +373,11 @@ def _open_delimited(p: Path, column_names: list[str] | None, *, delimiter: str) 
     return RowFile(p, header, True, rows)
 
 
-def _cells(p: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+def _cells(p: Path, delimiter: str, limit: int | None) -> Iterator[tuple[int, list[str]]]:
     """(line, fields) of each non-blank CSV/TSV record; a record spanning lines (quoted line breaks) is at its last."""
     # GLUE-style TSV has bare quote characters inside fields: TSV is read without quoting, CSV with it.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader((line for _, line in read_lines(p)), delimiter=delimiter, quoting=quoting)
+    reader = csv.reader((line for _, line in read_lines(p, limit)), delimiter=delimiter, quoting=quoting)
     try:
         for values in reader:
             if values and (len(values) > 1 or values[0].strip()):
@@ -261,8 +386,40 @@ def _cells(p: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
         raise HftkError(f"{p}:{reader.line_num}: {e}; fix the quoting") from None
 
 
-def _jsonl_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for n, line in read_lines(p):
+# A JSON escape of a surrogate (\ud800-\udfff): the only way a lone one gets into text decoded as UTF-8.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# Escaped backslashes and surrogate pairs (an emoji, as json.dumps writes it): with them taken out, left to right,
+# a surrogate escape still in JSON text is a lone one.
+_PAIRED = re.compile(r"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_escape(text: str) -> bool:
+    """Whether JSON text escapes a lone surrogate: two regex passes in C per line that has a surrogate escape at
+    all, rather than a look at every value parsed from it (JSON written with ensure_ascii has one per emoji)."""
+    return bool(_SURROGATE_ESCAPE.search(text)) and bool(_SURROGATE_ESCAPE.search(_PAIRED.sub("", text)))
+
+
+def _line_of_lone_escape(text: str) -> int:
+    """The line of a JSON document's first lone surrogate escape (it has one): matched with the paired ones, a
+    match that is a single escape is it."""
+    single = r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+    at = next(m.start() for m in re.finditer(_PAIRED.pattern + single, text) if len(m.group()) == 6)
+    return text.count("\n", 0, at) + 1
+
+
+def surrogate_in(row: dict[str, Any]) -> tuple[str | None, str] | None:
+    """(column, escape) of a lone surrogate in a row (column None: in a column name), or None: what
+    `errors.not_unicode` reports."""
+    for key, value in row.items():
+        if (escape := lone_surrogate(key)) is not None:
+            return None, escape
+        if (escape := lone_surrogate(value)) is not None:
+            return key, escape
+    return None
+
+
+def _jsonl_rows(p: Path, limit: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    for n, line in read_lines(p, limit):
         if not line.strip():
             continue
         try:
@@ -271,24 +428,26 @@ def _jsonl_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise HftkError(f"{p}:{n}: invalid JSON ({e.msg}); one JSON object per line") from None
         if not isinstance(obj, dict):
             raise HftkError(f"{p}:{n}: expected a JSON object per line, got {type(obj).__name__}")
+        if _has_lone_escape(line) and (found := surrogate_in(obj)):
+            raise not_unicode(f"{p}:{n}", found[1], found[0])
         yield n, obj
 
 
-def _open_jsonl(p: Path, column_names: list[str] | None = None) -> RowFile:
-    return RowFile(p, _columns(row for _, row in _jsonl_rows(p)), True, lambda: _jsonl_rows(p))
+def _open_jsonl(p: Path, column_names: list[str] | None = None, limit: int | None = None) -> RowFile:
+    return RowFile(p, _columns(row for _, row in _jsonl_rows(p, limit)), True, lambda: _jsonl_rows(p, limit))
 
 
-def _open_json(p: Path, column_names: list[str] | None = None) -> RowFile:
+def _open_json(p: Path, column_names: list[str] | None = None, limit: int | None = None) -> RowFile:
     """A JSON document is parsed whole (JSON Lines, CSV or Parquet stream): a list of objects, {"data": [...]},
     or columns {name: [values]}."""
-    text = "".join(line for _, line in read_lines(p))
+    text = "".join(line for _, line in read_lines(p, limit))
     obj: Any = []
     if text.strip():
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
             if e.msg == "Extra data":  # JSON Lines saved as .json (JGLUE does this)
-                return _open_jsonl(p)
+                return _open_jsonl(p, None, limit)
             raise HftkError(f"{p}:{e.lineno}: invalid JSON ({e.msg}); fix the file") from None
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
@@ -301,10 +460,47 @@ def _open_json(p: Path, column_names: list[str] | None = None) -> RowFile:
     if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
         raise HftkError(f"{p}: expected a list of JSON objects (or JSON Lines); got another shape")
     rows = obj
-    return RowFile(p, _columns(rows), False, lambda: ((None, row) for row in rows))
+    found = next((f for row in rows if (f := surrogate_in(row)) is not None), None) if _has_lone_escape(text) else None
+    if found is not None:  # at its line: a JSON document's records have none of their own
+        raise not_unicode(f"{p}:{_line_of_lone_escape(text)}", found[1], found[0])
+    return RowFile(p, _columns(rows), False, lambda: ((None, row) for row in rows), held=True)
 
 
-def _open_parquet(p: Path, column_names: list[str] | None = None) -> RowFile:
+def _arrow_rows(p: Path, batches: Iterable[Any]) -> Iterator[tuple[None, dict[str, Any]]]:
+    """The rows of Arrow record batches; a string that is not UTF-8 (another tool wrote its bytes unchecked) is a
+    located error, not pyarrow's UnicodeDecodeError."""
+    count = 0
+    for batch in batches:
+        try:
+            rows = batch.to_pylist()
+        except UnicodeDecodeError:
+            raise _undecodable(p, batch, count) from None
+        yield from ((None, row) for row in rows)
+        count += len(rows)
+
+
+def _undecodable(p: Path, batch: Any, start: int) -> HftkError:
+    """The first value of `batch` that pyarrow cannot decode, by record and column."""
+    for i in range(batch.num_rows):
+        for name, column in zip(batch.schema.names, batch.columns):
+            try:
+                column.slice(i, 1).to_pylist()
+            except UnicodeDecodeError as e:
+                where = _place(str(p), None, start + i)
+                try:
+                    escape = lone_surrogate(e.object.decode("utf-8", "surrogatepass"))
+                except UnicodeDecodeError:
+                    escape = None
+                if escape is not None:
+                    return not_unicode(where, escape, name)
+                return HftkError(
+                    f"{where}: column {name!r} holds text that is not UTF-8 (byte {e.start + 1} of the value); "
+                    "write the column again as UTF-8 strings"
+                )
+    return HftkError(f"{p}: text that is not UTF-8 after record {start}; write the file again as UTF-8 strings")
+
+
+def _open_parquet(p: Path, column_names: list[str] | None = None, limit: int | None = None) -> RowFile:
     import pyarrow.parquet as pq
 
     def opened() -> Any:
@@ -315,8 +511,7 @@ def _open_parquet(p: Path, column_names: list[str] | None = None) -> RowFile:
 
     def rows() -> Iterator[tuple[None, dict[str, Any]]]:
         try:
-            for batch in opened().iter_batches(batch_size=10 * BATCH):
-                yield from ((None, row) for row in batch.to_pylist())
+            yield from _arrow_rows(p, opened().iter_batches(batch_size=10 * BATCH))
         except OSError as e:  # a damaged row group, found when reached
             raise HftkError(f"{p}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
 
@@ -335,10 +530,15 @@ def _open_saved_dataset(p: Path) -> RowFile:
         raise HftkError(f"{p}: a DatasetDict with splits {splits}; name one split, e.g. {p}/{next(iter(ds))}")
 
     def rows() -> Iterator[tuple[None, dict[str, Any]]]:
-        for batch in ds.iter(batch_size=BATCH):  # memory-mapped: read a batch at a time
-            yield from ((None, dict(zip(batch, values))) for values in zip(*batch.values()))
+        try:
+            for batch in ds.iter(batch_size=BATCH):  # memory-mapped: read a batch at a time
+                yield from ((None, dict(zip(batch, values))) for values in zip(*batch.values()))
+        except UnicodeDecodeError:  # located by reading the table again, batch by batch
+            for _ in _arrow_rows(p, ds.data.table.to_batches(max_chunksize=BATCH)):
+                pass
+            raise
 
-    return RowFile(p, list(ds.column_names), False, rows)
+    return RowFile(p, list(ds.column_names), False, rows, held=True)
 
 
 def read_conll(path: str | Path, *, tag_column: int = -1, tokens: str = "tokens", tags: str = "tags") -> Records:

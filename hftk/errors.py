@@ -4,6 +4,8 @@ word its most common messages the same way everywhere."""
 from __future__ import annotations
 
 import difflib
+import itertools
+import re
 from collections.abc import Iterable
 
 
@@ -33,3 +35,33 @@ def not_found(path: object) -> HftkError:
 
 def no_records(path: object) -> HftkError:
     return HftkError(f"{path}: no records in the file; add data or point the recipe at another file")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(value: object) -> str | None:
+    """The first lone surrogate in a string, or anywhere in nested lists and dicts (keys too), written as its
+    escape (e.g. '\\ud800'); None when there is none. JSON's "\\ud800" decodes to one, and no UTF-8 encoder (a
+    tokenizer, an output file, an HTTP response) takes it: readers and `hftk serve` check with this."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        return f"\\u{ord(found.group()):04x}" if found else None
+    items: Iterable[object]
+    if isinstance(value, dict):
+        items = itertools.chain(value.keys(), value.values())
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return None
+    return next((escape for item in items if (escape := lone_surrogate(item)) is not None), None)
+
+
+def not_unicode(where: str, escape: str, column: object | None) -> HftkError:
+    """'WHERE: ... is not valid Unicode text (a lone surrogate \\ud800 in column X); ...': `column` None means the
+    surrogate is in a column name."""
+    inside = f"in column {column!r}" if column is not None else "in a column name"
+    return HftkError(
+        f"{where}: the row is not valid Unicode text (a lone surrogate {escape} {inside}); write the character "
+        "itself or both halves of its surrogate pair (e.g. \\ud83d\\ude00), or drop the row"
+    )

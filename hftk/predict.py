@@ -19,8 +19,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hftk import lora
-from hftk.data import MissingColumn, Records
-from hftk.errors import HftkError, not_utf8
+from hftk.data import MissingColumn, Records, surrogate_in
+from hftk.errors import HftkError, not_unicode, not_utf8
 from hftk.exported import OnnxModel, is_exported, manifest
 from hftk.files import atomic_write_text, locked
 from hftk.models import DevicePolicy, check_weights, load_config, load_tokenizer, resolve_model
@@ -137,7 +137,11 @@ class Predictor:
         col = self.recipe.data.column(self.task.input_roles[0])
         rows = [x if isinstance(x, dict) else {col: x} for x in inputs]
         columns = list(dict.fromkeys(k for r in rows[:1000] for k in r))
-        return Records("<inputs>", rows, None, columns)
+        records = Records("<inputs>", rows, None, columns)
+        for i, row in enumerate(rows):  # what the data readers refuse: no tokenizer or JSON encoder takes it
+            if found := surrogate_in(row):
+                raise not_unicode(records.where(i), found[1], found[0])
+        return records
 
     # -- running ---------------------------------------------------------------------------------------
     def run(self, features: Features) -> list[Any]:

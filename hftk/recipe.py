@@ -489,8 +489,23 @@ def _override_value(value: str) -> Any:
 
 
 def dump_recipe(recipe: Recipe) -> str:
-    """The resolved recipe as YAML, as saved next to a trained model."""
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The resolved recipe as YAML, as saved next to a trained model.
+
+    Its data files (and a local base model) are saved as absolute paths: relative ones meant the training run's
+    folder, so `hftk evaluate` or `export` run elsewhere, or on a model folder moved since, would find none. A
+    path relative to the output folder would break as soon as the folder moves without the data."""
+    mapping = recipe.model_dump(mode="json")
+    data = mapping["data"]
+    if not data.get("hub"):  # hub datasets name splits, not files
+        for split in ("train", "validation", "test"):
+            value = data.get(split)
+            if isinstance(value, str):
+                data[split] = os.path.abspath(value)
+            elif isinstance(value, list):  # a language-model corpus: several files, folders or globs
+                data[split] = [os.path.abspath(v) for v in value]
+    if not recipe.model.startswith("package:") and Path(recipe.model).exists():
+        mapping["model"] = os.path.abspath(recipe.model)
+    return yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

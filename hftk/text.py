@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from hftk.data import READERS, Records, read_lines, read_records
+from hftk.data import READERS, Records, Snapshot, read_lines, read_records
 from hftk.errors import HftkError, not_found
 
 PLAIN_SUFFIXES = (".txt", ".text")
@@ -111,27 +111,39 @@ def read_texts(
         HftkError: a missing or empty file, bytes that are not UTF-8, a missing or non-text column, a pattern
             matching nothing.
     """
-    parts = [
-        _read_plain(path, column, documents) if is_plain(path) else read_column(path, column, column_names)
-        for path in expand_paths(source)
-    ]
+    name = str(source) if isinstance(source, (str, os.PathLike)) else ", ".join(map(str, source))
+    return join_texts(name, [read_text_file(p, column, documents, column_names) for p in expand_paths(source)])
+
+
+def read_text_file(
+    path: Path, column: str, documents: str, column_names: list[str] | None, checked: Snapshot | None = None
+) -> Records:
+    """The documents of one file (as it was when `checked`, a snapshot taken earlier)."""
+    if not is_plain(path):
+        return read_column(path, column, column_names, checked)
+    limit = checked.verify() if checked is not None else None
+    numbered = list(plain_documents(path, documents, limit))
+    return Records(str(path), [{column: t} for _, t in numbered], [n for n, _ in numbered], [column])
+
+
+def join_texts(name: str, parts: list[Records]) -> Records:
+    """The documents of several files as one Records, each still at its file and line."""
     if len(parts) == 1:
         return parts[0]
     starts = [0]
     for part in parts[:-1]:
         starts.append(starts[-1] + len(part))
     rows = [row for part in parts for row in part.rows]
-    name = str(source) if isinstance(source, (str, os.PathLike)) else ", ".join(map(str, source))
-    return RecordsView(name, rows, None, [column], parts, starts)
+    return RecordsView(name, rows, None, [parts[0].columns[0]], parts, starts)
 
 
 def is_plain(path: Path) -> bool:
     return path.suffix.lower() in (*PLAIN_SUFFIXES, "")  # a file named without a suffix is plain text too
 
 
-def read_column(path: Path, column: str, column_names: list[str] | None) -> Records:
+def read_column(path: Path, column: str, column_names: list[str] | None, checked: Snapshot | None = None) -> Records:
     """The text column of a data file (JSONL, CSV, Parquet, ...), every value checked to be non-empty text."""
-    part = read_records(path, column_names=column_names)
+    part = read_records(path, column_names=column_names, checked=checked)
     texts = part.column(column, "text")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
@@ -143,11 +155,12 @@ def read_column(path: Path, column: str, column_names: list[str] | None) -> Reco
     return Records(part.source, [{column: t} for t in texts], part.lines, [column])
 
 
-def plain_documents(path: Path, documents: str) -> Iterator[tuple[int, str]]:
-    """(first line, text) of each document of a plain-text file, one at a time; an error for an empty file."""
+def plain_documents(path: Path, documents: str, limit: int | None = None) -> Iterator[tuple[int, str]]:
+    """(first line, text) of each document of a plain-text file (its first `limit` bytes), one at a time; an error
+    for an empty file."""
     found = False
     if documents == "line":
-        for n, line in read_lines(path):
+        for n, line in read_lines(path, limit):
             text = line.strip()
             if text:
                 found = True
@@ -155,7 +168,7 @@ def plain_documents(path: Path, documents: str) -> Iterator[tuple[int, str]]:
     else:  # paragraphs: runs of non-blank lines, kept with their line breaks
         current: list[str] = []
         start = 0
-        for n, line in read_lines(path):
+        for n, line in read_lines(path, limit):
             if line.strip():
                 if not current:
                     start = n
@@ -169,11 +182,6 @@ def plain_documents(path: Path, documents: str) -> Iterator[tuple[int, str]]:
             yield start, "\n".join(current)
     if not found:
         raise HftkError(f"{path}: no text (the file is empty or blank); add text or leave the file out")
-
-
-def _read_plain(path: Path, column: str, documents: str) -> Records:
-    numbered = list(plain_documents(path, documents))
-    return Records(str(path), [{column: t} for _, t in numbered], [n for n, _ in numbered], [column])
 
 
 def held_out(records: Records, fraction: float, seed: int) -> tuple[Records, Records]:

@@ -77,6 +77,35 @@ def test_corpus_reads_lazily_and_holds_out_the_same_documents(tmp_path):
     assert held_c.where(0) == held_e.where(0)  # rows and places exist when asked for
 
 
+@pytest.mark.parametrize("name", ["corpus.txt", "corpus.jsonl"])
+def test_a_corpus_grown_after_its_check_gives_the_documents_checked(tmp_path, tok, name, caplog):
+    """Documents appended after `read_corpus` counted them (a bad line too) are never read: streaming, packing
+    and evaluation get the documents checked, and the packed blocks' cache key is that of the checked bytes."""
+    import logging
+
+    from hftk.corpus import _key
+
+    path = corpus_file(tmp_path, 300, "corpus.txt")
+    if name.endswith(".jsonl"):
+        texts = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    corpus = read_corpus(str(path), column="text")
+    before, key = list(corpus.documents()), _key(corpus, tok, 64, False)
+    with open(path, "ab") as f:
+        f.write(path.read_bytes() + b"\xff not UTF-8\n")
+    with caplog.at_level(logging.WARNING, logger="hftk"):
+        assert list(corpus.documents()) == before and len(corpus) == 300
+        assert [r["text"] for r in corpus.rows] == before
+        assert _key(corpus, tok, 64, False) == key
+    assert any("grew since it was checked at start" in r.getMessage() for r in caplog.records)
+    with pytest.raises(HftkError, match=rf"{name}:601: not UTF-8"):  # what the next run checks
+        read_corpus(str(path), column="text")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(HftkError, match=rf"{name}: changed since it was checked at start"):
+        list(corpus.documents())
+
+
 # ------------------------------------------------------------------------------------------------ packing
 
 

@@ -197,6 +197,44 @@ def test_a_streamed_classifier_learns_shuffled_rows_and_resumes_on_the_same_batc
     assert batches[:2] == first[:2] and batches[2:4] == first[2:4]
 
 
+def test_a_streamed_run_trains_on_the_rows_checked_while_its_file_grows_and_stops_when_it_is_edited(tmp_path):
+    """A writer appends 400 rows and a broken one to the training file once the checking pass is done (at
+    on_train_begin): the run trains on the 40 rows checked (metrics say train: 40), into a second pass over them;
+    a file edited in place instead stops the run at its first training pass, naming the file."""
+    from transformers import TrainerCallback
+
+    from hftk import train
+
+    paths = {
+        "train": head(DATA / "en/sst2/train.tsv", tmp_path / "train.tsv", 40),
+        "validation": head(DATA / "en/sst2/dev.tsv", tmp_path / "dev.tsv", 20),
+    }
+    original = paths["train"].read_text(encoding="utf-8")
+
+    class Writer(TrainerCallback):
+        def __init__(self, change):
+            self.change = change
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.change(paths["train"])
+
+    def append(p):
+        with open(p, "a", encoding="utf-8") as f:
+            f.write(original.split("\n", 1)[1] * 10 + "broken\trow\twith three fields\n")
+
+    def edit(p):
+        p.write_text(original.replace("\t0\n", "\t1\n", 1), encoding="utf-8")
+
+    training = {"max_steps": 6, "per_device_train_batch_size": 8, "eval_strategy": "no", "save_strategy": "no"}
+    training["load_best_model_at_end"] = False
+    recipe = sst2_recipe(paths, tmp_path / "out", data={"streaming": True}, training=training)
+    result = train(recipe, callbacks=[Writer(append)])
+    assert result.global_step == 6 and result.metrics["data"]["train"] == 40  # 48 rows: 40, then 8 of them again
+    paths["train"].write_text(original, encoding="utf-8")
+    with pytest.raises(HftkError, match=r"train.tsv: changed since it was checked at start \(its checked bytes"):
+        train(recipe, callbacks=[Writer(edit)], overwrite=True)
+
+
 def tok_ids(rows):
     tokenizer = load_tokenizer(MINILM)
     return tokenizer([r["sentence"] for r in rows], truncation=True, max_length=64)["input_ids"]

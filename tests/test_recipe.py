@@ -156,3 +156,24 @@ def test_relative_data_paths_start_at_the_recipes_folder(tmp_path, monkeypatch):
     assert data.test == "only-here.tsv"  # not beside the recipe, found from the current folder: as before
     assert load_recipe(recipe, {"data.train": "mine.tsv"}).data.train == "mine.tsv"
     assert load_recipe(Path("project/recipes/recipe.yaml")).data.train == "project/recipes/train.tsv"
+
+
+def test_a_saved_recipe_finds_its_data_from_any_folder_and_after_the_model_folder_moves(tmp_path, monkeypatch):
+    """recipe.yaml in an output folder names its data by absolute paths: relative ones meant the training run's
+    folder, so `hftk export`/`evaluate` run elsewhere found no validation file."""
+    from hftk.recipe import dump_recipe
+
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    for name in ("train.tsv", "dev.tsv"):
+        (project / "data" / name).write_text("text\tlabel\na\tx\n")
+    monkeypatch.chdir(project)
+    given = {"data": {"train": "data/train.tsv", "validation": "./data/dev.tsv"}, "output_dir": "out"}
+    recipe = load_recipe({"task": "text-classification", "model": MINILM, **given})
+    saved = tmp_path / "elsewhere" / "model" / "recipe.yaml"
+    saved.parent.mkdir(parents=True)
+    saved.write_text(dump_recipe(recipe), encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    data = load_recipe(saved).data
+    assert data.train == str(project / "data/train.tsv") and data.validation == str(project / "data/dev.tsv")
+    assert Path(data.validation).is_file() and load_recipe(saved).model == MINILM

@@ -225,7 +225,11 @@ class Task(ABC):
         values = self.column(records, role)
         for i, v in enumerate(values):
             if not isinstance(v, str):
-                raise HftkError(f"{records.where(i)}: {role} must be text, got {type(v).__name__} {v!r}")
+                raise HftkError(
+                    f"{records.where(i)}: {role} must be text, got {type(v).__name__} {v!r} (column "
+                    f"{self.recipe.data.column(role)!r}); store it as a string, or point data.columns.{role} at "
+                    "a text column"
+                )
         return values
 
     # -- model -----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import field_validator, model_validator
 
 from hftk import imbalance, metrics
-from hftk.data import Records, RowStream
+from hftk.data import SCALARS, Records, RowStream, not_one_value
 from hftk.errors import HftkError
 from hftk.recipe import Labels, Recipe
 from hftk.tasks.base import Features, Task
@@ -193,11 +193,25 @@ class Classification(Task):
     def _raw_labels(self, records: Records) -> list[list[str]]:
         """Each row's label values as strings: one per row, or several for multi-label."""
         values = self.column(records, "label")
+        column = self.recipe.data.column("label")
+        multi = self.problem == "multi_label"
         for i, v in enumerate(values):
-            items = v if isinstance(v, list) else [v]
+            items = v if isinstance(v, list) and multi else [v]
+            if not all(isinstance(x, SCALARS) for x in items):  # a struct would become class "{'v': 'neg'}"
+                several = " (several labels per row: problem_type: multi_label)" if isinstance(v, list) else ""
+                raise not_one_value(
+                    records.where(i),
+                    column,
+                    v,
+                    "multi-label labels are a flat list of values (text, numbers or true/false)"
+                    if multi
+                    else "a label is one value (text, a number or true/false)",
+                    "store the label values themselves (flatten the nested column), or point data.columns.label "
+                    "at a column that holds them" + ("" if multi else several),
+                )
             if any(isinstance(x, float) and not math.isfinite(x) for x in items):  # a NaN would become class 'nan'
                 raise HftkError(f"{records.where(i)}: label {v!r} is not a finite number; fix the row")
-        if self.problem != "multi_label":
+        if not multi:
             out = [[str(v)] for v in values]
             for i, (v,) in enumerate(out):
                 if not v.strip():

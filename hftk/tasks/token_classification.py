@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hftk import imbalance, metrics
-from hftk.data import Records, read_conll
+from hftk.data import SCALARS, Records, not_one_value, read_conll
 from hftk.errors import HftkError
 from hftk.recipe import DataConfig, Recipe
 from hftk.tasks.base import Features, Task
@@ -213,6 +213,14 @@ class TokenClassification(Task):
     def _tag_name(self, records: Records, i: int, j: int, tag: Any) -> str:
         if isinstance(tag, str):
             return tag
+        if not isinstance(tag, SCALARS):  # tags nested one level too deep (a list of lists, structs)
+            raise not_one_value(
+                _token_where(records, i, j),
+                self.recipe.data.column("tags"),
+                tag,
+                "tags are a flat list, one tag per token",
+                "store one tag name (or number, with tag_names:) per token",
+            )
         names = self.recipe.tag_names
         if isinstance(tag, int) and not isinstance(tag, bool) and names and 0 <= tag < len(names):
             return names[tag]
