@@ -5,12 +5,13 @@ tested here."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from huggingface_hub import ModelCard
 
 from hftk import load_recipe
 from hftk.output import model_card
-from hftk.push import files_to_push
+from hftk.push import files_to_push, shared_recipe
 from hftk.tasks import get_task
 
 from .helpers import cli_error
@@ -71,3 +72,19 @@ def test_a_push_that_cannot_happen_stops_before_sending_anything(sst2_model, tmp
     assert "no Hugging Face token: run `hf auth login` or set HF_TOKEN (nothing was sent)" in err
     err = cli_error(capsys, "push", tmp_path, "me/sst2")
     assert "no config.json here, so no model to push" in err
+
+
+def test_the_recipe_goes_up_without_this_machines_paths(sst2_model):
+    """The saved recipe.yaml keeps absolute paths (evaluate and export find the data from anywhere); the Hub's copy
+    names files by their last part, as the card does."""
+    import yaml
+
+    saved = yaml.safe_load((sst2_model / "recipe.yaml").read_text())
+    assert Path(saved["data"]["train"]).is_absolute()
+    shared = yaml.safe_load(shared_recipe(sst2_model / "recipe.yaml"))
+    assert shared["data"]["train"] == Path(saved["data"]["train"]).name == "train.tsv"
+    assert shared["data"]["validation"] == "dev.tsv" and shared["output_dir"] == Path(saved["output_dir"]).name
+    assert str(sst2_model.parent) not in shared_recipe(sst2_model / "recipe.yaml").decode()
+    assert {k: v for k, v in shared.items() if k not in ("data", "output_dir")} == {
+        k: v for k, v in saved.items() if k not in ("data", "output_dir")
+    }
