@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hftk.cache import cached_map, index_digest, key, lookup, tokenizer_fingerprint
+from hftk.cache import cached_map, index_digest, key, tokenizer_fingerprint
 from hftk.data import Records, Snapshot
 from hftk.text import (
     Template,
@@ -271,11 +271,6 @@ def _stream_blocks(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids
         out = _pack_batch({"text": batch}, tokenizer, block_size, word_ids)
         for i in range(len(out["input_ids"])):
             yield {k: v[i] for k, v in out.items()}
-
-
-def cache_state(corpus: TextCorpus, tokenizer: Any, block_size: int, *, word_ids: bool) -> Path | None:
-    """The cache folder when these blocks are already there, else None."""
-    return lookup(_key(corpus, tokenizer, block_size, word_ids))
 
 
 def _block_features(word_ids: bool) -> Any:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hftk.cache import cached_map, file_digest, index_digest, key, lookup
+from hftk.cache import cached_map, file_digest, index_digest, key, status
 from hftk.data import BATCH, Features, Records, RecordsPart
 
 SHUFFLE_BUFFER = 10_000  # rows a stream is shuffled within
@@ -116,10 +116,10 @@ def _indices(n: int) -> Any:
     return Dataset.from_dict({"index": list(range(n))})
 
 
-def cache_state(records: Records, settings: dict[str, Any]) -> Path | None:
-    """The cache folder of these records' features when it is there, else None."""
+def cache_state(records: Records, settings: dict[str, Any]) -> str:
+    """For `hftk check`: what training will do with these records' cache entry (`cache.status`)."""
     origin, name = _name(records, settings)
-    return lookup(name) if origin is not None else None
+    return status(name) if origin is not None else "off (not read from a file)"
 
 
 def _name(records: Records, settings: dict[str, Any]) -> tuple[Any, str]:

@@ -141,7 +141,7 @@ def test_no_cache_keeps_nothing(tmp_path, tok):
     corpus = read_corpus(str(corpus_file(tmp_path, 100)), column="text")
     dataset, warm = packed_dataset(corpus, tok, 64, word_ids=False, cache=False)
     assert not warm and len(dataset) > 0
-    assert not cache_root().exists() or not any(p.name[0] != "." for p in cache_root().iterdir())
+    assert not cache_root().exists()  # the work folder was a temporary one elsewhere
 
 
 def test_two_processes_pack_what_one_packs(tmp_path, tok, monkeypatch):

@@ -86,7 +86,7 @@ def test_no_cache_keeps_nothing(tmp_path, tok):
     records = read_records(sst2(tmp_path, 100))
     dataset, warm = features(classification(tok, records), records, cache=False)
     assert not warm and len(dataset) == 100
-    assert not cache_root().exists() or not any(p.name[0] != "." for p in cache_root().iterdir())
+    assert not cache_root().exists()  # the work folder was a temporary one elsewhere
 
 
 def test_two_processes_encode_what_one_encodes(tmp_path, tok, monkeypatch):

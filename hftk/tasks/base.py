@@ -26,7 +26,7 @@ import numpy as np
 from hftk.cache import tokenizer_fingerprint
 from hftk.data import Features, Records, read_records
 from hftk.errors import HftkError
-from hftk.features import cache_state, encoded_dataset, records_origin, streamed_dataset
+from hftk.features import cache_state, encoded_dataset, streamed_dataset
 from hftk.models import DevicePolicy, device_policy, max_length
 from hftk.recipe import Recipe
 
@@ -193,9 +193,7 @@ class Task(ABC):
             return "none (streamed: encoded on the fly)"
         if not self.recipe.data.cache:
             return "off"
-        if records_origin(records) is None:
-            return "off (not read from a file)"
-        return "warm" if cache_state(records, self.feature_settings()) else "cold (tokenised once, then cached)"
+        return cache_state(records, self.feature_settings())
 
     def lengths(self, records: Records) -> list[int] | None:
         """Untruncated token counts of each record's input, for `hftk check`; None when not meaningful."""

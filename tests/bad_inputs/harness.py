@@ -47,7 +47,7 @@ BASE_RECIPE: dict[str, Any] = {
     "training": {"num_train_epochs": 1, "per_device_train_batch_size": 8},
     "output_dir": "out",
 }
-KEYS = {"run", "recipe", "files", "expect", "exit", "lines", "isolated", "stdout"}
+KEYS = {"run", "recipe", "files", "expect", "exit", "lines", "isolated", "stdout", "env"}
 
 
 @dataclass
@@ -64,6 +64,7 @@ class Case:
     recipe: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Any] = field(default_factory=dict)
     isolated: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # environment variables set for the command
 
 
 def discover(root: Path = HERE) -> list[Case]:
@@ -99,6 +100,7 @@ def load_case(path: Path, root: Path = HERE) -> Case:
         recipe=raw.get("recipe") or {},
         files=raw.get("files") or {},
         isolated=bool(raw.get("isolated", False)),
+        env={str(k): str(v) for k, v in (raw.get("env") or {}).items()},
     )
 
 
@@ -196,6 +198,14 @@ def _write(path: Path, spec: Any) -> None:
         raise ValueError(f"{path.name}: unknown file spec {sorted(spec)}")
 
 
+def set_writable(path: Path, writable: bool) -> None:
+    """Make a folder unwritable, even for root (immutable with chattr, which root cannot write past), or undo it."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i" if writable else "+i", str(path)], check=True, capture_output=True)
+    else:
+        path.chmod(0o755 if writable else 0o555)
+
+
 def snapshot(folder: Path) -> dict[str, str]:
     """Every entry below `folder` and a digest of its content (links by target, not followed)."""
     out = {}
@@ -216,15 +226,25 @@ def snapshot(folder: Path) -> dict[str, str]:
 def run_case(case: Case, folder: Path) -> dict[str, Any]:
     """Run one case in `folder`; exit status, stdout, stderr and what changed in the folder."""
     before = snapshot(folder)
-    case = dataclasses.replace(case, run=_substitute(case.run, _substitutions(folder)))
+    subst = _substitutions(folder)
+    case = dataclasses.replace(case, run=_substitute(case.run, subst), env=_substitute(case.env, subst))
     if case.isolated:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **case.env}
         proc = subprocess.run(
             [sys.executable, "-m", "hftk", *case.run], cwd=folder, env=env, capture_output=True, text=True
         )
         code, out, err = proc.returncode, proc.stdout, proc.stderr
     else:
-        code, out, err = _in_process(case.run, folder)
+        saved = {k: os.environ.get(k) for k in case.env}
+        os.environ.update(case.env)
+        try:
+            code, out, err = _in_process(case.run, folder)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     after = snapshot(folder)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     return {"exit": code, "stdout": out, "stderr": err, "changed": changed}
@@ -271,7 +291,11 @@ def main(argv: list[str]) -> None:
         folder = Path(workdir) / case.id.replace("/", "__")
         try:
             materialise(case, folder)
-            results[case.id] = run_case(case, folder)
+            try:
+                results[case.id] = run_case(case, folder)
+            finally:
+                if case.path.suffix == ".py" and (teardown := getattr(_module(case.path), "teardown", None)):
+                    teardown(folder)
         except Exception:
             results[case.id] = {"exit": None, "stdout": "", "stderr": traceback.format_exc(), "changed": []}
     Path(results_file).write_text(json.dumps(results, indent=1), encoding="utf-8")
