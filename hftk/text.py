@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import glob
+import hashlib
 import itertools
 import os
 import random
@@ -331,11 +332,18 @@ class BlockCollator:
     """Stacks packed blocks (padding only a shorter last block) and makes the labels.
 
     Causal LM: labels are the inputs (the model shifts them). Masked LM: tokens are chosen anew for every batch,
-    with the global torch RNG while training (so a resumed run draws as Trainer restores it), or with
-    `seeded(seed)` to draw the same masks each time, which makes evaluations comparable.
+    from a generator seeded by `seed` and the batch's own token ids, or within `seeded(seed)` from one generator,
+    to draw the same masks each time (evaluations are then comparable).
+
+    Why the batch seeds its masks: the loader collates a batch ahead of the step that trains on it, and a resumed
+    run skips the batches it already trained on. Masks drawn from the global RNG (which Trainer saves and restores
+    for dropout) depended on that timing: a resumed run masked its first batches otherwise. Seeded by the batch,
+    they are the same whenever it is drawn; an epoch reshuffles the blocks, so each epoch's batches are new.
     """
 
-    def __init__(self, tokenizer: Any, masking: Masking | None = None, pad_to_multiple_of: int | None = None) -> None:
+    def __init__(
+        self, tokenizer: Any, masking: Masking | None = None, pad_to_multiple_of: int | None = None, seed: int = 0
+    ) -> None:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
         self.masking = masking
@@ -345,6 +353,7 @@ class BlockCollator:
         self.vocab_size = len(tokenizer)
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.seed = seed
         self.generator = None
 
     @contextlib.contextmanager
@@ -380,18 +389,26 @@ class BlockCollator:
         else:  # rows not from pack() (no word ids): every token but the special ones is its own word
             special = torch.isin(input_ids, torch.tensor(self.special_ids)) | (attention_mask == 0)
             word_ids = torch.arange(width).expand_as(input_ids).masked_fill(special, -1)
-        input_ids, labels = self.mask(input_ids, word_ids)
+        input_ids, labels = self.mask(input_ids, word_ids, self.generator or self._batch_generator(input_ids))
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
-    def mask(self, input_ids: Any, word_ids: Any) -> tuple[Any, Any]:
+    def _batch_generator(self, input_ids: Any) -> Any:
+        """A generator seeded by `seed` and the batch's token ids (see the class docstring)."""
+        import torch
+
+        digest = hashlib.blake2b(input_ids.numpy().tobytes(), digest_size=8, key=str(self.seed).encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+    def mask(self, input_ids: Any, word_ids: Any, generator: Any = None) -> tuple[Any, Any]:
         """(corrupted inputs, labels): labels hold the original token where one was chosen, else -100.
 
         Words are chosen with the masking probability, then all their tokens are (whole-word); per token, every
         token is its own word. A row where nothing was chosen gets one word, so no batch has an empty loss.
+        Draws from `generator`, else the collator's own (`seeded`), else the global torch RNG.
         """
         import torch
 
-        m, g = self.masking, self.generator
+        m, g = self.masking, generator or self.generator
         assert m is not None
         candidates = word_ids >= 0
         if not m.whole_word:  # every maskable token is its own word

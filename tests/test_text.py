@@ -162,7 +162,13 @@ def test_dynamic_masking_rates_80_10_10(minilm_tokenizer, emma, whole_word):
     # Dynamic: each batch draws anew; seeded draws repeat.
     with collator.seeded(0):
         assert torch.equal(collator(features)["labels"], labels)
-    assert not torch.equal(collator(features)["labels"], labels)
+    # Training draws are seeded by the batch itself: the same batch again (a resumed run's) gets the same masks,
+    # its blocks in another order (the next epoch's shuffle) or another recipe seed get others.
+    drawn = collator(features)["labels"]
+    assert torch.equal(collator(features)["labels"], drawn) and not torch.equal(drawn, labels)
+    assert not torch.equal(collator(features[::-1])["labels"].flip(0), drawn)
+    other_seed = BlockCollator(tok, collator.masking, seed=1)
+    assert not torch.equal(other_seed(features)["labels"], drawn)
 
 
 def word_masking_draws(tok, text, word_tokens, whole_word, draws=300):

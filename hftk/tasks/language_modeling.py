@@ -223,7 +223,7 @@ class MaskedLM(LanguageModeling):
         return AutoModelForMaskedLM
 
     def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
-        return BlockCollator(self.tokenizer, self.masking, pad_to_multiple_of)
+        return BlockCollator(self.tokenizer, self.masking, pad_to_multiple_of, seed=self.recipe.seed)
 
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
         import torch
