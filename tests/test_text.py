@@ -234,3 +234,44 @@ def test_rows_without_word_ids_are_masked_per_token(minilm_tokenizer, emma):
     original = torch.tensor([r["input_ids"] for r in rows])
     special = (original == tok.cls_token_id) | (original == tok.sep_token_id)
     assert chosen.any() and not chosen[special].any()
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_nll_per_row_is_the_models_own_loss_a_few_rows_and_scored_positions_at_a_time(
+    minilm_tokenizer, emma, gpt2_fixture, monkeypatch, causal
+):
+    import hftk.text
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from hftk.models import resolve_model
+    from hftk.text import nll_per_row
+
+    if causal:
+        tok, model = load_tokenizer(str(gpt2_fixture)), AutoModelForCausalLM.from_pretrained(gpt2_fixture)
+        collator = BlockCollator(tok)
+    else:
+        tok, model = minilm_tokenizer, AutoModelForMaskedLM.from_pretrained(resolve_model(MINILM))
+        collator = BlockCollator(tok, Masking())
+    blocks = pack(tok, emma[:60], 64)
+    features = [{k: blocks[k][i] for k in blocks} for i in range(10)]
+    with collator.seeded(0):
+        batch = collator(features)
+    model.eval()
+    projected = []
+    model.get_output_embeddings().register_forward_hook(lambda m, args, out: projected.append(out.shape))
+    with torch.no_grad():
+        own = model(**batch).loss.item()  # the whole batch's logits at once: [10, 64, vocabulary]
+        projected.clear()
+        # A budget of 3 rows' logits per forward call: 4 calls for 10 rows.
+        monkeypatch.setattr(hftk.text, "_LOGITS_BUDGET", 3 * 64 * model.config.vocab_size)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        rows = nll_per_row(model, inputs, batch["labels"], shift=causal)
+    scored = batch["labels"][:, 1:] != -100 if causal else batch["labels"] != -100
+    assert rows.shape == (10, 2) and rows[:, 1].tolist() == scored.sum(1).tolist()
+    assert rows[:, 0].sum() / rows[:, 1].sum() == pytest.approx(own, rel=1e-5)
+    # The vocabulary projection saw the scored positions only (masked LM: some 15 %), 3 rows at most at a time.
+    assert len(projected) == 4 and sum(s[0] for s in projected) == scored.sum().item()
+    assert all(len(s) == 2 for s in projected)
