@@ -8,7 +8,10 @@ run_mlm.py way with the same validation file: load_dataset("text"), group_texts 
 Each run is a child process whose process tree's RSS is polled every 0.2 s (bench/data_scale.py's `run_child`).
 The goal: (b) / (a) peak RSS at most 1.10.
 
-    python bench/eval_memory.py [--mb 2] [--lines 200] [--batch 16] [--skip-baseline] [--causal]
+    python bench/eval_memory.py [--mb 2] [--lines 200] [--batch 16] [--skip-baseline] [--causal] [--speed-only]
+
+Then, in this process: the time to score the validation blocks the old way (the model's own loss over a whole
+batch's logits) against `hftk.text.nll_per_row`, alternated, as a ratio.
 
 --causal adds the same pair for causal-lm on the tiny GPT-2 fixture (hftk.fixtures, vocabulary 2,000: its logits
 are small, so this checks the path rather than the size).
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_scale import GB, MARK, MLM_RECIPE, ROOT, build_corpus, mlm_recipe, run_child  # noqa: E402
+from data_scale import GB, MARK, MLM_RECIPE, ROOT, build_corpus, mlm_recipe, run_child
 
 
 def validation_file(workdir: Path, lines: int) -> Path:
@@ -92,6 +95,47 @@ def baseline_child(corpus: str, validation: str, batch: str) -> None:
     print("\n" + MARK + json.dumps({"eval_loss": metrics["eval_loss"], "blocks": len(grouped["validation"])}))
 
 
+def eval_speed(validation: Path, repeats: int = 3) -> None:
+    """Seconds to score the validation blocks (batch 64, hftk's eval batch): the model's own loss over the whole
+    batch's logits, as Trainer computed it, against hftk's `nll_per_row`; alternated, in this process."""
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    from hftk.models import load_tokenizer, resolve_model
+    from hftk.text import BlockCollator, Masking, nll_per_row, pack
+
+    recipe = mlm_recipe()
+    path = resolve_model(recipe["model"])
+    tok, model = load_tokenizer(path), AutoModelForMaskedLM.from_pretrained(path).eval()
+    texts = [t for t in validation.read_text(encoding="utf-8").splitlines() if t.strip()]
+    blocks = pack(tok, texts, recipe["max_length"])
+    rows = [{k: blocks[k][i] for k in blocks} for i in range(len(blocks["input_ids"]))]
+    collator = BlockCollator(tok, Masking(whole_word=True))
+    with collator.seeded(0):
+        batches = [collator(rows[i : i + 64]) for i in range(0, len(rows), 64)]
+    times: dict[str, float] = {"model's loss": 0.0, "nll_per_row": 0.0}
+    losses: dict[str, list[float]] = {k: [] for k in times}
+    with torch.no_grad():
+        for _ in range(repeats):
+            for name in times:
+                start = time.perf_counter()
+                for batch in batches:
+                    if name == "model's loss":
+                        losses[name].append(model(**batch).loss.item())
+                    else:
+                        inputs = {k: v for k, v in batch.items() if k != "labels"}
+                        nll = nll_per_row(model, inputs, batch["labels"], shift=False).sum(0)
+                        losses[name].append(nll[0] / nll[1])
+                times[name] += time.perf_counter() - start
+    same = max(abs(a - b) for a, b in zip(*losses.values()))
+    old, new = times["model's loss"], times["nll_per_row"]
+    print(
+        f"\nscoring {len(rows)} validation blocks x {repeats} (batch 64, in this process): the model's loss "
+        f"{old:.1f} s, nll_per_row {new:.1f} s; nll_per_row / model's loss: {new / old:.2f}; "
+        f"largest loss difference {same:.1e}"
+    )
+
+
 def causal_recipe(workdir: Path) -> Path:
     """recipes/mlm-domain-en.yaml's settings for causal-lm on the tiny GPT-2 fixture."""
     import yaml
@@ -116,12 +160,16 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--causal", action="store_true", help="also causal-lm on the tiny GPT-2 fixture")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per child run")
+    ap.add_argument("--speed-only", action="store_true", help="only the in-process scoring time")
     ap.add_argument("--baseline-child", "-c", nargs=3, metavar=("CORPUS", "VALIDATION", "BATCH"))
     args = ap.parse_args()
     if args.baseline_child:
         return baseline_child(*args.baseline_child)
     workdir = Path(tempfile.mkdtemp(prefix="eval_memory-"))
     corpus, validation = build_corpus(workdir, args.mb), validation_file(workdir, args.lines)
+    if args.speed_only:
+        eval_speed(validation)
+        return shutil.rmtree(workdir, ignore_errors=True)
     load = os.getloadavg()[0]
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load average {load:.1f}")
     print(f"# corpus {args.mb:g} MB, validation {args.lines} lines, batch {args.batch}, 2 steps")
@@ -161,6 +209,7 @@ def main() -> None:
         if len(pair) == 2:
             rss, wall = (pair[1][k] / pair[0][k] for k in ("peak_rss_gb", "wall_s"))
             print(f"\n{name}: with / without validation: peak RSS {rss:.3f} (goal <= 1.10), wall {wall:.2f}")
+    eval_speed(validation)
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n(GB = {GB} bytes)")
 

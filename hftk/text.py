@@ -440,29 +440,32 @@ def nll_per_row(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) 
     """(summed negative log-likelihood, predicted tokens) of each row, as float64 [B, 2]: perplexity's parts.
 
     A language model's logits are the size of its vocabulary at every position (a batch of 64 blocks of 128
-    tokens with BERT's 30,522: 1 GB, and as much again for the loss), so they are never held whole: rows go
-    through the model a few at a time (`_LOGITS_BUDGET`), and the vocabulary projection (the model's output
-    embeddings) sees only the positions that are scored (masked LM: some 15 %). `shift`: causal LM, where
-    position t predicts token t + 1.
+    tokens with BERT's 30,522: 1 GB, and as much again for the loss), so they are never held whole: the
+    vocabulary projection (the model's output embeddings) sees only the positions that are scored (masked LM:
+    some 15 %), and rows go through the model as many at a time as keep those logits within `_LOGITS_BUDGET`.
+    Until a model's head is seen to take the hook (once per model), the rows are counted whole. `shift`:
+    causal LM, where position t predicts token t + 1.
     """
     import torch
 
     inner = getattr(model, "module", model)  # DDP's wrapper forwards to the model
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     labels = labels.cpu()
+    if shift:  # what each position predicts: the next token (none after the last)
+        labels = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], -100)], 1)
+    scored = labels != -100
     rows, width = labels.shape
-    step = max(1, _LOGITS_BUDGET // (width * inner.config.vocab_size))
+    per_row = int(scored.sum(1).max()) if getattr(inner, "_hftk_scored_head", False) else width
     out = torch.zeros(rows, 2, dtype=torch.float64)
-    for start in range(0, rows, step):
+    start = 0
+    while start < rows:
+        step = max(1, _LOGITS_BUDGET // (max(per_row, 1) * inner.config.vocab_size))
         part = {k: v[start : start + step] for k, v in batch.items()}
-        gold = labels[start : start + step]
-        if shift:  # what each position predicts: the next token (none after the last)
-            gold = torch.cat([gold[:, 1:], torch.full_like(gold[:, :1], -100)], 1)
-        scored = gold != -100
+        picked = scored[start : start + step]
 
-        def only_scored(module: Any, args: tuple, scored: Any = scored) -> tuple | None:
+        def only_scored(module: Any, args: tuple, picked: Any = picked) -> tuple | None:
             hidden = args[0]
-            return (hidden[scored.to(hidden.device)], *args[1:]) if hidden.shape[:2] == scored.shape else None
+            return (hidden[picked.to(hidden.device)], *args[1:]) if hidden.shape[:2] == picked.shape else None
 
         hook = head.register_forward_pre_hook(only_scored) if head is not None else None
         try:
@@ -471,10 +474,14 @@ def nll_per_row(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) 
             if hook is not None:
                 hook.remove()
         if logits.dim() == 3:  # a head the hook did not reach projected every position
-            logits = logits[scored.to(logits.device)]
+            logits = logits[picked.to(logits.device)]
+        elif not getattr(inner, "_hftk_scored_head", False):  # it did: count the scored positions from now on
+            inner._hftk_scored_head = True
+            per_row = int(scored.sum(1).max())
         if len(logits):
-            targets = gold[scored].to(logits.device)
+            targets = labels[start : start + step][picked].to(logits.device)
             losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-            out[start : start + step, 0].index_add_(0, scored.nonzero()[:, 0], losses.double().cpu())
-        out[start : start + step, 1] = scored.sum(1).double()
+            out[start : start + step, 0].index_add_(0, picked.nonzero()[:, 0], losses.double().cpu())
+        out[start : start + step, 1] = picked.sum(1).double()
+        start += step
     return out.numpy()
