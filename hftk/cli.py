@@ -10,6 +10,7 @@ import time
 import hftk
 from hftk.check import format_report
 from hftk.errors import HftkError
+from hftk.metrics import is_reason, shown
 from hftk.models import is_main_process
 from hftk.recipe import parse_overrides
 
@@ -285,7 +286,8 @@ def evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics))
     else:
         for k, v in metrics.items():
-            print(f"{k}: {v:.4f}")
+            if not is_reason(k, v):  # an undefined metric prints as "undefined (why)"
+                print(f"{k}: {shown(metrics, k)}")
     return 0
 
 

@@ -41,6 +41,8 @@ import numpy as np
 from hftk.data import Records
 from hftk.errors import HftkError
 from hftk.files import LOCK, atomic_write_text, locked
+from hftk.metrics import shown as metric_text
+from hftk.metrics import undefined, why_undefined
 from hftk.output import card_metadata, changed_settings, check_runs_dir, remove_whole, text_table, trained_with
 from hftk.prepare import Prepared, prepare
 from hftk.recipe import Recipe
@@ -396,7 +398,7 @@ class _Run:
         self.write_metrics()  # the fold's scores are stored before its folder can go
         if self.keep == "none":
             remove_whole([folder])
-        shown = ", ".join(f"{_short(m)} {scores[m]:.4f}" for m in self._shown() if isinstance(scores.get(m), float))
+        shown = ", ".join(f"{_short(m)} {metric_text(scores, m)}" for m in self._shown() if m in scores)
         logger.warning("hftk: fold %d of %d: %s", number, self.k, shown)
 
     def finish(self) -> FoldsResult:
@@ -454,16 +456,19 @@ class _Run:
     def card(self, summary: dict[str, Any]) -> str:
         """README.md: the Hub metadata of `hftk train`'s card (the means as results), then the folds' scores."""
         recipe, task = self.recipe, self.prepared.task
-        means = {"eval": {m: s["mean"] for m, s in summary["metrics"].items() if s["mean"] is not None}}
+        means: dict[str, Any] = {}
+        for m, stats in summary["metrics"].items():
+            means[m] = stats["mean"]
+            if stats["mean"] is None and any(stats.get("undefined", [])):  # in every fold
+                undefined(means, m, "undefined in every fold: " + next(w for w in stats["undefined"] if w))
         local = recipe.model.startswith((".", "/", "package:")) or Path(recipe.model).exists()
-        header = card_metadata(_train_only(recipe), task, means, None if local else recipe.model)
-        for result in header.eval_results or []:
-            result.dataset_split = f"train ({self.k}-fold cross-validation)"
+        split = {"eval": f"train ({self.k}-fold cross-validation)"}
+        header = card_metadata(_train_only(recipe), task, {"eval": means}, None if local else recipe.model, split)
         base = recipe.model if not local or recipe.model.startswith("package:") else Path(recipe.model).name
         held = [f["held_out_rows"] for f in summary["per_fold"]]
         folds = [f"fold {f['fold']}" for f in summary["per_fold"]]
         rows = [
-            f"| {_short(m)} | {_pm(s)} | " + " | ".join(_cell(v) for v in s["values"]) + " |"
+            f"| {_short(m)} | {_pm(s)} | " + " | ".join(map(_cell, s["values"], s.get("undefined", []))) + " |"
             for m, s in sorted(summary["metrics"].items(), key=lambda item: _order(item[0], self.metric))
         ]
         unused = [s for s in ("validation", "test") if getattr(recipe.data, s)]
@@ -495,7 +500,9 @@ class _Run:
             "",
             "## Metrics",
             "",
-            f"Mean ± sample standard deviation over the {self.k} held-out folds.",
+            f"Mean ± sample standard deviation over the {self.k} held-out folds; a metric undefined on a fold "
+            "(a correlation of constant values, an F1 with nothing to find) is left out of its mean, and "
+            "metrics.json says why.",
             "",
             "| metric | mean ± sd | " + " | ".join(folds) + " |",
             "|---|---|" + "---|" * len(folds),
@@ -524,8 +531,9 @@ def _kept(per_fold: list[dict[str, Any]], keep: str) -> str:
 
 def aggregate(scores: list[dict[str, Any]], folds: int) -> dict[str, dict[str, Any]]:
     """metric -> {mean, sd (sample, n - 1), values} over the folds' evaluations; a metric a fold lacks (a type its
-    held-out part does not have) is None there and left out of its mean."""
-    names = [m for s in scores for m, v in s.items() if isinstance(v, (int, float)) and not _timing(m)]
+    held-out part does not have) or that is undefined there is None and left out of its mean; `undefined` (only
+    when one is) gives each fold's reason, or None."""
+    names = [m for s in scores for m, v in s.items() if (_number(v) or why_undefined(s, m)) and not _timing(m)]
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(names):
         values = [s.get(name) for s in scores]
@@ -535,6 +543,8 @@ def aggregate(scores: list[dict[str, Any]], folds: int) -> dict[str, dict[str, A
             "sd": statistics.stdev(present) if len(present) > 1 else None,
             "values": values,
         }
+        if any(why := [why_undefined(s, name) for s in scores]):
+            out[name]["undefined"] = why
     return out
 
 
@@ -544,7 +554,7 @@ def format_table(result: FoldsResult) -> str:
     head = ["fold", "train", "held out", "steps", *(_short(m) for m in shown)]
     lines = [
         [str(f["fold"]), str(f["train_rows"]), str(f["held_out_rows"]), str(f["global_step"])]
-        + [_cell(f["eval"].get(m)) for m in shown]
+        + [_cell(f["eval"].get(m), why_undefined(f["eval"], m)) for m in shown]
         for f in result.per_fold
     ]
     text = text_table(head, lines)
@@ -565,11 +575,17 @@ def _timing(metric: str) -> bool:
     return metric.split("_", 1)[-1] in _TIMINGS
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float))
+
+
 def _short(metric: str) -> str:
     return metric.removeprefix("eval_")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, why: str | None = None) -> str:
+    if why:
+        return "undefined"
     return (
         f"{value:.4f}"
         if isinstance(value, (int, float)) and math.isfinite(value)
@@ -580,7 +596,8 @@ def _cell(value: Any) -> str:
 
 
 def _pm(stats: dict[str, Any]) -> str:
-    mean, sd = stats["mean"], stats["sd"]
+    mean, sd, undefined = stats["mean"], stats["sd"], sum(map(bool, stats.get("undefined", [])))
     if mean is None:
-        return "-"
-    return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
+        return "undefined" if undefined else "-"
+    shown = f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
+    return shown + (f" ({undefined} undefined)" if undefined else "")

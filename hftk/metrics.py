@@ -6,67 +6,174 @@ from __future__ import annotations
 import math
 import re
 import string
+import warnings
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
+# ------------------------------------------------------------------------------------------ undefined values
 
-def single_label(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
+# A metric that is undefined on the data (a correlation of constant values, an F1 with nothing to find and nothing
+# found) is None, JSON's null, never a number such as scikit-learn's silent 0 (which ranks, averages and reads as
+# a score); the reason stands beside it under the metric's name + UNDEFINED: {"pearson": None, "pearson_undefined":
+# "the predictions are constant (all 2.5)"}. Trainer prefixes both alike (eval_pearson, eval_pearson_undefined).
+UNDEFINED = "_undefined"
 
-    out = {"accuracy": float(accuracy_score(gold, pred))}
-    labels = list(range(num_labels))
-    out["f1_macro"] = float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0))
-    if num_labels == 2:  # GLUE reports F1 of the positive class for binary tasks (MRPC, QQP)
-        out["f1"] = float(f1_score(gold, pred, pos_label=1, average="binary", zero_division=0))
+
+def undefined(out: dict[str, Any], name: str, why: str) -> None:
+    """Mark metric `name` of `out` undefined: None, with `why` beside it."""
+    out[name] = None
+    out[name + UNDEFINED] = why
+
+
+def why_undefined(metrics: dict[str, Any], key: str) -> str | None:
+    """Why metric `key` is undefined, or None when it has a value (or is missing)."""
+    return metrics.get(key + UNDEFINED) if key in metrics and metrics[key] is None else None
+
+
+def is_reason(key: str, value: Any) -> bool:
+    """Whether this entry says why another is undefined (not a metric itself)."""
+    return key.endswith(UNDEFINED) and isinstance(value, str)
+
+
+def defined(metrics: dict[str, Any]) -> dict[str, Any]:
+    """`metrics` with every NaN made undefined (a NaN loss, a mean over nothing), in place."""
+    for key, value in list(metrics.items()):
+        if isinstance(value, float) and math.isnan(value):
+            undefined(metrics, key, "not a number (NaN)")
+    return metrics
+
+
+def shown(metrics: dict[str, Any], key: str) -> str:
+    """A metric for people: 0.1234, or "undefined (why)"."""
+    value = metrics.get(key)
+    if isinstance(value, (int, float)):
+        return f"{value:.4f}"
+    why = why_undefined(metrics, key)
+    return f"undefined ({why})" if why else "-"
+
+
+def _nothing_to_score(names: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        undefined(out, name, "no rows to score")
     return out
 
 
-def multi_label(pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+def _f1(out: dict[str, Any], name: str, value: float, why: str) -> None:
+    """scikit-learn's F1 with zero_division=nan: NaN where it is 0/0 (nothing in gold nor predicted)."""
+    if math.isnan(value):
+        undefined(out, name, why)
+    else:
+        out[name] = float(value)
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def single_label(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, Any]:
+    """Accuracy and macro F1 (a label neither in gold nor predicted has no F1 and is left out of the mean, as
+    scikit-learn does without `labels`), and for two labels the F1 of label 1 (GLUE's, for MRPC and QQP)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if not len(gold):
+        return _nothing_to_score(["accuracy", "f1_macro", *(["f1"] if num_labels == 2 else [])])
+    out: dict[str, Any] = {"accuracy": float(accuracy_score(gold, pred))}
+    labels = list(range(num_labels))
+    macro = f1_score(gold, pred, labels=labels, average="macro", zero_division=np.nan)
+    _f1(out, "f1_macro", macro, "no label occurs in the gold labels or the predictions")
+    if num_labels == 2:
+        binary = f1_score(gold, pred, pos_label=1, average="binary", zero_division=np.nan)
+        _f1(out, "f1", binary, "no row has label 1, in the gold labels or the predictions: F1 is 0/0")
+    return out
+
+
+def multi_label(pred: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    """Micro and macro F1 (a label neither in gold nor predicted is left out of the mean) and exact match."""
     from sklearn.metrics import f1_score
 
-    return {
-        "f1_micro": float(f1_score(gold, pred, average="micro", zero_division=0)),
-        "f1_macro": float(f1_score(gold, pred, average="macro", zero_division=0)),
-        "exact_match": float((pred == gold).all(axis=1).mean()),
-    }
+    if not len(gold):
+        return _nothing_to_score(["f1_micro", "f1_macro", "exact_match"])
+    out: dict[str, Any] = {}
+    why = "no label applies to any row, in the gold labels or the predictions: F1 is 0/0"
+    _f1(out, "f1_micro", f1_score(gold, pred, average="micro", zero_division=np.nan), why)
+    _f1(out, "f1_macro", f1_score(gold, pred, average="macro", zero_division=np.nan), why)
+    out["exact_match"] = float((pred == gold).all(axis=1).mean())
+    return out
 
 
-def regression(pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+def regression(pred: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    """MSE, and Pearson and Spearman correlation: undefined for fewer than 2 rows or constant values (an
+    untrained or collapsed head predicts the same value for every row)."""
     from scipy.stats import pearsonr, spearmanr
 
-    constant = np.allclose(pred, pred[0]) or np.allclose(gold, gold[0])
-    return {
-        "mse": float(np.mean((pred - gold) ** 2)),
-        # Correlation is undefined for constant predictions (an untrained head can produce them).
-        "pearson": 0.0 if constant else float(pearsonr(pred, gold)[0]),
-        "spearman": 0.0 if constant else float(spearmanr(pred, gold)[0]),
-    }
+    if not len(gold):
+        return _nothing_to_score(["mse", "pearson", "spearman"])
+    out: dict[str, Any] = {"mse": float(np.mean((pred - gold) ** 2))}
+    if len(gold) < 2:
+        why = f"{len(gold)} row: a correlation needs 2 or more"
+    elif np.allclose(pred, pred[0]):
+        why = f"the predictions are constant (all {float(pred[0]):.4g})"
+    elif np.allclose(gold, gold[0]):
+        why = f"the gold values are constant (all {float(gold[0]):.4g})"
+    else:
+        why = None
+    for name, correlation in (("pearson", pearsonr), ("spearman", spearmanr)):
+        if why is None:
+            out[name] = float(correlation(pred, gold)[0])
+        else:
+            undefined(out, name, why)
+    return out
 
 
-def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = False) -> dict[str, float]:
+def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = False) -> dict[str, Any]:
     """Entity-level precision/recall/F1 (seqeval), overall and per type, plus token accuracy.
 
     `strict` matches whole BIOES entities (seqeval's strict mode); otherwise conlleval's lenient reading.
+    Precision is undefined with no entity predicted, recall with none in gold, F1 with neither.
     """
     from seqeval.metrics import classification_report
     from seqeval.scheme import IOBES
 
     kwargs: dict = {"mode": "strict", "scheme": IOBES} if strict else {}
-    report = classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
+    with warnings.catch_warnings():  # numpy's "mean of empty slice" when there is no entity at all
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
+    found = _entity_count(pred, strict)
+    wanted = sum(int(row["support"]) for typ, row in report.items() if not typ.endswith(" avg"))
     micro = report.get("micro avg", {})
-    out = {
-        "precision": float(micro.get("precision", 0.0)),
-        "recall": float(micro.get("recall", 0.0)),
-        "f1": float(micro.get("f1-score", 0.0)),
-    }
+    out: dict[str, Any] = {}
+    for name, key, empty in (
+        ("precision", "precision", not found and "no entity predicted"),
+        ("recall", "recall", not wanted and "no entity in the gold labels"),
+        ("f1", "f1-score", not found and not wanted and "no entity in the gold labels or the predictions"),
+    ):
+        if empty:
+            undefined(out, name, empty)
+        else:
+            out[name] = float(micro.get(key, 0.0))
     flat_gold = [t for seq in gold for t in seq]
     flat_pred = [t for seq in pred for t in seq]
-    out["accuracy"] = float(np.mean([g == p for g, p in zip(flat_gold, flat_pred)])) if flat_gold else 0.0
+    if flat_gold:
+        out["accuracy"] = float(np.mean([g == p for g, p in zip(flat_gold, flat_pred)]))
+    else:
+        undefined(out, "accuracy", "no tokens to score")
     for typ, row in report.items():
-        if not typ.endswith(" avg"):
+        if not typ.endswith(" avg"):  # a type listed is in gold or predicted: its F1 is defined
             out[f"f1_{typ}"] = float(row["f1-score"])
     return out
+
+
+def _entity_count(tags: list[list[str]], strict: bool) -> int:
+    """Entities in `tags` as seqeval reads them (strict BIOES, or conlleval's lenient way)."""
+    if strict:
+        from seqeval.scheme import IOBES, Entities
+
+        return sum(len(seq) for seq in Entities(tags, IOBES).entities)
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return len(get_entities(tags))
 
 
 def perplexity(loss: float) -> float:
@@ -98,7 +205,7 @@ def jsquad_normalize(text: str) -> str:
     return " ".join(text.lower().rstrip("。").split())
 
 
-def squad(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+def squad(predictions: list[str], references: list[list[str]]) -> dict[str, Any]:
     """SQuAD exact match and F1 over whitespace tokens, each the max over a question's gold answers.
 
     Fractions (the official scripts print them x100). A question without answers (SQuAD v2) has the gold
@@ -107,17 +214,17 @@ def squad(predictions: list[str], references: list[list[str]]) -> dict[str, floa
     return _qa_scores(predictions, references, squad_normalize, str.split)
 
 
-def jsquad(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+def jsquad(predictions: list[str], references: list[list[str]]) -> dict[str, Any]:
     """JSQuAD exact match and F1 as JGLUE reports them: F1 over the characters of the normalised answers
     (spaces included), since Japanese has no spaces between words to split on."""
     return _qa_scores(predictions, references, jsquad_normalize, list)
 
 
-def _qa_scores(predictions, references, normalize, split) -> dict[str, float]:
+def _qa_scores(predictions, references, normalize, split) -> dict[str, Any]:
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} questions")
     if not predictions:
-        return {"exact_match": 0.0, "f1": 0.0}
+        return _nothing_to_score(["exact_match", "f1"])
     exact = f1 = 0.0
     for prediction, golds in zip(predictions, references):
         pred = normalize(prediction)
@@ -170,7 +277,7 @@ class _CharTokens:
         return [c for c in text if not c.isspace()]
 
 
-def rouge(predictions: list[str], references: list[str], tokens: str = "words") -> dict[str, float]:
+def rouge(predictions: list[str], references: list[str], tokens: str = "words") -> dict[str, Any]:
     """Mean ROUGE-1/2/L F1 (0-1) and `gen_len`, the mean prediction length in the same tokens.
 
     `tokens`: "words" (rouge-score's English tokenizer: lower-cased [a-z0-9] runs, Porter-stemmed, as the HF
@@ -188,8 +295,10 @@ def rouge(predictions: list[str], references: list[str], tokens: str = "words") 
     for pred, ref in zip(predictions, references):
         for name, s in scorer.score(ref, pred).items():
             totals[name] += s.fmeasure
-    n = max(len(predictions), 1)
     suffix = ROUGE_SUFFIX[tokens]
+    if not predictions:
+        return _nothing_to_score([*(f"{name}{suffix}" for name in types), "gen_len"])
+    n = len(predictions)
     out = {f"{name}{suffix}": totals[name] / n for name in types}
     out["gen_len"] = sum(len(tokenizer.tokenize(p)) for p in predictions) / n
     return out

@@ -20,6 +20,7 @@ from hftk import lora
 from hftk.cache import file_digest
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, LOCK, STAGING, replace_model
+from hftk.metrics import why_undefined
 from hftk.models import removed_pipelines
 from hftk.recipe import TRAINING_DEFAULTS, Recipe, dump_recipe
 from hftk.tasks import Task
@@ -236,9 +237,9 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = 
     name = Path(recipe.output_dir).name
     header = card_metadata(recipe, task, metrics, None if local else recipe.model)
     rows = [
-        f"| {split} | {metric} | {value:.4f} |"
+        f"| {split} | {metric} | {f'{value:.4f}' if why is None else f'undefined: {why}'} |"
         for split in ("eval_start", "eval", "test")  # eval_start: before training, when evaluated then
-        for metric, value in _metrics_of(metrics.get(split))
+        for metric, value, why in _metrics_of(metrics.get(split))
     ]
     train = metrics.get("train", {})
     device = metrics.get("device", {})
@@ -276,25 +277,40 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = 
     return "\n".join(lines)
 
 
-def card_metadata(recipe: Recipe, task: Task, metrics: dict[str, Any], base_model: str | None) -> Any:
+def card_metadata(
+    recipe: Recipe,
+    task: Task,
+    metrics: dict[str, Any],
+    base_model: str | None,
+    splits: dict[str, str] | None = None,
+) -> Any:
     """The card's YAML metadata as the Hub reads it (`huggingface_hub.ModelCardData`): pipeline, base model,
-    language, license, datasets and the final evaluation as model-index results."""
+    language, license, datasets and the final evaluation as model-index results, under `splits`' names.
+
+    A model-index result needs a value (huggingface_hub cannot read one back without), so undefined metrics are
+    listed apart, under `undefined_metrics`, each with `value: null` and its reason."""
     from huggingface_hub import EvalResult, ModelCardData
 
     card = recipe.card
     dataset = card.datasets[0] if card.datasets else Path(str(recipe.data.validation or recipe.data.train)).stem
+    named = [
+        (name, metric, value, why)
+        for split, name in (splits or {"eval": "validation", "test": "test"}).items()
+        for metric, value, why in _metrics_of(metrics.get(split))
+    ]
     results = [
         EvalResult(
             task_type=task.pipeline,
             dataset_type=dataset,
             dataset_name=dataset,
-            dataset_split="validation" if split == "eval" else "test",
+            dataset_split=name,
             metric_type=metric,
             metric_value=value,
         )
-        for split in ("eval", "test")
-        for metric, value in _metrics_of(metrics.get(split))
+        for name, metric, value, why in named
+        if why is None
     ]
+    undefined = [{"split": n, "metric": m, "value": None, "reason": why} for n, m, _, why in named if why is not None]
     return ModelCardData(
         library_name="transformers",
         pipeline_tag=task.pipeline,
@@ -305,16 +321,22 @@ def card_metadata(recipe: Recipe, task: Task, metrics: dict[str, Any], base_mode
         datasets=card.datasets or None,
         model_name=Path(recipe.output_dir).name if results else None,
         eval_results=results or None,
+        undefined_metrics=undefined or None,
     )
 
 
-def _metrics_of(split: dict[str, Any] | None) -> list[tuple[str, float]]:
-    """(metric, value) of one split's evaluation, without its prefix and without timings."""
-    out = []
+def _metrics_of(split: dict[str, Any] | None) -> list[tuple[str, float | None, str | None]]:
+    """(metric, value, why it is undefined) of one split's evaluation, without its prefix and without timings;
+    an undefined metric has the value None."""
+    out: list[tuple[str, float | None, str | None]] = []
     for key, value in (split or {}).items():
         metric = key.split("_", 1)[1] if "_" in key else key
-        if isinstance(value, float) and metric not in _NOT_METRICS:
-            out.append((metric, value))
+        if metric in _NOT_METRICS:
+            continue
+        if isinstance(value, float):
+            out.append((metric, value, None))
+        elif (why := why_undefined(split or {}, key)) is not None:
+            out.append((metric, None, why))
     return out
 
 
@@ -418,9 +440,11 @@ def plot_curve(log_history: list[dict[str, Any]], metric: str, path: Path) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    loss = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
-    eval_loss = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
-    evals = [(h["step"], h[f"eval_{metric}"]) for h in log_history if f"eval_{metric}" in h and metric != "loss"]
+    def points(key: str) -> list[tuple[int, float]]:  # undefined values (None) are no points
+        return [(h["step"], h[key]) for h in log_history if h.get(key) is not None and "step" in h]
+
+    loss, eval_loss = points("loss"), points("eval_loss")
+    evals = points(f"eval_{metric}") if metric != "loss" else []
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if loss:
         ax.plot(*zip(*loss), label="train loss", color="tab:blue")

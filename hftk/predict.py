@@ -23,6 +23,7 @@ from hftk.data import MissingColumn, Records, surrogate_in
 from hftk.errors import HftkError, not_unicode, not_utf8
 from hftk.exported import OnnxModel, is_exported, manifest
 from hftk.files import atomic_write_text, locked
+from hftk.metrics import defined
 from hftk.models import DevicePolicy, check_weights, load_config, load_tokenizer, resolve_model
 from hftk.recipe import Recipe
 from hftk.tasks import Features, Task, get_task, load_recipe, pipeline_names
@@ -198,7 +199,7 @@ class Predictor:
     def evaluate(self, records: Records) -> dict[str, float]:
         """The task's metrics on labelled records."""
         features = self.task.encode(records, with_targets=True)
-        return self.task.score(records, features, self.run(features))
+        return defined(self.task.score(records, features, self.run(features)))  # NaN: undefined, as in training
 
 
 def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Recipe:

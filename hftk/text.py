@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import glob
+import hashlib
 import itertools
 import os
 import random
@@ -339,11 +340,18 @@ class BlockCollator:
     """Stacks packed blocks (padding only a shorter last block) and makes the labels.
 
     Causal LM: labels are the inputs (the model shifts them). Masked LM: tokens are chosen anew for every batch,
-    with the global torch RNG while training (so a resumed run draws as Trainer restores it), or with
-    `seeded(seed)` to draw the same masks each time, which makes evaluations comparable.
+    from a generator seeded by `seed` and the batch's own token ids, or within `seeded(seed)` from one generator,
+    to draw the same masks each time (evaluations are then comparable).
+
+    Why the batch seeds its masks: the loader collates a batch ahead of the step that trains on it, and a resumed
+    run skips the batches it already trained on. Masks drawn from the global RNG (which Trainer saves and restores
+    for dropout) depended on that timing: a resumed run masked its first batches otherwise. Seeded by the batch,
+    they are the same whenever it is drawn; an epoch reshuffles the blocks, so each epoch's batches are new.
     """
 
-    def __init__(self, tokenizer: Any, masking: Masking | None = None, pad_to_multiple_of: int | None = None) -> None:
+    def __init__(
+        self, tokenizer: Any, masking: Masking | None = None, pad_to_multiple_of: int | None = None, seed: int = 0
+    ) -> None:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
         self.masking = masking
@@ -353,6 +361,7 @@ class BlockCollator:
         self.vocab_size = len(tokenizer)
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.seed = seed
         self.generator = None
 
     @contextlib.contextmanager
@@ -388,18 +397,26 @@ class BlockCollator:
         else:  # rows not from pack() (no word ids): every token but the special ones is its own word
             special = torch.isin(input_ids, torch.tensor(self.special_ids)) | (attention_mask == 0)
             word_ids = torch.arange(width).expand_as(input_ids).masked_fill(special, -1)
-        input_ids, labels = self.mask(input_ids, word_ids)
+        input_ids, labels = self.mask(input_ids, word_ids, self.generator or self._batch_generator(input_ids))
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
-    def mask(self, input_ids: Any, word_ids: Any) -> tuple[Any, Any]:
+    def _batch_generator(self, input_ids: Any) -> Any:
+        """A generator seeded by `seed` and the batch's token ids (see the class docstring)."""
+        import torch
+
+        digest = hashlib.blake2b(input_ids.numpy().tobytes(), digest_size=8, key=str(self.seed).encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+    def mask(self, input_ids: Any, word_ids: Any, generator: Any = None) -> tuple[Any, Any]:
         """(corrupted inputs, labels): labels hold the original token where one was chosen, else -100.
 
         Words are chosen with the masking probability, then all their tokens are (whole-word); per token, every
         token is its own word. A row where nothing was chosen gets one word, so no batch has an empty loss.
+        Draws from `generator`, else the collator's own (`seeded`), else the global torch RNG.
         """
         import torch
 
-        m, g = self.masking, self.generator
+        m, g = self.masking, generator or self.generator
         assert m is not None
         candidates = word_ids >= 0
         if not m.whole_word:  # every maskable token is its own word
@@ -420,3 +437,59 @@ class BlockCollator:
         random_ids = torch.randint(self.vocab_size, input_ids.shape, generator=g)
         corrupted = torch.where(to_random, random_ids, corrupted)
         return corrupted, labels
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+_LOGITS_BUDGET = 2**25  # vocabulary logits per forward call when scoring (128 MiB in float32)
+
+
+def nll_per_row(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) -> np.ndarray:
+    """(summed negative log-likelihood, predicted tokens) of each row, as float64 [B, 2]: perplexity's parts.
+
+    A language model's logits are the size of its vocabulary at every position (a batch of 64 blocks of 128
+    tokens with BERT's 30,522: 1 GB, and as much again for the loss), so they are never held whole: the
+    vocabulary projection (the model's output embeddings) sees only the positions that are scored (masked LM:
+    some 15 %), and rows go through the model as many at a time as keep those logits within `_LOGITS_BUDGET`.
+    Until a model's head is seen to take the hook (once per model), the rows are counted whole. `shift`:
+    causal LM, where position t predicts token t + 1.
+    """
+    import torch
+
+    inner = getattr(model, "module", model)  # DDP's wrapper forwards to the model
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    labels = labels.cpu()
+    if shift:  # what each position predicts: the next token (none after the last)
+        labels = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], -100)], 1)
+    scored = labels != -100
+    rows, width = labels.shape
+    per_row = int(scored.sum(1).max()) if getattr(inner, "_hftk_scored_head", False) else width
+    out = torch.zeros(rows, 2, dtype=torch.float64)
+    start = 0
+    while start < rows:
+        step = max(1, _LOGITS_BUDGET // (max(per_row, 1) * inner.config.vocab_size))
+        part = {k: v[start : start + step] for k, v in batch.items()}
+        picked = scored[start : start + step]
+
+        def only_scored(module: Any, args: tuple, picked: Any = picked) -> tuple | None:
+            hidden = args[0]
+            return (hidden[picked.to(hidden.device)], *args[1:]) if hidden.shape[:2] == picked.shape else None
+
+        hook = head.register_forward_pre_hook(only_scored) if head is not None else None
+        try:
+            logits = model(**part).logits
+        finally:
+            if hook is not None:
+                hook.remove()
+        if logits.dim() == 3:  # a head the hook did not reach projected every position
+            logits = logits[picked.to(logits.device)]
+        elif not getattr(inner, "_hftk_scored_head", False):  # it did: count the scored positions from now on
+            inner._hftk_scored_head = True
+            per_row = int(scored.sum(1).max())
+        if len(logits):
+            targets = labels[start : start + step][picked].to(logits.device)
+            losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+            out[start : start + step, 0].index_add_(0, picked.nonzero()[:, 0], losses.double().cpu())
+        out[start : start + step, 1] = picked.sum(1).double()
+        start += step
+    return out.numpy()

@@ -5,7 +5,8 @@
   continues, on every process.
 - No pickles saved (`training_args.bin`); the recipe says the same in YAML.
 - For tasks that generate: the recipe's `generation:` settings kept in the model's generation config.
-- For tasks evaluated by loss (language models): perplexity, on the same seeded masks every time.
+- For tasks evaluated by loss (language models): perplexity, on the same seeded masks every time, from a loss
+  computed a few rows at a time (no batch's logits held whole, none kept).
 - For tasks with class weights (the recipe's `class_weights`): a weighted loss on the model's logits.
 
 The classes live here at module level; `build_trainer` picks one from what the task says it evaluates.
@@ -34,9 +35,9 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hftk.errors import HftkError
-from hftk.metrics import perplexity
+from hftk.metrics import defined, is_reason, perplexity, why_undefined
 from hftk.tasks import Task
-from hftk.text import BlockCollator
+from hftk.text import BlockCollator, nll_per_row
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
@@ -121,24 +122,28 @@ class HftkTrainerMixin:
         return super().prediction_step(*args, **kwargs)
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
-        if not self.perplexity:
-            return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
         # The same masks every evaluation: perplexity before and after training is measured on equal terms.
         collator = self.data_collator
-        with collator.seeded(self.args.seed) if isinstance(collator, BlockCollator) else nullcontext():
+        seeded = self.perplexity and isinstance(collator, BlockCollator)
+        with collator.seeded(self.args.seed) if seeded else nullcontext():
             output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
         prefix = kwargs.get("metric_key_prefix", "eval")
         loss = output.metrics.get(f"{prefix}_loss")
-        if loss is not None:
+        if self.perplexity and loss is not None:
             output.metrics[f"{prefix}_perplexity"] = perplexity(loss)
+        defined(output.metrics)  # a NaN loss or metric is undefined (None, with why), as the tasks' own are
         return output
 
+    def _determine_best_metric(self, metrics: dict[str, Any], trial: Any) -> bool:
+        # An undefined metric (None) is no evaluation's best: the model saved stays the best one measured.
+        key = self.args.metric_for_best_model or ""
+        if metrics.get(key if key.startswith("eval_") else f"eval_{key}", 0) is None:
+            return False
+        return super()._determine_best_metric(metrics, trial)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        # Evaluating, transformers 5 divides by every label token, counting each block's first one, which a
-        # causal LM never predicts (loss ~1/max_length too low); the model's own mean over the tokens it
-        # predicts is exact.
-        if self.perplexity and not model.training:
-            num_items_in_batch = None
+        if self.perplexity and not model.training and "labels" in inputs:
+            return self._language_model_loss(model, inputs, return_outputs)
         if self.class_weights is None or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # The model's logits, hftk's weighted loss: without labels the model computes none of its own.
@@ -148,6 +153,20 @@ class HftkTrainerMixin:
         outputs = model(**inputs)
         loss = weighted_loss(outputs["logits"], labels, self.class_weights)
         return (loss, outputs) if return_outputs else loss
+
+    def _language_model_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        """Evaluating a language model: the batch's mean negative log-likelihood over the tokens it predicts (the
+        model's own loss) from `nll_per_row`, which never holds the batch's vocabulary-sized logits. The outputs
+        are each row's (summed NLL, tokens): Trainer keeps no logits.
+
+        (transformers 5 would also divide by every label token, counting each block's first one, which a causal
+        LM never predicts: a loss ~1/max_length too low.)"""
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        shift = isinstance(self.data_collator, BlockCollator) and self.data_collator.masking is None  # causal
+        rows = torch.from_numpy(nll_per_row(model, inputs, labels, shift=shift))  # float64, on the CPU
+        loss = (rows[:, 0].sum() / rows[:, 1].sum().clamp(min=1)).float().to(labels.device)
+        return (loss, {"loss": loss, "nll": rows.float().to(labels.device)}) if return_outputs else loss
 
 
 def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -285,8 +304,16 @@ class Printer(PrinterCallback):
 
 
 def _shown(logs: dict[str, Any]) -> str:
-    """Logged numbers as numbers with 4 significant digits: {'loss': 0.6924, 'learning_rate': 5e-05}."""
-    return str({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"})
+    """Logged numbers as numbers with 4 significant digits: {'loss': 0.6924, 'learning_rate': 5e-05}; an undefined
+    metric as 'undefined (why)'."""
+
+    def one(k: str, v: Any) -> Any:
+        if isinstance(v, float):
+            return float(f"{v:.4g}")
+        why = why_undefined(logs, k)
+        return f"undefined ({why})" if why else v
+
+    return str({k: one(k, v) for k, v in logs.items() if k != "total_flos" and not is_reason(k, v)})
 
 
 def loss_counts_items(model: Any, collator: Any, dataset: Any) -> bool:

@@ -37,6 +37,7 @@ from typing import Any
 
 from hftk.errors import HftkError
 from hftk.files import LOCK, atomic_write_text, locked, replace_model
+from hftk.metrics import why_undefined
 from hftk.output import changed_settings, check_runs_dir, remove_whole, text_table, trained_with
 from hftk.prepare import prepare
 from hftk.recipe import TRAINING_DEFAULTS, Recipe, SearchSpace, read_recipe, safe_load
@@ -334,9 +335,16 @@ class Study:
             overwrite=True,
             callbacks=[report],
         )
-        value = (result.metrics.get("eval") or {}).get(self.metric)
+        return self.value_of(result, number)
+
+    def value_of(self, result: Any, trial: int | str) -> float:
+        """The objective of a trial's run; an error (the trial fails, unranked) where it is undefined or not finite."""
+        scores = result.metrics.get("eval") or {}
+        value = scores.get(self.metric)
+        if value is None and (why := why_undefined(scores, self.metric)):
+            raise HftkError(f"trial {trial}: {self.metric} is undefined ({why}); the trial is not ranked")
         if value is None or not math.isfinite(value):
-            raise HftkError(f"trial {number}: the run reported no finite {self.metric}")
+            raise HftkError(f"trial {trial}: the run reported no finite {self.metric}")
         return float(value)
 
     def keep_if_best(self, number: int, best: int) -> None:

@@ -99,5 +99,5 @@ def _trial(config: dict[str, Any], study: Any) -> None:
         overwrite=True,
         callbacks=[report],
     )
-    with contextlib.suppress(KeyError):
-        tune.report({study.metric: float(result.metrics["eval"][study.metric]), "step": result.global_step})
+    if study.metric in (result.metrics.get("eval") or {}):  # undefined: an error, so Ray ranks no earlier value
+        tune.report({study.metric: study.value_of(result, trial_id), "step": result.global_step})

@@ -195,7 +195,7 @@ def test_streaming_needs_max_steps_and_says_where(tmp_path):
 
 def test_streamed_training_resumes_on_the_blocks_where_it_stopped(tmp_path, monkeypatch):
     """4 steps straight vs 2 steps, then --resume to 4: the resumed run trains steps 3 and 4 on the same blocks
-    (Trainer replays the stream and skips what was used). Masks and dropout are drawn afresh: not bit-exact."""
+    (Trainer replays the stream and skips what was used). Not checked bit for bit, as the non-streamed resume is."""
     batches: list[tuple] = []
     collate = BlockCollator.__call__
 

@@ -95,6 +95,28 @@ def test_aggregate_is_the_mean_and_sample_sd_leaving_out_timings_and_missing_val
                                   "values": [0.2, None, 0.6]}  # fmt: skip
 
 
+def test_an_undefined_value_is_left_out_of_the_mean_and_shown_as_undefined(tmp_path):
+    # Fold 2's Pearson is undefined (a one-row or constant fold): the mean is over folds 1 and 3, the fold's
+    # cell says undefined, and a metric undefined in every fold is kept, undefined, not dropped.
+    why = "the predictions are constant (all 2.5)"
+    scores = [
+        {"eval_pearson": 0.8, "eval_mse": 1.0, "eval_spearman": None, "eval_spearman_undefined": why},
+        {"eval_pearson": None, "eval_pearson_undefined": why, "eval_mse": 2.0},
+        {"eval_pearson": 0.6, "eval_mse": 3.0, "eval_spearman": None, "eval_spearman_undefined": why},
+    ]
+    out = aggregate(scores, 3)
+    assert out["eval_pearson"] == {"mean": pytest.approx(0.7), "sd": pytest.approx(statistics.stdev([0.8, 0.6])),
+                                   "values": [0.8, None, 0.6], "undefined": [None, why, None]}  # fmt: skip
+    assert out["eval_spearman"]["mean"] is None and out["eval_spearman"]["undefined"] == [why, None, why]
+    assert "undefined" not in out["eval_mse"]
+    per_fold = [
+        {"fold": n, "train_rows": 2, "held_out_rows": 1, "global_step": 1, "eval": s} for n, s in enumerate(scores, 1)
+    ]
+    table = hftk.folds.format_table(hftk.folds.FoldsResult(tmp_path, 3, "eval_pearson", out, per_fold))
+    assert table.splitlines()[2].split()[4] == "undefined"  # fold 2's pearson
+    assert "pearson 0.7000 ± 0.1414 (1 undefined)" in table and "spearman undefined" in table
+
+
 # ------------------------------------------------------------------------------------ real runs
 
 

@@ -22,8 +22,14 @@ def test_single_label_accuracy_and_f1_hand_checked():
     # F1 per class: 0 -> 1, 1 -> P 1 R 1/2 -> 2/3, 2 -> P 1/2 R 1 -> 2/3; macro (1 + 2/3 + 2/3) / 3 = 7/9
     pred, gold = np.array([0, 2, 1, 2]), np.array([0, 1, 1, 2])
     assert metrics.single_label(pred, gold, 3) == {"accuracy": 0.75, "f1_macro": pytest.approx(7 / 9)}
-    # A fourth label seen in neither counts in the macro average with F1 0: (7/3) / 4 = 7/12
-    assert metrics.single_label(pred, gold, 4)["f1_macro"] == pytest.approx(7 / 12)
+    # A fourth label seen in neither has no F1 (0/0: scikit-learn's zero_division would call it 0 and drag the
+    # mean to 7/12): it is left out of the macro average, which stays 7/9.
+    assert metrics.single_label(pred, gold, 4)["f1_macro"] == pytest.approx(7 / 9)
+    # Binary, and no row has label 1 in gold or predicted: F1 of label 1 is 0/0, undefined, not 0.
+    m = metrics.single_label(np.array([0, 0]), np.array([0, 0]), 2)
+    assert (m["accuracy"], m["f1_macro"], m["f1"]) == (1.0, 1.0, None) and "no row has label 1" in m["f1_undefined"]
+    # One false positive and no gold positive: F1 = 2TP / (2TP + FP + FN) = 0, defined.
+    assert metrics.single_label(np.array([1, 0]), np.array([0, 0]), 2)["f1"] == 0.0
 
 
 def test_multi_label_hand_checked():
@@ -41,9 +47,20 @@ def test_regression_hand_checked():
     # sum of products 6.5, sums of squares 5 and 8.75 -> 6.5 / sqrt(43.75)
     m = metrics.regression(np.array([1.0, 2, 3, 4]), np.array([1.0, 2, 3, 5]))
     assert m == {"mse": 0.25, "pearson": pytest.approx(6.5 / math.sqrt(43.75)), "spearman": pytest.approx(1.0)}
-    # Constant predictions (an untrained head): correlation undefined, reported as 0; MSE (1 + 0 + 1) / 3
+    # Constant predictions (a collapsed head): correlation is undefined (0/0), None with the reason, never 0;
+    # MSE (1 + 0 + 1) / 3 is defined.
     m = metrics.regression(np.array([2.0, 2, 2]), np.array([1.0, 2, 3]))
-    assert m == {"mse": pytest.approx(2 / 3), "pearson": 0.0, "spearman": 0.0}
+    constant = "the predictions are constant (all 2)"
+    assert m == {
+        "mse": pytest.approx(2 / 3),
+        "pearson": None,
+        "pearson_undefined": constant,
+        "spearman": None,
+        "spearman_undefined": constant,
+    }
+    assert metrics.regression(np.array([1.0, 2]), np.array([3.0, 3]))["pearson_undefined"].startswith("the gold")
+    one = metrics.regression(np.array([1.0]), np.array([2.0]))  # a one-row fold
+    assert one["mse"] == 1.0 and one["spearman"] is None and one["spearman_undefined"].startswith("1 row")
 
 
 def test_entities_hand_checked():
@@ -64,6 +81,31 @@ def test_entities_hand_checked():
     strict = metrics.entities(gold, pred, strict=True)
     assert strict["f1"] == pytest.approx(2 / 3) and strict["f1_PER"] == 0.0 and strict["f1_LOC"] == 1.0
     assert strict["accuracy"] == pytest.approx(2 / 3)  # E-PER vs I-PER: 2 of 3 tags equal
+
+
+def test_entities_with_nothing_to_find_or_nothing_found_are_undefined():
+    # No entity in gold nor predicted: precision, recall and F1 are all 0/0; token accuracy is defined.
+    m = metrics.entities([["O", "O"]], [["O", "O"]])
+    assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == (None, None, None, 1.0)
+    assert m["f1_undefined"] == "no entity in the gold labels or the predictions"
+    # A gold PER, nothing predicted: precision is 0/0, recall 0 of 1, F1 0 (defined: 2TP + FP + FN = 1).
+    m = metrics.entities([["O", "B-PER"]], [["O", "O"]])
+    assert (m["precision"], m["recall"], m["f1"]) == (None, 0.0, 0.0)
+    assert m["precision_undefined"] == "no entity predicted"
+    # Strict BIOES, a predicted S-PER and no gold entity: recall undefined, precision 0.
+    m = metrics.entities([["O", "O"]], [["S-PER", "O"]], strict=True)
+    assert (m["precision"], m["recall"], m["recall_undefined"]) == (0.0, None, "no entity in the gold labels")
+
+
+def test_undefined_values_nan_and_how_they_show():
+    m = metrics.defined({"loss": math.nan, "accuracy": 0.5})  # a NaN loss, a mean over nothing
+    assert m == {"loss": None, "accuracy": 0.5, "loss_undefined": "not a number (NaN)"}
+    assert metrics.shown(m, "loss") == "undefined (not a number (NaN))" and metrics.shown(m, "accuracy") == "0.5000"
+    assert metrics.is_reason("loss_undefined", m["loss_undefined"]) and not metrics.is_reason("loss", None)
+    assert metrics.squad([], [])["f1"] is None and metrics.rouge([], [])["rougeL_undefined"] == "no rows to score"
+    # multi-label with no label anywhere: F1s undefined; exact match (every row right) is 1
+    m = metrics.multi_label(np.zeros((2, 3)), np.zeros((2, 3)))
+    assert (m["f1_micro"], m["f1_macro"], m["exact_match"]) == (None, None, 1.0)
 
 
 def test_perplexity_is_exp_of_the_loss():

@@ -123,3 +123,49 @@ def test_multi_label_card_names_labels_threshold_and_the_call_for_every_label(tm
     assert "`joy`, `anger`, `fear`" in card and "Data: train 800 rows." in card
     assert "every label whose sigmoid score is at least 0.3 applies" in card
     assert 'pipe = pipeline("text-classification", model="emotions")\npipe("text", top_k=None)' in card
+
+
+def test_an_undefined_metric_is_null_with_its_reason_in_metrics_json_card_console_and_evaluate(tmp_path, capsys):
+    """STS-B regression scored on a one-row validation split (as a one-row fold is): Pearson and Spearman are
+    undefined there. They are null with the reason in metrics.json and the card, left out of the Hub's results,
+    never chosen as the best checkpoint's score, and `hftk evaluate` prints them as undefined."""
+    from huggingface_hub import ModelCard
+
+    from hftk import train
+
+    from .helpers import DATA, cli, head
+
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("".join((DATA / "en/stsb/dev.tsv").read_text(encoding="utf-8").splitlines(True)[:2]))
+    overrides = {
+        "data.train": str(head(DATA / "en/stsb/train.tsv", tmp_path / "train.tsv", 32)),
+        "data.validation": str(dev),
+        "max_length": 64,
+        "training.max_steps": 2,
+        "training.eval_strategy": "steps",
+        "training.eval_steps": 1,
+        "training.save_strategy": "steps",
+        "training.save_steps": 1,
+    }
+    result = train("recipes/stsb-minilm.yaml", overrides=overrides, output_dir=tmp_path / "run")
+    saved = json.loads((result.output_dir / "metrics.json").read_text())
+    why = "1 row: a correlation needs 2 or more"
+    state = json.loads((result.output_dir / "checkpoints/checkpoint-2/trainer_state.json").read_text())
+    evaluations = [h for h in state["log_history"] if "eval_loss" in h]
+    assert [h["step"] for h in evaluations] == [1, 2]  # each step's evaluation, then the final one
+    for split in (*evaluations, saved["eval"]):
+        assert split["eval_pearson"] is None and split["eval_pearson_undefined"] == why
+        assert isinstance(split["eval_mse"], float)
+    assert state["best_metric"] is None and "best_step" not in saved["train"]  # an undefined Pearson is no best
+    card = (result.output_dir / "README.md").read_text()
+    assert f"| eval | pearson | undefined: {why} |" in card and "| eval | mse | " in card
+    data = ModelCard(card).data  # the Hub's own reader: the metadata loads
+    assert {r.metric_type for r in data.eval_results} == {"loss", "mse"}
+    assert {"split": "validation", "metric": "pearson", "value": None, "reason": why} in data.undefined_metrics
+    capsys.readouterr()
+    cli("evaluate", result.output_dir, "--data", dev)
+    out = capsys.readouterr().out
+    assert f"pearson: undefined ({why})" in out and "mse: " in out
+    cli("evaluate", result.output_dir, "--data", dev, "--json")
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert shown["pearson"] is None and shown["pearson_undefined"] == why

@@ -162,7 +162,13 @@ def test_dynamic_masking_rates_80_10_10(minilm_tokenizer, emma, whole_word):
     # Dynamic: each batch draws anew; seeded draws repeat.
     with collator.seeded(0):
         assert torch.equal(collator(features)["labels"], labels)
-    assert not torch.equal(collator(features)["labels"], labels)
+    # Training draws are seeded by the batch itself: the same batch again (a resumed run's) gets the same masks,
+    # its blocks in another order (the next epoch's shuffle) or another recipe seed get others.
+    drawn = collator(features)["labels"]
+    assert torch.equal(collator(features)["labels"], drawn) and not torch.equal(drawn, labels)
+    assert not torch.equal(collator(features[::-1])["labels"].flip(0), drawn)
+    other_seed = BlockCollator(tok, collator.masking, seed=1)
+    assert not torch.equal(other_seed(features)["labels"], drawn)
 
 
 def word_masking_draws(tok, text, word_tokens, whole_word, draws=300):
@@ -228,3 +234,46 @@ def test_rows_without_word_ids_are_masked_per_token(minilm_tokenizer, emma):
     original = torch.tensor([r["input_ids"] for r in rows])
     special = (original == tok.cls_token_id) | (original == tok.sep_token_id)
     assert chosen.any() and not chosen[special].any()
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_nll_per_row_is_the_models_own_loss_a_few_rows_and_scored_positions_at_a_time(
+    minilm_tokenizer, emma, gpt2_fixture, monkeypatch, causal
+):
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    import hftk.text
+    from hftk.models import resolve_model
+    from hftk.text import nll_per_row
+
+    if causal:
+        tok, model = load_tokenizer(str(gpt2_fixture)), AutoModelForCausalLM.from_pretrained(gpt2_fixture)
+        collator = BlockCollator(tok)
+    else:
+        tok, model = minilm_tokenizer, AutoModelForMaskedLM.from_pretrained(resolve_model(MINILM))
+        collator = BlockCollator(tok, Masking())
+    blocks = pack(tok, emma[:60], 64)
+    features = [{k: blocks[k][i] for k in blocks} for i in range(10)]
+    with collator.seeded(0):
+        batch = collator(features)
+    model.eval()
+    projected = []
+    model.get_output_embeddings().register_forward_hook(lambda m, args, out: projected.append(out.shape))
+    with torch.no_grad():
+        own = model(**batch).loss.item()  # the whole batch's logits at once: [10, 64, vocabulary]
+        projected.clear()
+        # A budget of 3 rows' logits per forward call: 4 calls for 10 rows.
+        monkeypatch.setattr(hftk.text, "_LOGITS_BUDGET", 3 * 64 * model.config.vocab_size)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        rows = nll_per_row(model, inputs, batch["labels"], shift=causal)
+    scored = batch["labels"][:, 1:] != -100 if causal else batch["labels"] != -100
+    assert rows.shape == (10, 2) and rows[:, 1].tolist() == scored.sum(1).tolist()
+    assert rows[:, 0].sum() / rows[:, 1].sum() == pytest.approx(own, rel=1e-5)
+    # The vocabulary projection saw the scored positions only (masked LM: some 15 %), 3 blocks' worth at most
+    # per call: 3 whole rows first, then, the hook seen to work, as many rows as that many scored positions take.
+    assert all(len(s) == 2 and s[0] <= 3 * 64 for s in projected)
+    assert sum(s[0] for s in projected) == scored.sum().item() and projected[0][0] == scored[:3].sum().item()
+    assert len(projected) == (4 if causal else 2)

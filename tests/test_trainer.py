@@ -109,6 +109,9 @@ def test_logs_print_numbers_as_numbers(capsys):
     state = types.SimpleNamespace(is_local_process_zero=True)
     Printer().on_log(None, state, None, logs={"loss": 0.692417, "learning_rate": 5e-05, "step": 3, "total_flos": 9.0})
     assert capsys.readouterr().out == "{'loss': 0.6924, 'learning_rate': 5e-05, 'step': 3}\n"
+    # An undefined metric prints as such, its reason in place of the null, not as an entry of its own.
+    Printer().on_log(None, state, None, logs={"eval_pearson": None, "eval_pearson_undefined": "1 row", "step": 3})
+    assert capsys.readouterr().out == "{'eval_pearson': 'undefined (1 row)', 'step': 3}\n"
 
 
 def test_class_weights_give_torchs_weighted_cross_entropy_in_place_of_the_heads_loss(tmp_path):

@@ -229,3 +229,21 @@ def test_ray_backend_runs_the_study_on_a_local_ray_instance(small, tmp_path):
     saved = yaml.safe_load((out / "best" / "recipe.yaml").read_text())
     assert saved["training"]["learning_rate"] == pytest.approx(result.best_params["training.learning_rate"])
     assert hftk.Predictor(out / "best").predict(["a wonderful film"])[0]["label"] in ("negative", "positive")
+
+
+def test_an_undefined_objective_fails_the_trial_and_is_never_ranked(small, tmp_path):
+    from hftk.train import TrainResult
+    from hftk.tune import Study
+
+    recipe = hftk.load_recipe(sst2_recipe(small, tmp_path, search={"training.learning_rate": {"choices": [1e-4]}}))
+    study = Study(tmp_path, recipe, base={}, metric="eval_f1", direction="maximize")
+
+    def run(scores: dict) -> TrainResult:
+        return TrainResult(tmp_path, {"eval": scores}, 1, 0)
+
+    assert study.value_of(run({"eval_f1": 0.75}), 3) == 0.75
+    why = "no row has label 1, in the gold labels or the predictions: F1 is 0/0"
+    with pytest.raises(hftk.HftkError, match=rf"^trial 3: eval_f1 is undefined \({why}\); the trial is not ranked$"):
+        study.value_of(run({"eval_f1": None, "eval_f1_undefined": why}), 3)
+    with pytest.raises(hftk.HftkError, match="no finite eval_f1"):
+        study.value_of(run({"eval_f1": float("inf")}), 3)

@@ -20,7 +20,7 @@ from hftk.generation import GenerationSettings, seed_sampling
 from hftk.metrics import perplexity
 from hftk.recipe import DataConfig, Recipe
 from hftk.tasks.base import Features, Task
-from hftk.text import BlockCollator, Masking, held_out, pack
+from hftk.text import BlockCollator, Masking, held_out, nll_per_row, pack
 
 _TOP_K_LIMIT = 50  # fill-mask candidates kept per mask by forward(); --top-k may ask for up to this many
 
@@ -152,34 +152,6 @@ class LanguageModeling(Task):
         return {"loss": loss, "perplexity": perplexity(loss)}
 
 
-_LOGITS_BUDGET = 2**25  # logits per forward call when scoring (128 MiB in float32): rows are scored in chunks
-
-
-def _nll_per_row(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) -> np.ndarray:
-    """(summed negative log-likelihood, predicted tokens) of each row, as float64 [B, 2].
-
-    Rows go through the model a few at a time, so a batch of long blocks never holds more than `_LOGITS_BUDGET`
-    vocabulary-sized logits. `shift`: causal LM, where position t predicts token t + 1.
-    """
-    import torch
-
-    rows, width = labels.shape
-    step = max(1, _LOGITS_BUDGET // (width * model.config.vocab_size))
-    out = torch.zeros(rows, 2, dtype=torch.float64)
-    for start in range(0, rows, step):
-        part = {k: v[start : start + step] for k, v in batch.items()}
-        logits = model(**part).logits
-        gold = labels[start : start + step].to(logits.device)
-        if shift:
-            logits, gold = logits[:, :-1], gold[:, 1:]
-        picked = gold != -100
-        if picked.any():
-            losses = torch.nn.functional.cross_entropy(logits[picked].float(), gold[picked], reduction="none")
-            out[start : start + step, 0].index_add_(0, picked.nonzero()[:, 0].cpu(), losses.double().cpu())
-        out[start : start + step, 1] = picked.sum(1).double().cpu()
-    return out.numpy()
-
-
 class MaskedLM(LanguageModeling):
     name = "masked-lm"
     pipeline_task = "fill-mask"
@@ -223,7 +195,7 @@ class MaskedLM(LanguageModeling):
         return AutoModelForMaskedLM
 
     def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
-        return BlockCollator(self.tokenizer, self.masking, pad_to_multiple_of)
+        return BlockCollator(self.tokenizer, self.masking, pad_to_multiple_of, seed=self.recipe.seed)
 
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
         import torch
@@ -233,7 +205,7 @@ class MaskedLM(LanguageModeling):
             word_ids = batch.pop("word_ids")
             inputs, labels = collator.mask(batch["input_ids"].cpu(), word_ids.cpu())
             batch["input_ids"] = inputs.to(batch["input_ids"].device)
-            return (_nll_per_row(model, batch, labels, shift=False),)
+            return (nll_per_row(model, batch, labels, shift=False),)
         logits = model(**batch).logits
         is_mask = batch["input_ids"] == self.tokenizer.mask_token_id
         k = min(_TOP_K_LIMIT, logits.shape[-1])
@@ -329,7 +301,7 @@ class CausalLM(LanguageModeling):
             labels = batch.pop("labels")
             # Batches are padded on the left (for generation): positions count from each block's first token.
             batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            return (_nll_per_row(model, batch, labels, shift=True),)
+            return (nll_per_row(model, batch, labels, shift=True),)
         width = batch["input_ids"].shape[1]
         out = model.generate(**batch, **_generate_kwargs(self.recipe.generation, model))
         return (out[:, width:].cpu().numpy(),)
