@@ -207,8 +207,11 @@ def test_japanese_mlm_with_mecab_whole_words_on_the_fixture(ja_fixture, tmp_path
     fast = hftk.pipeline("fill-mask", model=str(out), device="cpu")(texts, top_k=5)
     got = Predictor(out).predict(texts, top_k=5)
     for s, f, g in zip(slow, fast, got):
-        assert [x["token"] for x in s] == [x["token"] for x in f] == [x["token"] for x in g["predictions"]]
+        assert [x["token"] for x in s] == [x["token"] for x in f]
+        # Predictor's batched forward may swap candidates whose scores tie within float noise (a barely trained model)
+        expected = {x["token"]: x["score"] for x in s}
         assert [x["score"] for x in g["predictions"]] == pytest.approx([x["score"] for x in s], abs=1e-5)
+        assert all(expected.get(x["token"], -1) == pytest.approx(x["score"], abs=1e-5) for x in g["predictions"])
 
 
 # ------------------------------------------------------------------------------------------------ causal LM
