@@ -6,9 +6,11 @@ computes it; `--precision fp32` compares like with like). N clients (threads, ea
 keep-alive connection) send one SST-2 dev sentence per request, back to back, for `--seconds` or `--requests`
 per client, whichever ends first. Reported per server and N: requests/s, p50/p95/p99 latency, errors, the
 server's peak RSS. Then overload: hftk serve with `--max-queue 64` under `--overload` clients: only 200 or 503
-(with Retry-After) may come back, and the server's memory before and after.
+(with Retry-After) may come back, and the server's memory before and after. Then big bodies: `--big-bodies` bodies
+of a million JSON numbers (2 MB, under the 4 MB limit) posted at once to hftk serve while one client polls
+/health: /health's slowest answer meanwhile (goal: under 100 ms) and how long the bodies took to be refused.
 
-    python bench/serve_load.py [--model DIR] [--clients 1,8,32,128] [--seconds 15] [--overload 256]
+    python bench/serve_load.py [--model DIR] [--clients 1,8,32,128] [--seconds 15] [--overload 256] [--big-bodies 4]
     python bench/serve_load.py --baseline-server MODEL PORT PRECISION   # (b) alone
 """
 
@@ -149,6 +151,42 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, per_clie
     }
 
 
+def big_bodies(port: int, n: int) -> dict[str, Any]:
+    """/health's latency while `n` bodies of a million numbers are posted at once."""
+    body = b'{"inputs": [' + b",".join([b"0"] * 1_000_000) + b"]}"
+    statuses: list[int] = []
+
+    def post() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        conn.request("POST", "/predict", body, {"content-type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        statuses.append(response.status)
+
+    threads = [threading.Thread(target=post) for _ in range(n)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    health: list[float] = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    while any(t.is_alive() for t in threads) or not health:
+        t0 = time.perf_counter()
+        conn.request("GET", "/health")
+        conn.getresponse().read()
+        health.append(time.perf_counter() - t0)
+        time.sleep(0.01)
+    for t in threads:
+        t.join()
+    return {
+        "bodies": n,
+        "statuses": sorted(statuses),
+        "refused_within_s": time.perf_counter() - started,
+        "health_calls": len(health),
+        "health_max_ms": 1000 * max(health),
+        "health_p50_ms": 1000 * sorted(health)[len(health) // 2],
+    }
+
+
 def run_server(name: str, cmd: list[str], port: int, sentences: list[str], args: Any) -> list[dict[str, Any]]:
     proc = start(cmd, port)
     rows = []
@@ -177,6 +215,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400, help="per client at most")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="hftk serve's")
     ap.add_argument("--overload", type=int, default=256, help="clients against --max-queue 64 (0 skips)")
+    ap.add_argument("--big-bodies", type=int, default=4, help="2 MB bodies posted while /health is timed (0 skips)")
     ap.add_argument("--baseline-server", nargs=3, metavar=("MODEL", "PORT", "PRECISION"))
     args = ap.parse_args()
     if args.baseline_server:
@@ -192,6 +231,14 @@ def main() -> None:
     port = free_port()
     hftk = [py, "-m", "hftk", "serve", model, "--port", str(port), "--precision", args.precision]
     rows = run_server("hftk serve", hftk, port, sentences, args)
+    if args.big_bodies:
+        port = free_port()
+        proc = start([*hftk[:-4], "--port", str(port), "--precision", args.precision], port)
+        try:
+            print(json.dumps({"server": "hftk serve", **big_bodies(port, args.big_bodies)}), flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(60)
     port = free_port()
     baseline = [py, str(Path(__file__).resolve()), "--baseline-server", model, str(port), "fp32"]
     rows += run_server("FastAPI + pipeline()", baseline, port, sentences, args)

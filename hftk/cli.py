@@ -12,6 +12,7 @@ from hftk.check import format_report
 from hftk.errors import HftkError
 from hftk.metrics import is_reason, shown
 from hftk.models import is_main_process
+from hftk.predict import AGGREGATIONS
 from hftk.recipe import parse_overrides
 
 
@@ -69,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--multi-label", action="store_true", default=None, help="zero-shot: labels scored independently")
     pr.add_argument(
         "--aggregation",
-        choices=["none", "simple", "first", "average", "max"],
+        choices=AGGREGATIONS,
         help="token classification: how tokens group into entities (default: the recipe's aggregation)",
     )
     _precision(pr)
@@ -114,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     _set(sv, "set a recipe field for prediction, e.g. --set data.columns.text=sentence (repeatable)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--api-key", help="ask every request for 'Authorization: Bearer KEY' (default: $HFTK_API_KEY)")
     _precision(sv)
     _trust(sv)
     for name, default, text in _SERVE_LIMITS:
@@ -138,8 +140,10 @@ _SERVE_LIMITS = [
     ("max_batch", 512, "inputs predicted in one model call (default 512)"),
     ("max_queue", 2048, "inputs waiting at most; past it requests get 503 with Retry-After (default 2048)"),
     ("max_inputs", 256, "inputs in one request at most (default 256)"),
-    ("max_input_chars", 20_000, "characters in one input at most (default 20000)"),
+    ("max_input_chars", 20_000, "characters in one input at most, every text of it (default 20000)"),
+    ("max_choices", 16, "choices of one multiple-choice input at most (default 16)"),
     ("max_body_bytes", 4_000_000, "request body size at most (default 4000000)"),
+    ("request_timeout", 10.0, "seconds for a request's headers to arrive, and again its body (default 10)"),
 ]
 
 
@@ -331,6 +335,7 @@ def serve(args: argparse.Namespace) -> int:
         limits=limits,
         recipe_overrides=_prediction_overrides(args),
         trust_remote_code=args.trust_remote_code,
+        api_key=args.api_key,
     )
     return 0
 

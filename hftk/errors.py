@@ -37,7 +37,7 @@ def no_records(path: object) -> HftkError:
     return HftkError(f"{path}: no records in the file; add data or point the recipe at another file")
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # a lone one: JSON and Arrow let it through, UTF-8 does not
 
 
 def lone_surrogate(value: object) -> str | None:
@@ -45,7 +45,7 @@ def lone_surrogate(value: object) -> str | None:
     escape (e.g. '\\ud800'); None when there is none. JSON's "\\ud800" decodes to one, and no UTF-8 encoder (a
     tokenizer, an output file, an HTTP response) takes it: readers and `hftk serve` check with this."""
     if isinstance(value, str):
-        found = _SURROGATE.search(value)
+        found = SURROGATE.search(value)
         return f"\\u{ord(found.group()):04x}" if found else None
     items: Iterable[object]
     if isinstance(value, dict):

@@ -245,19 +245,51 @@ _RECIPE_FLAGS = {
     "multi_label": "--multi-label",
 }
 _OPTION_FLAGS = {"top_k": "--top-k", "aggregation_strategy": "--aggregation"}  # others: their own names
+AGGREGATIONS = ("none", "simple", "first", "average", "max")  # token classification (--aggregation's choices)
 
 
-def check_options(task: Task, options: dict[str, Any], *, flags: bool = True) -> None:
-    """An option the task's predictions do not take is an error, not silently ignored. `flags`: name options as
-    the command line's flags (--top-k), else by their own names (top_k: the server's JSON)."""
-    taken = [p.name for p in inspect.signature(task.postprocess).parameters.values() if p.kind is p.KEYWORD_ONLY]
+def _count(value: Any, most: int | None = None) -> str | None:
+    """What is wrong with `value` as a count (--top-k is an int flag, 1 or more), or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be a whole number"
+    if value < 1:
+        return "must be 1 or more"
+    if most is not None and value > most:
+        return f"must be {most} or fewer"
+    return None
+
+
+def _option_problem(task: Task | None, key: str, value: Any) -> str | None:
+    if key == "top_k":
+        return _count(value, getattr(task, "max_top_k", None))
+    if key == "max_answer_length":
+        return _count(value)
+    if key == "aggregation_strategy" and value not in AGGREGATIONS:
+        return f"must be one of {', '.join(AGGREGATIONS)}"
+    return None
+
+
+def check_options(task: Task | None, options: dict[str, Any], *, flags: bool = True) -> None:
+    """Every prediction option checked by the rules of its command-line flag (a count is a whole number, 1 or
+    more; an aggregation one of the flag's choices), from the command line, the library or the server's JSON
+    alike; an option the task's predictions do not take is an error, not silently ignored. `task` None: the
+    values only (before a model loads). `flags`: name options as the command line's flags (`--top-k 0: ...`),
+    else by their own names with the JSON value (`top_k: ..., got "2"`: the server's)."""
     names = _OPTION_FLAGS if flags else {}
-    for key in options:
-        if key not in taken:
-            them = ", ".join(names.get(t, t) for t in taken) or "none"
-            raise HftkError(
-                f"{names.get(key, key)}: {task.pipeline} predictions do not take it (their options: {them})"
-            )
+    if task is not None:
+        taken = [p.name for p in inspect.signature(task.postprocess).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        for key in options:
+            if key not in taken:
+                them = ", ".join(names.get(t, t) for t in taken) or "none"
+                raise HftkError(
+                    f"{names.get(key, key)}: {task.pipeline} predictions do not take it (their options: {them})"
+                )
+    for key, value in options.items():
+        if value is None or (problem := _option_problem(task, key, value)) is None:
+            continue
+        if flags:
+            raise HftkError(f"{names.get(key, key)} {value}: {problem}")
+        raise HftkError(f"{key}: {problem}, got {json.dumps(value, default=repr)[:80]}")
 
 
 def _check_head(model_ref: str, task: Task, config: Any) -> None:
@@ -310,8 +342,7 @@ def predict(
         options: the task's prediction options (top_k, aggregation_strategy, ...).
     """
     out = _output_file(output_path, input_path, "predictions.jsonl")
-    if options.get("top_k") is not None and options["top_k"] < 1:
-        raise HftkError(f"--top-k {options['top_k']}: must be 1 or more")
+    check_options(None, options)  # before any model loads
     with locked(_lock_of(out), "hftk predict"):  # two predictions into one file: the second stops at once
         predictor = Predictor(model_dir, task=task, **_loading(recipe_overrides, trust_remote_code))
         with _column_fix(lambda role: f"name the input column with --set data.columns.{role}=COLUMN"):

@@ -155,6 +155,7 @@ class LanguageModeling(Task):
 class MaskedLM(LanguageModeling):
     name = "masked-lm"
     pipeline_task = "fill-mask"
+    max_top_k = _TOP_K_LIMIT  # check_options refuses a larger --top-k (top_k) before the model runs
     recipe_class = MaskedLMRecipe
     recipe: MaskedLMRecipe
     # Evaluation through Predictor masks inside forward(), which needs each token's word.
