@@ -34,18 +34,12 @@ from typing import Any
 import xxhash  # a dependency of datasets; hashes ~30x faster than blake2b here
 
 from hftk.errors import HftkError
-
-try:
-    import fcntl
-except ImportError:  # Windows: work folders are judged by their process id alone
-    fcntl = None  # type: ignore[assignment]
+from hftk.files import scratch, sweep
 
 logger = logging.getLogger("hftk")
 
 _MANIFEST = "hftk-features.json"  # written last: a folder without it is not a cache entry
-_LOCK = ".lock"  # in a work folder, held (flock) by the process building it until it is done
-_WORK = re.compile(r"^\.[0-9a-f]+\.(\d+)\.tmp$")  # .<key>.<pid>.tmp
-_STARTING = 60  # seconds a work folder may be without its lock (just made) before its process id decides
+_KEY = re.compile(r"[0-9a-f]+")  # an entry's name; its work folder is files.scratch's .<key>.<pid>.tmp
 # Tokenizer settings that change how a call pads or truncates, not how text becomes tokens.
 _CALL_SETTINGS = {
     "max_length",
@@ -107,7 +101,7 @@ def cached_map(
     root = cache_root()
     final = root / name
     if enabled:
-        _sweep(root)
+        sweep(root, _KEY, announce)
         found, problem = _open(final)
         if found is not None:
             announce(f"{what}: {len(found)} rows from the cache ({final})")
@@ -143,8 +137,8 @@ def cached_map(
 
 @contextlib.contextmanager
 def _work_folder(root: Path, name: str, enabled: bool) -> Iterator[Path]:
-    """A fresh folder with `out/` in it, locked while this process builds in it and removed after (a cache build's
-    lies in the cache, so the entry is one rename away; without the cache it is a temporary folder elsewhere)."""
+    """A fresh folder with `out/` in it, removed after (a cache build's lies in the cache, locked while this
+    process builds in it, so the entry is one rename away; without the cache it is a temporary folder elsewhere)."""
     if not enabled:
         try:
             work = Path(tempfile.mkdtemp(prefix=f"hftk-features-{name[:8]}-"))
@@ -157,21 +151,9 @@ def _work_folder(root: Path, name: str, enabled: bool) -> Iterator[Path]:
         (work / "out").mkdir()
         yield work
         return
-    work = root / f".{name}.{os.getpid()}.tmp"
-    shutil.rmtree(work, ignore_errors=True)  # a dead run's that had this process id
-    try:
-        (work / "out").mkdir(parents=True)
-        lock = os.open(work / f"{_LOCK}.new", os.O_CREAT | os.O_RDWR, 0o666)
-    except OSError as e:
-        raise _unwritable(root, e.strerror or str(e)) from None
-    try:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        os.replace(work / f"{_LOCK}.new", work / _LOCK)  # appears held: a sweep never finds a live build's free
+    with scratch(root, name, lambda e: _unwritable(root, e.strerror or str(e))) as work:
+        (work / "out").mkdir()
         yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        os.close(lock)
 
 
 def _check_writable(root: Path) -> None:
@@ -190,45 +172,6 @@ def _unwritable(root: Path, why: str) -> HftkError:
         f"{root}: the features cache folder cannot be written ({why}); set HF_DATASETS_CACHE to a writable folder, "
         "or train without the cache (--no-cache, data.cache: false)"
     )
-
-
-def _sweep(root: Path) -> None:
-    """Remove the work folders of builds that died (SIGKILL, OOM): ones whose lock no process holds. A live
-    build, here or on another host sharing the folder, holds its lock, so its folder stays."""
-    try:
-        candidates = [p for p in root.iterdir() if _WORK.match(p.name) and p.is_dir()]
-    except OSError:
-        return
-    for work in candidates:
-        with contextlib.suppress(OSError):
-            if _abandoned(work):
-                size = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
-                shutil.rmtree(work)
-                announce(f"removed {work} ({size / 1e6:.1f} MB), left by a build that did not finish")
-
-
-def _abandoned(work: Path) -> bool:
-    """Whether no live process builds in `work`: its lock is free, or, without a lock (an older hftk's folder, one
-    just made, Windows), the process its name gives is gone and the folder is a minute old."""
-    if fcntl is not None and (work / _LOCK).exists():
-        fd = os.open(work / _LOCK, os.O_RDWR)  # not read-only: over NFS an exclusive lock needs write access
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(fd)
-        return True
-    if time.time() - work.stat().st_mtime < _STARTING:
-        return False
-    pid = int(_WORK.match(work.name).group(1))  # type: ignore[union-attr]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, another user's
-        pass
-    return False
 
 
 def _open(folder: Path) -> tuple[Any, str | None]:

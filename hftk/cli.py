@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export a model to ONNX (onnxruntime), optionally int8-quantized")
     ex.add_argument("model_dir", help=_MODEL)
     ex.add_argument("--output", required=True, help="a new folder for the exported model")
+    ex.add_argument("--overwrite", action="store_true", help="replace the model in a folder that holds one")
     ex.add_argument("--format", default="onnx", choices=["onnx"], help="the export format (default onnx)")
     ex.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the weights")
     ex.add_argument("--task", help=_TASK)
@@ -306,6 +307,7 @@ def export(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         task=args.task,
         data=args.data,
+        overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
     )
     agreement = info.get("agreement")

@@ -17,8 +17,8 @@ import contextlib
 import io
 import json
 import logging
+import re
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,12 +27,13 @@ from typing import Any
 
 from hftk.errors import HftkError
 from hftk.exported import MANIFEST, ONNX_FILE
-from hftk.files import CHECKPOINTS
+from hftk.files import CHECKPOINTS, replace_model, scratch, share, sweep
 from hftk.predict import Predictor
 from hftk.text import subset
 
 logger = logging.getLogger("hftk")
 
+_SCRATCH = "hftk-export"  # the work folder beside the output: .hftk-export.<pid>.tmp
 _AGREEMENT_INPUTS = 500  # inputs the exported model is checked on
 _SKIPPED = {CHECKPOINTS, "model.safetensors", "pytorch_model.bin", ".hftk-lock", "adapter_model.safetensors"}
 
@@ -45,18 +46,19 @@ def export(
     quantize: str | None = None,
     task: str | None = None,
     data: str | Path | None = None,
+    overwrite: bool = False,
     trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Write the exported folder; returns its manifest (outputs, precision, agreement with the original).
 
+    `overwrite`: replace the model in a folder that holds one, as `hftk train --overwrite` does (other files stay).
     `trust_remote_code`: run Python code shipped with the model (the caller's word, never the folder's)."""
     if fmt != "onnx":
         raise HftkError(f"--format {fmt}: hftk exports onnx; use --format onnx")
     if quantize not in (None, "int8"):
         raise HftkError(f"--quantize {quantize}: the choice is int8 (dynamic); leave it out for fp32")
     out = Path(output)
-    if out.exists() and any(out.iterdir()):
-        raise HftkError(f"{out}: not empty; export into a new folder (nothing there was changed)")
+    _check_output(out, Path(model), overwrite)
     original = Predictor(model, task=task, precision="fp32", trust_remote_code=trust_remote_code)
     names = original.task.export_outputs()
     if names is None:
@@ -65,13 +67,16 @@ def export(
             "serve the folder itself (hftk serve)"
         )
     source = Path(original.model_ref)
-    work = Path(tempfile.mkdtemp(prefix=".hftk-export-", dir=out.parent if out.parent.exists() else None))
-    try:
+    parent = out.parent.resolve()
+    sweep(parent, re.compile(_SCRATCH), lambda line: logger.warning("hftk: %s", line))
+    with scratch(parent, _SCRATCH, _unwritable(parent)) as work:
         started = time.perf_counter()
-        inputs = _export_graph(original, names, work / ONNX_FILE)
+        folder = work / "model"
+        folder.mkdir()
+        inputs = _export_graph(original, names, folder / ONNX_FILE)
         if quantize:
-            _quantize(work / ONNX_FILE)
-        _copy_beside(original, source, work)
+            _quantize(folder / ONNX_FILE)
+        _copy_beside(original, source, folder)
         info: dict[str, Any] = {
             "format": "onnx",
             "precision": quantize or "fp32",
@@ -81,17 +86,34 @@ def export(
             "source": str(model),
             "seconds": round(time.perf_counter() - started, 1),
         }
-        (work / MANIFEST).write_text(json.dumps(info, indent=2), encoding="utf-8")
-        info["agreement"] = _agreement(original, work, data)
-        (work / MANIFEST).write_text(json.dumps(info, indent=2), encoding="utf-8")
-        _card(work, info)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()
-        work.rename(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        (folder / MANIFEST).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        info["agreement"] = _agreement(original, folder, data)
+        (folder / MANIFEST).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        _card(folder, info)
+        if out.is_dir() and any(out.iterdir()):  # --overwrite (checked above): the model files are swapped
+            replace_model(folder, out)
+        else:
+            share(folder)
+            if out.is_dir():
+                out.rmdir()
+            folder.rename(out)
     return info
+
+
+def _check_output(out: Path, model: Path, overwrite: bool) -> None:
+    """Before any model loads: a folder to write, not the model itself, empty unless told to overwrite."""
+    if out.exists() and not out.is_dir():
+        raise HftkError(f"{out}: exists and is not a folder; choose another --output")
+    if out.is_dir() and model.is_dir() and out.samefile(model):
+        raise HftkError(f"{out}: is the model being exported; choose another --output")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise HftkError(f"{out}: not empty; pass --overwrite to replace the model there, or --output NEW_DIR")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise HftkError(f"{out}: a parent of the output path is a file, not a folder; choose another --output")
+
+
+def _unwritable(parent: Path) -> Any:
+    return lambda e: HftkError(f"{parent}: cannot write there ({e.strerror or e}); choose another --output")
 
 
 def _export_graph(predictor: Predictor, names: tuple[str, ...], path: Path) -> list[str]:

@@ -19,7 +19,7 @@ import struct
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hftk.errors import HftkError
@@ -42,14 +42,14 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # anything else there (a user's predictions file, say) is left alone.
 _MODEL_FILE = re.compile(
     r"^(config|generation_config|tokenizer(_config)?|special_tokens_map|added_tokens|preprocessor_config"
-    r"|chat_template|vocab|merges|spiece|sentencepiece\.bpe|metrics|recipe|README|training_curve)"
+    r"|chat_template|vocab|merges|spiece|sentencepiece\.bpe|metrics|recipe|README|training_curve|hftk-export)"
     r"\.(json|txt|model|jinja|yaml|md|png)$"
-    r"|\.safetensors(\.index\.json)?$|^pytorch_model.*\.bin(\.index\.json)?$|^training_args\.bin$"
+    r"|\.safetensors(\.index\.json)?$|^pytorch_model.*\.bin(\.index\.json)?$|^training_args\.bin$|^model\.onnx$"
 )
 # Weights: every loader needs them (a concrete model class loads weights without config.json, with a default
 # config), so they are the commit point of a model folder: removed first, moved in last. Entry points (a single
 # file, or the index of a sharded one) go before their shards on the way out and after them on the way in.
-_WEIGHTS = re.compile(r"\.safetensors(\.index\.json)?$|^pytorch_model.*\.bin(\.index\.json)?$")
+_WEIGHTS = re.compile(r"\.safetensors(\.index\.json)?$|^pytorch_model.*\.bin(\.index\.json)?$|^model\.onnx$")
 _SHARD = re.compile(r"-\d{5}-of-\d{5}\.")
 
 
@@ -59,6 +59,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 would hide the file from the user's group and others
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -68,6 +69,109 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), since a thread writing
+    files meanwhile would get the temporary value."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share(path: Path) -> None:
+    """Give `path` (and all below it, for a folder hftk wrote) the modes the user's umask gives any new file.
+
+    Writers that go through a temporary file (`mkstemp`, `mkdtemp`, safetensors' `save_file`) create 0600 files
+    and 0700 folders, so another user of a shared model folder would find it unreadable."""
+    mask = umask()
+    if path.is_symlink():
+        return
+    if path.is_file():
+        os.chmod(path, 0o666 & ~mask)
+        return
+    os.chmod(path, 0o777 & ~mask)
+    for folder, dirs, files in os.walk(path):
+        for name in dirs:
+            if not (Path(folder) / name).is_symlink():
+                os.chmod(Path(folder) / name, 0o777 & ~mask)
+        for name in files:
+            if not (Path(folder) / name).is_symlink():
+                os.chmod(Path(folder) / name, 0o666 & ~mask)
+
+
+# A work folder: `.<name>.<pid>.tmp`, locked (flock on its SCRATCH_LOCK) by the process working in it.
+_SCRATCH = re.compile(r"^\.(.+)\.(\d+)\.tmp$")
+SCRATCH_LOCK = ".lock"
+_STARTING = 60  # seconds a work folder may be without its lock (just made) before its process id decides
+
+
+@contextlib.contextmanager
+def scratch(parent: Path, name: str, unwritable: Callable[[OSError], HftkError]) -> Iterator[Path]:
+    """A fresh work folder `parent/.<name>.<pid>.tmp`, held by this process while it works there and removed
+    after: what it builds is moved out of it by one rename, and a process killed half-way (SIGKILL, OOM) leaves a
+    folder that `sweep` recognises as dead by its free lock. `unwritable` turns a failure to make it into the
+    command's own error."""
+    work = parent / f".{name}.{os.getpid()}.tmp"
+    shutil.rmtree(work, ignore_errors=True)  # a dead run's that had this process id
+    try:
+        work.mkdir(parents=True)
+        lock = os.open(work / f"{SCRATCH_LOCK}.new", os.O_CREAT | os.O_RDWR, 0o666)
+    except OSError as e:
+        raise unwritable(e) from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        os.replace(work / f"{SCRATCH_LOCK}.new", work / SCRATCH_LOCK)  # appears held: a sweep never finds it free
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        os.close(lock)
+
+
+def sweep(parent: Path, name: re.Pattern[str], note: Callable[[str], None]) -> None:
+    """Remove the `scratch` folders in `parent` whose `name` matches and whose process died: ones whose lock no
+    process holds. A live one, here or on another host sharing the folder, holds its lock, so it stays."""
+    try:
+        found = [p for p in parent.iterdir() if (m := _SCRATCH.match(p.name)) and name.fullmatch(m[1]) and p.is_dir()]
+    except OSError:
+        return
+    for work in found:
+        with contextlib.suppress(OSError):
+            if _abandoned(work):
+                size = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
+                shutil.rmtree(work)
+                note(f"removed {work} ({size / 1e6:.1f} MB), left by a run that did not finish")
+
+
+def _abandoned(work: Path) -> bool:
+    """Whether no live process works in `work`: its lock is free, or, without a lock (one just made, Windows),
+    the process its name gives is gone and the folder is a minute old."""
+    if fcntl is not None and (work / SCRATCH_LOCK).exists():
+        fd = os.open(work / SCRATCH_LOCK, os.O_RDWR)  # not read-only: over NFS an exclusive lock needs write access
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+        return True
+    if time.time() - work.stat().st_mtime < _STARTING:
+        return False
+    pid = int(_SCRATCH.match(work.name)[2])  # type: ignore[index]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        pass
+    return False
 
 
 def _fsync_dir(path: Path) -> None:
@@ -195,6 +299,7 @@ def replace_model(staging: Path, out: Path) -> None:
     holds the whole old model, the whole new one, or no weights at all (nothing loads, and `hftk train
     --resume` finishes the job): never the config or tokenizer of one model with the weights of the other.
     """
+    share(staging)
     staged = [p.name for p in staging.iterdir()]
     for name in staged:
         if (staging / name).is_file():
@@ -228,8 +333,9 @@ def _weights_last(name: str) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def locked(path: Path, command: str) -> Iterator[None]:
-    """Hold `path` (a lock file) for one command, or fail naming who holds it.
+def locked(path: Path, command: str, what: Path | None = None) -> Iterator[None]:
+    """Hold `path` (a lock file) for one command, or fail naming who holds it and `what` it guards (by default
+    the folder the lock file is in).
 
     The lock is the operating system's (`flock`) on the file, so a process that dies, even by SIGKILL, releases
     it with no stale lock to clean up; the file only tells the next user who held it. Unlocked on Windows.
@@ -253,7 +359,7 @@ def locked(path: Path, command: str) -> Iterator[None]:
             holder = _read_holder(fd)
             os.close(fd)
             raise HftkError(
-                f"{path.parent}: in use by {holder}; wait for it to finish, or choose another output"
+                f"{what or path.parent}: in use by {holder}; wait for it to finish, or choose another output"
             ) from None
         try:  # the holder before us may have removed the file between our open and our lock: lock the new one
             same = os.fstat(fd).st_ino == os.stat(path).st_ino

@@ -92,6 +92,16 @@ def check_weights(path: str) -> None:
     p = Path(path)
     if not p.is_dir():
         return
+    try:
+        entries = sorted(p.iterdir())
+    except PermissionError:
+        entries = [p]
+    for entry in entries:  # not "damaged" or "missing": the bytes may be fine
+        if not os.access(entry, os.R_OK | (os.X_OK if entry.is_dir() else 0)):
+            raise HftkError(
+                f"{entry}: not readable by you (permission denied); ask its owner to make it readable "
+                "(chmod -R a+rX), or copy the folder"
+            )
     if (p / "model.safetensors").is_file() or (p / "model.safetensors.index.json").is_file():
         for weights in sorted(p.glob("*.safetensors")):
             if not safetensors_whole(weights):  # the loader's own error would be a traceback from Rust

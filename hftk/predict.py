@@ -343,7 +343,7 @@ def predict(
     """
     out = _output_file(output_path, input_path, "predictions.jsonl")
     check_options(None, options)  # before any model loads
-    with locked(_lock_of(out), "hftk predict"):  # two predictions into one file: the second stops at once
+    with locked(_lock_of(out), "hftk predict", out):  # two predictions into one file: the second stops at once
         predictor = Predictor(model_dir, task=task, **_loading(recipe_overrides, trust_remote_code))
         with _column_fix(lambda role: f"name the input column with --set data.columns.{role}=COLUMN"):
             records = predictor.read(input_path)
@@ -440,7 +440,7 @@ def embed(
         raise HftkError(f"{out}: embeddings are written as .npy or .parquet; change the file name")
     options = {"pooling": pooling, "normalize": normalize, "data.columns.text": column, "precision": precision}
     options["trust_remote_code"] = trust_remote_code
-    with locked(_lock_of(out), "hftk embed"):
+    with locked(_lock_of(out), "hftk embed", out):
         predictor = Predictor(model, task="feature-extraction", **{k: v for k, v in options.items() if v is not None})
         with _column_fix(lambda role: "name the input column with --column COLUMN"):
             records = predictor.read(input_path)

@@ -35,6 +35,7 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hftk.errors import HftkError
+from hftk.files import share
 from hftk.metrics import defined, is_reason, perplexity, why_undefined
 from hftk.tasks import Task
 from hftk.text import BlockCollator, nll_per_row
@@ -218,6 +219,15 @@ class EvaluationReport(TrainerCallback):
         self.send(float(value), state.global_step)
 
 
+class ShareCheckpoint(TrainerCallback):
+    """A saved checkpoint gets the user's umask (safetensors writes its weights 0600): see `files.share`."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            share(folder)
+
+
 class StopOnNonFiniteLoss(TrainerCallback):
     """Stops a run whose training loss or gradient norm became NaN or infinite, with an error: such a model
     would be saved and predict NaN. Checked at every log (logging_steps) and at the end."""
@@ -250,7 +260,7 @@ def build_trainer(
     if not hasattr(model, "accepts_loss_kwargs"):  # a model class that declares it knows best
         model.accepts_loss_kwargs = loss_counts_items(model, collator, features["train"])
     start = StartStep()
-    callbacks: list[Any] = [start, StopOnNonFiniteLoss()]
+    callbacks: list[Any] = [start, StopOnNonFiniteLoss(), ShareCheckpoint()]
     if "logging_steps" not in task.recipe.training:
         callbacks.append(CurvePoints())
     has_eval = "validation" in features

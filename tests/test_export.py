@@ -4,6 +4,10 @@ through the same Predictor, with the same answers as the torch model they came f
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +103,56 @@ def test_what_cannot_be_exported_is_one_line_and_leaves_nothing(gpt2_fixture, ss
     (tmp_path / "full").mkdir()
     (tmp_path / "full/keep.txt").write_text("mine")
     err = cli_error(capsys, "export", sst2_model, "--output", tmp_path / "full")
-    assert "full: not empty; export into a new folder" in err
+    assert "full: not empty; pass --overwrite to replace the model there, or --output NEW_DIR" in err
     assert [p.name for p in tmp_path.iterdir()] == ["full"] and (tmp_path / "full/keep.txt").read_text() == "mine"
     with pytest.raises(HftkError, match="--quantize int4: the choice is int8"):
         export(sst2_model, tmp_path / "q", quantize="int4")
+
+
+# A work folder as `hftk export` makes one, held by a child process until it is killed or ends.
+HOLDER = """
+import sys, time
+from pathlib import Path
+from hftk.files import scratch
+with scratch(Path(sys.argv[1]), "hftk-export", lambda e: e) as work:
+    (work / "model").mkdir()
+    (work / "model" / "model.onnx").write_bytes(b"x" * 1000)
+    print(work, flush=True)
+    time.sleep(120)
+"""
+
+
+def hold_scratch(parent: Path) -> tuple[subprocess.Popen, Path]:
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(parent)], stdout=subprocess.PIPE, text=True)
+    return child, Path(child.stdout.readline().strip())
+
+
+def test_overwrite_replaces_the_model_keeps_other_files_and_a_dead_exports_folder_is_swept(sst2_model, tmp_path):
+    dev = head(DATA / "en/sst2/dev.tsv", tmp_path / "dev.tsv", 20)
+    killed, dead = hold_scratch(tmp_path)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    live, running = hold_scratch(tmp_path)
+    old = os.umask(0o022)
+    try:
+        assert dead.is_dir() and running.is_dir()  # what a SIGKILLed export leaves; one under way
+        export(sst2_model, tmp_path / "onnx", data=dev)
+        assert not dead.exists() and running.is_dir()  # swept once no process holds it; the live one stays
+        # Files hftk writes get the user's umask, not the 0600/0700 of temporary files.
+        out = tmp_path / "onnx"
+        assert out.stat().st_mode & 0o777 == 0o755
+        assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o644}
+        (out / "keep.txt").write_text("mine")
+        with pytest.raises(HftkError, match="onnx: not empty; pass --overwrite"):
+            export(sst2_model, out, quantize="int8", data=dev)
+        info = export(sst2_model, out, quantize="int8", data=dev, overwrite=True)
+        assert json.loads((out / "hftk-export.json").read_text())["precision"] == info["precision"] == "int8"
+        assert (out / "keep.txt").read_text() == "mine" and Predictor(out).predict(SENTENCES[:2])
+        assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o644}
+        with pytest.raises(HftkError, match="is the model being exported; choose another --output"):
+            export(sst2_model, sst2_model, overwrite=True)
+    finally:
+        os.umask(old)
+        live.kill()
+        live.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [running.name, "dev.tsv", "onnx"]

@@ -1,3 +1,9 @@
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from hftk import HftkError
@@ -106,3 +112,32 @@ def test_this_machine_and_check_agree():
     report = check(ROOT / "recipes/sst2-minilm.yaml", {"data.train": str(DATA / "en/sst2/dev.tsv")})
     policy = device_policy("auto")
     assert report["device"] == {"device": "cpu", "precision": policy.precision, "why": policy.why}
+
+
+def test_an_unreadable_file_or_folder_is_named_as_unreadable_not_damaged(tmp_path):
+    """Another user's model folder with a 0600 file: as a user without rights (root reads everything, so the
+    check runs as `nobody` when the tests run as root)."""
+    folder = Path(tempfile.mkdtemp())  # /tmp itself: every user can reach it, unlike pytest's tmp_path
+    try:
+        folder.chmod(0o755)
+        (folder / "config.json").write_text("{}")
+        (folder / "model.safetensors").write_bytes(b"\0" * 16)
+        (folder / "model.safetensors").chmod(0o600)
+        probe = (  # the imports as root (its Python may be in a folder only root reaches), the check as nobody
+            "import os, sys\nfrom hftk.errors import HftkError\nfrom hftk.models import check_weights\n"
+            "if os.geteuid() == 0:\n    os.setgid(65534)\n    os.setuid(65534)\n"
+            "try:\n    check_weights(sys.argv[1])\nexcept HftkError as e:\n    print(e)\n"
+        )
+        for path in (folder, folder / "sub"):
+            if path.name == "sub":
+                path.mkdir(mode=0o700)
+                (folder / "model.safetensors").rename(path / "model.safetensors")
+            run = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True)
+            assert run.stderr == "" or "Traceback" not in run.stderr, run.stderr
+            where = path / "model.safetensors" if path == folder else path
+            assert run.stdout.strip() == (
+                f"{where}: not readable by you (permission denied); ask its owner to make it readable "
+                "(chmod -R a+rX), or copy the folder"
+            )
+    finally:
+        shutil.rmtree(folder)

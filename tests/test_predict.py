@@ -49,6 +49,17 @@ def test_predict_bad_input_leaves_existing_output_alone(sst2_model, tmp_path):
     assert out.read_text() == "precious\n"
 
 
+def test_a_second_prediction_into_the_same_file_names_the_file(sst2_model, inputs, tmp_path):
+    from hftk.files import locked
+
+    out = tmp_path / "preds.jsonl"
+    out.write_text("precious\n")
+    with locked(out.with_name(".preds.jsonl.hftk-lock"), "hftk predict", out):  # one under way
+        proc = hftk("predict", str(sst2_model), "--input", str(inputs["txt"]), "--output", str(out))
+    assert_user_error(proc, f"{out}: in use by hftk predict (pid ")
+    assert out.read_text() == "precious\n"
+
+
 def test_evaluate_json(sst2_model):
     proc = hftk("evaluate", str(sst2_model), "--data", str(DATA / "en/sst2/dev.tsv"), "--json")
     assert proc.returncode == 0, proc.stderr

@@ -21,7 +21,7 @@ from hftk.data import read_records
 from hftk.files import LOCK, checkpoint_problem, last_complete_checkpoint, locked
 from hftk.models import device_policy
 
-from .helpers import DATA, MINILM, ROOT, head, sst2_recipe, tiny_model
+from .helpers import DATA, MINILM, ROOT, cli, head, sst2_recipe, tiny_model
 
 
 def test_trained_model_learns_and_its_directory_is_complete(sst2_model):
@@ -284,3 +284,27 @@ def test_overwrite_replaces_the_old_run_and_an_interrupted_finish_resumes(tmp_pa
     # keep_checkpoints: false deletes them once the model is in place.
     train({**recipe, "keep_checkpoints": False}, overwrite=True)
     assert not (out / "checkpoints").exists() and (out / "model.safetensors").is_file()
+
+
+def test_every_file_a_run_writes_gets_the_users_umask(tmp_path):
+    """Model, checkpoints, run files and predictions as any tool's under the user's umask (safetensors and
+    temporary files would be 0600, a folder made by mkdtemp 0700: unreadable to the user's group)."""
+    rows = {"train": head(DATA / "en/sst2/train.tsv", tmp_path / "train.tsv", 64)}
+    rows["validation"] = head(DATA / "en/sst2/dev.tsv", tmp_path / "dev.tsv", 16)
+    out = tmp_path / "run"
+    training = {"max_steps": 2, "save_strategy": "steps", "save_steps": 1, "eval_strategy": "no"}
+    recipe = sst2_recipe(rows, out, training={**training, "load_best_model_at_end": False}, keep_checkpoints=True)
+    old = os.umask(0o027)
+    try:
+        train(recipe)
+        cli("predict", out, "--input", rows["validation"], "--output", out / "predictions.jsonl")
+    finally:
+        os.umask(old)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.relative_to(out).as_posix() for p in files} >= {
+        "model.safetensors", "predictions.jsonl", "metrics.json", "checkpoints/checkpoint-2/model.safetensors"
+    }  # fmt: skip
+    assert {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in files} == {
+        p.relative_to(out).as_posix(): 0o640 for p in files
+    }
+    assert {p.stat().st_mode & 0o777 for p in [out, *out.rglob("*")] if p.is_dir()} == {0o750}
