@@ -189,3 +189,36 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
     message = rf"^{out}: cannot write here \(Not a directory\); choose a writable folder"
     with pytest.raises(HftkError, match=message), locked(out / ".hftk-lock", "hftk train"):
         pass
+
+
+# ------------------------------------------------------------------------------------------------- modes
+
+
+def test_atomic_writes_and_replaced_models_get_the_users_umask(tmp_path):
+    """Every file hftk writes through a temporary one (predictions, metrics.json, cards, folds' and tune's
+    outputs) or moves in from a staging folder (safetensors writes 0600) gets the modes of the user's umask."""
+    from hftk.files import atomic_write_text
+
+    staging = tmp_path / "staging"
+    staging.mkdir(mode=0o700)
+    (staging / "model.safetensors").write_bytes(b"w")
+    (staging / "model.safetensors").chmod(0o600)
+    (staging / "adapter").mkdir(mode=0o700)
+    (staging / "adapter" / "adapter_config.json").write_text("{}")
+    (tmp_path / "out").mkdir()
+    for mask, file_mode, folder_mode in ((0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)):
+        old = os.umask(mask)
+        try:
+            atomic_write_text(tmp_path / "out" / "metrics.json", "{}")
+            assert (tmp_path / "out" / "metrics.json").stat().st_mode & 0o777 == file_mode
+        finally:
+            os.umask(old)
+    old = os.umask(0o022)
+    try:
+        replace_model(staging, tmp_path / "out")
+    finally:
+        os.umask(old)
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (out / "adapter").stat().st_mode & 0o777 == 0o755
+    assert (out / "adapter" / "adapter_config.json").stat().st_mode & 0o777 == 0o644

@@ -285,6 +285,15 @@ def test_overwrite_replaces_the_old_run_and_an_interrupted_finish_resumes(tmp_pa
     train({**recipe, "keep_checkpoints": False}, overwrite=True)
     assert not (out / "checkpoints").exists() and (out / "model.safetensors").is_file()
 
+    # checkpoints/ a link to another disk: --overwrite removes the link, never what it points to.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "checkpoint-7").mkdir(parents=True)
+    (elsewhere / "checkpoint-7" / "keep.txt").write_text("theirs")
+    (out / "checkpoints").symlink_to(elsewhere, target_is_directory=True)
+    train(recipe, overwrite=True)
+    assert (elsewhere / "checkpoint-7" / "keep.txt").read_text() == "theirs"
+    assert not (out / "checkpoints").is_symlink() and (out / "checkpoints" / "checkpoint-2").is_dir()
+
 
 def test_every_file_a_run_writes_gets_the_users_umask(tmp_path):
     """Model, checkpoints, run files and predictions as any tool's under the user's umask (safetensors and
