@@ -206,7 +206,7 @@ def test_atomic_writes_and_replaced_models_get_the_users_umask(tmp_path):
     (staging / "adapter").mkdir(mode=0o700)
     (staging / "adapter" / "adapter_config.json").write_text("{}")
     (tmp_path / "out").mkdir()
-    for mask, file_mode, folder_mode in ((0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)):
+    for mask, file_mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
         old = os.umask(mask)
         try:
             atomic_write_text(tmp_path / "out" / "metrics.json", "{}")
