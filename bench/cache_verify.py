@@ -20,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data_scale import MLM_RECIPE, build_corpus, mlm_recipe, run_child
 
 # The same CLI with the hash comparison skipped: sizes and row counts are still checked (they cost nothing).
-UNVERIFIED = "import sys, hftk.cache as c; c._changed = lambda *a: None; from hftk.cli import main; sys.exit(main())"
+UNVERIFIED = (
+    "import sys, hftk.features.cache as c; c._changed = lambda *a: None; from hftk.cli import main; sys.exit(main())"
+)
 
 
 def main() -> None:
@@ -51,7 +53,7 @@ def main() -> None:
     (entry,) = [p for p in (cache / "hftk").iterdir() if not p.name.startswith(".")]
     manifest = json.loads((entry / "hftk-features.json").read_text())
     size = sum(s for s, _ in manifest["sums"].values())
-    import hftk.cache as c
+    import hftk.features.cache as c
 
     start = time.perf_counter()
     assert c._changed(entry, manifest["files"], manifest["sums"]) is None

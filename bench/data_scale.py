@@ -59,7 +59,7 @@ def baseline_child(corpus: str, cache: str) -> None:
     import transformers as tf
     from datasets import load_dataset
 
-    from hftk.models import resolve_model
+    from hftk.models.loading import resolve_model
 
     recipe = mlm_recipe()
     block, path = recipe["max_length"], resolve_model(recipe["model"])

@@ -2,7 +2,7 @@
 classifier fine-tuned afterwards.
 
 (1) English: recipes/mlm-domain-en.yaml (MiniLM, whole-word masking, Austen's Emma, 5 % of paragraphs held out).
-(2) Japanese: recipes/mlm-domain-ja.yaml on the Tohoku-format fixture (hftk.fixtures), medical case/radiology
+(2) Japanese: recipes/mlm-domain-ja.yaml on the Tohoku-format fixture (hftk.testing.fixtures), medical case/radiology
     reports, 10 % held out; the fixture is a tiny random model, so it gets a higher learning rate.
     Perplexity before = the model as loaded (metrics.json `eval_start`), after = after training (`eval`), same
     held-out blocks, same seeded masks.
@@ -48,8 +48,8 @@ def english(tmp: Path) -> None:
 
 def japanese(tmp: Path) -> None:
     import hftk
-    from hftk.fixtures import build_bert_japanese_fixture
-    from hftk.models import load_tokenizer
+    from hftk.models.loading import load_tokenizer
+    from hftk.testing.fixtures import build_bert_japanese_fixture
 
     fixture = build_bert_japanese_fixture(tmp / "bert-ja")
     text = ROOT / "data/ja/medical/medical_casereports_radiology_jmedllm.txt"

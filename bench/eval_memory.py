@@ -11,9 +11,9 @@ The goal: (b) / (a) peak RSS at most 1.10.
     python bench/eval_memory.py [--mb 2] [--lines 200] [--batch 16] [--skip-baseline] [--causal] [--speed-only]
 
 Then, in this process: the time to score the validation blocks the old way (the model's own loss over a whole
-batch's logits) against `hftk.text.nll_per_row`, alternated, as a ratio.
+batch's logits) against `hftk.features.text.nll_per_row`, alternated, as a ratio.
 
---causal adds the same pair for causal-lm on the tiny GPT-2 fixture (hftk.fixtures, vocabulary 2,000: its logits
+--causal adds the same pair for causal-lm on the tiny GPT-2 fixture (hftk.testing.fixtures, vocabulary 2,000: its logits
 are small, so this checks the path rather than the size).
 """
 
@@ -49,7 +49,7 @@ def baseline_child(corpus: str, validation: str, batch: str) -> None:
     import transformers as tf
     from datasets import load_dataset
 
-    from hftk.models import resolve_model
+    from hftk.models.loading import resolve_model
 
     recipe = mlm_recipe()
     block, path = recipe["max_length"], resolve_model(recipe["model"])
@@ -101,8 +101,8 @@ def eval_speed(validation: Path, repeats: int = 3) -> None:
     import torch
     from transformers import AutoModelForMaskedLM
 
-    from hftk.models import load_tokenizer, resolve_model
-    from hftk.text import BlockCollator, Masking, nll_per_row, pack
+    from hftk.features.text import BlockCollator, Masking, nll_per_row, pack
+    from hftk.models.loading import load_tokenizer, resolve_model
 
     recipe = mlm_recipe()
     path = resolve_model(recipe["model"])
@@ -140,7 +140,7 @@ def causal_recipe(workdir: Path) -> Path:
     """recipes/mlm-domain-en.yaml's settings for causal-lm on the tiny GPT-2 fixture."""
     import yaml
 
-    from hftk.fixtures import build_gpt2_fixture
+    from hftk.testing.fixtures import build_gpt2_fixture
 
     model = build_gpt2_fixture(workdir / "gpt2")
     recipe = mlm_recipe()

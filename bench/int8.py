@@ -28,7 +28,7 @@ HELD = range(30001, 31001)  # train.tsv data rows a model trained on the first 8
 
 def trained(rows: int, tmp: Path) -> Path:
     import hftk
-    from hftk.recipe import read_recipe
+    from hftk.config.recipe import read_recipe
 
     lines = (ROOT / "data/en/sst2/train.tsv").read_text().splitlines(keepends=True)
     (tmp / "train.tsv").write_text("".join(lines[: rows + 1]))
@@ -45,7 +45,7 @@ def main() -> None:
     from transformers import pipeline
 
     from hftk import Predictor
-    from hftk.export import export
+    from hftk.inference.export import export
 
     tmp = Path(tempfile.mkdtemp())
     model = Path(args.model) if args.model else trained(args.train_rows, tmp)

@@ -2,7 +2,7 @@
 
 Run: HF_HUB_OFFLINE=1 python bench/ja_tokenizer.py [--data /work/shared/data/ja] [--limit N]
 
-For the tiny wordpiece and char fixtures (hftk.fixtures) it prints, per source: inputs, inputs whose ids equal
+For the tiny wordpiece and char fixtures (hftk.testing.fixtures) it prints, per source: inputs, inputs whose ids equal
 the slow tokenizer's (the first mismatch if any), tokens whose offsets do not map back to them, and speed:
 the fast tokenizer's batched call against the slow one's normal call on the same list, in the same process.
 Results go to the "Japanese tokenizer" section of bench/RESULTS.md.
@@ -131,7 +131,7 @@ def _offset_problems(fast, batch: list[Input], lower: bool) -> dict[str, int]:
 def bench(fixture: Path, sources: dict[str, list[Input]]) -> list[dict]:
     from transformers import AutoTokenizer
 
-    from hftk.japanese import load_bert_japanese_fast
+    from hftk.models.japanese import load_bert_japanese_fast
 
     slow = AutoTokenizer.from_pretrained(fixture)
     fast = load_bert_japanese_fast(str(fixture))
@@ -193,7 +193,8 @@ def write_results(results: dict[str, list[dict]], path: Path) -> None:
         "",
         f"Run {datetime.date.today().isoformat()} on 2 CPU cores; transformers {transformers.__version__}, "
         f"tokenizers {tokenizers.__version__}. Every Japanese text in /work/shared/data/ja (pairs as pairs); tiny "
-        "fixtures from `hftk.fixtures.build_bert_japanese_fixture` (MeCab unidic_lite). Speed: texts (or pairs) "
+        "fixtures from `hftk.testing.fixtures.build_bert_japanese_fixture` (MeCab unidic_lite). Speed: texts "
+        "(or pairs) "
         "per second, the fast tokenizer's batched call vs `BertJapaneseTokenizer`'s normal call on the same list, "
         "same process, cold segmentation cache (repeated QA contexts are segmented once within a call); one run, "
         "ratios move by about ±0.15 from run to run on this machine. Offsets "
@@ -224,7 +225,7 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"skipped: {args.data} is absent (the shared Japanese data is needed for this benchmark)")
         return 0
-    from hftk.fixtures import build_bert_japanese_fixture
+    from hftk.testing.fixtures import build_bert_japanese_fixture
 
     sources = load_sources(args.data)
     if args.limit:

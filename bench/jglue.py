@@ -12,10 +12,10 @@ run per task with the recipe's defaults (learning rate 5e-5, 3 epochs).
     python bench/jglue.py path/to/local/checkpoint --tasks jsts,jnli --output runs/jglue/mine
     python bench/jglue.py fixture                                     # offline plumbing: the tiny Tohoku-format fixture
 
-`fixture` builds hftk's tiny Tohoku-format BERT (hftk.fixtures.build_bert_japanese_fixture: random weights, a 4,000
-word vocabulary) and implies --quick and, unless --grid is given, --no-grid. --quick: `--rows` rows of each split
-(written to OUTPUT/data), `--steps` steps of batch 8, no checkpoints. It checks that every recipe trains and scores
-end to end; its numbers mean nothing.
+`fixture` builds hftk's tiny Tohoku-format BERT (hftk.testing.fixtures.build_bert_japanese_fixture: random weights,
+a 4,000 word vocabulary) and implies --quick and, unless --grid is given, --no-grid. --quick: `--rows` rows of each
+split (written to OUTPUT/data), `--steps` steps of batch 8, no checkpoints. It checks that every recipe trains and
+scores end to end; its numbers mean nothing.
 
 Not JGLUE's numbers even with the real model: JNLI trains on JSICK's 5,000 pairs (JNLI's train split is not in the
 repository), JSQuAD on 4,057 JaQuAD questions (likewise), and chABSA stands in for MARC-ja, which JGLUE no longer
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import hftk  # noqa: E402
-from hftk.recipe import parse_overrides, read_recipe  # noqa: E402
+from hftk.config.recipe import parse_overrides, read_recipe  # noqa: E402
 
 FIXTURE = "fixture"
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if model == FIXTURE:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-        from hftk.fixtures import build_bert_japanese_fixture
+        from hftk.testing.fixtures import build_bert_japanese_fixture
 
         model = str(build_bert_japanese_fixture(out / "fixture-bert-ja"))
     overrides = {"model": model, "keep_checkpoints": False, **parse_overrides(args.set)}
@@ -156,7 +156,7 @@ def run(task: Task, sets: dict[str, Any], out: Path, *, grid: bool, overwrite: b
     if not grid:
         result = hftk.train(recipe, overrides=sets, output_dir=out, overwrite=overwrite)
         return {"recipe": str(recipe), "output_dir": str(out), "eval": result.metrics["eval"]}
-    from hftk.tune import tune
+    from hftk.runs.tune import tune
 
     space = read_recipe(recipe).data["search"]
     points = math.prod(len(v["choices"]) for v in space.values())

@@ -59,7 +59,7 @@ def timed_epoch(dataset, collator, batch: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of one training epoch, measured inside Trainer."""
     from transformers import AutoModelForMaskedLM, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-    from hftk.models import resolve_model
+    from hftk.models.loading import resolve_model
 
     class Clock(TrainerCallback):
         def on_train_begin(self, *args, **kwargs):
@@ -103,8 +103,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from hftk.models import load_tokenizer, resolve_model
-    from hftk.text import pack
+    from hftk.features.text import pack
+    from hftk.models.loading import load_tokenizer, resolve_model
 
     tok = load_tokenizer(MODEL)
     print(
@@ -135,7 +135,7 @@ def main() -> None:
     from transformers import DataCollatorForLanguageModeling
 
     from hftk import load_recipe
-    from hftk.data import Records
+    from hftk.data.records import Records
     from hftk.tasks import get_task
 
     subset = paragraphs(args.paragraphs)

@@ -99,7 +99,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from hftk.models import cpu_computes_bf16
+    from hftk.models.loading import cpu_computes_bf16
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="precision-"))
     cases = [c for c in args.only.split(",") if c]

@@ -58,7 +58,7 @@ def encoder(tmp: Path, auto: str, name: str, **config: Any) -> Path:
     import torch
     import transformers
 
-    from hftk.models import load_tokenizer, resolve_model
+    from hftk.models.loading import load_tokenizer, resolve_model
 
     base = resolve_model(MINILM)
     if "id2label" in config:
@@ -183,7 +183,7 @@ def piped(task: str, call: dict[str, Any] | None = None, **build: Any) -> Callab
 def cases(tmp: Path, n: int) -> dict[str, dict[str, Any]]:
     """Per task: how to build the model, the inputs, hftk's settings and the baseline."""
     import hftk
-    from hftk.fixtures import build_bart_fixture, build_gpt2_fixture
+    from hftk.testing.fixtures import build_bart_fixture, build_gpt2_fixture
 
     texts = sst2(n)
 
@@ -218,7 +218,7 @@ def cases(tmp: Path, n: int) -> dict[str, dict[str, Any]]:
             "baseline": piped("fill-mask", {"top_k": 5}),
         },
         "feature-extraction": {
-            "build": lambda: Path(hftk.models.resolve_model(MINILM)),
+            "build": lambda: Path(hftk.models.loading.resolve_model(MINILM)),
             "inputs": texts,
             # The pipeline returns token vectors (as tensors here, the cheaper form); pooling is the user's step.
             "baseline": piped("feature-extraction", {"return_tensors": True}),

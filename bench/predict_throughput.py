@@ -59,9 +59,9 @@ def main() -> None:
     from transformers import pipeline
 
     from hftk import Predictor
-    from hftk.export import export
-    from hftk.models import cpu_computes_bf16
-    from hftk.predict import TOKENS_PER_BATCH, token_batches
+    from hftk.inference.export import export
+    from hftk.inference.predict import TOKENS_PER_BATCH, token_batches
+    from hftk.models.loading import cpu_computes_bf16
 
     model = Path(args.model) if args.model else small_model()
     dev = [line.rsplit("\t", 1)[0] for line in (ROOT / "data/en/sst2/dev.tsv").read_text().splitlines()[1:]]

@@ -83,7 +83,7 @@ def script_run(padding: str | None, texts, labels, dev, seed: int = 42, **traini
         set_seed,
     )
 
-    from hftk.models import resolve_model
+    from hftk.models.loading import resolve_model
 
     path = resolve_model(MODEL)
     tok = AutoTokenizer.from_pretrained(path)

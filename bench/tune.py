@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import hftk  # noqa: E402
-from hftk.tune import format_table, tune  # noqa: E402
+from hftk.runs.tune import format_table, tune  # noqa: E402
 
 RECIPE = ROOT / "recipes/sst2-minilm.yaml"
 TRAIN = ROOT / "data/en/sst2/train.tsv"

@@ -6,13 +6,13 @@ them, so `hftk check` answers in a second.
 
 from typing import Any
 
-from hftk.check import check
+from hftk.config.recipe import Recipe
 from hftk.errors import HftkError
-from hftk.models import load_tokenizer
-from hftk.predict import Predictor, embed, evaluate, predict
-from hftk.recipe import Recipe
+from hftk.inference.predict import Predictor, embed, evaluate, predict
+from hftk.models.loading import load_tokenizer
 from hftk.tasks import load_recipe
-from hftk.train import train
+from hftk.training.check import check
+from hftk.training.train import train
 
 __version__ = "0.1.0"
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
 
 def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any) -> Any:
     """`transformers.pipeline` with hftk's fast Japanese tokenizer and the pipelines transformers 5 removed
-    (question-answering, summarization, translation): see `hftk.pipelines.pipeline`."""
-    from hftk import pipelines  # imports transformers' pipelines: only when one is asked for
+    (question-answering, summarization, translation): see `hftk.inference.pipelines.pipeline`."""
+    from hftk.inference import pipelines  # imports transformers' pipelines: only when one is asked for
 
     return pipelines.pipeline(task, model, **kwargs)

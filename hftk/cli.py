@@ -8,12 +8,12 @@ import sys
 import time
 
 import hftk
-from hftk.check import format_report
+from hftk.config.recipe import parse_overrides
 from hftk.errors import HftkError
-from hftk.metrics import is_reason, shown
-from hftk.models import is_main_process
-from hftk.predict import AGGREGATIONS
-from hftk.recipe import parse_overrides
+from hftk.inference.predict import AGGREGATIONS
+from hftk.models.loading import is_main_process
+from hftk.tasks.metrics import is_reason, shown
+from hftk.training.check import format_report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -202,7 +202,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _folds(args: argparse.Namespace) -> int:
-    from hftk.folds import cross_validate, format_table
+    from hftk.runs.folds import cross_validate, format_table
 
     result = cross_validate(
         args.recipe,
@@ -219,8 +219,8 @@ def _folds(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
-    from hftk.tune import format_table
-    from hftk.tune import tune as run
+    from hftk.runs.tune import format_table
+    from hftk.runs.tune import tune as run
 
     result = run(
         args.recipe,
@@ -297,7 +297,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from hftk.export import export as run
+    from hftk.inference.export import export as run
 
     _quiet_loading()
     info = run(
@@ -317,15 +317,15 @@ def export(args: argparse.Namespace) -> int:
 
 
 def push(args: argparse.Namespace) -> int:
-    from hftk.push import push as run
+    from hftk.inference.push import push as run
 
     print(f"pushed {args.model_dir} to {args.repo_id}: {run(args.model_dir, args.repo_id, private=args.private)}")
     return 0
 
 
 def serve(args: argparse.Namespace) -> int:
-    from hftk.serve import Limits
-    from hftk.serve import serve as run
+    from hftk.inference.serve import Limits
+    from hftk.inference.serve import serve as run
 
     _quiet_loading()
     limits = Limits(**{name: getattr(args, name) for name, _, _ in _SERVE_LIMITS})

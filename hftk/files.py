@@ -9,6 +9,8 @@ back whole, and a final model has weights (so loads at all) only once all of it 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -172,6 +174,22 @@ def _abandoned(work: Path) -> bool:
     except OSError:  # alive, another user's
         pass
     return False
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 23):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The file's content hash (read once per process for an unchanged file: size and mtime key the memo)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _digest_of(str(p), st.st_size, st.st_mtime_ns)
 
 
 def _fsync_dir(path: Path) -> None:

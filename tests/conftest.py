@@ -27,7 +27,7 @@ def own_cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def tok():
     """MiniLM's tokenizer (uncased WordPiece)."""
-    from hftk.models import load_tokenizer
+    from hftk.models.loading import load_tokenizer
 
     return load_tokenizer(MINILM)
 
@@ -44,7 +44,7 @@ def sst2_small(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def sst2_model(sst2_small, tmp_path_factory) -> Path:
     """MiniLM fine-tuned for one epoch on 1,200 real SST-2 rows: shared by the predict/evaluate tests."""
-    from hftk import train
+    from hftk.training import train
 
     out = tmp_path_factory.mktemp("runs") / "sst2"
     train(sst2_recipe(sst2_small, out))
@@ -54,7 +54,7 @@ def sst2_model(sst2_small, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def ja_fixture(tmp_path_factory) -> Path:
     """A tiny Tohoku-format Japanese BERT (MeCab + WordPiece) built from the real text in tests/data/ja."""
-    from hftk.fixtures import build_bert_japanese_fixture
+    from hftk.testing.fixtures import build_bert_japanese_fixture
 
     return build_bert_japanese_fixture(tmp_path_factory.mktemp("ja") / "bert-ja")
 
@@ -62,7 +62,7 @@ def ja_fixture(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def ja_char_fixture(tmp_path_factory) -> Path:
     """The same, with a character vocabulary (`subword_tokenizer_type: character`, as the -char checkpoints)."""
-    from hftk.fixtures import build_bert_japanese_fixture
+    from hftk.testing.fixtures import build_bert_japanese_fixture
 
     return build_bert_japanese_fixture(tmp_path_factory.mktemp("ja") / "bert-ja-char", char=True)
 
@@ -70,7 +70,7 @@ def ja_char_fixture(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def jsick_model(ja_fixture, tmp_path_factory) -> Path:
     """The Japanese NLI recipe (JSICK pairs) trained briefly on the Tohoku-format fixture."""
-    from hftk import train
+    from hftk.training import train
 
     d = tmp_path_factory.mktemp("jsick")
     overrides = {
@@ -86,7 +86,7 @@ def jsick_model(ja_fixture, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gpt2_fixture(tmp_path_factory) -> Path:
     """A tiny GPT-2 (openai-community/gpt2 layout), byte-level BPE learnt from Austen's Emma in data/en/gutenberg."""
-    from hftk.fixtures import build_gpt2_fixture
+    from hftk.testing.fixtures import build_gpt2_fixture
 
     return build_gpt2_fixture(tmp_path_factory.mktemp("gpt2") / "gpt2")
 
@@ -94,6 +94,6 @@ def gpt2_fixture(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bart_fixture(tmp_path_factory) -> Path:
     """A tiny BART (facebook/bart-base layout), byte-level BPE learnt from the DialogSum rows in data/en/dialogsum."""
-    from hftk.fixtures import build_bart_fixture
+    from hftk.testing.fixtures import build_bart_fixture
 
     return build_bart_fixture(tmp_path_factory.mktemp("bart") / "bart")

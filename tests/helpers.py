@@ -116,3 +116,33 @@ def unremovable(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+# ------------------------------------------------------------------------------------------ tasks and features
+
+
+def task_for(tok, recipe: dict | Path, train=None, **overrides):
+    """The recipe's Task over `tok`, fitted to `train` records when given."""
+    from hftk import load_recipe
+    from hftk.tasks import get_task
+
+    recipe = load_recipe(recipe, overrides or None) if isinstance(recipe, Path) else load_recipe(recipe)
+    task = get_task(recipe.task)(recipe, tok)
+    if train is not None:
+        task.fit(train)
+    return task
+
+
+def features(task, records, **kw):
+    """(the task's training features of `records` through the features cache, whether they were cached)."""
+    import functools
+
+    from hftk.features.encode import encoded_dataset
+
+    return encoded_dataset(records, functools.partial(task.encode, with_targets=True), task.feature_settings(), **kw)
+
+
+def classification(tok, records, **fields):
+    """A MiniLM text-classification Task over SST-2's `sentence` column, fitted to `records`."""
+    recipe = {"task": "text-classification", "model": MINILM, "data": {"columns": {"text": "sentence"}}, **fields}
+    return task_for(tok, recipe, records)

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 import hftk
-from hftk.prepare import training_arguments
 from hftk.tasks import get_task
+from hftk.training.prepare import training_arguments
 
 from .helpers import ROOT
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from hftk import HftkError, load_recipe
-from hftk.models import resolve_model
-from hftk.recipe import YamlLoader
+from hftk.config.recipe import YamlLoader
+from hftk.models.loading import resolve_model
 
 from .helpers import DATA, MINILM, ROOT, head, sst2_recipe
 
@@ -66,7 +66,7 @@ def test_no_unsafe_loading_anywhere_in_hftk():
 
 
 def test_pickled_weights_are_refused(tmp_path):
-    from hftk.models import check_weights
+    from hftk.models.loading import check_weights
 
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")

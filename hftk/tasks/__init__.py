@@ -12,8 +12,8 @@ import pkgutil
 from pathlib import Path
 from typing import Any
 
+from hftk.config.recipe import Recipe, read_recipe, validate_recipe
 from hftk.errors import HftkError, did_you_mean
-from hftk.recipe import Recipe, read_recipe, validate_recipe
 from hftk.tasks.base import Features, Task
 
 __all__ = [

@@ -23,12 +23,12 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from hftk.cache import tokenizer_fingerprint
-from hftk.data import Features, Records, read_records
+from hftk.config.recipe import Recipe
+from hftk.data.records import Features, Records, read_records
 from hftk.errors import HftkError
-from hftk.features import cache_state, encoded_dataset, streamed_dataset
-from hftk.models import DevicePolicy, device_policy, max_length
-from hftk.recipe import Recipe
+from hftk.features.cache import tokenizer_fingerprint
+from hftk.features.encode import cache_state, encoded_dataset, streamed_dataset
+from hftk.models.loading import DevicePolicy, device_policy, max_length
 
 __all__ = ["Features", "Task"]
 
@@ -156,7 +156,7 @@ class Task(ABC):
     def training_data(self, records: Records, *, evaluation: bool) -> tuple[Any, Features | None]:
         """A split's features as a `datasets.Dataset` for Trainer, and as columns for `metric_fn` (None: unused).
 
-        `encode` runs batch by batch in worker processes and its features are cached (hftk/features.py); with
+        `encode` runs batch by batch in worker processes and its features are cached (hftk/features/encode.py); with
         `data.streaming` the training split is encoded on the fly instead (an `IterableDataset`).
         Evaluation splits are sorted by length: metrics do not depend on order, and batches of similar length
         carry almost no padding, so evaluating each epoch costs less.

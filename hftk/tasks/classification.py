@@ -11,10 +11,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import field_validator, model_validator
 
-from hftk import imbalance, metrics
-from hftk.data import SCALARS, Records, RowStream, not_one_value
+from hftk.config.recipe import Labels, Recipe
+from hftk.data.records import SCALARS, Records, RowStream, not_one_value
 from hftk.errors import HftkError
-from hftk.recipe import Labels, Recipe
+from hftk.tasks import imbalance, metrics
 from hftk.tasks.base import Features, Task
 
 logger = logging.getLogger("hftk")

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hftk.data import Records
+from hftk.config.recipe import Recipe
+from hftk.data.records import Records
 from hftk.errors import HftkError
-from hftk.models import resolve_model
-from hftk.recipe import Recipe
+from hftk.models.loading import resolve_model
 from hftk.tasks.base import Features, Task
 
 

@@ -1,6 +1,6 @@
 """Language modelling on plain text: `masked-lm` (domain adaptation of BERT-style encoders) and `causal-lm` (GPT-2).
 
-Both read documents and pack them into full blocks (hftk/text.py), evaluate by loss only (no full-vocabulary
+Both read documents and pack them into full blocks (hftk/features/text.py), evaluate by loss only (no full-vocabulary
 logits are kept) and report perplexity = exp(eval loss). They differ in the labels: masked LM corrupts 15 % of the
 tokens (or whole words) anew each batch; causal LM predicts every next token. Predictions: `fill-mask` (top-k
 tokens for each mask) and `text-generation` (with the recipe's `generation:` settings).
@@ -13,14 +13,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from hftk.corpus import TextCorpus, held_out_corpus, packed_dataset, read_corpus, streamed_blocks
-from hftk.data import Records
+from hftk.config.recipe import DataConfig, Recipe
+from hftk.data.records import Records
 from hftk.errors import HftkError
-from hftk.generation import GenerationSettings, seed_sampling
-from hftk.metrics import perplexity
-from hftk.recipe import DataConfig, Recipe
+from hftk.features.corpus import TextCorpus, held_out_corpus, packed_dataset, read_corpus, streamed_blocks
+from hftk.features.text import BlockCollator, Masking, held_out, nll_per_row, pack
 from hftk.tasks.base import Features, Task
-from hftk.text import BlockCollator, Masking, held_out, nll_per_row, pack
+from hftk.tasks.generation import GenerationSettings, seed_sampling
+from hftk.tasks.metrics import perplexity
 
 _TOP_K_LIMIT = 50  # fill-mask candidates kept per mask by forward(); --top-k may ask for up to this many
 

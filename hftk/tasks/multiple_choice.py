@@ -23,9 +23,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import field_validator
 
-from hftk.data import Records
+from hftk.config.recipe import Recipe
+from hftk.data.records import Records
 from hftk.errors import HftkError
-from hftk.recipe import Recipe
 from hftk.tasks.base import Features, Task
 
 

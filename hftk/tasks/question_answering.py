@@ -21,12 +21,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
-from hftk import metrics
-from hftk.data import Records, squad_questions
+from hftk.config.recipe import Recipe
+from hftk.data.records import Records, squad_questions
 from hftk.errors import HftkError
-from hftk.recipe import Recipe
-from hftk.spans import best_spans, place_null
+from hftk.tasks import metrics
 from hftk.tasks.base import Features, Task
+from hftk.tasks.spans import best_spans, place_null
 
 # As the pipeline and the SQuAD examples: most SQuAD paragraphs then fit one window.
 DEFAULT_MAX_LENGTH = 384
@@ -102,7 +102,7 @@ class QuestionAnswering(Task):
     def metric(self) -> str:
         if self.recipe.metric != "auto":
             return self.recipe.metric
-        from hftk.japanese import BertJapaneseTokenizerFast  # imports transformers: only once a tokenizer exists
+        from hftk.models.japanese import BertJapaneseTokenizerFast  # imports transformers: only once a tokenizer exists
 
         return "jsquad" if isinstance(self.tokenizer, BertJapaneseTokenizerFast) else "squad"
 

@@ -13,11 +13,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from hftk.data import Records
-from hftk.generation import GenerationSettings, seed_sampling
-from hftk.metrics import ROUGE_SUFFIX, rouge, rouge_units
-from hftk.recipe import Recipe
+from hftk.config.recipe import Recipe
+from hftk.data.records import Records
 from hftk.tasks.base import Features, Task
+from hftk.tasks.generation import GenerationSettings, seed_sampling
+from hftk.tasks.metrics import ROUGE_SUFFIX, rouge, rouge_units
 
 
 class Seq2SeqRecipe(Recipe):

@@ -18,10 +18,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from hftk import imbalance, metrics
-from hftk.data import SCALARS, Records, not_one_value, read_conll
+from hftk.config.recipe import DataConfig, Recipe
+from hftk.data.records import SCALARS, Records, not_one_value, read_conll
 from hftk.errors import HftkError
-from hftk.recipe import DataConfig, Recipe
+from hftk.tasks import imbalance, metrics
 from hftk.tasks.base import Features, Task
 
 Scheme = Literal["IOB2", "IOB1", "BIOES"]

@@ -130,7 +130,7 @@ def materialise(case: Case, folder: Path) -> None:
 
 
 def _substitutions(folder: Path) -> dict[str, str]:
-    from hftk.models import resolve_model
+    from hftk.models.loading import resolve_model
 
     return {"ROOT": str(ROOT), "CASE": str(folder), "MINILM": resolve_model(MINILM)}
 

@@ -11,8 +11,8 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 import hftk
 from hftk import HftkError, Predictor, load_recipe
-from hftk.data import read_records
-from hftk.models import load_tokenizer
+from hftk.data.records import read_records
+from hftk.models.loading import load_tokenizer
 from hftk.tasks import get_task
 
 from ..helpers import DATA, MINILM, head

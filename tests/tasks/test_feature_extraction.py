@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from hftk import Predictor, embed
-from hftk.data import read_records
-from hftk.models import resolve_model
+from hftk.data.records import read_records
+from hftk.models.loading import resolve_model
 
 from ..helpers import DATA, MINILM
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hftk import HftkError, Predictor, evaluate, load_recipe, train
-from hftk.models import DevicePolicy
-from hftk.prepare import training_arguments
+from hftk import HftkError, Predictor, evaluate, load_recipe
+from hftk.models.loading import DevicePolicy
 from hftk.tasks import get_task
+from hftk.training import train
+from hftk.training.prepare import training_arguments
 
 from ..helpers import DATA, MINILM, ROOT, cli, cli_error, head, sst2_recipe
 
@@ -79,7 +80,7 @@ def test_mlm_perplexity_drops_on_held_out_text(adapted_en):
     # The same model scored by hftk evaluate (its own seeded masks) on the held-out paragraphs: lower than before.
     held = out.parent / "held.txt"
     recipe = load_recipe(out / "recipe.yaml")
-    from hftk.text import held_out, read_texts
+    from hftk.features.text import held_out, read_texts
 
     _, dev = held_out(read_texts(recipe.data.train, column="text"), 0.1, recipe.seed)
     held.write_text("".join(r["text"] + "\n" for r in dev.rows))
@@ -141,7 +142,7 @@ def test_classifier_fine_tunes_from_the_adapted_model(adapted_en, tmp_path):
 def original_position_embeddings():
     from safetensors.numpy import load_file
 
-    from hftk.models import resolve_model
+    from hftk.models.loading import resolve_model
 
     weights = load_file(Path(resolve_model(MINILM)) / "model.safetensors")
     return next(v for k, v in weights.items() if k.endswith("embeddings.position_embeddings.weight"))
@@ -257,7 +258,7 @@ def test_causal_lm_gpt2_end_to_end(gpt2_fixture, tmp_path):
 
     # Perplexity through hftk evaluate equals Trainer's on the same held-out blocks (no masking: deterministic).
     recipe = load_recipe(out / "recipe.yaml")
-    from hftk.text import held_out, read_texts
+    from hftk.features.text import held_out, read_texts
 
     _, dev = held_out(read_texts(recipe.data.train, column="text"), 0.1, recipe.seed)
     held = tmp_path / "held.txt"

@@ -5,7 +5,8 @@ import json
 import pytest
 
 import hftk
-from hftk import Predictor, evaluate, train
+from hftk import Predictor, evaluate
+from hftk.training import train
 
 from ..helpers import DATA, ROOT, cli, head
 

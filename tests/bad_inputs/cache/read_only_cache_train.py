@@ -1,5 +1,5 @@
 """HF_DATASETS_CACHE is a folder that cannot be written: `train` stops before loading weights, naming the folder
-and what to do (`--no-cache` trains without writing there: tests/test_cache.py)."""
+and what to do (`--no-cache` trains without writing there: tests/features/test_cache.py)."""
 
 from pathlib import Path
 

@@ -1,0 +1,1 @@
+"""The recipe: its schema, reading YAML safely, and the check of the `training:` block."""

@@ -1,0 +1,1 @@
+"""Records (rows that remember their file and line) and the readers that make them."""

@@ -1,0 +1,1 @@
+"""Records -> model features: encoding, the features cache, corpora, packing and collators."""

@@ -1,0 +1,466 @@
+"""Batched, length-sorted inference over a trained model directory.
+
+Inputs are tokenised in one call, sorted by length so each batch carries almost no padding, run under
+`torch.inference_mode`, and written back in input order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hftk.config.recipe import Recipe
+from hftk.data.records import MissingColumn, Records, surrogate_in
+from hftk.errors import HftkError, not_unicode, not_utf8
+from hftk.files import atomic_write_text, locked
+from hftk.inference.exported import OnnxModel, is_exported, manifest
+from hftk.models import lora
+from hftk.models.loading import DevicePolicy, check_weights, load_config, load_tokenizer, resolve_model
+from hftk.tasks import Features, Task, get_task, load_recipe, pipeline_names
+from hftk.tasks.metrics import defined
+
+# Padded tokens per batch: batches of short inputs hold more examples, long ones fewer, so the cost per
+# batch stays even and the per-call overhead is amortised.
+TOKENS_PER_BATCH = 4096
+PROGRESS_FROM = 500  # inputs (features) from which predict, evaluate and embed show a progress bar
+
+logger = logging.getLogger("hftk")
+
+
+class Predictor:
+    """A model ready to predict: `Predictor(DIR).predict(["text", ...])`.
+
+    An hftk output directory says its own task (recipe.yaml); any other checkpoint (local dir, hub id or
+    `package:NAME`) needs `task=`. `options` set recipe fields by dotted key, e.g. `pooling="mean"` or
+    `**{"data.columns.text": "sentence"}`.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        task: str | None = None,
+        device: str | None = None,
+        max_batch_size: int = 64,
+        trust_remote_code: bool = False,
+        **options: Any,
+    ) -> None:
+        if not isinstance(trust_remote_code, bool):  # `--set trust_remote_code=yes` is a string, not a yes
+            raise HftkError(f"trust_remote_code: {trust_remote_code!r} is not true or false; use --trust-remote-code")
+        self.model_ref = resolve_model(str(model))
+        self.recipe = _recipe_for(self.model_ref, task, options)
+        # Trust is the word of whoever runs this, never of a file inside the folder: a model folder is data that
+        # people download and share (`hftk push` uploads its recipe.yaml), and it must not grant itself the right
+        # to run the Python it ships.
+        self.trust_remote_code = trust_remote_code
+        if trust_remote_code:
+            logger.warning("trust_remote_code: true runs Python code shipped with the model %s", model)
+        elif self.recipe.trust_remote_code:
+            logger.warning(
+                "%s: its recipe.yaml says trust_remote_code: true; hftk runs code shipped with a model only when you "
+                "ask (--trust-remote-code, or the trust_remote_code argument), so its own code stays unused",
+                model,
+            )
+        self.tokenizer = load_tokenizer(self.model_ref, trust_remote_code=trust_remote_code)
+        config = load_config(self.model_ref, trust_remote_code=trust_remote_code)
+        self.task: Task = get_task(self.recipe.task).from_trained(self.recipe, self.tokenizer, config)
+        _check_head(self.model_ref, self.task, config)
+        # `precision=` (--precision) or auto for this machine: bf16 autocast on a CPU that computes bf16, half
+        # precision weights on CUDA, else fp32. Not the recipe's: that was the training machine's choice (fp16 on a
+        # GPU), and the model may now run elsewhere. An exported folder runs in onnxruntime, as it was exported.
+        self.exported = is_exported(self.model_ref)
+        if self.exported:
+            self.policy = DevicePolicy("cpu", manifest(self.model_ref).get("precision", "fp32"), "onnxruntime")
+        else:
+            self.policy = self.task.device_policy(device, options.get("precision", "auto"))
+        self.device = self.policy.device
+        self.dtype = self.policy.inference_dtype
+        self._model = None
+        self.max_batch_size = max_batch_size
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.model_ref)
+
+    @property
+    def model(self) -> Any:
+        """Loaded on first use, so bad input fails fast, before the weights are read."""
+        if self._model is None and self.exported:
+            self._model = OnnxModel(self.model_ref)
+        if self._model is None:
+            kwargs = {"dtype": self.dtype, "use_safetensors": True, "trust_remote_code": self.trust_remote_code}
+            if lora.is_unmerged(Path(self.model_ref)):  # trained with peft: {merge: false}
+                model = lora.load(self.task.auto_model(), Path(self.model_ref), self.recipe.model, **kwargs)
+            else:
+                check_weights(self.model_ref)
+                model = self.task.auto_model().from_pretrained(self.model_ref, **kwargs)
+            self._model = model.to(self.device).eval()
+        return self._model
+
+    @model.setter
+    def model(self, model: Any) -> None:
+        """Share weights already loaded (e.g. between predictors of one checkpoint with other settings)."""
+        self._model = model
+
+    # -- inputs ----------------------------------------------------------------------------------------
+    def read(self, path: str | Path) -> Records:
+        """Inputs to predict: a text file (one input per line), or any data file the task reads (CSV, TSV,
+        JSON(L), Parquet, ... with the recipe's column names).
+
+        Every line of a text file is an input, a blank one too (the model's answer for empty text): output row i
+        is always line i + 1, so answers never slip against their inputs."""
+        p = Path(path)
+        if p.suffix.lower() in (".txt", ""):
+            if not p.is_file():
+                raise HftkError(f"{p}: input file not found; check the path")
+            data = p.read_bytes()
+            try:
+                lines = data.decode("utf-8").splitlines()
+            except UnicodeDecodeError as e:
+                raise not_utf8(p, data, e) from None
+            col = self.recipe.data.column(self.task.input_roles[0])
+            if not any(line.strip() for line in lines):
+                raise HftkError(f"{p}: no inputs (the file is empty or blank); one input per line")
+            return Records(str(p), [{col: t} for t in lines], list(range(1, len(lines) + 1)), [col])
+        return self.task.read(p)
+
+    def records(self, inputs: list[str] | list[dict[str, Any]]) -> Records:
+        """In-memory inputs: strings, or dicts keyed by the recipe's column names."""
+        col = self.recipe.data.column(self.task.input_roles[0])
+        rows = [x if isinstance(x, dict) else {col: x} for x in inputs]
+        columns = list(dict.fromkeys(k for r in rows[:1000] for k in r))
+        records = Records("<inputs>", rows, None, columns)
+        for i, row in enumerate(rows):  # what the data readers refuse: no tokenizer or JSON encoder takes it
+            if found := surrogate_in(row):
+                raise not_unicode(records.where(i), found[1], found[0])
+        return records
+
+    # -- running ---------------------------------------------------------------------------------------
+    def run(self, features: Features) -> list[Any]:
+        """The model's outputs for every feature, in feature order, batched shortest first."""
+        import torch
+
+        ids = features["input_ids"]
+        # Multiple choice: a feature is one sequence per choice, [choices, tokens]; batches are then 3-D, every
+        # feature of one run with the same number of choices (the task checks), its length its longest choice.
+        choices = len(ids[0]) if ids and ids[0] and isinstance(ids[0][0], list) else None
+        lengths = [max(map(len, x)) if choices else len(x) for x in ids]
+        order = sorted(range(len(ids)), key=lengths.__getitem__)
+        names = [n for n in self.tokenizer.model_input_names if n in features]
+        pad = {name: (self.tokenizer.pad_token_id or 0) if name == "input_ids" else 0 for name in names}
+        for name, value in self.task.batch_columns.items():
+            if name in features:
+                names.append(name)
+                pad[name] = value
+        left = self.task.padding_side == "left"
+        results: list[Any] = [None] * len(ids)
+        # Long inputs show progress and an ETA on stderr; short ones stay quiet.
+        progress = tqdm(total=len(ids), unit="input", desc="hftk", disable=len(ids) < PROGRESS_FROM, leave=False)
+        with torch.inference_mode(), self.policy.autocast(), progress:
+            for batch in token_batches(order, lengths, TOKENS_PER_BATCH // (choices or 1), self.max_batch_size):
+                progress.update(len(batch))
+                width = lengths[batch[-1]]
+                tensors = {}
+                for name in names:
+                    arr = np.full((len(batch), *((choices,) if choices else ()), width), pad[name], dtype=np.int64)
+                    for row, i in enumerate(batch):
+                        values = features[name][i]
+                        if choices:
+                            for c, seq in enumerate(values):
+                                arr[row, c, : len(seq)] = seq
+                        elif left:
+                            arr[row, width - len(values) :] = values
+                        else:
+                            arr[row, : len(values)] = values
+                    tensors[name] = torch.from_numpy(arr).to(self.device)
+                arrays = self.task.forward(self.model, tensors)
+                for i, out in zip(batch, self.task.unbatch(arrays, [lengths[i] for i in batch])):
+                    results[i] = out
+        return results
+
+    def predict(self, inputs: list[str] | list[dict[str, Any]] | Records, **options: Any) -> list[dict]:
+        """One prediction dict per input, in input order. Options are the task's (e.g. top_k)."""
+        if not isinstance(inputs, Records) and len(inputs) == 0:
+            return []
+        check_options(self.task, options)
+        records = inputs if isinstance(inputs, Records) else self.records(inputs)
+        features = self.task.encode(records, with_targets=False)
+        return self.task.postprocess(records, features, self.run(features), **options)
+
+    def evaluate(self, records: Records) -> dict[str, float]:
+        """The task's metrics on labelled records."""
+        features = self.task.encode(records, with_targets=True)
+        return defined(self.task.score(records, features, self.run(features)))  # NaN: undefined, as in training
+
+
+def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Recipe:
+    """The recipe an hftk output directory saved, or one built from `task` for any other checkpoint.
+
+    `task` is an hftk task or a pipeline task name (fill-mask, text-generation, summarization, translation, ...).
+    """
+    if task is not None:
+        cls = get_task(task)  # an unknown name fails here, with did-you-mean
+        if cls.pipeline_aliases and task != cls.name:  # seq2seq: summarization or translation
+            options = {"pipeline": task, **options}
+        task = cls.name
+    saved = Path(model_ref) / "recipe.yaml"
+    base: Recipe | dict[str, Any] = {"task": task, "model": model_ref, "data": {}}
+    if saved.is_file():
+        recipe = load_recipe(saved)
+        if task is None or task == recipe.task:
+            base = recipe
+        # else: another task on the same weights, e.g. embeddings from a fine-tuned encoder
+    elif task is None:
+        tasks = ", ".join(sorted(pipeline_names()))
+        if not Path(model_ref).is_dir():
+            raise HftkError(
+                f"{model_ref}: no model folder here; check the path, or name a hub id's task with --task ({tasks})"
+            )
+        raise HftkError(
+            f"{model_ref}: not trained by hftk (no recipe.yaml), so its task is unknown; name it with --task ({tasks})"
+        )
+    name = base.task if isinstance(base, Recipe) else str(base["task"])
+    fields = get_task(name).recipe_class.model_fields
+    for key, flag in _RECIPE_FLAGS.items():
+        if key in options and key not in fields:
+            raise HftkError(f"{flag}: only zero-shot-classification takes it; {model_ref} is used for {name}")
+    if isinstance(base, Recipe) and not options:
+        return base
+    return load_recipe(base, options)
+
+
+# Command-line flags that set a recipe field of one task, and the prediction options of `Task.postprocess`.
+_RECIPE_FLAGS = {
+    "candidate_labels": "--labels",
+    "hypothesis_template": "--hypothesis-template",
+    "multi_label": "--multi-label",
+}
+_OPTION_FLAGS = {"top_k": "--top-k", "aggregation_strategy": "--aggregation"}  # others: their own names
+AGGREGATIONS = ("none", "simple", "first", "average", "max")  # token classification (--aggregation's choices)
+
+
+def _count(value: Any, most: int | None = None) -> str | None:
+    """What is wrong with `value` as a count (--top-k is an int flag, 1 or more), or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be a whole number"
+    if value < 1:
+        return "must be 1 or more"
+    if most is not None and value > most:
+        return f"must be {most} or fewer"
+    return None
+
+
+def _option_problem(task: Task | None, key: str, value: Any) -> str | None:
+    if key == "top_k":
+        return _count(value, getattr(task, "max_top_k", None))
+    if key == "max_answer_length":
+        return _count(value)
+    if key == "aggregation_strategy" and value not in AGGREGATIONS:
+        return f"must be one of {', '.join(AGGREGATIONS)}"
+    return None
+
+
+def check_options(task: Task | None, options: dict[str, Any], *, flags: bool = True) -> None:
+    """Every prediction option checked by the rules of its command-line flag (a count is a whole number, 1 or
+    more; an aggregation one of the flag's choices), from the command line, the library or the server's JSON
+    alike; an option the task's predictions do not take is an error, not silently ignored. `task` None: the
+    values only (before a model loads). `flags`: name options as the command line's flags (`--top-k 0: ...`),
+    else by their own names with the JSON value (`top_k: ..., got "2"`: the server's)."""
+    names = _OPTION_FLAGS if flags else {}
+    if task is not None:
+        taken = [p.name for p in inspect.signature(task.postprocess).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        for key in options:
+            if key not in taken:
+                them = ", ".join(names.get(t, t) for t in taken) or "none"
+                raise HftkError(
+                    f"{names.get(key, key)}: {task.pipeline} predictions do not take it (their options: {them})"
+                )
+    for key, value in options.items():
+        if value is None or (problem := _option_problem(task, key, value)) is None:
+            continue
+        if flags:
+            raise HftkError(f"{names.get(key, key)} {value}: {problem}")
+        raise HftkError(f"{key}: {problem}, got {json.dumps(value, default=repr)[:80]}")
+
+
+def _check_head(model_ref: str, task: Task, config: Any) -> None:
+    """A checkpoint without a trained head of the task's kind would predict from random weights: refuse it. For an
+    hftk folder that means its recipe.yaml and config.json disagree (a damaged or hand-edited folder)."""
+    if (problem := task.disagreement(config)) is not None:
+        raise HftkError(f"{model_ref}: {problem}: the folder's files disagree (damaged or edited); restore it")
+    if lora.is_unmerged(Path(model_ref)) or (problem := task.head_problem(config)) is None:
+        return
+    if (Path(model_ref) / "recipe.yaml").is_file():
+        raise HftkError(
+            f"{model_ref}: recipe.yaml says task {task.name} but config.json holds {problem}: the folder's files "
+            "disagree (damaged or edited); restore it"
+        )
+    raise HftkError(
+        f"{model_ref}: {problem}, so its predictions would be random; fine-tune it first (hftk train), or pick "
+        "the task its head was trained for"
+    )
+
+
+def token_batches(order: list[int], lengths: list[int], tokens: int, max_size: int) -> Iterator[list[int]]:
+    """Consecutive runs of `order` whose padded size (count x longest) stays within `tokens`."""
+    batch: list[int] = []
+    for i in order:
+        if batch and ((len(batch) + 1) * lengths[i] > tokens or len(batch) >= max_size):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def predict(
+    model_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    task: str | None = None,
+    recipe_overrides: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    **options: Any,
+) -> int:
+    """Predict every input of a file and write JSONL in input order; returns the number of rows written.
+
+    Args:
+        model_dir: an hftk output directory, or any checkpoint with `task`.
+        task: the pipeline task, for checkpoints not trained by hftk.
+        recipe_overrides: recipe fields by dotted key (input columns, generation settings, ...).
+        trust_remote_code: run Python code shipped with the model (never on the word of a file in it).
+        options: the task's prediction options (top_k, aggregation_strategy, ...).
+    """
+    out = _output_file(output_path, input_path, "predictions.jsonl")
+    check_options(None, options)  # before any model loads
+    with locked(_lock_of(out), "hftk predict", out):  # two predictions into one file: the second stops at once
+        predictor = Predictor(model_dir, task=task, **_loading(recipe_overrides, trust_remote_code))
+        with _column_fix(lambda role: f"name the input column with --set data.columns.{role}=COLUMN"):
+            records = predictor.read(input_path)
+            results = predictor.predict(records, **options)
+        where, places = _places(records)
+        lines = (
+            json.dumps({where: place, **_inputs_of(row, predictor), **result}, ensure_ascii=False)
+            for place, row, result in zip(places, records.rows, results)
+        )
+        try:
+            atomic_write_text(out, "".join(line + "\n" for line in lines))  # never half a predictions file
+        except OSError as e:
+            raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
+    return len(results)
+
+
+def _loading(recipe_overrides: dict[str, Any] | None, trust_remote_code: bool) -> dict[str, Any]:
+    """Predictor's keywords: recipe fields, and trust as the flag or `--set trust_remote_code=true` gives it."""
+    return {"trust_remote_code": trust_remote_code, **(recipe_overrides or {})}
+
+
+@contextlib.contextmanager
+def _column_fix(fix: Callable[[str | None], str]) -> Iterator[None]:
+    """A missing input column, with the command's own way to name it (not the model's recipe)."""
+    try:
+        yield
+    except MissingColumn as e:
+        raise HftkError(e.with_fix(fix(e.role))) from None
+
+
+def _lock_of(out: Path) -> Path:
+    return out.with_name(f".{out.name}.hftk-lock")
+
+
+def _output_file(output_path: str | Path, input_path: str | Path, example: str) -> Path:
+    """The output file, checked before any model loads: not the input (its gold labels would be lost), not a
+    folder, and under a path that can be a folder."""
+    out = Path(output_path)
+    source = Path(input_path)
+    same = out.resolve() == source.resolve() or (out.exists() and source.exists() and out.samefile(source))
+    if same:
+        raise HftkError(f"{out}: is the input file; write the output to another file (--output)")
+    if out.is_dir():
+        raise HftkError(f"{out}: is a directory; give a file name such as {example}")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise HftkError(f"{out}: a parent of the output path is a file, not a folder; choose another path")
+    return out
+
+
+def _places(records: Records) -> tuple[str, list[int]]:
+    """Where each input was: ("line", its line) in a text file (CSV, TSV, JSON Lines, .txt), else ("record", N)."""
+    if records.lines is not None:
+        return "line", list(records.lines)
+    return "record", list(range(1, len(records) + 1))
+
+
+def _inputs_of(row: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
+    cols = [predictor.recipe.data.column(r) for r in (*predictor.task.input_roles, *predictor.task.optional_roles)]
+    return {c: row[c] for c in cols if c in row}
+
+
+def evaluate(
+    model_dir: str | Path,
+    data_path: str | Path,
+    *,
+    task: str | None = None,
+    recipe_overrides: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+) -> dict[str, float]:
+    """The task's metrics on a labelled file, computed from the same batched predictor."""
+    predictor = Predictor(model_dir, task=task, **_loading(recipe_overrides, trust_remote_code))
+    return predictor.evaluate(predictor.task.read(data_path))
+
+
+def embed(
+    model: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    pooling: str | None = None,
+    normalize: bool | None = None,
+    column: str | None = None,
+    precision: str | None = None,
+    trust_remote_code: bool = False,
+) -> int:
+    """Sentence embeddings of every input, written as .npy (float32, row i = input i: line i + 1 of a text file)
+    or .parquet (each input's line or record number, the input and its vector).
+
+    Returns the number of inputs embedded.
+    """
+    out = _output_file(output_path, input_path, "embeddings.npy")
+    suffix = out.suffix.lower()
+    if suffix not in (".npy", ".parquet"):
+        raise HftkError(f"{out}: embeddings are written as .npy or .parquet; change the file name")
+    options = {"pooling": pooling, "normalize": normalize, "data.columns.text": column, "precision": precision}
+    options["trust_remote_code"] = trust_remote_code
+    with locked(_lock_of(out), "hftk embed", out):
+        predictor = Predictor(model, task="feature-extraction", **{k: v for k, v in options.items() if v is not None})
+        with _column_fix(lambda role: "name the input column with --column COLUMN"):
+            records = predictor.read(input_path)
+            features = predictor.task.encode(records, with_targets=False)
+        vectors = np.stack(predictor.run(features)).astype(np.float32)
+        tmp = out.with_name(f".{out.stem}.tmp{suffix}")
+        try:
+            if suffix == ".npy":
+                np.save(tmp, vectors)
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                text = predictor.recipe.data.column("text")
+                column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+                where, places = _places(records)
+                table = pa.table({where: places, text: [r[text] for r in records.rows], "embedding": column})
+                pq.write_table(table, tmp)
+            os.replace(tmp, out)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise HftkError(f"{out}: cannot write ({e.strerror or e}); choose a writable path") from None
+    return len(vectors)

@@ -1,0 +1,693 @@
+"""`hftk serve`: a model behind HTTP JSON, with dynamic batching and a bounded queue (FastAPI on uvicorn).
+
+    POST /predict  {"inputs": [...], "options": {"top_k": 2}}  ->  {"predictions": [...]}
+    GET  /health   GET /metadata   GET /docs (OpenAPI)
+
+Inputs and answers are those of `hftk predict`: a string per input (or an object with the task's columns, e.g.
+{"question", "context"}), one prediction object per input, in order. Any model `hftk predict` takes is served.
+
+Requests that arrive together are predicted together: the batcher takes the first waiting request and, while
+other requests are in the server (being read, checked or queued), gathers what arrives within `max_wait_ms` of it
+(requests that queued while the model was busy have waited already and join at once); a request alone is
+predicted at once. The batch goes to the Predictor in one call, which tokenises it and runs it sorted by length
+under a token budget. One thread runs the model; parsing, checking and encoding run on other threads, in steps
+that hand the GIL back, so the event loop keeps answering (/health too) whatever a body holds.
+
+Every dimension of a request is bounded by a flag: its body's bytes, its inputs, each input's characters (all its
+texts, choices included) and choices, and its options (checked by the rules of `hftk predict`'s flags). Inputs
+waiting are bounded (`max_queue`): past it a request gets 503 with Retry-After at once, so overload never grows
+memory or waits. A request's headers, and then its body, must arrive within `request_timeout` seconds; idle
+keep-alive connections close after 5. Every error is a JSON `{"error": ...}` naming the field and the fix; one
+bad request never fails the others batched with it. `api_key` (--api-key, HFTK_API_KEY) makes every path but
+/health ask for `Authorization: Bearer KEY`. SIGTERM stops accepting, finishes what is in flight and exits 0
+(uvicorn's graceful shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import json.decoder
+import json.scanner
+import logging
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request  # here, not in build_app: FastAPI reads the endpoint's annotations
+
+from hftk.errors import SURROGATE, HftkError
+from hftk.inference.predict import Predictor, check_options
+from hftk.tasks import Task
+
+logger = logging.getLogger("hftk")
+
+API_KEY_VARIABLE = "HFTK_API_KEY"
+KEEP_ALIVE_S = 5  # an idle keep-alive connection closes after this long
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server accepts; every limit is a flag of `hftk serve`."""
+
+    max_wait_ms: float = 5.0  # longest a request waits for others to batch with
+    max_batch: int = 512  # inputs handed to the model in one call
+    max_queue: int = 2048  # inputs waiting; past it: 503
+    max_inputs: int = 256  # inputs in one request
+    max_input_chars: int = 20_000  # characters in one input (every text of it, choices included)
+    max_choices: int = 16  # choices of one multiple-choice input
+    max_body_bytes: int = 4_000_000
+    request_timeout: float = 10.0  # seconds for a request's headers to arrive, and again for its body
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            waits = name == "max_wait_ms"  # 0: no waiting for company
+            if value < 0 or (value == 0 and not waits):
+                raise HftkError(f"--{name.replace('_', '-')} {value}: must be {'0 or more' if waits else 'above 0'}")
+        if self.max_inputs > self.max_queue:
+            raise HftkError(
+                f"--max-inputs {self.max_inputs} is more than --max-queue {self.max_queue}: every full request "
+                "would be refused; raise --max-queue or lower --max-inputs"
+            )
+
+
+class ClientError(Exception):
+    """A request the server refuses: its HTTP status and a one-line reason."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+class PredictRequest(BaseModel):
+    """The body of POST /predict, as /docs shows it (the server checks bodies itself: see `Shape`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[str | dict[str, Any]] = Field(
+        min_length=1, description="strings, or objects with the model's input keys (GET /metadata: inputs)"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="the task's options, e.g. top_k")
+
+
+# -- reading a request ---------------------------------------------------------------------------------------
+# C's json.loads holds the GIL for a whole document: a body of a million numbers (2 MB) would stop the event loop
+# for most of a second. Bodies with few JSON tokens (every ordinary request: text is one token) take it; others
+# are parsed by json's own pure-Python scanner, which hands the GIL back as it goes and stops at the first value
+# past what any request of these limits can hold.
+_C_PARSE_TOKENS = 20_000  # ',', ':', '[' and '{' in a body at most for C's json.loads (a few ms)
+
+
+class _TooManyValues(Exception):
+    pass
+
+
+def parse_json(body: bytes, most: int) -> Any:
+    """The body's JSON; `most`: numbers, objects and lists it may hold (strings are not counted), else 413."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ClientError(400, f"malformed JSON: not UTF-8 (byte {e.start + 1} of the body); send UTF-8") from None
+    try:
+        if sum(map(body.count, (b",", b":", b"[", b"{"))) <= _C_PARSE_TOKENS:
+            return json.loads(text)
+        return _cooperative_loads(text, most)
+    except json.JSONDecodeError as e:
+        raise ClientError(400, f"malformed JSON: {e}") from None
+    except RecursionError:
+        raise ClientError(400, "malformed JSON: nested too deeply") from None
+    except _TooManyValues:
+        raise ClientError(
+            413,
+            f"request body holds more than {most} numbers, objects and lists, more than any request to this "
+            "server can; send fewer inputs",
+        ) from None
+
+
+def _cooperative_loads(text: str, most: int) -> Any:
+    count = 0
+
+    def counted(scan: Any) -> Any:
+        def scan_once(s: str, idx: int) -> tuple[Any, int]:
+            nonlocal count
+            value, end = scan(s, idx)
+            if not isinstance(value, str):
+                count += 1
+                if count > most:
+                    raise _TooManyValues
+            return value, end
+
+        return scan_once
+
+    decoder = json.JSONDecoder()
+    decoder.parse_array = lambda s_end, scan: json.decoder.JSONArray(s_end, counted(scan))
+    decoder.parse_object = lambda s_end, strict, scan, *rest: json.decoder.JSONObject(
+        s_end, strict, counted(scan), *rest
+    )
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)
+    return decoder.decode(text)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The inputs a task takes: text, or objects with its text keys (`required`, `optional`) and keys that hold a
+    list of texts (`lists`: a multiple-choice column of choices, token classification's tokens)."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    lists: tuple[str, ...]
+    choices: str | None  # the key of a multiple-choice input's list of choices
+    nonblank: tuple[str, ...] = ()  # multiple-choice columns of one choice each: none may be blank
+
+    @classmethod
+    def of(cls, task: Task) -> Shape:
+        recipe = task.recipe
+        choices = getattr(recipe, "choices", None)
+        choices = choices if isinstance(choices, str) else None
+        tokens = recipe.data.column("tokens") if "tokens" in task.optional_roles else None
+        lists = tuple(c for c in (choices, tokens) if c)
+        optional = tuple(c for c in (recipe.data.column(r) for r in task.optional_roles) if c not in lists)
+        nonblank = tuple(recipe.choices) if isinstance(getattr(recipe, "choices", None), list) else ()
+        return cls(tuple(task.input_columns()), optional, lists, choices, nonblank)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys([*self.required, *self.optional, *self.lists]))
+
+    def check(self, body: Any, task: Task, limits: Limits) -> tuple[list[Any], dict[str, Any], str]:
+        """(inputs, options, group) of a parsed body, every part checked; `group`: requests that may share a model
+        call (same options, keys and number of choices)."""
+        if not isinstance(body, dict):
+            raise ClientError(422, 'body: must be an object, {"inputs": [...], "options": {...}}')
+        if extra := [k for k in body if k not in ("inputs", "options")]:
+            raise ClientError(422, f"{_key(extra[0])}: not a field of the request (its fields: inputs, options)")
+        inputs, options = body.get("inputs"), body.get("options") or {}
+        if not isinstance(inputs, list) or not inputs:
+            raise ClientError(422, 'inputs: must be a list of one or more inputs, e.g. {"inputs": ["text"]}')
+        if len(inputs) > limits.max_inputs:
+            raise ClientError(
+                413, f"inputs: {len(inputs)} in one request, more than this server's {limits.max_inputs}; split it"
+            )
+        if not isinstance(options, dict):
+            raise ClientError(422, 'options: must be an object, e.g. {"top_k": 2}')
+        options = {k: v for k, v in options.items() if v is not None}  # null: the default, as an absent flag
+        try:
+            check_options(task, options, flags=False)
+        except HftkError as e:
+            raise ClientError(422, f"options.{e}") from None
+        first: tuple[str, ...] | None = None
+        for i, x in enumerate(inputs):
+            keys = self._input(f"inputs.{i}", x, limits)
+            if first is None:
+                first, n = keys, len(x[self.choices]) if self.choices and isinstance(x, dict) else 0
+            elif keys != first:
+                raise ClientError(
+                    422,
+                    f"inputs.{i}: has the keys {', '.join(keys)} but inputs.0 has {', '.join(first)}; send the "
+                    "same keys in every input of a request",
+                )
+            elif self.choices and len(x[self.choices]) != n:
+                raise ClientError(
+                    422,
+                    f"inputs.{i}.{self.choices}: {len(x[self.choices])} choices but inputs.0 has {n}; send the "
+                    "same number in every input of a request",
+                )
+        return inputs, options, json.dumps([options, first, n], sort_keys=True)
+
+    def _input(self, where: str, x: Any, limits: Limits) -> tuple[str, ...]:
+        """The keys of one input, checked: its texts (and lists of texts) bounded, present and not blank."""
+        items: list[tuple[str, str]] = []  # the texts of its lists (choices, tokens)
+        if isinstance(x, str):
+            if len(self.required) > 1 or self.choices:
+                raise ClientError(422, f"{where}: this model takes objects with the keys {', '.join(self.keys)}")
+            texts = [(where, x)]
+            keys: tuple[str, ...] = tuple(self.required)
+        elif isinstance(x, dict):
+            if unknown := [k for k in x if k not in self.keys]:
+                raise ClientError(
+                    422,
+                    f"{where}: the key {_key(unknown[0])} is not an input of this model (its keys: "
+                    f"{', '.join(self.keys)})",
+                )
+            if missing := [k for k in self.required if k not in x]:
+                raise ClientError(422, f"{where}: needs the text key(s) {', '.join(missing)}")
+            texts = []
+            for k, v in x.items():
+                if k in self.lists:
+                    items += self._list(f"{where}.{k}", v, limits, choices=k == self.choices)
+                elif isinstance(v, str):
+                    if k in self.nonblank and not v.strip():
+                        raise ClientError(422, f"{where}.{k}: empty; send text")
+                    texts.append((f"{where}.{k}", v))
+                else:
+                    raise ClientError(422, f"{where}.{k}: must be text, got {_kind(v)}")
+            keys = tuple(sorted(x))
+        else:
+            raise ClientError(422, f"{where}: must be text, or an object with the keys {', '.join(self.keys)}")
+        if not any(t.strip() for _, t in texts):
+            raise ClientError(422, f"{where}: empty; send text")
+        texts += items
+        length = 0
+        for place, t in texts:
+            if (bad := SURROGATE.search(t)) is not None:
+                raise ClientError(
+                    422,
+                    f"{place}: not valid Unicode (a lone surrogate \\u{ord(bad.group()):04x} at character "
+                    f"{bad.start() + 1}); send UTF-8 text",
+                )
+            length += max(len(t), 1)  # an empty item of a list counts too: every item costs the model a step
+        if length > limits.max_input_chars:
+            raise ClientError(
+                422, f"{where}: {length} characters, more than this server's {limits.max_input_chars}; shorten it"
+            )
+        return keys
+
+    def _list(self, where: str, v: Any, limits: Limits, *, choices: bool) -> list[tuple[str, str]]:
+        if not isinstance(v, list):
+            raise ClientError(422, f"{where}: must be a list of texts, got {_kind(v)}")
+        if choices and not 2 <= len(v) <= limits.max_choices:
+            raise ClientError(
+                413 if len(v) > limits.max_choices else 422,
+                f"{where}: {len(v)} choices; send 2 to {limits.max_choices} (this server's --max-choices)",
+            )
+        if len(v) > limits.max_input_chars:  # checked before the items: each is at least a character
+            raise ClientError(
+                422, f"{where}: {len(v)} items, more than this server's {limits.max_input_chars} characters; shorten it"
+            )
+        out = []
+        for j, t in enumerate(v):
+            if not isinstance(t, str):
+                raise ClientError(422, f"{where}.{j}: must be text, got {_kind(t)}")
+            if choices and not t.strip():
+                raise ClientError(422, f"{where}.{j}: empty; send text")
+            out.append((f"{where}.{j}", t))
+        return out
+
+
+def _kind(v: Any) -> str:
+    """A JSON value's type as the client wrote it."""
+    if v is None:
+        return "null"
+    return {bool: "true or false", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+        type(v), type(v).__name__
+    )
+
+
+def _key(k: str) -> str:
+    return json.dumps(k)[:80]  # quoted, a lone surrogate escaped: the error line stays valid UTF-8
+
+
+@dataclass
+class _Job:
+    inputs: list[Any]
+    options: dict[str, Any]
+    group: str  # jobs of one group share a model call (Shape.check)
+    arrived: float
+    future: asyncio.Future = field(repr=False)
+
+
+class Batcher:
+    """Queues requests and predicts them in batches on one model thread (see the module docstring)."""
+
+    def __init__(self, predictor: Predictor, limits: Limits) -> None:
+        self.predictor = predictor
+        self.limits = limits
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.waiting = 0  # inputs queued or being predicted
+        self.active = 0  # POST /predict requests in the server, from their headers to their answer
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hftk-model")
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, inputs: list[Any], options: dict[str, Any], group: str = "") -> list[dict[str, Any]]:
+        if self.waiting + len(inputs) > self.limits.max_queue:
+            raise ClientError(503, "the server is at capacity; retry shortly", {"Retry-After": "1"})
+        job = _Job(inputs, options, group, time.monotonic(), asyncio.get_running_loop().create_future())
+        self.waiting += len(inputs)
+        self.queue.put_nowait(job)
+        try:
+            return await job.future
+        finally:
+            self.waiting -= len(inputs)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            size = len(batch[0].inputs)
+            deadline = batch[0].arrived + self.limits.max_wait_ms / 1000
+            # Wait for company only while other requests are in the server: a request alone goes at once.
+            while size < self.limits.max_batch and (not self.queue.empty() or self.active > len(batch)):
+                try:
+                    wait = deadline - time.monotonic()
+                    job = self.queue.get_nowait() if wait <= 0 else await asyncio.wait_for(self.queue.get(), wait)
+                except (asyncio.QueueEmpty, TimeoutError):
+                    break
+                batch.append(job)
+                size += len(job.inputs)
+            outcomes = await loop.run_in_executor(self.executor, self._predict, batch)
+            for job, outcome in zip(batch, outcomes):
+                if job.future.done():  # the client went away
+                    continue
+                if isinstance(outcome, BaseException):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+
+    def _predict(self, batch: list[_Job]) -> list[Any]:
+        """Each job's predictions (or its error), the jobs of one group predicted in one call."""
+        groups: dict[str, list[int]] = {}
+        for i, job in enumerate(batch):
+            groups.setdefault(job.group, []).append(i)
+        outcomes: list[Any] = [None] * len(batch)
+        for members in groups.values():
+            jobs = [batch[i] for i in members]
+            try:
+                results = self.predictor.predict([x for job in jobs for x in job.inputs], **jobs[0].options)
+            except Exception:
+                # One bad request must not fail the ones batched with it: each alone, to find which it was.
+                for i in members:
+                    outcomes[i] = self._alone(batch[i])
+                continue
+            start = 0
+            for i, job in zip(members, jobs):
+                outcomes[i] = results[start : start + len(job.inputs)]
+                start += len(job.inputs)
+        return outcomes
+
+    def _alone(self, job: _Job) -> Any:
+        try:
+            return self.predictor.predict(job.inputs, **job.options)
+        except HftkError as e:
+            return ClientError(422, str(e).replace("<inputs>: ", "", 1))
+        except Exception as e:  # a fault of the server's, not of the request
+            logger.exception("hftk serve: prediction failed")
+            return e
+
+
+def build_app(predictor: Predictor, limits: Limits | None = None, *, api_key: str | None = None) -> Any:
+    """The ASGI application serving `predictor` (FastAPI; run it with uvicorn or any ASGI server, or with
+    `server_config`, which adds hftk's timeouts for slow clients). `api_key`: the bearer token every path but
+    /health asks for."""
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
+
+    limits = limits or Limits()
+    batcher = Batcher(predictor, limits)
+    task = predictor.task
+    shape = Shape.of(task)
+    # Numbers, objects and lists a body may hold: the request, each input's object and list, the options.
+    most_values = 3 * limits.max_inputs + 16
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title=f"hftk: {task.pipeline}", version=_version(), lifespan=lifespan)
+
+    @app.exception_handler(ClientError)
+    async def client_error(request: Request, e: ClientError) -> Response:
+        return _error(e.status, e.message, e.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> Response:  # 404, 405
+        paths = "POST /predict, GET /health, GET /metadata, GET /docs"
+        return _error(e.status_code, f"{request.method} {request.url.path}: {e.detail.lower()}; {paths}", e.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, e: Exception) -> Response:
+        return _error(500, f"the server failed ({type(e).__name__}); its log says more")
+
+    def read(body: bytes) -> tuple[list[Any], dict[str, Any], str]:
+        return shape.check(parse_json(body, most_values), task, limits)
+
+    schema = {"content": {"application/json": {"schema": PredictRequest.model_json_schema()}}, "required": True}
+
+    @app.post("/predict", openapi_extra={"requestBody": schema})
+    async def predict(request: Request) -> Response:
+        batcher.active += 1
+        try:
+            try:
+                body = await _body(request, limits)
+            except ClientDisconnect:
+                return Response(status_code=400)  # no one to answer
+            inputs, options, group = await asyncio.to_thread(read, body)
+            predictions = await batcher.submit(inputs, options, group)
+            return Response(await asyncio.to_thread(_encode, predictions), media_type="application/json")
+        finally:
+            batcher.active -= 1
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "waiting": batcher.waiting}
+
+    @app.get("/metadata")
+    async def metadata() -> dict[str, Any]:
+        names = getattr(task, "names", None)
+        return {
+            "task": task.pipeline,
+            "model": str(predictor.model_ref),
+            "labels": list(names) if names else None,
+            "inputs": list(shape.required),
+            "optional_inputs": [k for k in shape.keys if k not in shape.required],
+            "device": predictor.policy.device,
+            "precision": predictor.policy.precision,
+            "limits": vars(limits),
+            "hftk": _version(),
+        }
+
+    return _Guard(app, check_api_key(api_key))
+
+
+async def _body(request: Any, limits: Limits) -> bytes:
+    """The request's body, 413 past max_body_bytes (by its Content-Length, or counting what arrives: chunked),
+    408 when it takes longer than request_timeout."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise ClientError(413, f"request body over {limits.max_body_bytes} bytes; send fewer or shorter inputs")
+    parts, seen = [], 0
+    try:
+        async with asyncio.timeout(limits.request_timeout):
+            async for part in request.stream():
+                seen += len(part)
+                if seen > limits.max_body_bytes:
+                    raise ClientError(
+                        413, f"request body over {limits.max_body_bytes} bytes; send fewer or shorter inputs"
+                    )
+                parts.append(part)
+    except TimeoutError:
+        raise ClientError(
+            408,
+            f"request body not complete within {limits.request_timeout:g} s; send it whole, or raise --request-timeout",
+        ) from None
+    return b"".join(parts)
+
+
+def _encode(predictions: list[dict[str, Any]]) -> bytes:
+    """{"predictions": [...]} as UTF-8 JSON, one prediction at a time (one dumps of a large answer would hold
+    the GIL for all of it)."""
+    rows = ",".join(json.dumps(p, ensure_ascii=False) for p in predictions)
+    return f'{{"predictions":[{rows}]}}'.encode()
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    from fastapi.responses import Response
+
+    return Response(json.dumps({"error": message}), status, headers, media_type="application/json")
+
+
+def check_api_key(key: str | None) -> bytes | None:
+    """The `Authorization` header value a key asks for; None: no key. An empty or spaced key is an error."""
+    if key is None:
+        return None
+    if not key or not key.isascii() or not key.isprintable() or " " in key:
+        raise HftkError(
+            f"--api-key (or {API_KEY_VARIABLE}): {'empty' if not key else 'has spaces or characters beyond ASCII'}"
+            f"; give a key of letters, digits and punctuation (e.g. from `openssl rand -hex 32`), or none"
+        )
+    return b"Bearer " + key.encode()
+
+
+class _Guard:
+    """401 for a request without the server's bearer token, before its body is read; /health stays open (load
+    balancers and probes call it without one)."""
+
+    def __init__(self, app: Any, expected: bytes | None) -> None:
+        self.app, self.expected = app, expected
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.expected is not None and scope["path"] != "/health":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = json.dumps(
+                    {"error": "missing or wrong API key; send the header 'Authorization: Bearer KEY'"}
+                ).encode()
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ]
+                await send({"type": "http.response.start", "status": 401, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def server_config(app: Any, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None) -> Any:
+    """uvicorn's Config for `app`, with hftk's HTTP protocol (`_protocol`): what `hftk serve` runs."""
+    import uvicorn
+
+    timeout = (limits or Limits()).request_timeout
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=_protocol(timeout),
+        log_level="warning",
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=60,
+    )
+
+
+def _protocol(header_timeout: float) -> type:
+    """uvicorn's HTTP/1.1 protocol (h11) with a deadline for each request's headers, counted from the connection's
+    start or its previous answer (uvicorn itself waits forever for a request begun and never finished: such
+    connections would pile up), and its answer to malformed HTTP as JSON."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.cycle is not None and not self.cycle.response_complete:  # a request's headers are in
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.cycle.response_complete:  # not a pipelined next one
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(header_timeout, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"error": f"malformed HTTP request ({msg.rstrip('.')}); send HTTP/1.1"}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return Protocol
+
+
+def serve(
+    model: str,
+    *,
+    task: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: Limits | None = None,
+    recipe_overrides: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    api_key: str | None = None,
+) -> None:
+    """Load the model and serve it until SIGTERM or Ctrl-C (then finish what is in flight and return).
+
+    `api_key`: the bearer token requests must send (default: the HFTK_API_KEY environment variable, else none)."""
+    import uvicorn
+
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_VARIABLE)
+    check_api_key(api_key)  # before the model loads
+    if not _loopback(host):
+        logger.warning(
+            "hftk: warning: --host %s is not a loopback address: other machines can reach this server%s",
+            host,
+            "" if api_key else f"; anyone who reaches it may use it (set {API_KEY_VARIABLE} to ask for a key)",
+        )
+    predictor = Predictor(model, task=task, **{"trust_remote_code": trust_remote_code, **(recipe_overrides or {})})
+    predictor.model  # noqa: B018 (load the weights now: the first request should not wait for them)
+    app = build_app(predictor, limits, api_key=api_key)
+    server = uvicorn.Server(server_config(app, host=host, port=port, limits=limits))
+    logger.warning(
+        "hftk: serving %s (%s, %s) on http://%s:%d  (POST /predict, GET /health, /metadata, /docs)%s",
+        model,
+        predictor.task.pipeline,
+        predictor.policy.describe(),
+        host,
+        port,
+        "; asks for an API key" if api_key else "",
+    )
+    # uvicorn re-raises the signal it stopped on once it has shut down; a handler here takes it, so a drained
+    # server exits 0 instead of dying by SIGTERM.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hftk")
+    except PackageNotFoundError:  # a source checkout on PYTHONPATH
+        return "unknown"

@@ -1,0 +1,1 @@
+"""Model references, device and precision policy, the fast Japanese tokenizer, peft (LoRA)."""

@@ -1,0 +1,1 @@
+"""What runs train() many times: cross-validation folds and hyper-parameter search (Optuna, Ray Tune)."""

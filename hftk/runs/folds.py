@@ -1,0 +1,603 @@
+"""`hftk train RECIPE --folds K`: k-fold cross-validation of the training split, for data sets too small to spare
+a validation split that says much.
+
+The train split is read once (every format and task hftk reads: CSV, CoNLL, SQuAD JSON, a hub split, ...) and
+cut into K folds: stratified by label for single-label classification (scikit-learn's StratifiedKFold),
+questions of one context kept together for question answering (GroupKFold), shuffled K-fold otherwise, all
+seeded by the recipe's `seed`. Fold k is an ordinary `hftk train` run of the recipe whose train split is the
+other K-1 folds and whose validation split is fold k, both written as JSON Lines into OUTPUT/data/fold-k/: so
+everything `hftk train` checks and writes holds for each fold, and OUTPUT/fold-k is a normal model folder.
+
+As scikit-learn's `cross_validate`, each fold is scored on its held-out part only: the recipe's own validation
+and test splits are not used. What the full train split teaches the task (the label list, NER's entity types,
+seq2seq's ROUGE units) is fixed for every fold, so each fold's model has the same head and the same metrics
+even when a rare label is missing from a fold. hftk keeps the best checkpoint by the validation metric; here
+that would choose on the held-out fold and flatter its score, so each fold's model is its last step unless the
+recipe asks for the choice itself (`training.load_best_model_at_end`, `early_stopping_patience`), in which case
+the card says the scores are optimistic.
+
+OUTPUT holds metrics.json (each metric's mean, sample standard deviation and per-fold values; written after
+every fold, so a killed run continues with `--resume`, which skips the folds whose scores are stored),
+README.md (the card: mean ± sd of every metric), fold-1 .. fold-K and data/ (gone with `--keep none`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hftk.config.recipe import Recipe
+from hftk.data.records import Records
+from hftk.errors import HftkError
+from hftk.files import LOCK, atomic_write_text, locked
+from hftk.tasks import get_task, load_recipe
+from hftk.tasks.metrics import shown as metric_text
+from hftk.tasks.metrics import undefined, why_undefined
+from hftk.training.output import card_metadata, changed_settings, check_runs_dir, remove_whole, text_table, trained_with
+from hftk.training.prepare import Prepared, prepare
+from hftk.training.train import train
+
+logger = logging.getLogger("hftk")
+
+KEEP = ("all", "none")
+METRICS = "metrics.json"
+DATA = "data"
+_FOLD = re.compile(r"^fold-\d+$")
+# Evaluation entries that time the run rather than score the model (`hftk train`'s card leaves them out too).
+_TIMINGS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+
+
+@dataclass
+class FoldsResult:
+    """A cross-validation's scores: each metric's mean, sample standard deviation and per-fold values."""
+
+    output_dir: Path
+    folds: int
+    metric: str  # the task's main metric as metrics.json names it, e.g. eval_accuracy
+    metrics: dict[str, dict[str, Any]]  # metric -> {"mean", "sd", "values"}
+    per_fold: list[dict[str, Any]] = field(default_factory=list)  # metrics.json's per_fold
+    seconds: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        return self.metrics[self.metric]["mean"]
+
+    @property
+    def sd(self) -> float | None:
+        return self.metrics[self.metric]["sd"]
+
+
+@dataclass
+class FoldPlan:
+    """Which train rows each fold holds out, and how they were drawn."""
+
+    held_out: list[np.ndarray]  # row indices of each fold, sorted
+    how: str  # "stratified by label", "shuffled", "shuffled, questions of one context together"
+    rows: int
+
+    def train_rows(self, k: int) -> np.ndarray:
+        """Rows fold `k` (0-based) trains on: every row the fold does not hold out, in file order."""
+        mask = np.ones(self.rows, dtype=bool)
+        mask[self.held_out[k]] = False
+        return np.flatnonzero(mask)
+
+
+def cross_validate(
+    recipe: Recipe | str | Path | dict[str, Any],
+    *,
+    folds: int = 5,
+    keep: str = "all",
+    overrides: dict[str, Any] | None = None,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> FoldsResult:
+    """Train one model per fold of the recipe's train split and score it on the fold it did not see.
+
+    Args:
+        recipe: a Recipe, a YAML path or a dict.
+        folds: K, at least 2 (and, stratified, at most the rows of the rarest label).
+        keep: "all" keeps each fold's model in OUTPUT/fold-k; "none" keeps only the scores.
+        overrides: dotted keys set before validation, for every fold.
+        output_dir: where the cross-validation goes (default: the recipe's output_dir).
+        resume: continue a killed cross-validation: finished folds are skipped, the unfinished one continues
+            from its last checkpoint.
+        overwrite: replace a cross-validation (or a run) in output_dir.
+    """
+    if resume and overwrite:
+        raise HftkError("--resume continues the run in the output directory, --overwrite replaces it; pick one")
+    if keep not in KEEP:
+        raise HftkError(f"--keep {keep}: choose all (every fold's model) or none (only the scores)")
+    if folds < 2:
+        raise HftkError(f"--folds {folds}: cross-validation needs at least 2 folds; give --folds 5 (or drop it)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise HftkError("--folds trains its folds one after another in one process; start it without torchrun")
+    recipe = load_recipe(recipe, overrides)
+    if output_dir is not None:
+        recipe = recipe.model_copy(update={"output_dir": str(output_dir)})
+    if not get_task(recipe.task).trainable:
+        raise HftkError(f"task: {recipe.task} is for inference only; there is nothing to cross-validate")
+    if recipe.data.streaming:
+        raise HftkError(
+            "recipe: data.streaming: --folds reads the train split whole (it is for small data sets); "
+            "remove data.streaming"
+        )
+    out = Path(recipe.output_dir)
+    check_folds_dir(out, resume=resume, overwrite=overwrite)
+    prepared = prepare(_train_only(recipe), splits=("train",))  # every row checked before any fold trains
+    records = prepared.splits["train"]
+    plan = plan_folds(prepared, folds)
+    fixed = _learnt(prepared)
+    with locked(out / LOCK, "hftk train --folds"):
+        check_folds_dir(out, resume=resume, overwrite=overwrite)
+        if overwrite:
+            clear(out)
+        run = _Run(out, recipe, prepared, records, plan, keep=keep, fixed=fixed)
+        run.start(resume=resume)
+        for k in range(folds):
+            run.fold(k, resume=resume)
+        return run.finish()
+
+
+def check_folds_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """A folder with a cross-validation continues only with --resume; any other folder is `hftk train`'s rule."""
+    found = saved_folds(out) is not None
+    missing = f"{METRICS} with per_fold is missing"
+    check_runs_dir(out, METRICS, "a cross-validation", resume=resume, overwrite=overwrite, found=found, missing=missing)
+
+
+def saved_folds(out: Path) -> dict[str, Any] | None:
+    """OUTPUT/metrics.json when it is a cross-validation's (it has per_fold), else None."""
+    try:
+        saved = json.loads((out / METRICS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and isinstance(saved.get("per_fold"), list) else None
+
+
+def clear(out: Path) -> None:
+    """Remove what a cross-validation writes (and nothing else: a user's files in the folder stay), all or
+    nothing; a link in its place is removed, never followed."""
+    if not out.is_dir():
+        return
+    remove_whole(
+        path
+        for path in out.iterdir()
+        if ((path.is_dir() or path.is_symlink()) and (_FOLD.match(path.name) or path.name == DATA))
+        or path.name in (METRICS, "README.md")
+    )
+
+
+# What a resumed cross-validation may change beyond output.UNMEASURED: what its folds do not use.
+_UNUSED = ("search", "data.validation", "data.test", "data.validation_fraction")
+
+
+# ------------------------------------------------------------------------------------------ the folds
+
+
+def plan_folds(prepared: Prepared, folds: int) -> FoldPlan:
+    """The folds of `prepared`'s train split: stratified for single-label classification, by context for QA.
+
+    Raises:
+        HftkError: more folds than rows (contexts, or rows of the rarest label when stratified).
+    """
+    records, task, seed = prepared.splits["train"], prepared.task, prepared.recipe.seed
+    where = f"--folds {folds}: train ({records.source})"
+    if task.name == "text-classification" and getattr(task, "problem", None) == "single_label":
+        labels = task.targets(records)
+        rarest, count = min(Counter(labels).items(), key=lambda item: (item[1], item[0]))
+        if count < folds:
+            name = task.names[rarest]
+            raise HftkError(
+                f"{where} has {count} row(s) of label {name!r}; stratified folds need at least {folds} rows of "
+                "every label: lower --folds or add rows"
+            )
+        return FoldPlan(assign_folds(len(records), folds, seed, labels=labels), "stratified by label", len(records))
+    if task.name == "question-answering":
+        contexts = task.column(records, "context")
+        if len(set(contexts)) < folds:
+            raise HftkError(
+                f"{where} has {len(set(contexts))} distinct context(s), and the questions of one context stay in "
+                "one fold: lower --folds or add rows"
+            )
+        held = assign_folds(len(records), folds, seed, groups=contexts)
+        return FoldPlan(held, "shuffled, questions of one context in the same fold", len(records))
+    if len(records) < folds:
+        raise HftkError(f"{where} has {len(records)} row(s); every fold needs one: lower --folds or add rows")
+    return FoldPlan(assign_folds(len(records), folds, seed), "shuffled", len(records))
+
+
+def assign_folds(
+    rows: int, folds: int, seed: int, *, labels: list[Any] | None = None, groups: list[Any] | None = None
+) -> list[np.ndarray]:
+    """The held-out row indices of each fold (sorted): scikit-learn's StratifiedKFold when `labels` are given,
+    GroupKFold when `groups` are (a group never spans two folds), KFold otherwise; shuffled with `seed`."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
+    index = np.zeros(rows)
+    if labels is not None:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(index, labels)
+    elif groups is not None:
+        ids = {g: i for i, g in enumerate(dict.fromkeys(groups))}  # GroupKFold wants hashable, sortable ids
+        splits = GroupKFold(folds, shuffle=True, random_state=seed).split(index, groups=[ids[g] for g in groups])
+    else:
+        splits = KFold(folds, shuffle=True, random_state=seed).split(index)
+    return [np.sort(held) for _, held in splits]
+
+
+def _train_only(recipe: Recipe) -> Recipe:
+    """The recipe reading only its train split, whole: no validation drawn from it (validation_fraction) and
+    nothing that needs a validation split yet."""
+    drop: dict[str, Any] = {"validation": None, "test": None}
+    if "validation_fraction" in type(recipe.data).model_fields:
+        drop["validation_fraction"] = None
+    return recipe.model_copy(update={"data": recipe.data.model_copy(update=drop), "early_stopping_patience": None})
+
+
+def _learnt(prepared: Prepared) -> dict[str, Any]:
+    """Recipe fields fixing what the task learnt from the whole train split, so that every fold's model has the same
+    labels (a rare one may be missing from a fold's train part) and the same metrics."""
+    recipe, task = prepared.recipe, prepared.task
+    if task.name == "text-classification" and getattr(task, "problem", None) != "regression" and not recipe.labels:
+        return {"labels": list(task.value_to_id)}  # learnt labels: the data values, in the order learnt
+    if task.name == "token-classification" and not recipe.labels:
+        return {"labels": list(task.types)}
+    if task.name == "seq2seq" and recipe.rouge_tokens == "auto":
+        return {"rouge_tokens": task.rouge_tokens}
+    return {}
+
+
+def _fold_overrides(recipe: Recipe, train_file: Path, held_out_file: Path, keep: str) -> dict[str, Any]:
+    """What a fold's run changes in the recipe: its data files (JSON Lines: no hub, no CSV header names, no
+    held-out share), and the model it keeps."""
+    data: dict[str, Any] = {
+        "data.train": str(train_file),
+        "data.validation": str(held_out_file),
+        "data.test": None,
+        "data.hub": None,
+        "data.hub_config": None,
+        "data.column_names": None,
+    }
+    if "validation_fraction" in type(recipe.data).model_fields:
+        data["data.validation_fraction"] = None
+    if not _chooses_on_held_out(recipe):
+        data["training.load_best_model_at_end"] = False  # the last step: the held-out fold chooses nothing
+    if keep == "none":
+        data["keep_checkpoints"] = False
+    return data
+
+
+def _chooses_on_held_out(recipe: Recipe) -> bool:
+    """Whether the recipe itself asks for the best checkpoint (or early stopping), which the held-out fold decides."""
+    return bool(recipe.training.get("load_best_model_at_end", recipe.early_stopping_patience is not None))
+
+
+def write_rows(records: Records, index: np.ndarray, path: Path) -> None:
+    """The rows at `index` as JSON Lines, keyed by the columns the recipe maps (a value JSON cannot hold, such as a
+    date, as its text)."""
+    lines = (json.dumps(records.rows[i], ensure_ascii=False, default=str) for i in index)
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def _fingerprint(records: Records, plan: FoldPlan, seed: int) -> str:
+    """The train rows and their folds: a resumed cross-validation must hold out the same rows in each fold."""
+    digest = hashlib.sha256(f"{len(plan.held_out)} {seed} {plan.how}\n".encode())
+    for row in records.rows:
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
+    for held in plan.held_out:
+        digest.update(held.astype(np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class _Run:
+    """One cross-validation's folder: the folds trained (or skipped), metrics.json after each, the card at the end."""
+
+    def __init__(
+        self,
+        out: Path,
+        recipe: Recipe,
+        prepared: Prepared,
+        records: Records,
+        plan: FoldPlan,
+        *,
+        keep: str,
+        fixed: dict[str, Any],
+    ) -> None:
+        self.out, self.recipe, self.prepared, self.records, self.plan = out, recipe, prepared, records, plan
+        self.keep, self.fixed = keep, fixed
+        self.k = len(plan.held_out)
+        self.fingerprint = _fingerprint(records, plan, recipe.seed)
+        self.trained_with = trained_with(recipe, _UNUSED)  # every fold's settings, but for its own data files
+        self.done: dict[int, dict[str, Any]] = {}  # fold number (1-based) -> its per_fold entry
+        self.device: dict[str, Any] = {}
+
+    def start(self, *, resume: bool) -> None:
+        saved = saved_folds(self.out) if resume else None
+        if saved is not None:
+            if saved.get("folds") != self.k:
+                raise HftkError(
+                    f"{self.out}: the cross-validation there has {saved.get('folds')} folds; resume with --folds "
+                    f"{saved.get('folds')}, or start anew with --overwrite"
+                )
+            if "trained_with" not in saved:
+                raise HftkError(
+                    f"{self.out}: the cross-validation there records no settings to compare (an older hftk wrote "
+                    "it); start anew with --overwrite, or choose another --output"
+                )
+            if changes := changed_settings(saved["trained_with"], self.trained_with):
+                shown = ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
+                raise HftkError(
+                    f"{self.out}: the cross-validation there was trained with other settings ({shown}), and one "
+                    "mean ± sd cannot mix them; resume with its settings, start anew with --overwrite, or choose "
+                    "another --output"
+                )
+            if saved.get("fingerprint") != self.fingerprint:
+                raise HftkError(
+                    f"{self.out}: the train rows (or the seed) differ from the cross-validation there, so its folds "
+                    "would hold out other rows; resume with the same recipe, or start anew with --overwrite"
+                )
+            self.done = {entry["fold"]: entry for entry in saved["per_fold"]}
+            self.device = saved.get("device") or {}
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.write_metrics()  # from here on the folder is a cross-validation that --resume continues
+
+    def fold(self, k: int, *, resume: bool) -> None:
+        """Train and score fold k (0-based), unless its scores are stored."""
+        number = k + 1
+        if number in self.done:
+            logger.warning("hftk: fold %d of %d finished before; skipped", number, self.k)
+            return
+        train_rows, held = self.plan.train_rows(k), self.plan.held_out[k]
+        files = self.out / DATA / f"fold-{number}"
+        write_rows(self.records, train_rows, files / "train.jsonl")
+        write_rows(self.records, held, files / "held_out.jsonl")
+        folder = self.out / f"fold-{number}"
+        logger.warning(
+            "hftk: fold %d of %d: train on %d rows, score on %d held out -> %s",
+            number,
+            self.k,
+            len(train_rows),
+            len(held),
+            folder,
+        )
+        started = time.perf_counter()
+        again = resume and folder.exists()  # killed during this fold: continue from its last checkpoint
+        result = train(
+            self.recipe,
+            overrides={
+                **self.fixed,
+                **_fold_overrides(self.recipe, files / "train.jsonl", files / "held_out.jsonl", self.keep),
+            },
+            output_dir=folder,
+            resume=again,
+            overwrite=not again,
+        )
+        scores = result.metrics.get("eval") or {}
+        self.device = self.device or result.metrics.get("device", {})
+        self.done[number] = {
+            "fold": number,
+            "train_rows": len(train_rows),
+            "held_out_rows": len(held),
+            "global_step": result.global_step,
+            "seconds": round(time.perf_counter() - started, 1),
+            "folder": folder.name if self.keep == "all" else None,
+            "eval": scores,
+        }
+        self.write_metrics()  # the fold's scores are stored before its folder can go
+        if self.keep == "none":
+            remove_whole([folder])
+        shown = ", ".join(f"{_short(m)} {metric_text(scores, m)}" for m in self._shown() if m in scores)
+        logger.warning("hftk: fold %d of %d: %s", number, self.k, shown)
+
+    def finish(self) -> FoldsResult:
+        summary = self.write_metrics()
+        atomic_write_text(self.out / "README.md", self.card(summary))
+        if self.keep == "none":
+            remove_whole([self.out / DATA])
+        return FoldsResult(
+            self.out,
+            self.k,
+            self.metric,
+            summary["metrics"],
+            summary["per_fold"],
+            round(sum(f["seconds"] for f in summary["per_fold"]), 1),
+        )
+
+    # -- results ---------------------------------------------------------------------------------------
+    @property
+    def metric(self) -> str:
+        return f"eval_{self.prepared.task.main_metric}"
+
+    def summary(self) -> dict[str, Any]:
+        per_fold = [self.done[n] for n in sorted(self.done)]
+        recipe = self.recipe
+        return {
+            "folds": self.k,
+            "complete": len(per_fold) == self.k,
+            "keep": self.keep,
+            "split": self.plan.how,
+            "seed": recipe.seed,
+            "rows": self.plan.rows,
+            "source": self.records.source,
+            "fingerprint": self.fingerprint,
+            "trained_with": self.trained_with,
+            "main_metric": self.metric,
+            "scored_on": "each fold's held-out part; the recipe's validation and test splits are not used",
+            "model": "the best checkpoint by the held-out fold (optimistic)"
+            if _chooses_on_held_out(recipe)
+            else "each fold's last step",
+            "metrics": aggregate([f["eval"] for f in per_fold], self.k),
+            "per_fold": per_fold,
+            "device": self.device,
+        }
+
+    def write_metrics(self) -> dict[str, Any]:
+        summary = self.summary()
+        atomic_write_text(self.out / METRICS, json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def _shown(self) -> list[str]:
+        """The metrics the console shows: the main one first, then the loss and others, four at most."""
+        names = list(aggregate([f["eval"] for f in self.done.values()], self.k))
+        return sorted(names, key=lambda m: _order(m, self.metric))[:4]
+
+    def card(self, summary: dict[str, Any]) -> str:
+        """README.md: the Hub metadata of `hftk train`'s card (the means as results), then the folds' scores."""
+        recipe, task = self.recipe, self.prepared.task
+        means: dict[str, Any] = {}
+        for m, stats in summary["metrics"].items():
+            means[m] = stats["mean"]
+            if stats["mean"] is None and any(stats.get("undefined", [])):  # in every fold
+                undefined(means, m, "undefined in every fold: " + next(w for w in stats["undefined"] if w))
+        local = recipe.model.startswith((".", "/", "package:")) or Path(recipe.model).exists()
+        split = {"eval": f"train ({self.k}-fold cross-validation)"}
+        header = card_metadata(_train_only(recipe), task, {"eval": means}, None if local else recipe.model, split)
+        base = recipe.model if not local or recipe.model.startswith("package:") else Path(recipe.model).name
+        held = [f["held_out_rows"] for f in summary["per_fold"]]
+        folds = [f"fold {f['fold']}" for f in summary["per_fold"]]
+        rows = [
+            f"| {_short(m)} | {_pm(s)} | " + " | ".join(map(_cell, s["values"], s.get("undefined", []))) + " |"
+            for m, s in sorted(summary["metrics"].items(), key=lambda item: _order(item[0], self.metric))
+        ]
+        unused = [s for s in ("validation", "test") if getattr(recipe.data, s)]
+        lines = [
+            "---",
+            header.to_yaml(),
+            "---",
+            "",
+            f"# {self.out.name}",
+            "",
+            f"`{base}` fine-tuned for **{task.pipeline}** with hftk and scored by {self.k}-fold cross-validation "
+            f"of its training data (`hftk train RECIPE --folds {self.k}`).",
+            "",
+            "## Cross-validation",
+            "",
+            f"{self.plan.rows:,} train rows in {self.k} folds ({self.plan.how}, seed {recipe.seed}); each model "
+            f"trained on the other {self.k - 1} folds and was scored on its own ({_span(held)} rows), "
+            "as scikit-learn's `cross_validate` scores the held-out fold."
+            + (f" The recipe's {' and '.join(unused)} split was not used." if unused else ""),
+            "",
+            "Each fold's model is its best checkpoint by the held-out fold's metric, so the scores are optimistic."
+            if _chooses_on_held_out(recipe)
+            else "Each fold's model is its last training step (no checkpoint was chosen on the held-out fold).",
+            *(
+                ["Multi-label thresholds were tuned on each held-out fold, so those scores are optimistic."]
+                if getattr(recipe, "threshold", None) == "tuned"
+                else []
+            ),
+            "",
+            "## Metrics",
+            "",
+            f"Mean ± sample standard deviation over the {self.k} held-out folds; a metric undefined on a fold "
+            "(a correlation of constant values, an F1 with nothing to find) is left out of its mean, and "
+            "metrics.json says why.",
+            "",
+            "| metric | mean ± sd | " + " | ".join(folds) + " |",
+            "|---|---|" + "---|" * len(folds),
+            *rows,
+            "",
+            "## Folds",
+            "",
+            _kept(summary["per_fold"], self.keep),
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def _kept(per_fold: list[dict[str, Any]], keep: str) -> str:
+    """What the folder holds besides the scores: each fold's model as its run kept it (--keep may change on
+    --resume), and the rows of each fold while --keep is all."""
+    folders = [f"`{f['folder']}/`" for f in per_fold if f["folder"]]
+    rows = " `data/fold-k/` holds the rows each trained on and was scored on." if keep == "all" else ""
+    if not folders:
+        return f"Only the scores were kept (`--keep none`): `metrics.json` has every figure above.{rows}"
+    which = "the folds'" if len(folders) == len(per_fold) else "the only"
+    return (
+        f"{', '.join(folders)}: {which} model folders, each with its card.{rows} `metrics.json` has every figure above."
+    )
+
+
+def aggregate(scores: list[dict[str, Any]], folds: int) -> dict[str, dict[str, Any]]:
+    """metric -> {mean, sd (sample, n - 1), values} over the folds' evaluations; a metric a fold lacks (a type its
+    held-out part does not have) or that is undefined there is None and left out of its mean; `undefined` (only
+    when one is) gives each fold's reason, or None."""
+    names = [m for s in scores for m, v in s.items() if (_number(v) or why_undefined(s, m)) and not _timing(m)]
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(names):
+        values = [s.get(name) for s in scores]
+        present = [float(v) for v in values if isinstance(v, (int, float))]
+        out[name] = {
+            "mean": statistics.fmean(present) if present else None,
+            "sd": statistics.stdev(present) if len(present) > 1 else None,
+            "values": values,
+        }
+        if any(why := [why_undefined(s, name) for s in scores]):
+            out[name]["undefined"] = why
+    return out
+
+
+def format_table(result: FoldsResult) -> str:
+    """One line per fold (its rows, steps and main scores), then mean ± sd: for the console."""
+    shown = sorted(result.metrics, key=lambda m: _order(m, result.metric))[:4]
+    head = ["fold", "train", "held out", "steps", *(_short(m) for m in shown)]
+    lines = [
+        [str(f["fold"]), str(f["train_rows"]), str(f["held_out_rows"]), str(f["global_step"])]
+        + [_cell(f["eval"].get(m), why_undefined(f["eval"], m)) for m in shown]
+        for f in result.per_fold
+    ]
+    text = text_table(head, lines)
+    text.append("mean ± sd: " + ", ".join(f"{_short(m)} {_pm(result.metrics[m])}" for m in shown))
+    return "\n".join(text)
+
+
+def _order(metric: str, main: str) -> tuple[bool, bool]:
+    """The main metric first, then the loss, then the others as the task reports them (a stable sort)."""
+    return (metric != main, metric != "eval_loss")
+
+
+def _span(sizes: list[int]) -> str:
+    return f"{min(sizes):,}" if min(sizes) == max(sizes) else f"{min(sizes):,}-{max(sizes):,}"
+
+
+def _timing(metric: str) -> bool:
+    return metric.split("_", 1)[-1] in _TIMINGS
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float))
+
+
+def _short(metric: str) -> str:
+    return metric.removeprefix("eval_")
+
+
+def _cell(value: Any, why: str | None = None) -> str:
+    if why:
+        return "undefined"
+    return (
+        f"{value:.4f}"
+        if isinstance(value, (int, float)) and math.isfinite(value)
+        else "-"
+        if value is None
+        else str(value)
+    )
+
+
+def _pm(stats: dict[str, Any]) -> str:
+    mean, sd, undefined = stats["mean"], stats["sd"], sum(map(bool, stats.get("undefined", [])))
+    if mean is None:
+        return "undefined" if undefined else "-"
+    shown = f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
+    return shown + (f" ({undefined} undefined)" if undefined else "")

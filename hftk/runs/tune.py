@@ -1,0 +1,551 @@
+"""`hftk tune`: the recipe's `search:` space searched by Optuna, each trial one `hftk train` run.
+
+A trial is an ordinary run of the recipe with the trial's values `--set`, so everything `hftk train` checks and
+writes holds for it. The study lives in OUTPUT/study.db (SQLite): a killed search continues with `--resume`,
+finished trials are never run again, and the trial that was running is run anew with the same values. Trials
+report every evaluation to Optuna, whose median pruner stops a trial below the median of the others at the same
+step: a search of N trials costs a few full runs, not N (evaluate more often, `training.eval_strategy: steps`,
+to prune sooner). The first trial is the recipe's own values where the space holds them; a space of `choices`
+only is a grid, each point run once.
+
+OUTPUT holds, besides study.db: best/ (the best trial's model folder, as `hftk train` writes one),
+best-recipe.yaml (the recipe with the best values, runnable as is), trials.csv, tune.png (objective by trial,
+parameter importances) and tune.json (the summary). Only the running trial's folder lives in trials/: a trial
+that is not the best so far is deleted when it ends, its scores kept in the study.
+
+`--backend ray` runs the same trials through Ray Tune (`ray.tune.Tuner` with Optuna's sampler and Ray's
+median stopping rule),
+for a search spread over a Ray cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import functools
+import io
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hftk.config.recipe import TRAINING_DEFAULTS, Recipe, SearchSpace, read_recipe, safe_load
+from hftk.errors import HftkError
+from hftk.files import LOCK, atomic_write_text, locked, replace_model
+from hftk.tasks import get_task, load_recipe
+from hftk.tasks.metrics import why_undefined
+from hftk.training.output import changed_settings, check_runs_dir, remove_whole, text_table, trained_with
+from hftk.training.prepare import prepare
+from hftk.training.train import train
+from hftk.training.trainer import EvaluationReport
+
+logger = logging.getLogger("hftk")
+
+STUDY = "study.db"
+BEST = "best"
+TRIALS = "trials"
+_UNSET = object()
+_OURS = (STUDY, BEST, TRIALS, "best-recipe.yaml", "trials.csv", "tune.png", "tune.json", "ray")
+
+
+@dataclass
+class TuneResult:
+    """The search's outcome: the best trial's values and score, where its model is, and every trial."""
+
+    output_dir: Path
+    metric: str  # e.g. eval_accuracy
+    direction: str  # maximize or minimize
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_dir: Path | None
+    trials: list[dict[str, Any]] = field(default_factory=list)  # trials.csv's rows
+    seconds: float = 0.0
+
+
+def tune(
+    recipe: Recipe | str | Path | dict[str, Any],
+    *,
+    trials: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    prune: bool = True,
+    backend: str = "optuna",
+) -> TuneResult:
+    """Search the recipe's `search:` space: `trials` trials in all (a resumed study counts those it has).
+
+    Args:
+        recipe: a Recipe, a YAML path or a dict, with a `search:` block.
+        trials: how many trials the study holds when done (complete, pruned or failed). Default: the whole
+            grid when every searched key is a list of `choices` (each point once, as JGLUE's grid), else 10.
+        overrides: dotted keys set before validation, for every trial.
+        output_dir: where the study goes (default: the recipe's output_dir).
+        resume: continue the study in output_dir.
+        overwrite: replace a study (or a run) in output_dir.
+        prune: stop trials below the median of the others at the same evaluation.
+        backend: "optuna" (this process) or "ray" (Ray Tune, on a local or existing Ray cluster).
+    """
+    if resume and overwrite:
+        raise HftkError("--resume continues the study in the output directory, --overwrite replaces it; pick one")
+    if trials is not None and trials < 1:
+        raise HftkError(f"--trials {trials}: a search needs at least one trial")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise HftkError("hftk tune runs its trials one after another in one process; start it without torchrun")
+    source = recipe
+    recipe = load_recipe(recipe, overrides)
+    if output_dir is not None:
+        recipe = recipe.model_copy(update={"output_dir": str(output_dir)})
+    if not get_task(recipe.task).trainable:
+        raise HftkError(f"task: {recipe.task} is for inference only; there is nothing to tune")
+    if not recipe.search:
+        raise HftkError(
+            "recipe: no search: block to tune; add one, e.g. search: {training.learning_rate: "
+            "{low: 1.0e-5, high: 1.0e-4, log: true}, training.num_train_epochs: {choices: [2, 3]}}"
+        )
+    prepared = prepare(recipe)  # the data checked once, before any trial; and the metric trials are scored on
+    if not prepared.has_eval:
+        raise HftkError("recipe: tune compares trials on the validation metric; give data.validation")
+    task = prepared.task
+    study = Study(
+        Path(recipe.output_dir),
+        recipe,
+        base=_base_mapping(source, recipe, overrides),
+        metric=f"eval_{task.main_metric}",
+        direction="maximize" if task.greater_is_better else "minimize",
+    )
+    trials = study.trial_count(trials)
+    check_study_dir(study.out, resume=resume, overwrite=overwrite)
+    with locked(study.out / LOCK, "hftk tune"):
+        check_study_dir(study.out, resume=resume, overwrite=overwrite)
+        if overwrite:
+            study.clear()
+        study.settle(resume=resume)
+        start = time.perf_counter()
+        if backend == "ray":
+            from hftk.runs.tune_ray import run_ray
+
+            run_ray(study, trials, resume=resume, prune=prune)
+        elif backend == "optuna":
+            study.run(trials, resume=resume, prune=prune)
+        else:
+            raise HftkError(f"--backend {backend}: choose optuna or ray")
+        return study.finish(time.perf_counter() - start)
+
+
+def check_study_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """A folder with a study continues only with --resume; one with a training run is `hftk train`'s rule."""
+    check_runs_dir(out, STUDY, "a study", resume=resume, overwrite=overwrite, found=(out / STUDY).exists())
+
+
+class Study:
+    """One search's folder and its Optuna study: trials asked, run as `hftk train`, told, tidied up."""
+
+    def __init__(self, out: Path, recipe: Recipe, *, base: dict[str, Any], metric: str, direction: str) -> None:
+        self.out, self.recipe, self.base = out, recipe, base
+        self.metric, self.direction = metric, direction
+        self.space: dict[str, SearchSpace] = recipe.search
+
+    # -- optuna ----------------------------------------------------------------------------------------
+    def settle(self, *, resume: bool) -> None:
+        """A new study records what its trials are trained with (the recipe, the data's content); a resumed one
+        must have been trained with the same, or its ranking would compare trials of other settings. Only
+        --trials may grow (and pruning, logging, the card change nothing measured)."""
+        record = trained_with(self.recipe)
+        if not resume:
+            self.load(create=True).set_user_attr("trained_with", record)
+            return
+        try:
+            saved = self._study().user_attrs.get("trained_with")
+        except Exception:  # not an SQLite database, or no study "hftk" in it: Optuna's and SQLAlchemy's errors
+            raise HftkError(
+                f"{self.out / STUDY}: not a study hftk can read; start anew with --overwrite, or choose another "
+                "--output"
+            ) from None
+        if saved is None:
+            raise HftkError(
+                f"{self.out}: the study there records no settings to compare (an older hftk wrote it); start anew "
+                "with --overwrite, or choose another --output"
+            )
+        if changes := changed_settings(saved, record):
+            shown = ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
+            raise HftkError(
+                f"{self.out}: the study there ran its trials with other settings ({shown}), and its ranking cannot "
+                "mix them; resume with its settings (only --trials may grow), start anew with --overwrite, or "
+                "choose another --output"
+            )
+
+    def load(self, *, create: bool, seed_offset: int = 0, prune: bool = True, trials: int = 10) -> Any:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.out.mkdir(parents=True, exist_ok=True)
+        sampler = self.sampler(seed_offset=seed_offset, trials=trials)
+        pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials) if prune else optuna.pruners.NopPruner()
+        )
+        return optuna.create_study(
+            storage=f"sqlite:///{(self.out / STUDY).resolve()}",
+            study_name="hftk",
+            direction=self.direction,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=not create,
+        )
+
+    @property
+    def grid(self) -> dict[str, list[Any]] | None:
+        """The search as a grid when every key lists its choices: a few values each, all worth trying."""
+        if all(space.choices is not None for space in self.space.values()):
+            return {key: list(space.choices or ()) for key, space in self.space.items()}
+        return None
+
+    def trial_count(self, trials: int | None) -> int:
+        """--trials, or the grid's size; never more than the grid has points (each would be a repeat)."""
+        size = math.prod(len(v) for v in self.grid.values()) if self.grid is not None else None
+        if size is not None and (trials is None or trials > size):
+            if trials is not None:
+                logger.warning("hftk tune: the grid has %d points; %d trials run, not %d", size, size, trials)
+            return size
+        return trials or 10
+
+    def sampler(self, *, seed_offset: int = 0, trials: int = 10) -> Any:
+        """Every point of a grid of choices once (in a seeded order); else TPE after a few random trials. The
+        seed moves on with the trials done, so a resumed study does not draw the first trials' values again."""
+        import optuna
+
+        seed = self.recipe.seed + seed_offset
+        if self.grid is not None:
+            return _grid_sampler()(self.grid, seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials // 2)))
+
+    @functools.cached_property
+    def startup_trials(self) -> int:
+        """Finished trials before any is pruned (a trial's first evaluation can stop it then). One when the first
+        trial is the recipe's own values: a trial behind the recipe at the same step has shown enough; else two,
+        so that one unlucky draw is not the yardstick."""
+        return 1 if self.recipe_point is not None else 2
+
+    @functools.cached_property
+    def recipe_point(self) -> dict[str, Any] | None:
+        """The recipe's own values of the searched keys, where each is one the search could propose: the first
+        trial, so the best found is never below the recipe on the validation metric. None for a grid (it visits
+        every point anyway) or when a value lies outside the space."""
+        if self.grid is not None:
+            return None
+        from transformers import TrainingArguments
+
+        mapping = self.recipe.model_dump(mode="python")
+        training = {f.name: f.default for f in dataclasses.fields(TrainingArguments)} | TRAINING_DEFAULTS
+        point = {}
+        for key, space in self.space.items():
+            value: Any = mapping
+            for part in key.split("."):
+                value = value.get(part, _UNSET) if isinstance(value, dict) else _UNSET
+            if value is _UNSET and key.startswith("training."):
+                value = training.get(key.removeprefix("training."), _UNSET)
+            if not space.contains(value):
+                return None
+            point[key] = value
+        return point
+
+    def distributions(self) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        out: dict[str, Any] = {}
+        for key, space in self.space.items():
+            if space.choices is not None:
+                out[key] = CategoricalDistribution(space.choices)
+            elif space.integers:
+                out[key] = IntDistribution(int(space.low), int(space.high), log=space.log, step=int(space.step or 1))
+            else:
+                out[key] = FloatDistribution(float(space.low), float(space.high), log=space.log, step=space.step)
+        return out
+
+    def run(self, trials: int, *, resume: bool, prune: bool) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        study = self.load(create=False, prune=prune, trials=trials)  # created by settle()
+        if not resume and (point := self.recipe_point) is not None:
+            study.enqueue_trial(point)
+            logger.warning("hftk tune: trial 0 runs the recipe's own values, so the search starts from them")
+        if resume:
+            self._recover(study)
+            study = self.load(create=False, seed_offset=len(study.trials), prune=prune, trials=trials)
+        distributions = self.distributions()
+        while (done := sum(map(_counts, study.trials))) < trials:
+            trial = study.ask(distributions)
+            logger.warning("hftk tune: trial %d (%d of %d): %s", trial.number, done + 1, trials, _show(trial.params))
+            started = time.perf_counter()
+            try:
+                value = self.run_trial(trial.number, trial.params, optuna_report(trial))
+            except optuna.TrialPruned as pruned:
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+                study.tell(trial, state=TrialState.PRUNED)
+                logger.warning("hftk tune: trial %d pruned (%s)", trial.number, pruned)
+                self.remove_trial(trial.number)
+                continue
+            except HftkError as e:  # this trial's values fail (a NaN loss at a high rate); the others may not
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+                trial.set_user_attr("error", str(e).splitlines()[0])
+                study.tell(trial, state=TrialState.FAIL)
+                logger.warning("hftk tune: trial %d failed: %s", trial.number, str(e).splitlines()[0])
+                self.remove_trial(trial.number)
+                continue
+            trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+            study.tell(trial, value)
+            self.keep_if_best(trial.number, study.best_trial.number)
+        if not any(t.state == TrialState.COMPLETE for t in study.trials):
+            errors = [t.user_attrs.get("error") for t in study.trials if t.user_attrs.get("error")]
+            raise HftkError(f"every trial failed; the first: {errors[0]}" if errors else "no trial completed")
+
+    def _recover(self, study: Any) -> None:
+        """A killed search left its running trial RUNNING: mark it failed and ask for its values again; a
+        finished trial whose folder was never tidied is kept (the best) or removed."""
+        from optuna.trial import TrialState
+
+        for t in study.trials:
+            if t.state == TrialState.RUNNING:
+                study.tell(t.number, state=TrialState.FAIL)
+                study.enqueue_trial(t.params, skip_if_exists=False)
+                self.remove_trial(t.number)
+        for t in study.trials:
+            if t.state == TrialState.COMPLETE and self.trial_dir(t.number).exists():
+                self.keep_if_best(t.number, study.best_trial.number)
+
+    # -- trials ----------------------------------------------------------------------------------------
+    def trial_dir(self, number: int | str) -> Path:
+        """Where trial `number` (Optuna's trial number, or Ray's trial id) trains."""
+        name = f"trial-{number:03d}" if isinstance(number, int) else f"trial-{number}"
+        return self.out / TRIALS / name
+
+    def run_trial(self, number: int, params: dict[str, Any], report: Any) -> float:
+        """One `hftk train` of the recipe with `params` set; its validation score."""
+        result = train(
+            self.recipe,
+            overrides={**params, "keep_checkpoints": False, "search": {}},
+            output_dir=self.trial_dir(number),
+            overwrite=True,
+            callbacks=[report],
+        )
+        return self.value_of(result, number)
+
+    def value_of(self, result: Any, trial: int | str) -> float:
+        """The objective of a trial's run; an error (the trial fails, unranked) where it is undefined or not finite."""
+        scores = result.metrics.get("eval") or {}
+        value = scores.get(self.metric)
+        if value is None and (why := why_undefined(scores, self.metric)):
+            raise HftkError(f"trial {trial}: {self.metric} is undefined ({why}); the trial is not ranked")
+        if value is None or not math.isfinite(value):
+            raise HftkError(f"trial {trial}: the run reported no finite {self.metric}")
+        return float(value)
+
+    def keep_if_best(self, number: int, best: int) -> None:
+        """The trial's model becomes best/ when it is the study's best; otherwise its folder goes."""
+        if number == best and self.trial_dir(number).exists():
+            self.keep(self.trial_dir(number), number)
+        self.remove_trial(number)
+
+    def keep(self, folder: Path, number: int) -> None:
+        """`folder` (trial `number`'s model) becomes best/, replacing the model there."""
+        target = self.out / BEST
+        if target.is_symlink():  # the model goes into the study's folder, never through a link out of it
+            target.unlink()
+        target.mkdir(exist_ok=True)
+        remove_whole([folder / "checkpoints"])
+        for name in ("README.md", "recipe.yaml"):  # they name the trial's folder, which is about to go
+            path = folder / name
+            if path.is_file():
+                path.write_text(path.read_text(encoding="utf-8").replace(str(folder), str(target)), encoding="utf-8")
+        replace_model(folder, target)
+        self.write_best_recipe(number)
+
+    def remove_trial(self, number: int) -> None:
+        remove_whole([self.trial_dir(number)])
+        with contextlib.suppress(OSError):
+            (self.out / TRIALS).rmdir()  # once no trial is left in it
+
+    def clear(self) -> None:
+        """Remove what a study writes, all or nothing (a link in its place goes, never what it points to)."""
+        remove_whole(self.out / name for name in _OURS)
+
+    # -- results ---------------------------------------------------------------------------------------
+    def write_best_recipe(self, number: int) -> None:
+        trial = self._study().trials[number]
+        mapping = read_recipe(self.base, trial.params).data  # the user's recipe, the trial's values set
+        mapping.pop("search", None)
+        mapping["output_dir"] = str(self.out / BEST)
+        _relative_data(mapping, self.out)
+        import yaml
+
+        head = (
+            f"# The best recipe of `hftk tune` (trial {number}, {self.metric} {trial.value:.4g}); its model "
+            f"is {self.out / BEST}.\n# Train it again: hftk train {self.out / 'best-recipe.yaml'} --output NEW_DIR\n"
+        )
+        atomic_write_text(
+            self.out / "best-recipe.yaml", head + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)
+        )
+
+    def _study(self) -> Any:
+        import optuna
+
+        return optuna.load_study(study_name="hftk", storage=f"sqlite:///{(self.out / STUDY).resolve()}")
+
+    def rows(self, study: Any) -> list[dict[str, Any]]:
+        rows = []
+        for t in study.trials:
+            row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), self.metric: t.value}
+            if t.value is None and t.intermediate_values:  # a pruned trial: its last evaluation
+                row[self.metric] = t.intermediate_values[max(t.intermediate_values)]
+            row |= {key: t.params.get(key) for key in self.space}
+            row["seconds"] = t.user_attrs.get("seconds")
+            row["error"] = t.user_attrs.get("error", "")
+            rows.append(row)
+        return rows
+
+    def finish(self, seconds: float) -> TuneResult:
+        """trials.csv, tune.png, tune.json, from the study as it stands."""
+        study = self._study()
+        rows = self.rows(study)
+        complete = [t for t in study.trials if t.value is not None]
+        best = study.best_trial if complete else None
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["trial"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.out / "trials.csv", buffer.getvalue())
+        result = TuneResult(
+            self.out,
+            self.metric,
+            self.direction,
+            best.value if best else None,
+            best.params if best else {},
+            self.out / BEST if best else None,
+            rows,
+            round(seconds, 1),
+        )
+        summary = {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items() if k != "trials"}
+        summary["best_trial"] = best.number if best else None
+        summary["states"] = {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail")}
+        atomic_write_text(self.out / "tune.json", json.dumps(summary, indent=2) + "\n")
+        plot_study(study, self.metric, self.out / "tune.png")
+        return result
+
+
+def optuna_report(trial: Any) -> EvaluationReport:
+    """Reports to an Optuna trial; raises `optuna.TrialPruned` out of the run when the pruner says so."""
+    import optuna
+
+    def send(value: float, step: int) -> None:
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"{value:.4g} at step {step}, below the median of the other trials")
+
+    return EvaluationReport(send)
+
+
+def plot_study(study: Any, metric: str, path: Path) -> None:
+    """Objective by trial (best so far as a line, pruned trials at their last evaluation) and the parameters'
+    importances (Optuna's default evaluator, once two trials have finished)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    best, best_line = None, []
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    for t in study.trials:
+        if t.value is not None:
+            left.scatter(t.number, t.value, color="tab:blue")
+            if best is None or (t.value > best if maximize else t.value < best):
+                best = t.value
+        elif t.intermediate_values:
+            left.scatter(t.number, t.intermediate_values[max(t.intermediate_values)], marker="x", color="tab:gray")
+        best_line.append((t.number, best))
+    left.plot([n for n, b in best_line if b is not None], [b for _, b in best_line if b is not None], color="tab:red")
+    left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    left.set(xlabel="trial", ylabel=metric, title="objective (x: pruned; line: best so far)")
+    try:
+        with warnings.catch_warnings():  # too few trials: importances come out equal, and the plot shows it
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError):  # fewer than two finished trials, or nothing varied
+        importances = {}
+    right.barh(list(importances)[::-1], list(importances.values())[::-1], color="tab:green")
+    right.set(xlabel="importance (Optuna's PED-ANOVA)", title="parameter importances")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def format_table(result: TuneResult) -> str:
+    """The trials as an aligned table, the best marked, for the console."""
+    if not result.trials:
+        return "no trials"
+    keys = list(result.trials[0])
+    keys.remove("error")
+
+    def cell(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
+
+    head, *lines = text_table(keys, [[cell(r[k]) for k in keys] for r in result.trials])
+    best = next((i for i, r in enumerate(result.trials) if r[result.metric] == result.best_value), None)
+    return "\n".join(["  " + head, *(("* " if i == best else "  ") + line for i, line in enumerate(lines))])
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _base_mapping(source: Any, recipe: Recipe, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The recipe as its user wrote it (with --set applied), for best-recipe.yaml: not every default spelt out."""
+    if isinstance(source, (str, Path)):
+        return read_recipe(source, overrides).data
+    return safe_load(json.dumps(recipe.model_dump(mode="json")))
+
+
+def _relative_data(mapping: dict[str, Any], folder: Path) -> None:
+    """Data paths as seen from `folder` (where best-recipe.yaml lives): relative paths in a recipe start at its
+    own folder."""
+    data = mapping.get("data")
+    if not isinstance(data, dict) or data.get("hub"):
+        return
+    for split in ("train", "validation", "test"):
+        value = data.get(split)
+        if isinstance(value, str) and not Path(value).is_absolute() and Path(value).exists():
+            data[split] = os.path.relpath(Path(value).resolve(), folder.resolve())
+
+
+def _counts(trial: Any) -> bool:
+    """Whether a trial counts towards --trials: finished, and not one a kill interrupted (it is run again)."""
+    from optuna.trial import TrialState
+
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or "error" in trial.user_attrs
+
+
+def _show(params: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
+        for k, v in params.items()
+    )
+
+
+def _grid_sampler() -> type:
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        """Optuna's grid, without its stop() once every point ran: that works inside study.optimize only, and
+        hftk's loop (and Ray's) count the trials themselves."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            pass
+
+    return Grid

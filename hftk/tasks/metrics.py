@@ -1,0 +1,304 @@
+"""Offline metrics (scikit-learn, scipy, seqeval, rouge-score, and SQuAD's own definitions): `evaluate.load`
+fetches metric code from the hub and fails offline."""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import warnings
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+# ------------------------------------------------------------------------------------------ undefined values
+
+# A metric that is undefined on the data (a correlation of constant values, an F1 with nothing to find and nothing
+# found) is None, JSON's null, never a number such as scikit-learn's silent 0 (which ranks, averages and reads as
+# a score); the reason stands beside it under the metric's name + UNDEFINED: {"pearson": None, "pearson_undefined":
+# "the predictions are constant (all 2.5)"}. Trainer prefixes both alike (eval_pearson, eval_pearson_undefined).
+UNDEFINED = "_undefined"
+
+
+def undefined(out: dict[str, Any], name: str, why: str) -> None:
+    """Mark metric `name` of `out` undefined: None, with `why` beside it."""
+    out[name] = None
+    out[name + UNDEFINED] = why
+
+
+def why_undefined(metrics: dict[str, Any], key: str) -> str | None:
+    """Why metric `key` is undefined, or None when it has a value (or is missing)."""
+    return metrics.get(key + UNDEFINED) if key in metrics and metrics[key] is None else None
+
+
+def is_reason(key: str, value: Any) -> bool:
+    """Whether this entry says why another is undefined (not a metric itself)."""
+    return key.endswith(UNDEFINED) and isinstance(value, str)
+
+
+def defined(metrics: dict[str, Any]) -> dict[str, Any]:
+    """`metrics` with every NaN made undefined (a NaN loss, a mean over nothing), in place."""
+    for key, value in list(metrics.items()):
+        if isinstance(value, float) and math.isnan(value):
+            undefined(metrics, key, "not a number (NaN)")
+    return metrics
+
+
+def shown(metrics: dict[str, Any], key: str) -> str:
+    """A metric for people: 0.1234, or "undefined (why)"."""
+    value = metrics.get(key)
+    if isinstance(value, (int, float)):
+        return f"{value:.4f}"
+    why = why_undefined(metrics, key)
+    return f"undefined ({why})" if why else "-"
+
+
+def _nothing_to_score(names: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        undefined(out, name, "no rows to score")
+    return out
+
+
+def _f1(out: dict[str, Any], name: str, value: float, why: str) -> None:
+    """scikit-learn's F1 with zero_division=nan: NaN where it is 0/0 (nothing in gold nor predicted)."""
+    if math.isnan(value):
+        undefined(out, name, why)
+    else:
+        out[name] = float(value)
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def single_label(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, Any]:
+    """Accuracy and macro F1 (a label neither in gold nor predicted has no F1 and is left out of the mean, as
+    scikit-learn does without `labels`), and for two labels the F1 of label 1 (GLUE's, for MRPC and QQP)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if not len(gold):
+        return _nothing_to_score(["accuracy", "f1_macro", *(["f1"] if num_labels == 2 else [])])
+    out: dict[str, Any] = {"accuracy": float(accuracy_score(gold, pred))}
+    labels = list(range(num_labels))
+    macro = f1_score(gold, pred, labels=labels, average="macro", zero_division=np.nan)
+    _f1(out, "f1_macro", macro, "no label occurs in the gold labels or the predictions")
+    if num_labels == 2:
+        binary = f1_score(gold, pred, pos_label=1, average="binary", zero_division=np.nan)
+        _f1(out, "f1", binary, "no row has label 1, in the gold labels or the predictions: F1 is 0/0")
+    return out
+
+
+def multi_label(pred: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    """Micro and macro F1 (a label neither in gold nor predicted is left out of the mean) and exact match."""
+    from sklearn.metrics import f1_score
+
+    if not len(gold):
+        return _nothing_to_score(["f1_micro", "f1_macro", "exact_match"])
+    out: dict[str, Any] = {}
+    why = "no label applies to any row, in the gold labels or the predictions: F1 is 0/0"
+    _f1(out, "f1_micro", f1_score(gold, pred, average="micro", zero_division=np.nan), why)
+    _f1(out, "f1_macro", f1_score(gold, pred, average="macro", zero_division=np.nan), why)
+    out["exact_match"] = float((pred == gold).all(axis=1).mean())
+    return out
+
+
+def regression(pred: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    """MSE, and Pearson and Spearman correlation: undefined for fewer than 2 rows or constant values (an
+    untrained or collapsed head predicts the same value for every row)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    if not len(gold):
+        return _nothing_to_score(["mse", "pearson", "spearman"])
+    out: dict[str, Any] = {"mse": float(np.mean((pred - gold) ** 2))}
+    if len(gold) < 2:
+        why = f"{len(gold)} row: a correlation needs 2 or more"
+    elif np.allclose(pred, pred[0]):
+        why = f"the predictions are constant (all {float(pred[0]):.4g})"
+    elif np.allclose(gold, gold[0]):
+        why = f"the gold values are constant (all {float(gold[0]):.4g})"
+    else:
+        why = None
+    for name, correlation in (("pearson", pearsonr), ("spearman", spearmanr)):
+        if why is None:
+            out[name] = float(correlation(pred, gold)[0])
+        else:
+            undefined(out, name, why)
+    return out
+
+
+def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = False) -> dict[str, Any]:
+    """Entity-level precision/recall/F1 (seqeval), overall and per type, plus token accuracy.
+
+    `strict` matches whole BIOES entities (seqeval's strict mode); otherwise conlleval's lenient reading.
+    Precision is undefined with no entity predicted, recall with none in gold, F1 with neither.
+    """
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOBES
+
+    kwargs: dict = {"mode": "strict", "scheme": IOBES} if strict else {}
+    with warnings.catch_warnings():  # numpy's "mean of empty slice" when there is no entity at all
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
+    found = _entity_count(pred, strict)
+    wanted = sum(int(row["support"]) for typ, row in report.items() if not typ.endswith(" avg"))
+    micro = report.get("micro avg", {})
+    out: dict[str, Any] = {}
+    for name, key, empty in (
+        ("precision", "precision", not found and "no entity predicted"),
+        ("recall", "recall", not wanted and "no entity in the gold labels"),
+        ("f1", "f1-score", not found and not wanted and "no entity in the gold labels or the predictions"),
+    ):
+        if empty:
+            undefined(out, name, empty)
+        else:
+            out[name] = float(micro.get(key, 0.0))
+    flat_gold = [t for seq in gold for t in seq]
+    flat_pred = [t for seq in pred for t in seq]
+    if flat_gold:
+        out["accuracy"] = float(np.mean([g == p for g, p in zip(flat_gold, flat_pred)]))
+    else:
+        undefined(out, "accuracy", "no tokens to score")
+    for typ, row in report.items():
+        if not typ.endswith(" avg"):  # a type listed is in gold or predicted: its F1 is defined
+            out[f"f1_{typ}"] = float(row["f1-score"])
+    return out
+
+
+def _entity_count(tags: list[list[str]], strict: bool) -> int:
+    """Entities in `tags` as seqeval reads them (strict BIOES, or conlleval's lenient way)."""
+    if strict:
+        from seqeval.scheme import IOBES, Entities
+
+        return sum(len(seq) for seq in Entities(tags, IOBES).entities)
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return len(get_entities(tags))
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean negative log-likelihood per token); inf when it overflows (an untrained or diverged model)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+# ---------------------------------------------------------------------------------- question answering
+
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def squad_normalize(text: str) -> str:
+    """The official SQuAD v1.1 script's `normalize_answer`: lower case, drop ASCII punctuation, drop the
+    articles a/an/the, collapse whitespace (in that order)."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def jsquad_normalize(text: str) -> str:
+    """JGLUE's JSQuAD normalisation (its patch to transformers' `squad_metrics.normalize_answer`): lower case,
+    punctuation kept, a trailing '。' dropped in place of the English articles, whitespace collapsed."""
+    return " ".join(text.lower().rstrip("。").split())
+
+
+def squad(predictions: list[str], references: list[list[str]]) -> dict[str, Any]:
+    """SQuAD exact match and F1 over whitespace tokens, each the max over a question's gold answers.
+
+    Fractions (the official scripts print them x100). A question without answers (SQuAD v2) has the gold
+    answer "", and an empty prediction or gold compares by equality, as in the official v2.0 script.
+    """
+    return _qa_scores(predictions, references, squad_normalize, str.split)
+
+
+def jsquad(predictions: list[str], references: list[list[str]]) -> dict[str, Any]:
+    """JSQuAD exact match and F1 as JGLUE reports them: F1 over the characters of the normalised answers
+    (spaces included), since Japanese has no spaces between words to split on."""
+    return _qa_scores(predictions, references, jsquad_normalize, list)
+
+
+def _qa_scores(predictions, references, normalize, split) -> dict[str, Any]:
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} questions")
+    if not predictions:
+        return _nothing_to_score(["exact_match", "f1"])
+    exact = f1 = 0.0
+    for prediction, golds in zip(predictions, references):
+        pred = normalize(prediction)
+        # As the official v2.0 script: gold answers that normalise to nothing are dropped; none left means "".
+        golds = [g for g in (normalize(g) for g in golds) if g] or [""]
+        exact += max(float(pred == g) for g in golds)
+        best = 0.0
+        pred_tokens = split(pred)
+        for gold in golds:
+            gold_tokens = split(gold)
+            if not pred_tokens or not gold_tokens:
+                best = max(best, float(pred_tokens == gold_tokens))
+                continue
+            same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+            if same:
+                precision, recall = same / len(pred_tokens), same / len(gold_tokens)
+                best = max(best, 2 * precision * recall / (precision + recall))
+        f1 += best
+    return {"exact_match": exact / len(predictions), "f1": f1 / len(predictions)}
+
+
+# ------------------------------------------------------------------------------------------------ ROUGE
+
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+# The unit ROUGE counts in, and the suffix of its metric names: English scores keep the plain names.
+ROUGE_SUFFIX = {"words": "", "mecab": "_mecab", "chars": "_chars"}
+
+
+def rouge_units(texts: list[str]) -> str:
+    """ "mecab" when most texts are Japanese (rouge-score's English tokenizer would reduce them to nothing), else
+    "words"."""
+    japanese = sum(bool(_JAPANESE.search(t)) for t in texts)
+    return "mecab" if japanese * 2 > len(texts) else "words"
+
+
+class _MecabTokens:
+    """rouge-score tokenizer: MeCab (unidic-lite) words, as hftk's Japanese tokenizer splits them."""
+
+    def __init__(self) -> None:
+        from hftk.models.japanese import mecab_tagger  # imports transformers: only for Japanese ROUGE
+
+        self.tagger = mecab_tagger()
+
+    def tokenize(self, text: str) -> list[str]:
+        return [w.surface for w in self.tagger(text)]
+
+
+class _CharTokens:
+    def tokenize(self, text: str) -> list[str]:
+        return [c for c in text if not c.isspace()]
+
+
+def rouge(predictions: list[str], references: list[str], tokens: str = "words") -> dict[str, Any]:
+    """Mean ROUGE-1/2/L F1 (0-1) and `gen_len`, the mean prediction length in the same tokens.
+
+    `tokens`: "words" (rouge-score's English tokenizer: lower-cased [a-z0-9] runs, Porter-stemmed, as the HF
+    summarization examples), "mecab" or "chars"; the names of non-English scores carry the unit (`rougeL_mecab`).
+    """
+    from rouge_score import rouge_scorer, tokenizers
+
+    types = ["rouge1", "rouge2", "rougeL"]
+    if tokens == "words":
+        tokenizer = tokenizers.DefaultTokenizer(use_stemmer=True)
+    else:
+        tokenizer = _MecabTokens() if tokens == "mecab" else _CharTokens()
+    scorer = rouge_scorer.RougeScorer(types, tokenizer=tokenizer)
+    totals = dict.fromkeys(types, 0.0)
+    for pred, ref in zip(predictions, references):
+        for name, s in scorer.score(ref, pred).items():
+            totals[name] += s.fmeasure
+    suffix = ROUGE_SUFFIX[tokens]
+    if not predictions:
+        return _nothing_to_score([*(f"{name}{suffix}" for name in types), "gen_len"])
+    n = len(predictions)
+    out = {f"{name}{suffix}": totals[name] / n for name in types}
+    out["gen_len"] = sum(len(tokenizer.tokenize(p)) for p in predictions) / n
+    return out

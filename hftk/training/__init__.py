@@ -1,0 +1,1 @@
+"""One training run: prepare, TrainingArguments, the Trainer, train(), the output folder, check."""

@@ -1,0 +1,278 @@
+import json
+import logging
+import shutil
+
+import pytest
+
+from hftk import HftkError
+from hftk.data.records import RowStream, Snapshot, read_records
+from hftk.errors import lone_surrogate
+from hftk.files import file_digest
+
+from ..helpers import DATA, head
+
+
+def test_tsv_with_bom_and_bare_quotes_reads_every_row():
+    # MRPC is GLUE TSV: a UTF-8 BOM before the header and unbalanced " inside fields.
+    recs = read_records(DATA / "en/mrpc/dev.tsv")
+    assert len(recs) == 408
+    assert recs.columns[0] == "Quality"
+    assert recs.where(0).endswith("dev.tsv:2")
+    assert any('"' in r["#1 String"] for r in recs.rows)
+
+
+def test_headerless_tsv_with_column_names():
+    recs = read_records(DATA / "en/goemotions/dev.tsv", column_names=["text", "labels", "id"])
+    assert len(recs) == 5426 and recs.rows[0]["labels"].replace(",", "").isdigit()
+
+
+def test_csv_json_jsonl_parquet_and_saved_dataset_agree(tmp_path):
+    import datasets
+
+    rows = [{"text": 'good, "very" good', "label": "pos"}, {"text": "bad", "label": "neg"}]
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_csv(tmp_path / "a.csv", index=False)
+    ds.to_json(tmp_path / "a.jsonl")
+    ds.to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    (tmp_path / "cols.json").write_text(json.dumps({"text": [r["text"] for r in rows], "label": ["pos", "neg"]}))
+    ds.save_to_disk(tmp_path / "saved")
+    for name in ("a.csv", "a.jsonl", "a.parquet", "a.json", "cols.json", "saved"):
+        assert read_records(tmp_path / name).rows == rows, name
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.jsonl", "a.json", "a.parquet", "saved"])
+def test_a_row_stream_reads_what_read_records_reads_a_batch_at_a_time(tmp_path, name):
+    """Streaming reads each format row by row, pass after pass, with every row's place as read_records gives it."""
+    import datasets
+
+    rows = [{"text": f"row {i}, 'quoted' \"x\"", "label": str(i % 3)} for i in range(7)]
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_csv(tmp_path / "a.csv", index=False)
+    ds.to_csv(tmp_path / "a.tsv", index=False, sep="\t", quoting=3)
+    ds.to_json(tmp_path / "a.jsonl")
+    ds.to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    ds.save_to_disk(tmp_path / "saved")
+    whole = read_records(tmp_path / name)
+    stream = RowStream(tmp_path / name)
+    for _ in range(2):  # every pass reads the file anew
+        parts = list(stream.batches(3))
+        assert [len(p) for p in parts] == [3, 3, 1]
+        assert [r for p in parts for r in p.rows] == whole.rows == rows
+        assert [p.where(i) for p in parts for i in range(len(p))] == [whole.where(i) for i in range(7)]
+    assert len(stream) == 7 and stream.columns == ["text", "label"]
+    assert stream.rows == rows and stream.where(6) == whole.where(6)  # read whole on demand (small splits)
+
+
+def test_a_row_stream_finds_a_bad_row_when_its_pass_reaches_it(tmp_path):
+    body = "".join(f"film {i},{i % 2}\n" for i in range(2500))
+    path = tmp_path / "big.csv"
+    path.write_text("text,label\n" + body.replace("film 2100,", "film, 2100,"), encoding="utf-8")
+    stream = RowStream(path)  # opening reads the header only
+    passed = []
+    with pytest.raises(HftkError, match=r"big.csv:2102: 3 fields, the header has 2"):
+        for part in stream.batches(1000):
+            passed.append(len(part))
+    assert passed == [1000, 1000]
+    (tmp_path / "empty.csv").write_text("text,label\n", encoding="utf-8")
+    with pytest.raises(HftkError, match=r"empty.csv: no records in the file"):
+        len(RowStream(tmp_path / "empty.csv"))
+
+
+def test_jsonl_named_json_is_read_as_lines(tmp_path):
+    p = tmp_path / "valid.json"
+    p.write_text('{"a": 1}\n{"a": 2}\n')
+    assert [r["a"] for r in read_records(p).rows] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("ragged.tsv", "sentence\tlabel\nok\t1\ntoo\tmany\tfields\n", "ragged.tsv:3: 3 fields, the header has 2"),
+        ("bad.jsonl", '{"a": 1}\n{"a": \n', "bad.jsonl:2: invalid JSON"),
+        ("empty.csv", "", "empty.csv: no records in the file"),
+        ("header_only.tsv", "sentence\tlabel\n", "header_only.tsv: no records in the file"),
+        ("list.jsonl", "[1, 2]\n", "list.jsonl:1: expected a JSON object per line"),
+        ("data.xlsx", "x", "unknown data format '.xlsx'"),
+    ],
+)
+def test_bad_files_name_file_and_line(tmp_path, name, content, expected):
+    p = tmp_path / name
+    p.write_text(content)
+    with pytest.raises(HftkError) as e:
+        read_records(p)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_non_utf8_names_line(tmp_path):
+    p = tmp_path / "latin1.tsv"
+    p.write_bytes("sentence\tlabel\ncaf\xe9\t1\n".encode("latin-1"))
+    with pytest.raises(HftkError, match=r"latin1.tsv:2: not UTF-8 .* re-save the file as UTF-8"):
+        read_records(p)
+
+
+def test_missing_file_and_dataset_dict(tmp_path):
+    import datasets
+
+    with pytest.raises(HftkError, match="data file not found"):
+        read_records(tmp_path / "nope.tsv")
+    d = datasets.DatasetDict({"train": datasets.Dataset.from_list([{"a": 1}])})
+    d.save_to_disk(tmp_path / "dd")
+    with pytest.raises(HftkError, match="a DatasetDict with splits train; name one split"):
+        read_records(tmp_path / "dd")
+
+
+def test_missing_column_says_how_to_map_it():
+    recs = read_records(DATA / "en/sst2/dev.tsv")
+    with pytest.raises(
+        HftkError, match=r"no column 'text' \(columns: sentence, label\); set data.columns.text: <column>"
+    ):
+        recs.column("text", "text")
+    with pytest.raises(HftkError, match="no column 'txt' for 'text'"):
+        recs.column("txt", "text")
+
+
+# ------------------------------------------------------------------------------------------------ as checked
+
+
+def sst2_rows(tmp_path, suffix: str, n: int = 40):
+    """n real SST-2 rows as a .tsv, .csv or .jsonl file, and those rows as read."""
+    tsv = head(DATA / "en/sst2/train.tsv", tmp_path / "src.tsv", n)
+    rows = read_records(tsv).rows
+    path = tmp_path / f"train{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif suffix == ".csv":
+        import datasets
+
+        datasets.Dataset.from_list(rows).to_csv(path, index=False)
+    else:
+        shutil.copy(tsv, path)
+    return path, rows
+
+
+def appended(path, rows, times: int = 10) -> None:
+    """Append the rows again `times` over, then a row that fails every check: what a writer adds mid-run."""
+    text = path.read_text(encoding="utf-8")
+    body = text.split("\n", 1)[1] if path.suffix != ".jsonl" else text
+    bad = {".jsonl": '{"sentence": "\\ud800"\n', ".csv": "too,many,fields\n", ".tsv": "too\tmany\tfields\n"}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(body * times + bad[path.suffix])
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl"])
+def test_a_stream_reads_the_rows_it_checked_when_its_file_grows(tmp_path, suffix, caplog):
+    """Rows appended after the checking pass (a bad one too) are not read: each pass gives the 40 rows checked
+    at their places, the row count stays 40, and the growth is reported once."""
+    path, rows = sst2_rows(tmp_path, suffix)
+    stream = RowStream(path)
+    checked = [(p.where(i), r) for p in stream.batches(16) for i, r in enumerate(p.rows)]
+    assert [r for _, r in checked] == rows
+    appended(path, rows)
+    with caplog.at_level(logging.WARNING, logger="hftk"):
+        for _ in range(2):
+            again = [(p.where(i), r) for p in stream.batches(16) for i, r in enumerate(p.rows)]
+            assert again == checked
+    assert len(stream) == 40 and stream.rows == rows  # the whole file, read on demand, as checked too
+    grew = [r.getMessage() for r in caplog.records if "grew since it was checked at start" in r.getMessage()]
+    assert len(grew) == 1 and f"{path}: grew" in grew[0] and "reads only the" in grew[0]
+    line = 441 if suffix == ".jsonl" else 442
+    with pytest.raises(HftkError, match=rf"train{suffix}:{line}: "):  # the next run checks the new rows
+        len(RowStream(path))
+
+
+def edit_label(path):
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("\t0\n", "\t1\n", 1), encoding="utf-8")  # the same size: edited in place
+
+
+@pytest.mark.parametrize(
+    ("change", "how"),
+    [
+        (edit_label, "its checked bytes were rewritten"),
+        (lambda p: p.write_bytes(p.read_bytes()[:-200]), "bytes now"),
+        (lambda p: p.write_text("sentence\tlabel\n" + "new\t1\n" * 500, encoding="utf-8"), "rewritten"),
+        (lambda p: p.unlink(), "the file is gone"),
+    ],
+    ids=["edited", "shortened", "replaced", "removed"],
+)
+def test_a_stream_stops_when_its_file_changed_otherwise(tmp_path, change, how):
+    """A pass never trains on rows that were not checked: any change but an append stops it, naming the file."""
+    path, _ = sst2_rows(tmp_path, ".tsv")
+    stream = RowStream(path)
+    assert len(stream) == 40
+    change(path)
+    with pytest.raises(HftkError, match=rf"^{path}: changed since it was checked at start \(.*{how}.*\); a run"):
+        next(stream.batches())
+
+
+def test_a_parquet_file_rewritten_with_more_rows_stops_the_stream(tmp_path):
+    """Parquet cannot be appended to: a file with more rows is a new file, whose rows were never checked."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = read_records(head(DATA / "en/sst2/train.tsv", tmp_path / "t.tsv", 40)).rows
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
+    stream = RowStream(tmp_path / "train.parquet")
+    assert len(stream) == 40
+    pq.write_table(pa.Table.from_pylist(rows * 2), tmp_path / "train.parquet")
+    with pytest.raises(HftkError, match=r"train\.parquet: changed since it was checked at start"):
+        next(stream.batches())
+
+
+def test_a_json_document_is_held_so_a_later_change_does_not_matter(tmp_path):
+    rows = [{"sentence": f"film {i}", "label": i % 2} for i in range(5)]
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    stream = RowStream(path)
+    path.write_text("[]", encoding="utf-8")
+    assert [r for p in stream.batches() for r in p.rows] == rows
+
+
+def test_a_snapshot_digests_the_checked_bytes_only(tmp_path):
+    """What a cache entry of a grown file is keyed by: the bytes read, not the bytes there now."""
+    path, rows = sst2_rows(tmp_path, ".tsv")
+    original = tmp_path / "copy.tsv"
+    shutil.copy(path, original)
+    snapshot = Snapshot.take(path)
+    assert snapshot.digest() == file_digest(path)
+    appended(path, rows)
+    assert snapshot.digest() == file_digest(original) != file_digest(path)
+
+
+# ------------------------------------------------------------------------------------------------ text as Unicode
+
+
+def test_lone_surrogates_are_found_anywhere_and_pairs_are_text():
+    assert lone_surrogate("a \ud800 b") == "\\ud800"
+    assert lone_surrogate({"k": [1, {"x\udfff": 2}]}) == "\\udfff"  # keys too
+    assert lone_surrogate(["a", "\U0001f600", 3, None]) is None
+    assert json.loads('"\\ud83d\\ude00"') == "\U0001f600"  # why a surrogate pair in JSON is fine
+
+
+def test_json_with_escaped_emoji_reads_and_a_lone_half_is_named(tmp_path):
+    """Python's json.dumps escapes every non-ASCII character (emoji as surrogate pairs): such files read as they
+    are; a lone half of a pair is a located error in JSON Lines and JSON documents alike."""
+    rows = [{"sentence": "great \U0001f600 film", "label": 1}, {"sentence": "caf\u00e9 \\ud800", "label": 0}]
+    (tmp_path / "ok.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_records(tmp_path / "ok.jsonl").rows == rows
+    (tmp_path / "ok.json").write_text(json.dumps(rows, indent=1))
+    assert read_records(tmp_path / "ok.json").rows == rows
+    lone = [rows[0], {"sentence": "half \ud83d of it", "label": 0}]
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lone))
+    with pytest.raises(HftkError, match=r"^\S*bad.jsonl:2: the row is not valid Unicode text \(a lone surrogate "):
+        read_records(tmp_path / "bad.jsonl")
+    (tmp_path / "bad.json").write_text(json.dumps(lone, indent=1))
+    with pytest.raises(HftkError, match=r"bad.json:7: .*\\ud83d in column 'sentence'"):
+        read_records(tmp_path / "bad.json")
+
+
+def test_a_saved_dataset_with_bytes_that_are_not_utf8_names_the_record(tmp_path):
+    import datasets
+    import pyarrow as pa
+
+    raw = pa.array([b"fine", b"fine too", b"\xed\xb0\x80"], pa.binary()).view(pa.string())
+    datasets.Dataset(pa.table({"sentence": raw, "label": [0, 1, 0]})).save_to_disk(tmp_path / "saved")
+    with pytest.raises(HftkError, match=r"saved: record 3: .*lone surrogate \\udc00 in column 'sentence'"):
+        read_records(tmp_path / "saved")
