@@ -28,7 +28,7 @@ HELD = range(30001, 31001)  # train.tsv data rows a model trained on the first 8
 
 def trained(rows: int, tmp: Path) -> Path:
     import hftk
-    from hftk.config.recipe import read_recipe
+    from hftk.config.reading import read_recipe
 
     lines = (ROOT / "data/en/sst2/train.tsv").read_text().splitlines(keepends=True)
     (tmp / "train.tsv").write_text("".join(lines[: rows + 1]))

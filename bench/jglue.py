@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import hftk  # noqa: E402
-from hftk.config.recipe import parse_overrides, read_recipe  # noqa: E402
+from hftk.config.reading import parse_overrides, read_recipe  # noqa: E402
 
 FIXTURE = "fixture"
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 import hftk
-from hftk.config.recipe import parse_overrides
+from hftk.config.reading import parse_overrides
 from hftk.errors import HftkError
 from hftk.inference.predict import AGGREGATIONS
 from hftk.models.loading import is_main_process

@@ -44,7 +44,7 @@ def sst2_small(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def sst2_model(sst2_small, tmp_path_factory) -> Path:
     """MiniLM fine-tuned for one epoch on 1,200 real SST-2 rows: shared by the predict/evaluate tests."""
-    from hftk.training import train
+    from hftk import train
 
     out = tmp_path_factory.mktemp("runs") / "sst2"
     train(sst2_recipe(sst2_small, out))
@@ -70,7 +70,7 @@ def ja_char_fixture(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def jsick_model(ja_fixture, tmp_path_factory) -> Path:
     """The Japanese NLI recipe (JSICK pairs) trained briefly on the Tohoku-format fixture."""
-    from hftk.training import train
+    from hftk import train
 
     d = tmp_path_factory.mktemp("jsick")
     overrides = {

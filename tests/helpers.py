@@ -146,3 +146,34 @@ def classification(tok, records, **fields):
     """A MiniLM text-classification Task over SST-2's `sentence` column, fitted to `records`."""
     recipe = {"task": "text-classification", "model": MINILM, "data": {"columns": {"text": "sentence"}}, **fields}
     return task_for(tok, recipe, records)
+
+
+# ------------------------------------------------------------------------------------------ hftk tune
+
+# A search space and a run short enough for a study of a few trials on SST-2 rows.
+TUNE_SPACE = {
+    "training.learning_rate": {"low": 2.0e-5, "high": 2.0e-4, "log": True},
+    "training.per_device_train_batch_size": {"choices": [8, 16]},
+}
+TUNE_QUICK = {
+    "training": {
+        "max_steps": 8,
+        "eval_strategy": "steps",
+        "eval_steps": 4,
+        "save_strategy": "steps",
+        "save_steps": 4,
+        "disable_tqdm": True,
+    },
+}
+
+
+def tune_recipe(small: dict[str, Path], out: Path, **training) -> dict:
+    """The SST-2 recipe over `small`'s files with TUNE_QUICK's training and the TUNE_SPACE search."""
+    return sst2_recipe(small, out, max_length=32, training={**TUNE_QUICK["training"], **training}, search=TUNE_SPACE)
+
+
+def study_trials(out: Path) -> list:
+    """The Optuna trials of the study `hftk tune` keeps in OUT/study.db."""
+    import optuna
+
+    return optuna.load_study(study_name="hftk", storage=f"sqlite:///{out / 'study.db'}").trials

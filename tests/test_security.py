@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from hftk import HftkError, load_recipe
-from hftk.config.recipe import YamlLoader
+from hftk.config.yaml import YamlLoader
 from hftk.models.loading import resolve_model
 
 from .helpers import DATA, MINILM, ROOT, head, sst2_recipe

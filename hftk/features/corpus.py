@@ -235,7 +235,7 @@ def packed_dataset(
 
     procs = max(1, min(num_proc or os.cpu_count() or 1, len(corpus) // _DOCS_PER_PROCESS))
     return cached_map(
-        _key(corpus, tokenizer, block_size, word_ids),
+        corpus_key(corpus, tokenizer, block_size, word_ids),
         documents,
         _pack_batch,
         what=f"{corpus.source} (blocks)",
@@ -298,7 +298,7 @@ def _pack_batch(batch: dict[str, list[str]], tokenizer: Any, block_size: int, wo
     return out
 
 
-def _key(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool) -> str:
+def corpus_key(corpus: TextCorpus, tokenizer: Any, block_size: int, word_ids: bool) -> str:
     """Hash of everything the blocks depend on: the files' bytes, which documents, the tokenizer, the settings."""
     return key(
         {

@@ -195,25 +195,23 @@ def plan_folds(prepared: Prepared, folds: int) -> FoldPlan:
     """
     records, task, seed = prepared.splits["train"], prepared.task, prepared.recipe.seed
     where = f"--folds {folds}: train ({records.source})"
-    if task.name == "text-classification" and getattr(task, "problem", None) == "single_label":
-        labels = task.targets(records)
+    if (labels := task.fold_strata(records)) is not None:
         rarest, count = min(Counter(labels).items(), key=lambda item: (item[1], item[0]))
         if count < folds:
-            name = task.names[rarest]
             raise HftkError(
-                f"{where} has {count} row(s) of label {name!r}; stratified folds need at least {folds} rows of "
+                f"{where} has {count} row(s) of label {rarest!r}; stratified folds need at least {folds} rows of "
                 "every label: lower --folds or add rows"
             )
         return FoldPlan(assign_folds(len(records), folds, seed, labels=labels), "stratified by label", len(records))
-    if task.name == "question-answering":
-        contexts = task.column(records, "context")
-        if len(set(contexts)) < folds:
+    if (groups := task.fold_groups(records)) is not None:
+        row, group = task.fold_group_names
+        if len(set(groups)) < folds:
             raise HftkError(
-                f"{where} has {len(set(contexts))} distinct context(s), and the questions of one context stay in "
-                "one fold: lower --folds or add rows"
+                f"{where} has {len(set(groups))} distinct {group}(s), and the {row}s of one {group} stay in one "
+                "fold: lower --folds or add rows"
             )
-        held = assign_folds(len(records), folds, seed, groups=contexts)
-        return FoldPlan(held, "shuffled, questions of one context in the same fold", len(records))
+        held = assign_folds(len(records), folds, seed, groups=groups)
+        return FoldPlan(held, f"shuffled, {row}s of one {group} in the same fold", len(records))
     if len(records) < folds:
         raise HftkError(f"{where} has {len(records)} row(s); every fold needs one: lower --folds or add rows")
     return FoldPlan(assign_folds(len(records), folds, seed), "shuffled", len(records))
@@ -249,14 +247,7 @@ def _train_only(recipe: Recipe) -> Recipe:
 def _learnt(prepared: Prepared) -> dict[str, Any]:
     """Recipe fields fixing what the task learnt from the whole train split, so that every fold's model has the same
     labels (a rare one may be missing from a fold's train part) and the same metrics."""
-    recipe, task = prepared.recipe, prepared.task
-    if task.name == "text-classification" and getattr(task, "problem", None) != "regression" and not recipe.labels:
-        return {"labels": list(task.value_to_id)}  # learnt labels: the data values, in the order learnt
-    if task.name == "token-classification" and not recipe.labels:
-        return {"labels": list(task.types)}
-    if task.name == "seq2seq" and recipe.rouge_tokens == "auto":
-        return {"rouge_tokens": task.rouge_tokens}
-    return {}
+    return prepared.task.learnt_fields()
 
 
 def _fold_overrides(recipe: Recipe, train_file: Path, held_out_file: Path, keep: str) -> dict[str, Any]:

@@ -35,7 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hftk.config.recipe import TRAINING_DEFAULTS, Recipe, SearchSpace, read_recipe, safe_load
+from hftk.config.reading import read_recipe
+from hftk.config.recipe import Recipe, SearchSpace
+from hftk.config.training import TRAINING_DEFAULTS
+from hftk.config.yaml import safe_load
 from hftk.errors import HftkError
 from hftk.files import LOCK, atomic_write_text, locked, replace_model
 from hftk.tasks import get_task, load_recipe

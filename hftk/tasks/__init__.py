@@ -12,7 +12,8 @@ import pkgutil
 from pathlib import Path
 from typing import Any
 
-from hftk.config.recipe import Recipe, read_recipe, validate_recipe
+from hftk.config.reading import read_recipe, validate_recipe
+from hftk.config.recipe import Recipe
 from hftk.errors import HftkError, did_you_mean
 from hftk.tasks.base import Features, Task
 

@@ -144,6 +144,22 @@ class Task(ABC):
         """Learn what the model's head needs from the training data (e.g. the label vocabulary); most need nothing."""
         return None
 
+    def learnt_fields(self) -> dict[str, Any]:
+        """Recipe fields that fix what `fit` learnt from the whole train split (e.g. a label vocabulary), so that a
+        run on part of it (a fold) keeps the same head and metrics; most tasks learn nothing a recipe can say."""
+        return {}
+
+    def fold_strata(self, records: Records) -> list[str] | None:
+        """Each row's class, for folds that keep every class's share (None: folds are not stratified)."""
+        return None
+
+    def fold_groups(self, records: Records) -> list[Any] | None:
+        """Each row's group, for folds that keep a group's rows together (None: rows are independent); what a
+        row and a group are called is `fold_group_names`."""
+        return None
+
+    fold_group_names = ("row", "group")
+
     @abstractmethod
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         """Records -> feature columns: the model's inputs, `labels` when with_targets, and any columns

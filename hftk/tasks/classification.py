@@ -102,6 +102,16 @@ class Classification(Task):
             return RowStream(path, column_names=self.recipe.data.column_names)
         return super().read(path)
 
+    def learnt_fields(self) -> dict[str, Any]:
+        if self.problem == "regression" or self.recipe.labels:
+            return {}
+        return {"labels": list(self.value_to_id)}  # learnt labels: the data values, in the order learnt
+
+    def fold_strata(self, records: Records) -> list[str] | None:
+        if self.problem != "single_label":
+            return None
+        return [self.names[i] for i in self.targets(records)]
+
     def fit(self, train: Records) -> None:
         """Learn the labels (and class weights), checking every row on the way (its texts, its labels) a batch at a
         time: a streamed split is never held, and a bad row stops the run before weights load, not hours into

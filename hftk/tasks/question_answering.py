@@ -209,6 +209,11 @@ class QuestionAnswering(Task):
             spans.append((a.start + lead, a.end - trail) if a.text.strip() else (a.start, a.end))
         return spans
 
+    fold_group_names = ("question", "context")
+
+    def fold_groups(self, records: Records) -> list[Any] | None:
+        return self.column(records, "context")  # a context's questions in one fold: no answer seen in training
+
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         """Question + context windows; `example`, `offset_mapping`, `context` and `word_ids` stay for decoding."""
         questions = self._texts(records, "question")

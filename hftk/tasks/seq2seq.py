@@ -59,6 +59,9 @@ class Seq2Seq(Task):
         return self.recipe.generation
 
     # -- data ------------------------------------------------------------------------------------------
+    def learnt_fields(self) -> dict[str, Any]:
+        return {"rouge_tokens": self.rouge_tokens} if self.recipe.rouge_tokens == "auto" else {}
+
     def fit(self, train: Records) -> None:
         if self.rouge_tokens == "auto":
             self.rouge_tokens = rouge_units(self.targets(train))

@@ -116,6 +116,9 @@ class TokenClassification(Task):
         role = "tags" if self.has_role(records, "tokens") else "entities"
         return self.has_role(records, role)
 
+    def learnt_fields(self) -> dict[str, Any]:
+        return {} if self.recipe.labels else {"labels": list(self.types)}
+
     def fit(self, train: Records) -> None:
         if not self.recipe.labels:
             seen = {t for ex in self._examples(train, with_targets=True, check_types=False) for *_, t in ex.spans}

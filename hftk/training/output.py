@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hftk.config.recipe import TRAINING_DEFAULTS, Recipe, dump_recipe
+from hftk.config.reading import dump_recipe
+from hftk.config.recipe import Recipe
+from hftk.config.training import TRAINING_DEFAULTS
 from hftk.errors import HftkError
 from hftk.features.text import expand_paths
 from hftk.files import CHECKPOINTS, LOCK, STAGING, file_digest, replace_model

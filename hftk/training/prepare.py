@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hftk.config.recipe import NO_EVALUATION, TRAINING_DEFAULTS, Recipe
+from hftk.config.recipe import Recipe
+from hftk.config.training import NO_EVALUATION, TRAINING_DEFAULTS
 from hftk.data.records import Records, read_hub_split
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from hftk import HftkError, load_recipe
-from hftk.config.recipe import parse_overrides
+from hftk.config.reading import parse_overrides
 from hftk.models.loading import DevicePolicy
 from hftk.tasks import get_task
 from hftk.training.prepare import training_arguments
@@ -122,7 +122,7 @@ def test_every_shipped_recipe_validates():
 
 def test_yaml_is_read_as_yaml_1_2_so_what_is_typed_arrives(tmp_path):
     """YAML 1.1 (PyYAML's default) turns no/yes/on/off into booleans, 1:30 into 90 and dates into dates."""
-    from hftk.config.recipe import safe_load
+    from hftk.config.yaml import safe_load
 
     values = safe_load("a: no\nb: on\nc: 1:30\nd: 2026-12-02\ne: 3e-5\nf: true\ng: 0x10\nh: ~\n")
     assert values == {"a": "no", "b": "on", "c": "1:30", "d": "2026-12-02", "e": 3e-5, "f": True, "g": 16, "h": None}
@@ -161,7 +161,7 @@ def test_relative_data_paths_start_at_the_recipes_folder(tmp_path, monkeypatch):
 def test_a_saved_recipe_finds_its_data_from_any_folder_and_after_the_model_folder_moves(tmp_path, monkeypatch):
     """recipe.yaml in an output folder names its data by absolute paths: relative ones meant the training run's
     folder, so `hftk export`/`evaluate` run elsewhere found no validation file."""
-    from hftk.config.recipe import dump_recipe
+    from hftk.config.reading import dump_recipe
 
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)

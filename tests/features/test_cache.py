@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from hftk import HftkError
+from hftk import HftkError, train
 from hftk.cli import main
 from hftk.data.records import read_records
 from hftk.features.cache import cache_root, cached_map, status
-from hftk.training import train
 
 from ..bad_inputs.harness import set_writable
 from ..helpers import DATA, ROOT, classification, features, head, sst2_recipe

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from hftk import HftkError, load_recipe
+from hftk import HftkError, load_recipe, train
 from hftk.features.cache import cache_root
 from hftk.features.corpus import (
     count_documents,
@@ -24,7 +24,6 @@ from hftk.features.corpus import (
 )
 from hftk.features.text import BlockCollator, held_out, pack, plain_documents, read_texts
 from hftk.models.loading import load_tokenizer
-from hftk.training import train
 
 from ..helpers import DATA, ROOT
 
@@ -85,7 +84,7 @@ def test_a_corpus_grown_after_its_check_gives_the_documents_checked(tmp_path, to
     and evaluation get the documents checked, and the packed blocks' cache key is that of the checked bytes."""
     import logging
 
-    from hftk.features.corpus import _key
+    from hftk.features.corpus import corpus_key
 
     path = corpus_file(tmp_path, 300, "corpus.txt")
     if name.endswith(".jsonl"):
@@ -93,13 +92,13 @@ def test_a_corpus_grown_after_its_check_gives_the_documents_checked(tmp_path, to
         path = tmp_path / name
         path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
     corpus = read_corpus(str(path), column="text")
-    before, key = list(corpus.documents()), _key(corpus, tok, 64, False)
+    before, key = list(corpus.documents()), corpus_key(corpus, tok, 64, False)
     with open(path, "ab") as f:
         f.write(path.read_bytes() + b"\xff not UTF-8\n")
     with caplog.at_level(logging.WARNING, logger="hftk"):
         assert list(corpus.documents()) == before and len(corpus) == 300
         assert [r["text"] for r in corpus.rows] == before
-        assert _key(corpus, tok, 64, False) == key
+        assert corpus_key(corpus, tok, 64, False) == key
     assert any("grew since it was checked at start" in r.getMessage() for r in caplog.records)
     with pytest.raises(HftkError, match=rf"{name}:601: not UTF-8"):  # what the next run checks
         read_corpus(str(path), column="text")

@@ -137,7 +137,7 @@ def test_a_streamed_classifier_learns_shuffled_rows_and_resumes_on_the_same_batc
     batches (Trainer replays the seeded stream and skips what was used)."""
     from transformers import DataCollatorWithPadding
 
-    from hftk.training import train
+    from hftk import train
 
     batches: list[tuple] = []
     collate = DataCollatorWithPadding.__call__
@@ -183,7 +183,7 @@ def test_a_streamed_run_trains_on_the_rows_checked_while_its_file_grows_and_stop
     a file edited in place instead stops the run at its first training pass, naming the file."""
     from transformers import TrainerCallback
 
-    from hftk.training import train
+    from hftk import train
 
     paths = {
         "train": head(DATA / "en/sst2/train.tsv", tmp_path / "train.tsv", 40),

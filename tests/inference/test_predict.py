@@ -69,8 +69,7 @@ def test_evaluate_json(sst2_model):
 
 
 def test_no_inputs_no_predictions_and_the_input_is_never_the_output(sst2_model, tmp_path):
-    from hftk import HftkError, Predictor
-    from hftk.inference import predict
+    from hftk import HftkError, Predictor, predict
 
     assert Predictor(sst2_model).predict([]) == []
     data = tmp_path / "dev.tsv"

@@ -24,10 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from hftk import HftkError, Predictor, load_recipe
+from hftk import HftkError, Predictor, load_recipe, train
 from hftk.inference.serve import ClientError, Limits, Shape, build_app, parse_json, server_config
 from hftk.tasks import get_task
-from hftk.training import train
 
 from ..helpers import DATA, MINILM, ROOT, cli, head
 

@@ -100,8 +100,8 @@ def test_this_machine_and_check_agree():
     same policy."""
     import torch
 
+    from hftk import check
     from hftk.models.loading import cpu_computes_bf16
-    from hftk.training import check
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA machine: covered by the parametrised policy tests above")

@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from hftk import HftkError, Predictor, load_recipe
+from hftk import HftkError, Predictor, load_recipe, train
 from hftk.data.records import read_records
-from hftk.training import train
 
 from ..helpers import DATA, head, sst2_recipe
 

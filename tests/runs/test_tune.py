@@ -16,54 +16,31 @@ import yaml
 import hftk
 from hftk.runs.tune import optuna_report, tune
 
-from ..helpers import DATA, ROOT, cli_error, head, sst2_recipe, unremovable
-
-SPACE = {
-    "training.learning_rate": {"low": 2.0e-5, "high": 2.0e-4, "log": True},
-    "training.per_device_train_batch_size": {"choices": [8, 16]},
-}
-QUICK = {
-    "training": {
-        "max_steps": 8,
-        "eval_strategy": "steps",
-        "eval_steps": 4,
-        "save_strategy": "steps",
-        "save_steps": 4,
-        "disable_tqdm": True,
-    },
-}
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sst2_tune")
-    return {
-        "train": head(DATA / "en/sst2/train.tsv", d / "train.tsv", 160),
-        "validation": head(DATA / "en/sst2/dev.tsv", d / "dev.tsv", 80),
-    }
-
-
-def _recipe(small, out, **training):
-    return sst2_recipe(small, out, max_length=32, training={**QUICK["training"], **training}, search=SPACE)
-
-
-def _trials(out):
-    import optuna
-
-    return optuna.load_study(study_name="hftk", storage=f"sqlite:///{out / 'study.db'}").trials
+from ..helpers import (
+    DATA,
+    ROOT,
+    TUNE_QUICK,
+    TUNE_SPACE,
+    cli_error,
+    head,
+    sst2_recipe,
+    study_trials,
+    tune_recipe,
+    unremovable,
+)
 
 
 def test_study_keeps_the_best_model_and_resume_never_redoes_a_trial(small, tmp_path):
     out = tmp_path / "study"
-    first = tune(_recipe(small, out, per_device_train_batch_size=16), trials=2, prune=False)  # pruning: below
+    first = tune(tune_recipe(small, out, per_device_train_batch_size=16), trials=2, prune=False)  # pruning: below
     # trial 0 is the recipe's own values (both lie in the space), so the search starts from them
-    assert _trials(out)[0].params == {"training.learning_rate": 1e-4, "training.per_device_train_batch_size": 16}
+    assert study_trials(out)[0].params == {"training.learning_rate": 1e-4, "training.per_device_train_batch_size": 16}
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [r["state"] for r in rows] == ["complete", "complete"]
     values = [float(r["eval_accuracy"]) for r in rows]
     assert first.best_value == max(values)
     best = values.index(max(values))
-    assert first.best_params == _trials(out)[best].params
+    assert first.best_params == study_trials(out)[best].params
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["best", "best-recipe.yaml", "study.db", "trials.csv", "tune.json", "tune.png"]
     )  # no trial folders left: the best was moved, the other deleted
@@ -81,18 +58,20 @@ def test_study_keeps_the_best_model_and_resume_never_redoes_a_trial(small, tmp_p
     assert again.training["per_device_train_batch_size"] == first.best_params["training.per_device_train_batch_size"]
     assert os.path.samefile(again.data.train, small["train"])
     # --resume to 3 trials: one more trial; the first two keep their values and times
-    before = [(t.params, t.user_attrs["seconds"]) for t in _trials(out)]
+    before = [(t.params, t.user_attrs["seconds"]) for t in study_trials(out)]
     with pytest.raises(hftk.HftkError, match="holds a study"):
-        tune(_recipe(small, out, per_device_train_batch_size=16), trials=3)
-    second = tune(_recipe(small, out, per_device_train_batch_size=16), trials=3, resume=True, prune=False)
-    after = _trials(out)
+        tune(tune_recipe(small, out, per_device_train_batch_size=16), trials=3)
+    second = tune(tune_recipe(small, out, per_device_train_batch_size=16), trials=3, resume=True, prune=False)
+    after = study_trials(out)
     assert len(after) == 3 and [(t.params, t.user_attrs["seconds"]) for t in after[:2]] == before
     assert second.best_value == max(t.value for t in after)
     assert json.loads((out / "tune.json").read_text())["states"] == {"complete": 3, "pruned": 0, "fail": 0}
     # --resume with another fixed setting or other validation rows would rank trials of other runs together:
     # refused before any trial, naming each change; only --trials may grow
     other = {**small, "validation": head(DATA / "en/sst2/dev.tsv", small["validation"].parent / "dev60.tsv", 60)}
-    changed = sst2_recipe(other, out, max_length=32, training={**QUICK["training"], "max_steps": 16}, search=SPACE)
+    changed = sst2_recipe(
+        other, out, max_length=32, training={**TUNE_QUICK["training"], "max_steps": 16}, search=TUNE_SPACE
+    )
     with pytest.raises(hftk.HftkError) as refused:
         tune(changed | {"training": changed["training"] | {"per_device_train_batch_size": 16}}, trials=4, resume=True)
     assert str(refused.value) == (
@@ -100,13 +79,13 @@ def test_study_keeps_the_best_model_and_resume_never_redoes_a_trial(small, tmp_p
         "training.max_steps 8 -> 16), and its ranking cannot mix them; resume with its settings (only --trials may "
         "grow), start anew with --overwrite, or choose another --output"
     )
-    assert len(_trials(out)) == 3
+    assert len(study_trials(out)) == 3
 
 
 def test_a_killed_trial_runs_again_with_its_values(small, tmp_path):
     out = tmp_path / "study"
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(_recipe(small, out, max_steps=40)))
+    recipe.write_text(yaml.safe_dump(tune_recipe(small, out, max_steps=40)))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "hftk", "tune", str(recipe), "--trials", "1"],
@@ -122,10 +101,10 @@ def test_a_killed_trial_runs_again_with_its_values(small, tmp_path):
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)  # mid-trial, as a kill -9 or a lost machine would
     proc.wait()
-    killed = _trials(out)
+    killed = study_trials(out)
     assert [t.state.name for t in killed] == ["RUNNING"]
     result = tune(recipe, trials=1, resume=True)  # the same settings: another max_steps would be refused
-    trials = _trials(out)
+    trials = study_trials(out)
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
     assert trials[1].params == killed[0].params  # the interrupted values, run again
     assert result.best_params == killed[0].params
@@ -139,7 +118,7 @@ def test_overwrite_removes_a_link_itself_and_nothing_when_something_cannot_go(sm
     outside.mkdir()
     (outside / "model.safetensors").write_text("a model the study does not own")
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(_recipe(small, out)))
+    recipe.write_text(yaml.safe_dump(tune_recipe(small, out)))
     study = Study(out, hftk.load_recipe(recipe), base={}, metric="eval_accuracy", direction="maximize")
     study.settle(resume=False)  # a real study.db
     (out / "best").mkdir()
@@ -210,25 +189,11 @@ def test_a_trial_below_the_median_is_pruned_at_its_evaluation():
 def test_a_grid_of_choices_runs_each_point_once(small, tmp_path):
     out = tmp_path / "study"
     grid = {"training.learning_rate": {"choices": [5.0e-5, 1.0e-4]}, "training.max_steps": {"choices": [4, 6]}}
-    recipe = sst2_recipe(small, out, max_length=32, training=QUICK["training"], search=grid)
+    recipe = sst2_recipe(small, out, max_length=32, training=TUNE_QUICK["training"], search=grid)
     result = tune(recipe, trials=9, prune=False)  # more than the grid holds: each point once, no repeat
-    points = sorted((t.params["training.learning_rate"], t.params["training.max_steps"]) for t in _trials(out))
+    points = sorted((t.params["training.learning_rate"], t.params["training.max_steps"]) for t in study_trials(out))
     assert points == [(5.0e-5, 4), (5.0e-5, 6), (1.0e-4, 4), (1.0e-4, 6)]
     assert len(result.trials) == 4
-
-
-@pytest.mark.slow
-def test_ray_backend_runs_the_study_on_a_local_ray_instance(small, tmp_path):
-    pytest.importorskip("ray.tune")
-    out = tmp_path / "study"
-    result = tune(_recipe(small, out), trials=2, backend="ray")
-    trials = _trials(out)  # Ray's OptunaSearch writes into the same study.db
-    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
-    assert result.best_value == max(t.value for t in trials)
-    assert not (out / "trials").exists() and (out / "ray").is_dir()
-    saved = yaml.safe_load((out / "best" / "recipe.yaml").read_text())
-    assert saved["training"]["learning_rate"] == pytest.approx(result.best_params["training.learning_rate"])
-    assert hftk.Predictor(out / "best").predict(["a wonderful film"])[0]["label"] in ("negative", "positive")
 
 
 def test_an_undefined_objective_fails_the_trial_and_is_never_ranked(small, tmp_path):

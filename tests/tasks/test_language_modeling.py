@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hftk import HftkError, Predictor, evaluate, load_recipe
+from hftk import HftkError, Predictor, evaluate, load_recipe, train
 from hftk.models.loading import DevicePolicy
 from hftk.tasks import get_task
-from hftk.training import train
 from hftk.training.prepare import training_arguments
 
 from ..helpers import DATA, MINILM, ROOT, cli, cli_error, head, sst2_recipe

@@ -9,11 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from hftk import HftkError, Predictor, load_recipe
+from hftk import HftkError, Predictor, load_recipe, train
 from hftk.data.records import read_records
 from hftk.models.loading import load_tokenizer
 from hftk.tasks import get_task
-from hftk.training import train
 
 from ..helpers import DATA, MINILM, ROOT, cli, head
 

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hftk import HftkError, Predictor, load_recipe
+from hftk import HftkError, Predictor, load_recipe, train
 from hftk.data.records import Records
 from hftk.models.loading import load_tokenizer
 from hftk.tasks import get_task
-from hftk.training import train
 
 from ..helpers import DATA, MINILM, ROOT, assert_user_error, hftk
 

@@ -5,8 +5,7 @@ import json
 import pytest
 
 import hftk
-from hftk import Predictor, evaluate
-from hftk.training import train
+from hftk import Predictor, evaluate, train
 
 from ..helpers import DATA, ROOT, cli, head
 

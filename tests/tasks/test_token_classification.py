@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 import hftk
-from hftk import HftkError, Predictor, load_recipe
+from hftk import HftkError, Predictor, load_recipe, train
 from hftk.data.records import read_records
 from hftk.models.loading import load_tokenizer
 from hftk.tasks import get_task
 from hftk.tasks.token_classification import group_tags, merge_windows, tags_to_spans, unit_tags
-from hftk.training import train
 
 from ..helpers import DATA, MINILM, ROOT, SHARED
 

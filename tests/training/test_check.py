@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from hftk import HftkError
-from hftk.training import check, train
+from hftk import HftkError, check, train
 from hftk.training.check import format_report
 
 from ..helpers import DATA, MINILM, ROOT, hftk

@@ -131,7 +131,7 @@ def test_an_undefined_metric_is_null_with_its_reason_in_metrics_json_card_consol
     never chosen as the best checkpoint's score, and `hftk evaluate` prints them as undefined."""
     from huggingface_hub import ModelCard
 
-    from hftk.training import train
+    from hftk import train
 
     from ..helpers import DATA, cli, head
 

@@ -5,7 +5,7 @@ import pytest
 from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
 from hftk import HftkError, load_recipe
-from hftk.config.recipe import TRAINING_DEFAULTS
+from hftk.config.training import TRAINING_DEFAULTS
 from hftk.models.loading import DevicePolicy
 from hftk.tasks import get_task
 from hftk.tasks.classification import Classification

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hftk import HftkError, Predictor
+from hftk import HftkError, Predictor, train
 from hftk.data.records import read_records
 from hftk.files import LOCK, checkpoint_problem, last_complete_checkpoint, locked
 from hftk.models.loading import device_policy
-from hftk.training import train
 
 from ..helpers import DATA, MINILM, ROOT, cli, head, sst2_recipe, tiny_model
 
