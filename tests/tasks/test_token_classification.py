@@ -13,7 +13,8 @@ from hftk import HftkError, Predictor, load_recipe, train
 from hftk.data.records import read_records
 from hftk.models.loading import load_tokenizer
 from hftk.tasks import get_task
-from hftk.tasks.token_classification import group_tags, merge_windows, tags_to_spans, unit_tags
+from hftk.tasks.tags import group_tags, tags_to_spans, unit_tags
+from hftk.tasks.windows import merge_windows
 
 from ..helpers import DATA, MINILM, ROOT, SHARED
 
