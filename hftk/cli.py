@@ -324,7 +324,7 @@ def push(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from hftk.inference.serve import Limits
+    from hftk.inference.requests import Limits
     from hftk.inference.serve import serve as run
 
     _quiet_loading()

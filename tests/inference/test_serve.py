@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from hftk import HftkError, Predictor, load_recipe, train
-from hftk.inference.serve import ClientError, Limits, Shape, build_app, parse_json, server_config
+from hftk.inference.requests import ClientError, Limits, Shape, parse_json
+from hftk.inference.serve import build_app, server_config
 from hftk.tasks import get_task
 
 from ..helpers import DATA, MINILM, ROOT, cli, head
