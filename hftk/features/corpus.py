@@ -24,7 +24,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hftk.data.records import Records, Snapshot
+from hftk.data.records import Records
+from hftk.data.snapshot import Snapshot
 from hftk.features.cache import cached_map, index_digest, key, tokenizer_fingerprint
 from hftk.features.text import (
     Template,

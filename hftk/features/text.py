@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from hftk.data.records import READERS, Records, Snapshot, read_lines, read_records
+from hftk.data.readers import READERS, read_lines, read_records
+from hftk.data.records import Records
+from hftk.data.snapshot import Snapshot
 from hftk.errors import HftkError, not_found
 
 PLAIN_SUFFIXES = (".txt", ".text")

@@ -19,7 +19,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hftk.config.recipe import Recipe
-from hftk.data.records import MissingColumn, Records, surrogate_in
+from hftk.data.readers import surrogate_in
+from hftk.data.records import MissingColumn, Records
 from hftk.errors import HftkError, not_unicode, not_utf8
 from hftk.files import atomic_write_text, locked
 from hftk.inference.exported import OnnxModel, is_exported, manifest

@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from hftk.config.recipe import Recipe
-from hftk.data.records import Features, Records, read_records
+from hftk.data.readers import read_records
+from hftk.data.records import Features, Records
 from hftk.errors import HftkError
 from hftk.features.cache import tokenizer_fingerprint
 from hftk.features.encode import cache_state, encoded_dataset, streamed_dataset

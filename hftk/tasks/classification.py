@@ -12,7 +12,8 @@ import numpy as np
 from pydantic import field_validator, model_validator
 
 from hftk.config.recipe import Labels, Recipe
-from hftk.data.records import SCALARS, Records, RowStream, not_one_value
+from hftk.data.readers import RowStream
+from hftk.data.records import SCALARS, Records, not_one_value
 from hftk.errors import HftkError
 from hftk.tasks import imbalance, metrics
 from hftk.tasks.base import Features, Task

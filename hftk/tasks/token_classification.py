@@ -16,7 +16,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hftk.config.recipe import DataConfig, Recipe
-from hftk.data.records import SCALARS, Records, not_one_value, read_conll
+from hftk.data.conll import read_conll
+from hftk.data.records import SCALARS, Records, not_one_value
 from hftk.errors import HftkError
 from hftk.tasks import imbalance, metrics
 from hftk.tasks.base import Features, Task

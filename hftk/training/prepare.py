@@ -12,7 +12,8 @@ from typing import Any
 
 from hftk.config.recipe import Recipe
 from hftk.config.training import NO_EVALUATION, TRAINING_DEFAULTS
-from hftk.data.records import Records, read_hub_split
+from hftk.data.readers import read_hub_split
+from hftk.data.records import Records
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS
 from hftk.models.loading import DevicePolicy, check_model_files, load_tokenizer, model_max_length, resolve_model

@@ -5,7 +5,8 @@ import shutil
 import pytest
 
 from hftk import HftkError
-from hftk.data.records import RowStream, Snapshot, read_records
+from hftk.data.readers import RowStream, read_records
+from hftk.data.snapshot import Snapshot
 from hftk.errors import lone_surrogate
 from hftk.files import file_digest
 

@@ -18,7 +18,7 @@ import pytest
 
 from hftk import HftkError, train
 from hftk.cli import main
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 from hftk.features.cache import cache_root, cached_map, status
 
 from ..bad_inputs.harness import set_writable

@@ -11,7 +11,7 @@ import pytest
 import hftk.features.cache
 import hftk.features.encode
 from hftk import HftkError
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 from hftk.features.cache import cache_root
 from hftk.models.loading import load_tokenizer
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hftk import HftkError, Predictor, load_recipe, train
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 
 from ..helpers import DATA, head, sst2_recipe
 

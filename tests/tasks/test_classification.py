@@ -11,7 +11,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 import hftk
 from hftk import HftkError, Predictor, load_recipe
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 from hftk.models.loading import load_tokenizer
 from hftk.tasks import get_task
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hftk import Predictor, embed
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 from hftk.models.loading import resolve_model
 
 from ..helpers import DATA, MINILM

@@ -8,7 +8,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.utils.class_weight import compute_class_weight
 
 from hftk import load_recipe
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 from hftk.models.loading import load_tokenizer
 from hftk.tasks import get_task
 from hftk.tasks.imbalance import DEFAULT_THRESHOLD, best_threshold, tune_thresholds

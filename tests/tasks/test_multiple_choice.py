@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hftk import HftkError, Predictor, load_recipe, train
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 from hftk.models.loading import load_tokenizer
 from hftk.tasks import get_task
 

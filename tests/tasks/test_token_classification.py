@@ -10,7 +10,7 @@ import pytest
 
 import hftk
 from hftk import HftkError, Predictor, load_recipe, train
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 from hftk.models.loading import load_tokenizer
 from hftk.tasks import get_task
 from hftk.tasks.tags import group_tags, tags_to_spans, unit_tags

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from hftk import HftkError, Predictor, evaluate
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 
 from ..helpers import ROOT
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from hftk import HftkError, Predictor, train
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 from hftk.files import LOCK, checkpoint_problem, last_complete_checkpoint, locked
 from hftk.models.loading import device_policy
 

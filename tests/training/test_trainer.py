@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from hftk.data.records import read_records
+from hftk.data.readers import read_records
 from hftk.training.trainer import EpochSeededLengthGroupedSampler, HftkTrainer, loss_counts_items, weighted_loss
 
 from ..helpers import DATA, MINILM, head
