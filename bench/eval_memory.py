@@ -11,7 +11,7 @@ The goal: (b) / (a) peak RSS at most 1.10.
     python bench/eval_memory.py [--mb 2] [--lines 200] [--batch 16] [--skip-baseline] [--causal] [--speed-only]
 
 Then, in this process: the time to score the validation blocks the old way (the model's own loss over a whole
-batch's logits) against `hftk.features.text.nll_per_row`, alternated, as a ratio.
+batch's logits) against `hftk.features.collators.nll_per_row`, alternated, as a ratio.
 
 --causal adds the same pair for causal-lm on the tiny GPT-2 fixture (hftk.testing.fixtures, vocabulary 2,000: its logits
 are small, so this checks the path rather than the size).
@@ -101,7 +101,8 @@ def eval_speed(validation: Path, repeats: int = 3) -> None:
     import torch
     from transformers import AutoModelForMaskedLM
 
-    from hftk.features.text import BlockCollator, Masking, nll_per_row, pack
+    from hftk.features.collators import BlockCollator, Masking, nll_per_row
+    from hftk.features.packing import pack
     from hftk.models.loading import load_tokenizer, resolve_model
 
     recipe = mlm_recipe()

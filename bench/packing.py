@@ -103,7 +103,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from hftk.features.text import pack
+    from hftk.features.packing import pack
     from hftk.models.loading import load_tokenizer, resolve_model
 
     tok = load_tokenizer(MODEL)

@@ -97,3 +97,18 @@ def bart_fixture(tmp_path_factory) -> Path:
     from hftk.testing.fixtures import build_bart_fixture
 
     return build_bart_fixture(tmp_path_factory.mktemp("bart") / "bart")
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    """MiniLM's tokenizer (the same as `tok`), by the name the text tests use."""
+    from hftk.models.loading import load_tokenizer
+
+    return load_tokenizer(MINILM)
+
+
+@pytest.fixture(scope="session")
+def emma() -> list[str]:
+    """The first 300 lines of Austen's Emma (Gutenberg), blank ones left out."""
+    lines = (DATA / "en/gutenberg/austen_emma.txt").read_text(encoding="utf-8").splitlines()
+    return [line for line in lines[:300] if line.strip()]

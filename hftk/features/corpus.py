@@ -5,7 +5,7 @@ A domain corpus can be gigabytes, so nothing here holds it whole in Python objec
 - `read_corpus` checks every document (UTF-8, empty files, the text column) one at a time and counts them; the
   `TextCorpus` it returns names files, not rows.
 - `packed_dataset` streams the documents into an Arrow table (`Dataset.from_generator`), tokenises and packs them
-  with a batched `datasets.map` over `num_proc` processes (array operations per batch, features/text.py) that
+  with a batched `datasets.map` over `num_proc` processes (array operations per batch, features/packing.py) that
   writes the blocks straight into the cache (features/cache.py), which later runs memory-map instead of tokenising
   again.
 - The cache key is a hash of the files' bytes, the tokenizer, the block size and what the task keeps: any change
@@ -26,10 +26,7 @@ from typing import Any
 
 from hftk.data.records import Records
 from hftk.data.snapshot import Snapshot
-from hftk.features.cache import cached_map, index_digest, key, tokenizer_fingerprint
-from hftk.features.text import (
-    Template,
-    blocks,
+from hftk.data.text import (
     expand_paths,
     held_out_indices,
     is_plain,
@@ -37,9 +34,10 @@ from hftk.features.text import (
     plain_documents,
     read_column,
     read_text_file,
-    stream_of,
     subset,
 )
+from hftk.features.cache import cached_map, index_digest, key, tokenizer_fingerprint
+from hftk.features.packing import Template, blocks, stream_of
 
 _CHUNK_BYTES = 1 << 24  # read and decoded at once when counting documents
 _MAP_BATCH = 10_000  # documents packed together: one short block per batch at most

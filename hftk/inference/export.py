@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hftk.data.text import subset
 from hftk.errors import HftkError
-from hftk.features.text import subset
 from hftk.files import CHECKPOINTS, replace_model, scratch, share, sweep
 from hftk.inference.exported import MANIFEST, ONNX_FILE
 from hftk.inference.predict import Predictor

@@ -1,6 +1,6 @@
 """Language modelling on plain text: `masked-lm` (domain adaptation of BERT-style encoders) and `causal-lm` (GPT-2).
 
-Both read documents and pack them into full blocks (hftk/features/text.py), evaluate by loss only (no full-vocabulary
+Both read documents and pack them into full blocks (hftk/features/packing.py), evaluate by loss only (no full-vocabulary
 logits are kept) and report perplexity = exp(eval loss). They differ in the labels: masked LM corrupts 15 % of the
 tokens (or whole words) anew each batch; causal LM predicts every next token. Predictions: `fill-mask` (top-k
 tokens for each mask) and `text-generation` (with the recipe's `generation:` settings).
@@ -15,9 +15,11 @@ from pydantic import Field, model_validator
 
 from hftk.config.recipe import DataConfig, Recipe
 from hftk.data.records import Records
+from hftk.data.text import held_out
 from hftk.errors import HftkError
+from hftk.features.collators import BlockCollator, Masking, nll_per_row
 from hftk.features.corpus import TextCorpus, held_out_corpus, packed_dataset, read_corpus, streamed_blocks
-from hftk.features.text import BlockCollator, Masking, held_out, nll_per_row, pack
+from hftk.features.packing import pack
 from hftk.tasks.base import Features, Task
 from hftk.tasks.generation import GenerationSettings, seed_sampling
 from hftk.tasks.metrics import perplexity

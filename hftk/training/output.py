@@ -19,8 +19,8 @@ from typing import Any
 from hftk.config.reading import dump_recipe
 from hftk.config.recipe import Recipe
 from hftk.config.training import TRAINING_DEFAULTS
+from hftk.data.text import expand_paths
 from hftk.errors import HftkError
-from hftk.features.text import expand_paths
 from hftk.files import CHECKPOINTS, LOCK, STAGING, file_digest, replace_model
 from hftk.models import lora
 from hftk.models.loading import removed_pipelines

@@ -35,7 +35,7 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hftk.errors import HftkError
-from hftk.features.text import BlockCollator, nll_per_row
+from hftk.features.collators import BlockCollator, nll_per_row
 from hftk.files import share
 from hftk.tasks import Task
 from hftk.tasks.metrics import defined, is_reason, perplexity, why_undefined

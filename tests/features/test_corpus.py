@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from hftk import HftkError, load_recipe, train
+from hftk.data.text import held_out, plain_documents, read_texts
 from hftk.features.cache import cache_root
+from hftk.features.collators import BlockCollator
 from hftk.features.corpus import (
     count_documents,
     held_out_corpus,
@@ -22,7 +24,7 @@ from hftk.features.corpus import (
     read_corpus,
     streamed_blocks,
 )
-from hftk.features.text import BlockCollator, held_out, pack, plain_documents, read_texts
+from hftk.features.packing import pack
 from hftk.models.loading import load_tokenizer
 
 from ..helpers import DATA, ROOT

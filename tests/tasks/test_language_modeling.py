@@ -79,7 +79,7 @@ def test_mlm_perplexity_drops_on_held_out_text(adapted_en):
     # The same model scored by hftk evaluate (its own seeded masks) on the held-out paragraphs: lower than before.
     held = out.parent / "held.txt"
     recipe = load_recipe(out / "recipe.yaml")
-    from hftk.features.text import held_out, read_texts
+    from hftk.data.text import held_out, read_texts
 
     _, dev = held_out(read_texts(recipe.data.train, column="text"), 0.1, recipe.seed)
     held.write_text("".join(r["text"] + "\n" for r in dev.rows))
@@ -257,7 +257,7 @@ def test_causal_lm_gpt2_end_to_end(gpt2_fixture, tmp_path):
 
     # Perplexity through hftk evaluate equals Trainer's on the same held-out blocks (no masking: deterministic).
     recipe = load_recipe(out / "recipe.yaml")
-    from hftk.features.text import held_out, read_texts
+    from hftk.data.text import held_out, read_texts
 
     _, dev = held_out(read_texts(recipe.data.train, column="text"), 0.1, recipe.seed)
     held = tmp_path / "held.txt"

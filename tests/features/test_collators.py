@@ -1,137 +1,14 @@
-"""Plain text for language modelling: reading with file:line, exact packing, dynamic and whole-word masking."""
+"""hftk/features/collators.py: dynamic and whole-word masking (English WordPiece, Japanese MeCab words), and
+scoring rows without holding a batch's logits."""
 
 import pytest
 import torch
 
-from hftk import HftkError
-from hftk.features.text import BlockCollator, Masking, held_out, pack, read_texts
+from hftk.features.collators import BlockCollator, Masking
+from hftk.features.packing import pack
 from hftk.models.loading import load_tokenizer
 
-from ..helpers import DATA, MINILM
-
-
-@pytest.fixture(scope="module")
-def minilm_tokenizer():
-    return load_tokenizer(MINILM)
-
-
-@pytest.fixture(scope="module")
-def emma() -> list[str]:
-    lines = (DATA / "en/gutenberg/austen_emma.txt").read_text(encoding="utf-8").splitlines()
-    return [line for line in lines[:300] if line.strip()]
-
-
-def texts_of(records):
-    return [r["text"] for r in records.rows]
-
-
-# ------------------------------------------------------------------------------------------------ reading
-
-
-def test_lines_paragraphs_directories_globs_and_jsonl_keep_file_and_line(tmp_path):
-    a = tmp_path / "a.txt"
-    a.write_text("First doc.\n\n  Second doc.  \n", encoding="utf-8")
-    (tmp_path / "sub").mkdir()
-    b = tmp_path / "sub" / "b.txt"
-    b.write_text("Para one\nstill one\n\n\nPara two\n", encoding="utf-8")
-    (tmp_path / "sub" / ".hidden.txt").write_text("editor backup: not a document\n", encoding="utf-8")
-    c = tmp_path / "c.jsonl"
-    c.write_text('{"body": "json doc", "id": 1}\n\n{"body": "another", "id": 2}\n', encoding="utf-8")
-
-    recs = read_texts([str(a), str(tmp_path / "sub")], column="text")
-    assert texts_of(recs) == ["First doc.", "Second doc.", "Para one", "still one", "Para two"]
-    assert [recs.where(i) for i in (0, 1, 2, 4)] == [f"{a}:1", f"{a}:3", f"{b}:1", f"{b}:5"]
-
-    paragraphs = read_texts(str(b), column="text", documents="paragraph")
-    assert texts_of(paragraphs) == ["Para one\nstill one", "Para two"]
-    assert paragraphs.where(1) == f"{b}:5"
-
-    globbed = read_texts(str(tmp_path / "**" / "*.txt"), column="text")
-    assert len(globbed) == 5 and globbed.where(4) == f"{b}:5"
-
-    jsonl = read_texts(str(c), column="body")
-    assert jsonl.rows == [{"body": "json doc"}, {"body": "another"}] and jsonl.where(1) == f"{c}:3"
-
-
-@pytest.mark.parametrize(
-    "name, content, pattern, expected",
-    [
-        ("empty.txt", b"", None, "empty.txt: no text (the file is empty or blank)"),
-        ("blank.txt", b"\n  \n", None, "blank.txt: no text"),
-        ("latin1.txt", "ok\ncaf\xe9\n".encode("latin-1"), None, "latin1.txt:2: not UTF-8"),
-        ("rows.jsonl", b'{"text": "fine"}\n{"other": "x"}\n', None, "rows.jsonl:2: column 'text' is missing"),
-        ("rows.jsonl", b'{"text": "fine"}\n{"text": 3}\n', None, "rows.jsonl:2: text must be a string"),
-        ("rows.jsonl", b'{"body": "x"}\n', None, "rows.jsonl: no column 'text' (columns: body)"),
-        ("a.txt", b"text\n", "*.md", "*.md: no files match this pattern"),
-    ],
-)
-def test_bad_text_inputs_name_file_and_line(tmp_path, name, content, pattern, expected):
-    path = tmp_path / name
-    path.write_bytes(content)
-    source = str(tmp_path / pattern) if pattern else str(path)
-    with pytest.raises(HftkError) as e:
-        read_texts(source, column="text")
-    assert expected in str(e.value) and "\n" not in str(e.value)
-
-
-def test_directory_without_data_files(tmp_path):
-    (tmp_path / "notes.md").write_text("x")
-    with pytest.raises(HftkError, match="no data files in this directory"):
-        read_texts(str(tmp_path), column="text")
-
-
-def test_held_out_split_is_seeded_disjoint_and_keeps_lines(tmp_path):
-    path = tmp_path / "docs.txt"
-    path.write_text("".join(f"doc {i}\n" for i in range(40)), encoding="utf-8")
-    recs = read_texts(str(path), column="text")
-    train, dev = held_out(recs, 0.25, seed=7)
-    assert len(dev) == 10 and len(train) == 30
-    assert set(texts_of(train)).isdisjoint(texts_of(dev)) and len(set(texts_of(train) + texts_of(dev))) == 40
-    assert texts_of(held_out(recs, 0.25, seed=7)[1]) == texts_of(dev)
-    assert texts_of(held_out(recs, 0.25, seed=8)[1]) != texts_of(dev)
-    n = int(dev.rows[3]["text"].split()[1])
-    assert dev.where(3) == f"{path}:{n + 1}"
-    with pytest.raises(HftkError, match="leaves no documents for validation"):
-        held_out(read_texts(str(path), column="text"), 0.01, seed=0)
-
-
-# ------------------------------------------------------------------------------------------------ packing
-
-
-def test_bert_packing_is_exact_and_wastes_nothing(minilm_tokenizer, emma):
-    tok = minilm_tokenizer
-    blocks = pack(tok, emma, 64)
-    ids = blocks["input_ids"]
-    assert all(len(b) == 64 for b in ids[:-1]) and 3 <= len(ids[-1]) <= 64
-    assert all(b[0] == tok.cls_token_id and b[-1] == tok.sep_token_id for b in ids)
-    assert all(m == [1] * len(b) for m, b in zip(blocks["attention_mask"], ids))
-    # The contents, joined, are exactly the documents joined with [SEP]: nothing lost, nothing repeated.
-    stream = [t for b in ids for t in b[1:-1]]
-    expected = []
-    for doc in tok(emma, add_special_tokens=False)["input_ids"]:
-        expected += ([tok.sep_token_id] if expected else []) + doc
-    assert stream == expected
-    # Specials (and only they) have no word; a `##` piece continues the word before it.
-    for b, words in zip(ids, blocks["word_ids"]):
-        tokens = tok.convert_ids_to_tokens(b)
-        assert [w == -1 for w in words] == [t in ("[CLS]", "[SEP]") for t in tokens]
-        for i in range(2, len(b) - 1):
-            if tokens[i].startswith("##"):
-                assert words[i] == words[i - 1], tokens[i - 2 : i + 1]
-            elif words[i] != -1 and words[i - 1] != -1:
-                assert words[i] == words[i - 1] + 1
-
-
-def test_gpt2_packing_joins_documents_with_eos(gpt2_fixture, emma):
-    tok = load_tokenizer(str(gpt2_fixture))
-    blocks = pack(tok, emma[:50], 128)["input_ids"]
-    assert all(len(b) == 128 for b in blocks[:-1])
-    stream = [t for b in blocks for t in b]
-    assert stream.count(tok.eos_token_id) == 49 and stream[0] != tok.eos_token_id
-    assert tok.decode(stream).split("<|endoftext|>") == emma[:50]
-
-
-# ------------------------------------------------------------------------------------------------ masking
+from ..helpers import MINILM
 
 
 def batch_of(tok, texts, size, whole_word=False, probability=0.15):
@@ -236,17 +113,14 @@ def test_rows_without_word_ids_are_masked_per_token(minilm_tokenizer, emma):
     assert chosen.any() and not chosen[special].any()
 
 
-# ------------------------------------------------------------------------------------------------ scoring
-
-
 @pytest.mark.parametrize("causal", [False, True])
 def test_nll_per_row_is_the_models_own_loss_a_few_rows_and_scored_positions_at_a_time(
     minilm_tokenizer, emma, gpt2_fixture, monkeypatch, causal
 ):
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
-    import hftk.features.text
-    from hftk.features.text import nll_per_row
+    import hftk.features.collators
+    from hftk.features.collators import nll_per_row
     from hftk.models.loading import resolve_model
 
     if causal:
@@ -266,7 +140,7 @@ def test_nll_per_row_is_the_models_own_loss_a_few_rows_and_scored_positions_at_a
         own = model(**batch).loss.item()  # the whole batch's logits at once: [10, 64, vocabulary]
         projected.clear()
         # A budget of 3 rows' logits per forward call: 4 calls for 10 rows.
-        monkeypatch.setattr(hftk.features.text, "_LOGITS_BUDGET", 3 * 64 * model.config.vocab_size)
+        monkeypatch.setattr(hftk.features.collators, "_LOGITS_BUDGET", 3 * 64 * model.config.vocab_size)
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         rows = nll_per_row(model, inputs, batch["labels"], shift=causal)
     scored = batch["labels"][:, 1:] != -100 if causal else batch["labels"] != -100
