@@ -181,7 +181,12 @@ def clear(out: Path) -> None:
 
 
 # What a resumed cross-validation may change beyond output.UNMEASURED: what its folds do not use.
-_UNUSED = ("search", "data.validation", "data.test", "data.validation_fraction")
+NOT_RECORDED = (  # settings a fold does not train with: its own data files stand in for them
+    "search",
+    "data.validation",
+    "data.test",
+    "data.validation_fraction",
+)
 
 
 # ------------------------------------------------------------------------------------------ the folds
@@ -310,7 +315,7 @@ class _Run:
         self.keep, self.fixed = keep, fixed
         self.k = len(plan.held_out)
         self.fingerprint = _fingerprint(records, plan, recipe.seed)
-        self.trained_with = trained_with(recipe, _UNUSED)  # every fold's settings, but for its own data files
+        self.trained_with = trained_with(recipe, NOT_RECORDED)  # every fold's settings, but for its own data files
         self.done: dict[int, dict[str, Any]] = {}  # fold number (1-based) -> its per_fold entry
         self.device: dict[str, Any] = {}
 
