@@ -264,7 +264,7 @@ class _MecabTokens:
     """rouge-score tokenizer: MeCab (unidic-lite) words, as hftk's Japanese tokenizer splits them."""
 
     def __init__(self) -> None:
-        from hftk.models.japanese import mecab_tagger  # imports transformers: only for Japanese ROUGE
+        from hftk.models.mecab import mecab_tagger  # imports fugashi and tokenizers: only for Japanese ROUGE
 
         self.tagger = mecab_tagger()
 

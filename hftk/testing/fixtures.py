@@ -17,7 +17,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from hftk.models.japanese import mecab_tagger
+from hftk.models.mecab import mecab_tagger
 
 __all__ = [
     "JA_TEXT_DIR",
