@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import statistics
 import time
@@ -41,11 +40,11 @@ import numpy as np
 from hftk.config.recipe import Recipe
 from hftk.data.records import Records
 from hftk.errors import HftkError
-from hftk.files import LOCK, atomic_write_text, locked
-from hftk.tasks import get_task, load_recipe
+from hftk.files import atomic_write_text
+from hftk.runs.folder import RunsFolder, begin, text_table, trained_with
 from hftk.tasks.metrics import shown as metric_text
 from hftk.tasks.metrics import undefined, why_undefined
-from hftk.training.output import card_metadata, changed_settings, check_runs_dir, remove_whole, text_table, trained_with
+from hftk.training.output import card_metadata, remove_whole
 from hftk.training.prepare import Prepared, prepare
 from hftk.training.train import train
 
@@ -116,71 +115,68 @@ def cross_validate(
             from its last checkpoint.
         overwrite: replace a cross-validation (or a run) in output_dir.
     """
-    if resume and overwrite:
-        raise HftkError("--resume continues the run in the output directory, --overwrite replaces it; pick one")
     if keep not in KEEP:
         raise HftkError(f"--keep {keep}: choose all (every fold's model) or none (only the scores)")
     if folds < 2:
         raise HftkError(f"--folds {folds}: cross-validation needs at least 2 folds; give --folds 5 (or drop it)")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise HftkError("--folds trains its folds one after another in one process; start it without torchrun")
-    recipe = load_recipe(recipe, overrides)
-    if output_dir is not None:
-        recipe = recipe.model_copy(update={"output_dir": str(output_dir)})
-    if not get_task(recipe.task).trainable:
-        raise HftkError(f"task: {recipe.task} is for inference only; there is nothing to cross-validate")
+    serial = "--folds trains its folds one after another in one process"
+    recipe = begin(
+        recipe,
+        overrides,
+        output_dir,
+        resume=resume,
+        overwrite=overwrite,
+        noun="run",
+        serial=serial,
+        purpose="cross-validate",
+    )
     if recipe.data.streaming:
         raise HftkError(
             "recipe: data.streaming: --folds reads the train split whole (it is for small data sets); "
             "remove data.streaming"
         )
-    out = Path(recipe.output_dir)
-    check_folds_dir(out, resume=resume, overwrite=overwrite)
+    folder = FoldsFolder(Path(recipe.output_dir))
+    folder.check(resume=resume, overwrite=overwrite)
     prepared = prepare(_train_only(recipe), splits=("train",))  # every row checked before any fold trains
     records = prepared.splits["train"]
     plan = plan_folds(prepared, folds)
-    fixed = _learnt(prepared)
-    with locked(out / LOCK, "hftk train --folds"):
-        check_folds_dir(out, resume=resume, overwrite=overwrite)
-        if overwrite:
-            clear(out)
-        run = _Run(out, recipe, prepared, records, plan, keep=keep, fixed=fixed)
+    with folder.held(resume=resume, overwrite=overwrite):
+        run = _Run(folder, recipe, prepared, records, plan, keep=keep, fixed=prepared.task.learnt_fields())
         run.start(resume=resume)
         for k in range(folds):
             run.fold(k, resume=resume)
         return run.finish()
 
 
-def check_folds_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """A folder with a cross-validation continues only with --resume; any other folder is `hftk train`'s rule."""
-    found = saved_folds(out) is not None
-    missing = f"{METRICS} with per_fold is missing"
-    check_runs_dir(out, METRICS, "a cross-validation", resume=resume, overwrite=overwrite, found=found, missing=missing)
+class FoldsFolder(RunsFolder):
+    """A cross-validation's folder: fold-k/ models, data/ files, metrics.json (with per_fold) and the card."""
+
+    marker, what, command = METRICS, "a cross-validation", "hftk train --folds"
+
+    def saved(self) -> dict[str, Any] | None:
+        """metrics.json when it is a cross-validation's (it has per_fold), else None."""
+        try:
+            saved = json.loads((self.out / METRICS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return saved if isinstance(saved, dict) and isinstance(saved.get("per_fold"), list) else None
+
+    def found(self) -> bool:
+        return self.saved() is not None
+
+    def missing(self) -> str:
+        return f"{METRICS} with per_fold is missing"
+
+    def ours(self) -> list[Path]:
+        return [
+            path
+            for path in self.out.iterdir()
+            if ((path.is_dir() or path.is_symlink()) and (_FOLD.match(path.name) or path.name == DATA))
+            or path.name in (METRICS, "README.md")
+        ]
 
 
-def saved_folds(out: Path) -> dict[str, Any] | None:
-    """OUTPUT/metrics.json when it is a cross-validation's (it has per_fold), else None."""
-    try:
-        saved = json.loads((out / METRICS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return saved if isinstance(saved, dict) and isinstance(saved.get("per_fold"), list) else None
-
-
-def clear(out: Path) -> None:
-    """Remove what a cross-validation writes (and nothing else: a user's files in the folder stay), all or
-    nothing; a link in its place is removed, never followed."""
-    if not out.is_dir():
-        return
-    remove_whole(
-        path
-        for path in out.iterdir()
-        if ((path.is_dir() or path.is_symlink()) and (_FOLD.match(path.name) or path.name == DATA))
-        or path.name in (METRICS, "README.md")
-    )
-
-
-# What a resumed cross-validation may change beyond output.UNMEASURED: what its folds do not use.
+# What a resumed cross-validation may change beyond folder.UNMEASURED: what its folds do not use.
 NOT_RECORDED = (  # settings a fold does not train with: its own data files stand in for them
     "search",
     "data.validation",
@@ -249,12 +245,6 @@ def _train_only(recipe: Recipe) -> Recipe:
     return recipe.model_copy(update={"data": recipe.data.model_copy(update=drop), "early_stopping_patience": None})
 
 
-def _learnt(prepared: Prepared) -> dict[str, Any]:
-    """Recipe fields fixing what the task learnt from the whole train split, so that every fold's model has the same
-    labels (a rare one may be missing from a fold's train part) and the same metrics."""
-    return prepared.task.learnt_fields()
-
-
 def _fold_overrides(recipe: Recipe, train_file: Path, held_out_file: Path, keep: str) -> dict[str, Any]:
     """What a fold's run changes in the recipe: its data files (JSON Lines: no hub, no CSV header names, no
     held-out share), and the model it keeps."""
@@ -302,7 +292,7 @@ class _Run:
 
     def __init__(
         self,
-        out: Path,
+        folder: FoldsFolder,
         recipe: Recipe,
         prepared: Prepared,
         records: Records,
@@ -311,7 +301,8 @@ class _Run:
         keep: str,
         fixed: dict[str, Any],
     ) -> None:
-        self.out, self.recipe, self.prepared, self.records, self.plan = out, recipe, prepared, records, plan
+        self.folder, self.out = folder, folder.out
+        self.recipe, self.prepared, self.records, self.plan = recipe, prepared, records, plan
         self.keep, self.fixed = keep, fixed
         self.k = len(plan.held_out)
         self.fingerprint = _fingerprint(records, plan, recipe.seed)
@@ -320,25 +311,15 @@ class _Run:
         self.device: dict[str, Any] = {}
 
     def start(self, *, resume: bool) -> None:
-        saved = saved_folds(self.out) if resume else None
+        saved = self.folder.saved() if resume else None
         if saved is not None:
             if saved.get("folds") != self.k:
                 raise HftkError(
                     f"{self.out}: the cross-validation there has {saved.get('folds')} folds; resume with --folds "
                     f"{saved.get('folds')}, or start anew with --overwrite"
                 )
-            if "trained_with" not in saved:
-                raise HftkError(
-                    f"{self.out}: the cross-validation there records no settings to compare (an older hftk wrote "
-                    "it); start anew with --overwrite, or choose another --output"
-                )
-            if changes := changed_settings(saved["trained_with"], self.trained_with):
-                shown = ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
-                raise HftkError(
-                    f"{self.out}: the cross-validation there was trained with other settings ({shown}), and one "
-                    "mean ± sd cannot mix them; resume with its settings, start anew with --overwrite, or choose "
-                    "another --output"
-                )
+            mixed = "was trained with other settings ({shown}), and one mean ± sd cannot mix them"
+            self.folder.same_settings(saved.get("trained_with"), self.trained_with, mixed=mixed)
             if saved.get("fingerprint") != self.fingerprint:
                 raise HftkError(
                     f"{self.out}: the train rows (or the seed) differ from the cross-validation there, so its folds "

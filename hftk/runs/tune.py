@@ -40,10 +40,10 @@ from hftk.config.recipe import Recipe, SearchSpace
 from hftk.config.training import TRAINING_DEFAULTS
 from hftk.config.yaml import safe_load
 from hftk.errors import HftkError
-from hftk.files import LOCK, atomic_write_text, locked, replace_model
-from hftk.tasks import get_task, load_recipe
+from hftk.files import atomic_write_text, replace_model
+from hftk.runs.folder import RunsFolder, begin, text_table, trained_with
 from hftk.tasks.metrics import why_undefined
-from hftk.training.output import changed_settings, check_runs_dir, remove_whole, text_table, trained_with
+from hftk.training.output import remove_whole
 from hftk.training.prepare import prepare
 from hftk.training.train import train
 from hftk.training.trainer import EvaluationReport
@@ -95,18 +95,13 @@ def tune(
         prune: stop trials below the median of the others at the same evaluation.
         backend: "optuna" (this process) or "ray" (Ray Tune, on a local or existing Ray cluster).
     """
-    if resume and overwrite:
-        raise HftkError("--resume continues the study in the output directory, --overwrite replaces it; pick one")
     if trials is not None and trials < 1:
         raise HftkError(f"--trials {trials}: a search needs at least one trial")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise HftkError("hftk tune runs its trials one after another in one process; start it without torchrun")
+    serial = "hftk tune runs its trials one after another in one process"
     source = recipe
-    recipe = load_recipe(recipe, overrides)
-    if output_dir is not None:
-        recipe = recipe.model_copy(update={"output_dir": str(output_dir)})
-    if not get_task(recipe.task).trainable:
-        raise HftkError(f"task: {recipe.task} is for inference only; there is nothing to tune")
+    recipe = begin(
+        recipe, overrides, output_dir, resume=resume, overwrite=overwrite, noun="study", serial=serial, purpose="tune"
+    )
     if not recipe.search:
         raise HftkError(
             "recipe: no search: block to tune; add one, e.g. search: {training.learning_rate: "
@@ -124,11 +119,8 @@ def tune(
         direction="maximize" if task.greater_is_better else "minimize",
     )
     trials = study.trial_count(trials)
-    check_study_dir(study.out, resume=resume, overwrite=overwrite)
-    with locked(study.out / LOCK, "hftk tune"):
-        check_study_dir(study.out, resume=resume, overwrite=overwrite)
-        if overwrite:
-            study.clear()
+    study.check(resume=resume, overwrite=overwrite)
+    with study.held(resume=resume, overwrite=overwrite):
         study.settle(resume=resume)
         start = time.perf_counter()
         if backend == "ray":
@@ -142,16 +134,14 @@ def tune(
         return study.finish(time.perf_counter() - start)
 
 
-def check_study_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """A folder with a study continues only with --resume; one with a training run is `hftk train`'s rule."""
-    check_runs_dir(out, STUDY, "a study", resume=resume, overwrite=overwrite, found=(out / STUDY).exists())
-
-
-class Study:
+class Study(RunsFolder):
     """One search's folder and its Optuna study: trials asked, run as `hftk train`, told, tidied up."""
 
+    marker, what, command = STUDY, "a study", "hftk tune"
+
     def __init__(self, out: Path, recipe: Recipe, *, base: dict[str, Any], metric: str, direction: str) -> None:
-        self.out, self.recipe, self.base = out, recipe, base
+        super().__init__(out)
+        self.recipe, self.base = recipe, base
         self.metric, self.direction = metric, direction
         self.space: dict[str, SearchSpace] = recipe.search
 
@@ -171,18 +161,8 @@ class Study:
                 f"{self.out / STUDY}: not a study hftk can read; start anew with --overwrite, or choose another "
                 "--output"
             ) from None
-        if saved is None:
-            raise HftkError(
-                f"{self.out}: the study there records no settings to compare (an older hftk wrote it); start anew "
-                "with --overwrite, or choose another --output"
-            )
-        if changes := changed_settings(saved, record):
-            shown = ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
-            raise HftkError(
-                f"{self.out}: the study there ran its trials with other settings ({shown}), and its ranking cannot "
-                "mix them; resume with its settings (only --trials may grow), start anew with --overwrite, or "
-                "choose another --output"
-            )
+        mixed = "ran its trials with other settings ({shown}), and its ranking cannot mix them"
+        self.same_settings(saved, record, mixed=mixed, allowed=" (only --trials may grow)")
 
     def load(self, *, create: bool, seed_offset: int = 0, prune: bool = True, trials: int = 10) -> Any:
         import optuna
@@ -375,9 +355,8 @@ class Study:
         with contextlib.suppress(OSError):
             (self.out / TRIALS).rmdir()  # once no trial is left in it
 
-    def clear(self) -> None:
-        """Remove what a study writes, all or nothing (a link in its place goes, never what it points to)."""
-        remove_whole(self.out / name for name in _OURS)
+    def ours(self) -> list[Path]:
+        return [self.out / name for name in _OURS]
 
     # -- results ---------------------------------------------------------------------------------------
     def write_best_recipe(self, number: int) -> None:

@@ -6,8 +6,6 @@ recipe) is written here too, into a staging folder that `files.replace_model` mo
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -18,10 +16,8 @@ from typing import Any
 
 from hftk.config.reading import dump_recipe
 from hftk.config.recipe import Recipe
-from hftk.config.training import TRAINING_DEFAULTS
-from hftk.data.text import expand_paths
 from hftk.errors import HftkError
-from hftk.files import CHECKPOINTS, LOCK, STAGING, file_digest, replace_model
+from hftk.files import CHECKPOINTS, LOCK, STAGING, replace_model
 from hftk.models import lora
 from hftk.models.loading import removed_pipelines
 from hftk.tasks import Task
@@ -41,23 +37,6 @@ def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         f"{out}: output directory is not empty; pass --resume to continue that run, "
         "--overwrite to replace it, or --output NEW_DIR"
     )
-
-
-def check_runs_dir(
-    out: Path, marker: str, what: str, *, resume: bool, overwrite: bool, found: bool, missing: str = ""
-) -> None:
-    """`hftk tune`'s and `--folds`' folder rule: a folder holding their `marker` file (`found`) continues only
-    with --resume, --resume needs one, and any other folder is `hftk train`'s rule."""
-    if found and not (resume or overwrite):
-        raise HftkError(
-            f"{out}: holds {what} ({marker}); pass --resume to continue it, --overwrite to start anew, "
-            "or --output NEW_DIR"
-        )
-    if resume and not found:
-        missing = missing or f"{marker} is missing"
-        raise HftkError(f"{out}: no {what.removeprefix('a ')} to resume ({missing}); start without --resume")
-    if not found:
-        check_output_dir(out, resume=False, overwrite=overwrite)
 
 
 def remove_whole(paths: Iterable[Path]) -> None:
@@ -116,75 +95,6 @@ def _immutable(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-# ------------------------------------------------------------------------------------------ --resume
-
-
-# What a resumed tune or cross-validation may change: it moves the folder, the card's words, how much is logged
-# or kept, how data is read; not what is trained, on what data, or how it is scored.
-UNMEASURED = (
-    "output_dir",
-    "card",
-    "keep_checkpoints",
-    "data.num_proc",
-    "data.cache",
-    "training.disable_tqdm",
-    "training.report_to",
-    "training.logging_steps",
-    "training.logging_strategy",
-    "training.dataloader_num_workers",
-)
-
-
-def trained_with(recipe: Recipe, unmeasured: Iterable[str] = ()) -> dict[str, Any]:
-    """What a run's results depend on, for --resume to compare: the resolved recipe as dotted keys (hftk's
-    training defaults filled in), less UNMEASURED and `unmeasured`; a data file by its content, not its path."""
-    flat = _dotted(recipe.model_dump(mode="json") | {"training": {**TRAINING_DEFAULTS, **recipe.training}})
-    skipped = (*UNMEASURED, *unmeasured)
-    record = {k: v for k, v in flat.items() if not any(k == s or k.startswith(s + ".") for s in skipped)}
-    for split in ("train", "validation", "test"):
-        source = getattr(recipe.data, split)
-        if f"data.{split}" in record and source is not None and not recipe.data.hub:
-            digest = hashlib.blake2b(digest_size=16)
-            for path in expand_paths(source):
-                digest.update(file_digest(path).encode())
-            record[f"data.{split}"] = f"content {digest.hexdigest()}"
-    return record
-
-
-def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """'key old -> new' for each setting that differs between two `trained_with` records."""
-    from transformers import TrainingArguments
-
-    defaults = {
-        f"training.{f.name}": None if f.default is dataclasses.MISSING else f.default
-        for f in dataclasses.fields(TrainingArguments)
-    }
-    out = []
-    for key in sorted(old.keys() | new.keys()):
-        before, after = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
-        if before == after:
-            continue
-        if str(before).startswith("content ") and str(after).startswith("content "):
-            out.append(f"{key}: other file content")
-        else:
-            out.append(f"{key} {_setting(before)} -> {_setting(after)}")
-    return out
-
-
-def _setting(value: Any) -> str:
-    return "unset" if value is None else f"{value:g}" if isinstance(value, float) else json.dumps(value, default=str)
-
-
-def _dotted(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict) and value:
-            out |= _dotted(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _holds_something(path: Path) -> bool:
@@ -426,12 +336,6 @@ def _use(task: Task, folder: str) -> list[str]:
         "",
         f'With transformers 4.x, `transformers.pipeline("{pipeline_task}", model=...)` loads this folder as is.',
     ]
-
-
-def text_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    """Console table lines: each column padded to its widest cell, two spaces between columns."""
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in (head, *rows)]
 
 
 def plot_curve(log_history: list[dict[str, Any]], metric: str, path: Path) -> None:

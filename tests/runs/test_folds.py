@@ -238,7 +238,7 @@ def test_three_folds_keep_all_then_resume_trains_only_the_unfinished_fold(small,
     shutil.move(out / "fold-1", outside)
     (out / "fold-1").symlink_to(outside, target_is_directory=True)
     (out / "notes.txt").write_text("the user's")
-    hftk.runs.folds.clear(out)
+    hftk.runs.folds.FoldsFolder(out).clear()
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert (outside / "model.safetensors").is_file()
 

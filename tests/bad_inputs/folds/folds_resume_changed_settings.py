@@ -16,9 +16,9 @@ CASE = {
 def setup(folder: Path) -> None:
     import json
 
+    from hftk.runs.folder import trained_with
     from hftk.runs.folds import NOT_RECORDED
     from hftk.tasks import load_recipe
-    from hftk.training.output import trained_with
 
     recipe = load_recipe(folder / "recipe.yaml", {"max_length": 128})
     record = {"folds": 2, "per_fold": [], "trained_with": trained_with(recipe, NOT_RECORDED)}

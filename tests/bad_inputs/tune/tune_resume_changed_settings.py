@@ -18,8 +18,8 @@ def setup(folder: Path) -> None:
     """A study whose trials ran with learning rate 3e-4 fixed... and max_length 64 (the recipe's)."""
     import optuna
 
+    from hftk.runs.folder import trained_with
     from hftk.tasks import load_recipe
-    from hftk.training.output import trained_with
 
     recipe = load_recipe(folder / "recipe.yaml", {"training.learning_rate": 3.0e-4})
     (folder / "out").mkdir()

@@ -1,0 +1,196 @@
+"""One folder, many training runs: what `hftk tune` and `hftk train --folds` share.
+
+The folder's life: refused or resumed, locked for one command, checked again under the lock, cleared for
+--overwrite (what the command wrote, all or nothing; a user's own files stay). Each sub-run is an ordinary
+`train()` into a sub-folder. A resumed folder must have been trained with the same settings (`trained_with`, the
+ledger the command keeps), or its runs would be compared or averaged across settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hftk.config.recipe import Recipe
+from hftk.config.training import TRAINING_DEFAULTS
+from hftk.data.text import expand_paths
+from hftk.errors import HftkError
+from hftk.files import LOCK, file_digest, locked
+from hftk.tasks import get_task, load_recipe
+from hftk.training.output import check_output_dir, remove_whole
+
+
+def begin(
+    source: Recipe | str | Path | dict[str, Any],
+    overrides: dict[str, Any] | None,
+    output_dir: str | Path | None,
+    *,
+    resume: bool,
+    overwrite: bool,
+    noun: str,
+    serial: str,
+    purpose: str,
+) -> Recipe:
+    """The checks every many-runs command makes before reading data: --resume or --overwrite, one process (its
+    runs go one after another; `serial` says so), and a recipe of a task that trains (`purpose` ends the
+    message for one that does not)."""
+    if resume and overwrite:
+        raise HftkError(f"--resume continues the {noun} in the output directory, --overwrite replaces it; pick one")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise HftkError(f"{serial}; start it without torchrun")
+    recipe = load_recipe(source, overrides)
+    if output_dir is not None:
+        recipe = recipe.model_copy(update={"output_dir": str(output_dir)})
+    if not get_task(recipe.task).trainable:
+        raise HftkError(f"task: {recipe.task} is for inference only; there is nothing to {purpose}")
+    return recipe
+
+
+class RunsFolder(ABC):
+    """A folder holding one command's runs and what sums them up."""
+
+    marker: ClassVar[str]  # the file whose presence says the folder holds one
+    what: ClassVar[str]  # "a study", "a cross-validation"
+    command: ClassVar[str]  # who holds the lock, as `hftk` names it to a second command
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def found(self) -> bool:
+        return (self.out / self.marker).exists()
+
+    def missing(self) -> str:
+        """Why a folder without a run to resume has none, for the --resume error."""
+        return f"{self.marker} is missing"
+
+    @abstractmethod
+    def ours(self) -> Iterable[Path]:
+        """What the command writes in the folder: what --overwrite removes."""
+
+    def check(self, *, resume: bool, overwrite: bool) -> None:
+        """A folder holding one continues only with --resume, --resume needs one, and any other folder is
+        `hftk train`'s rule."""
+        found = self.found()
+        if found and not (resume or overwrite):
+            raise HftkError(
+                f"{self.out}: holds {self.what} ({self.marker}); pass --resume to continue it, --overwrite to start "
+                "anew, or --output NEW_DIR"
+            )
+        if resume and not found:
+            raise HftkError(
+                f"{self.out}: no {self.what.removeprefix('a ')} to resume ({self.missing()}); start without --resume"
+            )
+        if not found:
+            check_output_dir(self.out, resume=False, overwrite=overwrite)
+
+    def clear(self) -> None:
+        """Remove what the command writes, all or nothing; a link in its place goes, never what it points to."""
+        if self.out.is_dir():
+            remove_whole(self.ours())
+
+    @contextlib.contextmanager
+    def held(self, *, resume: bool, overwrite: bool) -> Iterator[None]:
+        """The folder for this command alone: checked, locked, checked again (what a command before the lock
+        wrote), cleared for --overwrite."""
+        self.check(resume=resume, overwrite=overwrite)
+        with locked(self.out / LOCK, self.command):
+            self.check(resume=resume, overwrite=overwrite)
+            if overwrite:
+                self.clear()
+            yield
+
+    def same_settings(
+        self, saved: dict[str, Any] | None, now: dict[str, Any], *, mixed: str, allowed: str = ""
+    ) -> None:
+        """Refuse to resume runs `saved` says were trained with other settings than `now`, naming each change;
+        `mixed` says what could not mix them, `allowed` what may change instead."""
+        if saved is None:
+            raise HftkError(
+                f"{self.out}: {self.what.replace('a ', 'the ', 1)} there records no settings to compare (an older "
+                "hftk wrote it); start anew with --overwrite, or choose another --output"
+            )
+        if changes := changed_settings(saved, now):
+            shown = ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
+            raise HftkError(
+                f"{self.out}: {self.what.replace('a ', 'the ', 1)} there {mixed.format(shown=shown)}; resume with its "
+                f"settings{allowed}, start anew with --overwrite, or choose another --output"
+            )
+
+
+# What a resumed tune or cross-validation may change: it moves the folder, the card's words, how much is logged
+# or kept, how data is read; not what is trained, on what data, or how it is scored.
+UNMEASURED = (
+    "output_dir",
+    "card",
+    "keep_checkpoints",
+    "data.num_proc",
+    "data.cache",
+    "training.disable_tqdm",
+    "training.report_to",
+    "training.logging_steps",
+    "training.logging_strategy",
+    "training.dataloader_num_workers",
+)
+
+
+def trained_with(recipe: Recipe, unmeasured: Iterable[str] = ()) -> dict[str, Any]:
+    """What a run's results depend on, for --resume to compare: the resolved recipe as dotted keys (hftk's
+    training defaults filled in), less UNMEASURED and `unmeasured`; a data file by its content, not its path."""
+    flat = _dotted(recipe.model_dump(mode="json") | {"training": {**TRAINING_DEFAULTS, **recipe.training}})
+    skipped = (*UNMEASURED, *unmeasured)
+    record = {k: v for k, v in flat.items() if not any(k == s or k.startswith(s + ".") for s in skipped)}
+    for split in ("train", "validation", "test"):
+        source = getattr(recipe.data, split)
+        if f"data.{split}" in record and source is not None and not recipe.data.hub:
+            digest = hashlib.blake2b(digest_size=16)
+            for path in expand_paths(source):
+                digest.update(file_digest(path).encode())
+            record[f"data.{split}"] = f"content {digest.hexdigest()}"
+    return record
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """'key old -> new' for each setting that differs between two `trained_with` records."""
+    from transformers import TrainingArguments
+
+    defaults = {
+        f"training.{f.name}": None if f.default is dataclasses.MISSING else f.default
+        for f in dataclasses.fields(TrainingArguments)
+    }
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
+        if before == after:
+            continue
+        if str(before).startswith("content ") and str(after).startswith("content "):
+            out.append(f"{key}: other file content")
+        else:
+            out.append(f"{key} {_setting(before)} -> {_setting(after)}")
+    return out
+
+
+def _setting(value: Any) -> str:
+    return "unset" if value is None else f"{value:g}" if isinstance(value, float) else json.dumps(value, default=str)
+
+
+def _dotted(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            out |= _dotted(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def text_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """Console table lines: each column padded to its widest cell, two spaces between columns."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in (head, *rows)]
