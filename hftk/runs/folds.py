@@ -470,8 +470,8 @@ class _Run:
             if _chooses_on_held_out(recipe)
             else "Each fold's model is its last training step (no checkpoint was chosen on the held-out fold).",
             *(
-                ["Multi-label thresholds were tuned on each held-out fold, so those scores are optimistic."]
-                if getattr(recipe, "threshold", None) == "tuned"
+                [f"{tuned} were tuned on each held-out fold, so those scores are optimistic."]
+                if (tuned := task.tuned_on_validation())
                 else []
             ),
             "",

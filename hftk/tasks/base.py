@@ -276,6 +276,18 @@ class Task(ABC):
         thresholds), by name: written to metrics.json and the model card."""
         return {}
 
+    def card_lines(self, section: str) -> list[str]:
+        """What this task adds to its model card's `section`: "labels" (after the title: what the model chooses
+        from) or "training" (after the schedule: how the loss or the decisions were set)."""
+        labels = self.model_kwargs().get("id2label")
+        if section == "labels" and labels:
+            return ["## Labels", "", ", ".join(f"`{v}`" for v in labels.values()), ""]
+        return []
+
+    def tuned_on_validation(self) -> str | None:
+        """What `fit`-after-training tunes on the validation split (it makes those scores optimistic), or None."""
+        return None
+
     def collator(self, pad_to_multiple_of: int | None = None) -> Any:
         from transformers import DataCollatorWithPadding
 

@@ -115,3 +115,13 @@ def tune_thresholds(probs: np.ndarray, gold: np.ndarray, *, per_label: bool) -> 
         return np.full(n, DEFAULT_THRESHOLD if best is None else best)
     out = [best_threshold(probs[:, j], gold[:, j]) for j in range(n)]
     return np.array([DEFAULT_THRESHOLD if t is None else t for t in out])
+
+
+def weights_card(setting: Any, weights: dict[str, float] | None, *, multi_label: bool) -> list[str]:
+    """The model card's line on the loss's class weights (`class_weights`), when the recipe asked for them."""
+    if not weights:
+        return []
+    kind = "positive-label weights (BCE pos_weight)" if multi_label else "weights of the cross-entropy loss"
+    source = "balanced: from train's label counts" if setting == "balanced" else "from the recipe"
+    listed = ", ".join(f"`{n}` {w:.3g}" for n, w in weights.items())
+    return [f"Class {kind} (`class_weights`, {source}): {listed}.", ""]

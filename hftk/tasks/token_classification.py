@@ -117,6 +117,13 @@ class TokenClassification(Task):
             self.names = label_names(self.types, self.recipe.scheme)
         self.weights = self._class_weights(train)
 
+    def card_lines(self, section: str) -> list[str]:
+        if section == "training":
+            return imbalance.weights_card(
+                self.recipe.class_weights, self.learnt().get("class_weights"), multi_label=False
+            )
+        return super().card_lines(section)
+
     def _class_weights(self, train: Records) -> list[float] | None:
         setting = self.recipe.class_weights
         if setting is None or (setting == "balanced" and self.tokenizer is None):  # hftk check without tokenizer

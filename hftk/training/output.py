@@ -163,11 +163,11 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = 
         "",
         f"`{base}` fine-tuned for **{task.pipeline}** with hftk (recipe: `recipe.yaml` in this folder).",
         "",
-        *_answers(task),
+        *task.card_lines("labels"),
         "## Training",
         "",
         *_training(metrics, args),
-        *_weights(task),
+        *task.card_lines("training"),
         f"Trained on {device.get('device', '?')} ({device.get('precision', '?')}) in "
         f"{train.get('train_runtime', 0):.0f} s, {train.get('train_samples_per_second', 0):.1f} samples/s"
         + (f"; the saved model is the best checkpoint, step {train['best_step']}." if "best_step" in train else "."),
@@ -249,43 +249,6 @@ def _metrics_of(split: dict[str, Any] | None) -> list[tuple[str, float | None, s
         elif (why := why_undefined(split or {}, key)) is not None:
             out.append((metric, None, why))
     return out
-
-
-def _answers(task: Task) -> list[str]:
-    """The labels the model chooses from, and for multi-label the threshold that picks them."""
-    labels = task.model_kwargs().get("id2label")
-    if not labels:
-        return []
-    out = ["## Labels", "", ", ".join(f"`{v}`" for v in labels.values()), ""]
-    threshold = getattr(task.recipe, "threshold", None)
-    if not _multi(task) or threshold is None:
-        return out
-    tuned = task.learnt().get("thresholds")
-    if not tuned:
-        return [*out, f"Multi-label: every label whose sigmoid score is at least {threshold} applies.", ""]
-    global_ = task.recipe.threshold_tuning == "global"
-    how = f"one threshold, {next(iter(tuned.values())):.4f}, for micro-F1" if global_ else "each label's own F1"
-    out += [
-        f"Multi-label: a label applies when its sigmoid score reaches its threshold, tuned on the validation split "
-        f"for {how} (config.json `hftk_thresholds`: hftk predict, evaluate and serve use them; `pipeline()` returns "
-        "scores only). The validation metrics below were measured with these thresholds, so they are optimistic.",
-        "",
-    ]
-    if not global_:
-        out += ["| label | threshold |", "|---|---|", *(f"| {n} | {t:.4f} |" for n, t in tuned.items()), ""]
-    return out
-
-
-def _weights(task: Task) -> list[str]:
-    """The loss's class weights, when the recipe asked for them."""
-    weights = task.learnt().get("class_weights")
-    if not weights:
-        return []
-    setting = task.recipe.class_weights
-    kind = "positive-label weights (BCE pos_weight)" if _multi(task) else "weights of the cross-entropy loss"
-    source = "balanced: from train's label counts" if setting == "balanced" else "from the recipe"
-    listed = ", ".join(f"`{n}` {w:.3g}" for n, w in weights.items())
-    return [f"Class {kind} (`class_weights`, {source}): {listed}.", ""]
 
 
 def _multi(task: Task) -> bool:
