@@ -27,6 +27,14 @@ def head(src: Path, dst: Path, n: int, *, header: bool = True) -> Path:
     return dst
 
 
+def sst2_sample(folder: Path, train: int, validation: int) -> dict[str, Path]:
+    """The first `train` SST-2 train rows and `validation` dev rows, as files in `folder`."""
+    return {
+        "train": head(DATA / "en/sst2/train.tsv", folder / "train.tsv", train),
+        "validation": head(DATA / "en/sst2/dev.tsv", folder / "dev.tsv", validation),
+    }
+
+
 def sst2_recipe(paths: dict[str, Path], out: Path, **extra) -> dict:
     """A MiniLM SST-2 recipe over the given train/validation files; `extra` replaces keys (dicts are merged)."""
     recipe = {

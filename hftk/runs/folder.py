@@ -23,8 +23,8 @@ from hftk.config.training import TRAINING_DEFAULTS
 from hftk.data.text import expand_paths
 from hftk.errors import HftkError
 from hftk.files import LOCK, file_digest, locked
-from hftk.tasks import get_task, load_recipe
 from hftk.training.output import check_output_dir, remove_whole
+from hftk.training.train import load_trainable
 
 
 def begin(
@@ -45,12 +45,7 @@ def begin(
         raise HftkError(f"--resume continues the {noun} in the output directory, --overwrite replaces it; pick one")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise HftkError(f"{serial}; start it without torchrun")
-    recipe = load_recipe(source, overrides)
-    if output_dir is not None:
-        recipe = recipe.model_copy(update={"output_dir": str(output_dir)})
-    if not get_task(recipe.task).trainable:
-        raise HftkError(f"task: {recipe.task} is for inference only; there is nothing to {purpose}")
-    return recipe
+    return load_trainable(source, overrides, output_dir, otherwise=f"there is nothing to {purpose}")
 
 
 class RunsFolder(ABC):

@@ -57,7 +57,7 @@ def train(
     """
     if resume and overwrite:
         raise HftkError("--resume continues the run in the output directory, --overwrite replaces it; pick one")
-    recipe = _load(recipe, overrides, output_dir)
+    recipe = load_trainable(recipe, overrides, output_dir)
     out = Path(recipe.output_dir)
     check_output_dir(out, resume=resume, overwrite=overwrite)  # before the lock creates the folder
     # One run per output folder: a second one stops here, naming the first (its process and host).
@@ -108,15 +108,20 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, callbacks:
 # ------------------------------------------------------------------------------------------------ steps
 
 
-def _load(
-    source: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any] | None, output_dir: str | Path | None
+def load_trainable(
+    source: Recipe | str | Path | dict[str, Any],
+    overrides: dict[str, Any] | None,
+    output_dir: str | Path | None,
+    *,
+    otherwise: str = "",
 ) -> Recipe:
-    """The validated recipe of a task that trains."""
+    """The validated recipe of a task that trains; `otherwise` ends the message for one that does not."""
     recipe = load_recipe(source, overrides)
     if output_dir is not None:
         recipe = recipe.model_copy(update={"output_dir": str(output_dir)})
     if not get_task(recipe.task).trainable:
-        raise HftkError(f"task: {recipe.task} is for inference only; use hftk predict --task {recipe.task}")
+        otherwise = otherwise or f"use hftk predict --task {recipe.task}"
+        raise HftkError(f"task: {recipe.task} is for inference only; {otherwise}")
     return recipe
 
 

@@ -7,18 +7,14 @@ import pytest
 from hftk import HftkError, Predictor, load_recipe, train
 from hftk.data.readers import read_records
 
-from ..helpers import DATA, head, sst2_recipe
+from ..helpers import DATA, sst2_recipe, sst2_sample
 
 LORA = {"method": "lora", "r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["query", "value"]}
 
 
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lora-data")
-    return {
-        "train": head(DATA / "en/sst2/train.tsv", d / "train.tsv", 600),
-        "validation": head(DATA / "en/sst2/dev.tsv", d / "dev.tsv", 200),
-    }
+    return sst2_sample(tmp_path_factory.mktemp("lora-data"), 600, 200)
 
 
 def lora_run(rows, out, training=None, **peft):

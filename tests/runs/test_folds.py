@@ -16,7 +16,7 @@ from hftk.runs.folds import aggregate, assign_folds, plan_folds
 from hftk.tasks import load_recipe
 from hftk.training.prepare import prepare
 
-from ..helpers import DATA, MINILM, cli, cli_error, head, sst2_recipe, unremovable
+from ..helpers import MINILM, cli, cli_error, sst2_recipe, sst2_sample, unremovable
 
 # As short as a run gets: two optimizer steps, no evaluation or checkpoint before the final score.
 QUICK = {
@@ -122,11 +122,7 @@ def test_an_undefined_value_is_left_out_of_the_mean_and_shown_as_undefined(tmp_p
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sst2_folds")
-    return {
-        "train": head(DATA / "en/sst2/train.tsv", d / "train.tsv", 36),
-        "validation": head(DATA / "en/sst2/dev.tsv", d / "dev.tsv", 8),
-    }
+    return sst2_sample(tmp_path_factory.mktemp("sst2_folds"), 36, 8)
 
 
 def _recipe(small, out, tmp_path):
