@@ -93,19 +93,11 @@ def share(path: Path) -> None:
     Writers that go through a temporary file (`mkstemp`, `mkdtemp`, safetensors' `save_file`) create 0600 files
     and 0700 folders, so another user of a shared model folder would find it unreadable."""
     mask = umask()
-    if path.is_symlink():
-        return
-    if path.is_file():
-        os.chmod(path, 0o666 & ~mask)
-        return
-    os.chmod(path, 0o777 & ~mask)
-    for folder, dirs, files in os.walk(path):
-        for name in dirs:
-            if not (Path(folder) / name).is_symlink():
-                os.chmod(Path(folder) / name, 0o777 & ~mask)
-        for name in files:
-            if not (Path(folder) / name).is_symlink():
-                os.chmod(Path(folder) / name, 0o666 & ~mask)
+    below = [] if path.is_symlink() or not path.is_dir() else os.walk(path)  # links are neither followed nor changed
+    entries = [path, *(Path(folder) / name for folder, dirs, files in below for name in (*dirs, *files))]
+    for entry in entries:
+        if not entry.is_symlink():
+            os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~mask)
 
 
 # A work folder: `.<name>.<pid>.tmp`, locked (flock on its SCRATCH_LOCK) by the process working in it.
