@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import hftk  # noqa: E402
-from hftk.runs.tune import format_table, tune  # noqa: E402
+from hftk.runs.tune import tune  # noqa: E402
 
 RECIPE = ROOT / "recipes/sst2-minilm.yaml"
 TRAIN = ROOT / "data/en/sst2/train.tsv"
@@ -97,7 +97,7 @@ def main() -> None:
     start = time.perf_counter()
     result = tune(RECIPE, trials=args.trials, overrides=common, output_dir=workdir / "study", overwrite=True)
     searched = time.perf_counter() - start
-    print(format_table(result), flush=True)
+    print(result.table(), flush=True)
     states = json.loads((workdir / "study" / "tune.json").read_text())["states"]
     extra = {"runs": round(searched / one_run, 2), "states": states, "best": result.best_params}
     rows.append(score(f"hftk tune, {args.trials} trials", workdir / "study" / "best", aside, searched, extra))

@@ -202,7 +202,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _folds(args: argparse.Namespace) -> int:
-    from hftk.runs.folds import cross_validate, format_table
+    from hftk.runs.folds import cross_validate
 
     result = cross_validate(
         args.recipe,
@@ -213,13 +213,12 @@ def _folds(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
     )
-    print(format_table(result))
+    print(result.table())
     print(f"{result.folds}-fold cross-validation saved to {result.output_dir} (metrics.json, README.md)")
     return 0
 
 
 def tune(args: argparse.Namespace) -> int:
-    from hftk.runs.tune import format_table
     from hftk.runs.tune import tune as run
 
     result = run(
@@ -232,7 +231,7 @@ def tune(args: argparse.Namespace) -> int:
         prune=not args.no_prune,
         backend=args.backend,
     )
-    print(format_table(result))
+    print(result.table())
     print(
         f"best {result.metric} {result.best_value:.4g} with {json.dumps(result.best_params)}\n"
         f"model: {result.best_dir}; recipe: {result.output_dir / 'best-recipe.yaml'}; "

@@ -144,6 +144,16 @@ class SearchSpace(Strict):
     def integers(self) -> bool:
         return all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high, self.step or 1))
 
+    def distribution(self) -> Any:
+        """The space as Optuna's distribution (what `hftk tune` samples from)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.choices is not None:
+            return CategoricalDistribution(self.choices)
+        if self.integers:
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
+
 
 class Recipe(Strict):
     """Fields every task shares. Each task adds its own in a subclass keyed on `task`."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -27,33 +28,33 @@ from hftk.training.output import check_output_dir, remove_whole
 from hftk.training.train import load_trainable
 
 
-def begin(
-    source: Recipe | str | Path | dict[str, Any],
-    overrides: dict[str, Any] | None,
-    output_dir: str | Path | None,
-    *,
-    resume: bool,
-    overwrite: bool,
-    noun: str,
-    serial: str,
-    purpose: str,
-) -> Recipe:
-    """The checks every many-runs command makes before reading data: --resume or --overwrite, one process (its
-    runs go one after another; `serial` says so), and a recipe of a task that trains (`purpose` ends the
-    message for one that does not)."""
-    if resume and overwrite:
-        raise HftkError(f"--resume continues the {noun} in the output directory, --overwrite replaces it; pick one")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise HftkError(f"{serial}; start it without torchrun")
-    return load_trainable(source, overrides, output_dir, otherwise=f"there is nothing to {purpose}")
-
-
 class RunsFolder(ABC):
     """A folder holding one command's runs and what sums them up."""
 
     marker: ClassVar[str]  # the file whose presence says the folder holds one
     what: ClassVar[str]  # "a study", "a cross-validation"
     command: ClassVar[str]  # who holds the lock, as `hftk` names it to a second command
+    noun: ClassVar[str]  # what --resume continues: "study", "run"
+    purpose: ClassVar[str]  # "tune": the end of "there is nothing to tune" for a task that does not train
+    serial: ClassVar[str]  # why it refuses torchrun: "hftk tune runs its trials one after another in one process"
+
+    @classmethod
+    def begin(
+        cls,
+        source: Recipe | str | Path | dict[str, Any],
+        overrides: dict[str, Any] | None,
+        output_dir: Any,
+        **flags: bool,
+    ) -> Recipe:
+        """The checks the command makes before reading data: --resume or --overwrite, one process (its runs go one
+        after another), a recipe of a task that trains. `flags`: resume and overwrite."""
+        if flags["resume"] and flags["overwrite"]:
+            raise HftkError(
+                f"--resume continues the {cls.noun} in the output directory, --overwrite replaces it; pick one"
+            )
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise HftkError(f"{cls.serial}; start it without torchrun")
+        return load_trainable(source, overrides, output_dir, otherwise=f"there is nothing to {cls.purpose}")
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -135,12 +136,28 @@ UNMEASURED = (
 )
 
 
+def settings(recipe: Recipe, *, every: bool = False) -> dict[str, Any]:
+    """The recipe as dotted keys (`training.learning_rate`), hftk's training defaults filled in; `every` fills in
+    transformers' own defaults for the other training arguments too."""
+    training = {**(transformers_defaults() if every else {}), **TRAINING_DEFAULTS, **recipe.training}
+    return _dotted(recipe.model_dump(mode="json") | {"training": training})
+
+
+@functools.cache
+def transformers_defaults() -> dict[str, Any]:
+    """TrainingArguments' own default of each field (None where it has none)."""
+    from transformers import TrainingArguments
+
+    return {
+        f.name: None if f.default is dataclasses.MISSING else f.default for f in dataclasses.fields(TrainingArguments)
+    }
+
+
 def trained_with(recipe: Recipe, unmeasured: Iterable[str] = ()) -> dict[str, Any]:
     """What a run's results depend on, for --resume to compare: the resolved recipe as dotted keys (hftk's
     training defaults filled in), less UNMEASURED and `unmeasured`; a data file by its content, not its path."""
-    flat = _dotted(recipe.model_dump(mode="json") | {"training": {**TRAINING_DEFAULTS, **recipe.training}})
     skipped = (*UNMEASURED, *unmeasured)
-    record = {k: v for k, v in flat.items() if not any(k == s or k.startswith(s + ".") for s in skipped)}
+    record = {k: v for k, v in settings(recipe).items() if not any(k == s or k.startswith(s + ".") for s in skipped)}
     for split in ("train", "validation", "test"):
         source = getattr(recipe.data, split)
         if f"data.{split}" in record and source is not None and not recipe.data.hub:
@@ -153,12 +170,7 @@ def trained_with(recipe: Recipe, unmeasured: Iterable[str] = ()) -> dict[str, An
 
 def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'key old -> new' for each setting that differs between two `trained_with` records."""
-    from transformers import TrainingArguments
-
-    defaults = {
-        f"training.{f.name}": None if f.default is dataclasses.MISSING else f.default
-        for f in dataclasses.fields(TrainingArguments)
-    }
+    defaults = {f"training.{name}": value for name, value in transformers_defaults().items()}
     out = []
     for key in sorted(old.keys() | new.keys()):
         before, after = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
@@ -183,9 +195,3 @@ def _dotted(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def text_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    """Console table lines: each column padded to its widest cell, two spaces between columns."""
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in (head, *rows)]

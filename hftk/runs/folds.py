@@ -26,12 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
-import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +39,10 @@ from hftk.config.recipe import Recipe
 from hftk.data.records import Records
 from hftk.errors import HftkError
 from hftk.files import atomic_write_text
-from hftk.runs.folder import RunsFolder, begin, text_table, trained_with
+from hftk.runs.folder import RunsFolder, trained_with
+from hftk.runs.report import FoldsResult, aggregate, folds_card, main_first, short
 from hftk.tasks.metrics import shown as metric_text
-from hftk.tasks.metrics import undefined, why_undefined
-from hftk.training.output import card_metadata, remove_whole
+from hftk.training.output import remove_whole
 from hftk.training.prepare import Prepared, prepare
 from hftk.training.train import train
 
@@ -54,28 +52,6 @@ KEEP = ("all", "none")
 METRICS = "metrics.json"
 DATA = "data"
 _FOLD = re.compile(r"^fold-\d+$")
-# Evaluation entries that time the run rather than score the model (`hftk train`'s card leaves them out too).
-_TIMINGS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
-
-
-@dataclass
-class FoldsResult:
-    """A cross-validation's scores: each metric's mean, sample standard deviation and per-fold values."""
-
-    output_dir: Path
-    folds: int
-    metric: str  # the task's main metric as metrics.json names it, e.g. eval_accuracy
-    metrics: dict[str, dict[str, Any]]  # metric -> {"mean", "sd", "values"}
-    per_fold: list[dict[str, Any]] = field(default_factory=list)  # metrics.json's per_fold
-    seconds: float = 0.0
-
-    @property
-    def mean(self) -> float:
-        return self.metrics[self.metric]["mean"]
-
-    @property
-    def sd(self) -> float | None:
-        return self.metrics[self.metric]["sd"]
 
 
 @dataclass
@@ -119,17 +95,7 @@ def cross_validate(
         raise HftkError(f"--keep {keep}: choose all (every fold's model) or none (only the scores)")
     if folds < 2:
         raise HftkError(f"--folds {folds}: cross-validation needs at least 2 folds; give --folds 5 (or drop it)")
-    serial = "--folds trains its folds one after another in one process"
-    recipe = begin(
-        recipe,
-        overrides,
-        output_dir,
-        resume=resume,
-        overwrite=overwrite,
-        noun="run",
-        serial=serial,
-        purpose="cross-validate",
-    )
+    recipe = FoldsFolder.begin(recipe, overrides, output_dir, resume=resume, overwrite=overwrite)
     if recipe.data.streaming:
         raise HftkError(
             "recipe: data.streaming: --folds reads the train split whole (it is for small data sets); "
@@ -152,6 +118,7 @@ class FoldsFolder(RunsFolder):
     """A cross-validation's folder: fold-k/ models, data/ files, metrics.json (with per_fold) and the card."""
 
     marker, what, command = METRICS, "a cross-validation", "hftk train --folds"
+    noun, purpose, serial = "run", "cross-validate", "--folds trains its folds one after another in one process"
 
     def saved(self) -> dict[str, Any] | None:
         """metrics.json when it is a cross-validation's (it has per_fold), else None."""
@@ -309,6 +276,7 @@ class _Run:
         self.trained_with = trained_with(recipe, NOT_RECORDED)  # every fold's settings, but for its own data files
         self.done: dict[int, dict[str, Any]] = {}  # fold number (1-based) -> its per_fold entry
         self.device: dict[str, Any] = {}
+        self.optimistic = _chooses_on_held_out(recipe)
 
     def start(self, *, resume: bool) -> None:
         saved = self.folder.saved() if resume else None
@@ -351,15 +319,9 @@ class _Run:
         )
         started = time.perf_counter()
         again = resume and folder.exists()  # killed during this fold: continue from its last checkpoint
+        overrides = _fold_overrides(self.recipe, files / "train.jsonl", files / "held_out.jsonl", self.keep)
         result = train(
-            self.recipe,
-            overrides={
-                **self.fixed,
-                **_fold_overrides(self.recipe, files / "train.jsonl", files / "held_out.jsonl", self.keep),
-            },
-            output_dir=folder,
-            resume=again,
-            overwrite=not again,
+            self.recipe, overrides=self.fixed | overrides, output_dir=folder, resume=again, overwrite=not again
         )
         scores = result.metrics.get("eval") or {}
         self.device = self.device or result.metrics.get("device", {})
@@ -375,37 +337,36 @@ class _Run:
         self.write_metrics()  # the fold's scores are stored before its folder can go
         if self.keep == "none":
             remove_whole([folder])
-        shown = ", ".join(f"{_short(m)} {metric_text(scores, m)}" for m in self._shown() if m in scores)
-        logger.warning("hftk: fold %d of %d: %s", number, self.k, shown)
+        shown = main_first(aggregate([f["eval"] for f in self.done.values()], self.k), self.metric)[:4]
+        logger.warning(
+            "hftk: fold %d of %d: %s",
+            number,
+            self.k,
+            ", ".join(f"{short(m)} {metric_text(scores, m)}" for m in shown if m in scores),
+        )
 
     def finish(self) -> FoldsResult:
         summary = self.write_metrics()
-        atomic_write_text(self.out / "README.md", self.card(summary))
+        card = folds_card(summary, self.recipe, _train_only(self.recipe), self.prepared.task, self.out, self.optimistic)
+        atomic_write_text(self.out / "README.md", card)
         if self.keep == "none":
             remove_whole([self.out / DATA])
-        return FoldsResult(
-            self.out,
-            self.k,
-            self.metric,
-            summary["metrics"],
-            summary["per_fold"],
-            round(sum(f["seconds"] for f in summary["per_fold"]), 1),
-        )
+        seconds = round(sum(f["seconds"] for f in summary["per_fold"]), 1)
+        return FoldsResult(self.out, self.k, self.metric, summary["metrics"], summary["per_fold"], seconds)
 
-    # -- results ---------------------------------------------------------------------------------------
     @property
     def metric(self) -> str:
         return f"eval_{self.prepared.task.main_metric}"
 
-    def summary(self) -> dict[str, Any]:
+    def write_metrics(self) -> dict[str, Any]:
+        """metrics.json as the folds stand: written after each, so --resume knows which are done."""
         per_fold = [self.done[n] for n in sorted(self.done)]
-        recipe = self.recipe
-        return {
+        summary = {
             "folds": self.k,
             "complete": len(per_fold) == self.k,
             "keep": self.keep,
             "split": self.plan.how,
-            "seed": recipe.seed,
+            "seed": self.recipe.seed,
             "rows": self.plan.rows,
             "source": self.records.source,
             "fingerprint": self.fingerprint,
@@ -413,168 +374,11 @@ class _Run:
             "main_metric": self.metric,
             "scored_on": "each fold's held-out part; the recipe's validation and test splits are not used",
             "model": "the best checkpoint by the held-out fold (optimistic)"
-            if _chooses_on_held_out(recipe)
+            if self.optimistic
             else "each fold's last step",
             "metrics": aggregate([f["eval"] for f in per_fold], self.k),
             "per_fold": per_fold,
             "device": self.device,
         }
-
-    def write_metrics(self) -> dict[str, Any]:
-        summary = self.summary()
         atomic_write_text(self.out / METRICS, json.dumps(summary, indent=2) + "\n")
         return summary
-
-    def _shown(self) -> list[str]:
-        """The metrics the console shows: the main one first, then the loss and others, four at most."""
-        names = list(aggregate([f["eval"] for f in self.done.values()], self.k))
-        return sorted(names, key=lambda m: _order(m, self.metric))[:4]
-
-    def card(self, summary: dict[str, Any]) -> str:
-        """README.md: the Hub metadata of `hftk train`'s card (the means as results), then the folds' scores."""
-        recipe, task = self.recipe, self.prepared.task
-        means: dict[str, Any] = {}
-        for m, stats in summary["metrics"].items():
-            means[m] = stats["mean"]
-            if stats["mean"] is None and any(stats.get("undefined", [])):  # in every fold
-                undefined(means, m, "undefined in every fold: " + next(w for w in stats["undefined"] if w))
-        local = recipe.model.startswith((".", "/", "package:")) or Path(recipe.model).exists()
-        split = {"eval": f"train ({self.k}-fold cross-validation)"}
-        header = card_metadata(_train_only(recipe), task, {"eval": means}, None if local else recipe.model, split)
-        base = recipe.model if not local or recipe.model.startswith("package:") else Path(recipe.model).name
-        held = [f["held_out_rows"] for f in summary["per_fold"]]
-        folds = [f"fold {f['fold']}" for f in summary["per_fold"]]
-        rows = [
-            f"| {_short(m)} | {_pm(s)} | " + " | ".join(map(_cell, s["values"], s.get("undefined", []))) + " |"
-            for m, s in sorted(summary["metrics"].items(), key=lambda item: _order(item[0], self.metric))
-        ]
-        unused = [s for s in ("validation", "test") if getattr(recipe.data, s)]
-        lines = [
-            "---",
-            header.to_yaml(),
-            "---",
-            "",
-            f"# {self.out.name}",
-            "",
-            f"`{base}` fine-tuned for **{task.pipeline}** with hftk and scored by {self.k}-fold cross-validation "
-            f"of its training data (`hftk train RECIPE --folds {self.k}`).",
-            "",
-            "## Cross-validation",
-            "",
-            f"{self.plan.rows:,} train rows in {self.k} folds ({self.plan.how}, seed {recipe.seed}); each model "
-            f"trained on the other {self.k - 1} folds and was scored on its own ({_span(held)} rows), "
-            "as scikit-learn's `cross_validate` scores the held-out fold."
-            + (f" The recipe's {' and '.join(unused)} split was not used." if unused else ""),
-            "",
-            "Each fold's model is its best checkpoint by the held-out fold's metric, so the scores are optimistic."
-            if _chooses_on_held_out(recipe)
-            else "Each fold's model is its last training step (no checkpoint was chosen on the held-out fold).",
-            *(
-                [f"{tuned} were tuned on each held-out fold, so those scores are optimistic."]
-                if (tuned := task.tuned_on_validation())
-                else []
-            ),
-            "",
-            "## Metrics",
-            "",
-            f"Mean ± sample standard deviation over the {self.k} held-out folds; a metric undefined on a fold "
-            "(a correlation of constant values, an F1 with nothing to find) is left out of its mean, and "
-            "metrics.json says why.",
-            "",
-            "| metric | mean ± sd | " + " | ".join(folds) + " |",
-            "|---|---|" + "---|" * len(folds),
-            *rows,
-            "",
-            "## Folds",
-            "",
-            _kept(summary["per_fold"], self.keep),
-            "",
-        ]
-        return "\n".join(lines)
-
-
-def _kept(per_fold: list[dict[str, Any]], keep: str) -> str:
-    """What the folder holds besides the scores: each fold's model as its run kept it (--keep may change on
-    --resume), and the rows of each fold while --keep is all."""
-    folders = [f"`{f['folder']}/`" for f in per_fold if f["folder"]]
-    rows = " `data/fold-k/` holds the rows each trained on and was scored on." if keep == "all" else ""
-    if not folders:
-        return f"Only the scores were kept (`--keep none`): `metrics.json` has every figure above.{rows}"
-    which = "the folds'" if len(folders) == len(per_fold) else "the only"
-    return (
-        f"{', '.join(folders)}: {which} model folders, each with its card.{rows} `metrics.json` has every figure above."
-    )
-
-
-def aggregate(scores: list[dict[str, Any]], folds: int) -> dict[str, dict[str, Any]]:
-    """metric -> {mean, sd (sample, n - 1), values} over the folds' evaluations; a metric a fold lacks (a type its
-    held-out part does not have) or that is undefined there is None and left out of its mean; `undefined` (only
-    when one is) gives each fold's reason, or None."""
-    names = [m for s in scores for m, v in s.items() if (_number(v) or why_undefined(s, m)) and not _timing(m)]
-    out: dict[str, dict[str, Any]] = {}
-    for name in dict.fromkeys(names):
-        values = [s.get(name) for s in scores]
-        present = [float(v) for v in values if isinstance(v, (int, float))]
-        out[name] = {
-            "mean": statistics.fmean(present) if present else None,
-            "sd": statistics.stdev(present) if len(present) > 1 else None,
-            "values": values,
-        }
-        if any(why := [why_undefined(s, name) for s in scores]):
-            out[name]["undefined"] = why
-    return out
-
-
-def format_table(result: FoldsResult) -> str:
-    """One line per fold (its rows, steps and main scores), then mean ± sd: for the console."""
-    shown = sorted(result.metrics, key=lambda m: _order(m, result.metric))[:4]
-    head = ["fold", "train", "held out", "steps", *(_short(m) for m in shown)]
-    lines = [
-        [str(f["fold"]), str(f["train_rows"]), str(f["held_out_rows"]), str(f["global_step"])]
-        + [_cell(f["eval"].get(m), why_undefined(f["eval"], m)) for m in shown]
-        for f in result.per_fold
-    ]
-    text = text_table(head, lines)
-    text.append("mean ± sd: " + ", ".join(f"{_short(m)} {_pm(result.metrics[m])}" for m in shown))
-    return "\n".join(text)
-
-
-def _order(metric: str, main: str) -> tuple[bool, bool]:
-    """The main metric first, then the loss, then the others as the task reports them (a stable sort)."""
-    return (metric != main, metric != "eval_loss")
-
-
-def _span(sizes: list[int]) -> str:
-    return f"{min(sizes):,}" if min(sizes) == max(sizes) else f"{min(sizes):,}-{max(sizes):,}"
-
-
-def _timing(metric: str) -> bool:
-    return metric.split("_", 1)[-1] in _TIMINGS
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float))
-
-
-def _short(metric: str) -> str:
-    return metric.removeprefix("eval_")
-
-
-def _cell(value: Any, why: str | None = None) -> str:
-    if why:
-        return "undefined"
-    return (
-        f"{value:.4f}"
-        if isinstance(value, (int, float)) and math.isfinite(value)
-        else "-"
-        if value is None
-        else str(value)
-    )
-
-
-def _pm(stats: dict[str, Any]) -> str:
-    mean, sd, undefined = stats["mean"], stats["sd"], sum(map(bool, stats.get("undefined", [])))
-    if mean is None:
-        return "undefined" if undefined else "-"
-    shown = f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
-    return shown + (f" ({undefined} undefined)" if undefined else "")

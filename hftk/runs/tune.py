@@ -21,27 +21,20 @@ for a search spread over a Ray cluster.
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
 import functools
-import io
 import json
 import logging
 import math
-import os
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hftk.config.reading import read_recipe
 from hftk.config.recipe import Recipe, SearchSpace
-from hftk.config.training import TRAINING_DEFAULTS
-from hftk.config.yaml import safe_load
 from hftk.errors import HftkError
 from hftk.files import atomic_write_text, replace_model
-from hftk.runs.folder import RunsFolder, begin, text_table, trained_with
+from hftk.runs.folder import RunsFolder, settings, trained_with
+from hftk.runs.report import TuneResult, best_recipe, csv_text, plot_study, trial_rows
 from hftk.tasks.metrics import why_undefined
 from hftk.training.output import remove_whole
 from hftk.training.prepare import prepare
@@ -55,20 +48,6 @@ BEST = "best"
 TRIALS = "trials"
 _UNSET = object()
 _OURS = (STUDY, BEST, TRIALS, "best-recipe.yaml", "trials.csv", "tune.png", "tune.json", "ray")
-
-
-@dataclass
-class TuneResult:
-    """The search's outcome: the best trial's values and score, where its model is, and every trial."""
-
-    output_dir: Path
-    metric: str  # e.g. eval_accuracy
-    direction: str  # maximize or minimize
-    best_value: float | None
-    best_params: dict[str, Any]
-    best_dir: Path | None
-    trials: list[dict[str, Any]] = field(default_factory=list)  # trials.csv's rows
-    seconds: float = 0.0
 
 
 def tune(
@@ -97,11 +76,7 @@ def tune(
     """
     if trials is not None and trials < 1:
         raise HftkError(f"--trials {trials}: a search needs at least one trial")
-    serial = "hftk tune runs its trials one after another in one process"
-    source = recipe
-    recipe = begin(
-        recipe, overrides, output_dir, resume=resume, overwrite=overwrite, noun="study", serial=serial, purpose="tune"
-    )
+    source, recipe = recipe, Study.begin(recipe, overrides, output_dir, resume=resume, overwrite=overwrite)
     if not recipe.search:
         raise HftkError(
             "recipe: no search: block to tune; add one, e.g. search: {training.learning_rate: "
@@ -114,12 +89,11 @@ def tune(
     study = Study(
         Path(recipe.output_dir),
         recipe,
-        base=_base_mapping(source, recipe, overrides),
+        base=read_recipe(source, overrides).data if isinstance(source, (str, Path)) else recipe.model_dump(mode="json"),
         metric=f"eval_{task.main_metric}",
         direction="maximize" if task.greater_is_better else "minimize",
     )
     trials = study.trial_count(trials)
-    study.check(resume=resume, overwrite=overwrite)
     with study.held(resume=resume, overwrite=overwrite):
         study.settle(resume=resume)
         start = time.perf_counter()
@@ -138,6 +112,7 @@ class Study(RunsFolder):
     """One search's folder and its Optuna study: trials asked, run as `hftk train`, told, tidied up."""
 
     marker, what, command = STUDY, "a study", "hftk tune"
+    noun, purpose, serial = "study", "tune", "hftk tune runs its trials one after another in one process"
 
     def __init__(self, out: Path, recipe: Recipe, *, base: dict[str, Any], metric: str, direction: str) -> None:
         super().__init__(out)
@@ -155,7 +130,7 @@ class Study(RunsFolder):
             self.load(create=True).set_user_attr("trained_with", record)
             return
         try:
-            saved = self._study().user_attrs.get("trained_with")
+            saved = self.optuna_study().user_attrs.get("trained_with")
         except Exception:  # not an SQLite database, or no study "hftk" in it: Optuna's and SQLAlchemy's errors
             raise HftkError(
                 f"{self.out / STUDY}: not a study hftk can read; start anew with --overwrite, or choose another "
@@ -222,34 +197,12 @@ class Study(RunsFolder):
         every point anyway) or when a value lies outside the space."""
         if self.grid is not None:
             return None
-        from transformers import TrainingArguments
-
-        mapping = self.recipe.model_dump(mode="python")
-        training = {f.name: f.default for f in dataclasses.fields(TrainingArguments)} | TRAINING_DEFAULTS
-        point = {}
-        for key, space in self.space.items():
-            value: Any = mapping
-            for part in key.split("."):
-                value = value.get(part, _UNSET) if isinstance(value, dict) else _UNSET
-            if value is _UNSET and key.startswith("training."):
-                value = training.get(key.removeprefix("training."), _UNSET)
-            if not space.contains(value):
-                return None
-            point[key] = value
-        return point
+        values = settings(self.recipe, every=True)
+        point = {key: values.get(key, _UNSET) for key in self.space}
+        return point if all(space.contains(point[key]) for key, space in self.space.items()) else None
 
     def distributions(self) -> dict[str, Any]:
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-        out: dict[str, Any] = {}
-        for key, space in self.space.items():
-            if space.choices is not None:
-                out[key] = CategoricalDistribution(space.choices)
-            elif space.integers:
-                out[key] = IntDistribution(int(space.low), int(space.high), log=space.log, step=int(space.step or 1))
-            else:
-                out[key] = FloatDistribution(float(space.low), float(space.high), log=space.log, step=space.step)
-        return out
+        return {key: space.distribution() for key, space in self.space.items()}
 
     def run(self, trials: int, *, resume: bool, prune: bool) -> None:
         import optuna
@@ -268,23 +221,20 @@ class Study(RunsFolder):
             logger.warning("hftk tune: trial %d (%d of %d): %s", trial.number, done + 1, trials, _show(trial.params))
             started = time.perf_counter()
             try:
-                value = self.run_trial(trial.number, trial.params, optuna_report(trial))
+                value = self.value_of(self.train_trial(trial.number, trial.params, optuna_report(trial)), trial.number)
+                state, why = TrialState.COMPLETE, ""
             except optuna.TrialPruned as pruned:
-                trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
-                study.tell(trial, state=TrialState.PRUNED)
-                logger.warning("hftk tune: trial %d pruned (%s)", trial.number, pruned)
-                self.remove_trial(trial.number)
-                continue
+                value, state, why = None, TrialState.PRUNED, f"pruned ({pruned})"
             except HftkError as e:  # this trial's values fail (a NaN loss at a high rate); the others may not
-                trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+                value, state, why = None, TrialState.FAIL, f"failed: {str(e).splitlines()[0]}"
                 trial.set_user_attr("error", str(e).splitlines()[0])
-                study.tell(trial, state=TrialState.FAIL)
-                logger.warning("hftk tune: trial %d failed: %s", trial.number, str(e).splitlines()[0])
-                self.remove_trial(trial.number)
-                continue
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
-            study.tell(trial, value)
-            self.keep_if_best(trial.number, study.best_trial.number)
+            study.tell(trial, value, state=state)
+            if state == TrialState.COMPLETE:
+                self.keep_if_best(trial.number, study.best_trial.number)
+            else:
+                logger.warning("hftk tune: trial %d %s", trial.number, why)
+                self.remove_trial(trial.number)
         if not any(t.state == TrialState.COMPLETE for t in study.trials):
             errors = [t.user_attrs.get("error") for t in study.trials if t.user_attrs.get("error")]
             raise HftkError(f"every trial failed; the first: {errors[0]}" if errors else "no trial completed")
@@ -309,16 +259,13 @@ class Study(RunsFolder):
         name = f"trial-{number:03d}" if isinstance(number, int) else f"trial-{number}"
         return self.out / TRIALS / name
 
-    def run_trial(self, number: int, params: dict[str, Any], report: Any) -> float:
-        """One `hftk train` of the recipe with `params` set; its validation score."""
-        result = train(
-            self.recipe,
-            overrides={**params, "keep_checkpoints": False, "search": {}},
-            output_dir=self.trial_dir(number),
-            overwrite=True,
-            callbacks=[report],
+    def train_trial(self, number: int | str, params: dict[str, Any], report: EvaluationReport) -> Any:
+        """One `hftk train` of the recipe with `params` set, into trial `number`'s folder, each evaluation
+        reported (Optuna's pruner, or Ray's scheduler, decides from those)."""
+        overrides = {**params, "keep_checkpoints": False, "search": {}}
+        return train(
+            self.recipe, overrides=overrides, output_dir=self.trial_dir(number), overwrite=True, callbacks=[report]
         )
-        return self.value_of(result, number)
 
     def value_of(self, result: Any, trial: int | str) -> float:
         """The objective of a trial's run; an error (the trial fails, unranked) where it is undefined or not finite."""
@@ -360,49 +307,22 @@ class Study(RunsFolder):
 
     # -- results ---------------------------------------------------------------------------------------
     def write_best_recipe(self, number: int) -> None:
-        trial = self._study().trials[number]
-        mapping = read_recipe(self.base, trial.params).data  # the user's recipe, the trial's values set
-        mapping.pop("search", None)
-        mapping["output_dir"] = str(self.out / BEST)
-        _relative_data(mapping, self.out)
-        import yaml
+        trial = self.optuna_study().trials[number]
+        text = best_recipe(self.base, trial.params, self.out / BEST, self.out / "best-recipe.yaml")
+        head = f"# The best recipe of `hftk tune` (trial {number}, {self.metric} {trial.value:.4g}); "
+        atomic_write_text(self.out / "best-recipe.yaml", head + text)
 
-        head = (
-            f"# The best recipe of `hftk tune` (trial {number}, {self.metric} {trial.value:.4g}); its model "
-            f"is {self.out / BEST}.\n# Train it again: hftk train {self.out / 'best-recipe.yaml'} --output NEW_DIR\n"
-        )
-        atomic_write_text(
-            self.out / "best-recipe.yaml", head + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)
-        )
-
-    def _study(self) -> Any:
+    def optuna_study(self) -> Any:
         import optuna
 
         return optuna.load_study(study_name="hftk", storage=f"sqlite:///{(self.out / STUDY).resolve()}")
 
-    def rows(self, study: Any) -> list[dict[str, Any]]:
-        rows = []
-        for t in study.trials:
-            row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), self.metric: t.value}
-            if t.value is None and t.intermediate_values:  # a pruned trial: its last evaluation
-                row[self.metric] = t.intermediate_values[max(t.intermediate_values)]
-            row |= {key: t.params.get(key) for key in self.space}
-            row["seconds"] = t.user_attrs.get("seconds")
-            row["error"] = t.user_attrs.get("error", "")
-            rows.append(row)
-        return rows
-
     def finish(self, seconds: float) -> TuneResult:
         """trials.csv, tune.png, tune.json, from the study as it stands."""
-        study = self._study()
-        rows = self.rows(study)
-        complete = [t for t in study.trials if t.value is not None]
-        best = study.best_trial if complete else None
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["trial"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.out / "trials.csv", buffer.getvalue())
+        study = self.optuna_study()
+        rows = trial_rows(study, self.metric, list(self.space))
+        atomic_write_text(self.out / "trials.csv", csv_text(rows))
+        best = study.best_trial if any(t.value is not None for t in study.trials) else None
         result = TuneResult(
             self.out,
             self.metric,
@@ -433,77 +353,7 @@ def optuna_report(trial: Any) -> EvaluationReport:
     return EvaluationReport(send)
 
 
-def plot_study(study: Any, metric: str, path: Path) -> None:
-    """Objective by trial (best so far as a line, pruned trials at their last evaluation) and the parameters'
-    importances (Optuna's default evaluator, once two trials have finished)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    best, best_line = None, []
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    for t in study.trials:
-        if t.value is not None:
-            left.scatter(t.number, t.value, color="tab:blue")
-            if best is None or (t.value > best if maximize else t.value < best):
-                best = t.value
-        elif t.intermediate_values:
-            left.scatter(t.number, t.intermediate_values[max(t.intermediate_values)], marker="x", color="tab:gray")
-        best_line.append((t.number, best))
-    left.plot([n for n, b in best_line if b is not None], [b for _, b in best_line if b is not None], color="tab:red")
-    left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    left.set(xlabel="trial", ylabel=metric, title="objective (x: pruned; line: best so far)")
-    try:
-        with warnings.catch_warnings():  # too few trials: importances come out equal, and the plot shows it
-            warnings.simplefilter("ignore")
-            importances = optuna.importance.get_param_importances(study)
-    except (RuntimeError, ValueError):  # fewer than two finished trials, or nothing varied
-        importances = {}
-    right.barh(list(importances)[::-1], list(importances.values())[::-1], color="tab:green")
-    right.set(xlabel="importance (Optuna's PED-ANOVA)", title="parameter importances")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def format_table(result: TuneResult) -> str:
-    """The trials as an aligned table, the best marked, for the console."""
-    if not result.trials:
-        return "no trials"
-    keys = list(result.trials[0])
-    keys.remove("error")
-
-    def cell(v: Any) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
-
-    head, *lines = text_table(keys, [[cell(r[k]) for k in keys] for r in result.trials])
-    best = next((i for i, r in enumerate(result.trials) if r[result.metric] == result.best_value), None)
-    return "\n".join(["  " + head, *(("* " if i == best else "  ") + line for i, line in enumerate(lines))])
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-
-
-def _base_mapping(source: Any, recipe: Recipe, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The recipe as its user wrote it (with --set applied), for best-recipe.yaml: not every default spelt out."""
-    if isinstance(source, (str, Path)):
-        return read_recipe(source, overrides).data
-    return safe_load(json.dumps(recipe.model_dump(mode="json")))
-
-
-def _relative_data(mapping: dict[str, Any], folder: Path) -> None:
-    """Data paths as seen from `folder` (where best-recipe.yaml lives): relative paths in a recipe start at its
-    own folder."""
-    data = mapping.get("data")
-    if not isinstance(data, dict) or data.get("hub"):
-        return
-    for split in ("train", "validation", "test"):
-        value = data.get(split)
-        if isinstance(value, str) and not Path(value).is_absolute() and Path(value).exists():
-            data[split] = os.path.relpath(Path(value).resolve(), folder.resolve())
+# ----------------------------------------------------------------------------------------------- helpers
 
 
 def _counts(trial: Any) -> bool:

@@ -74,7 +74,7 @@ def run_ray(study: Any, trials: int, *, resume: bool, prune: bool) -> None:
             errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]
             raise HftkError(f"every trial failed; the first: {errors[0]}" if errors else "no trial completed")
         best = results.get_best_result(study.metric, mode, scope="last")
-        number = study._study().best_trial.number
+        number = study.optuna_study().best_trial.number
         study.keep(study.trial_dir(best.metrics["trial_id"]), number)
     finally:
         with contextlib.suppress(HftkError):  # the trials that were not the best; never masks the run's error
@@ -87,17 +87,8 @@ def _trial(config: dict[str, Any], study: Any) -> None:
     """One trial in a Ray worker: `hftk train` with the trial's values, each evaluation reported to Ray."""
     from ray import tune
 
-    from hftk.training.train import train
-
     trial_id = tune.get_context().get_trial_id()
-    folder = study.trial_dir(trial_id)
     report = EvaluationReport(lambda value, step: tune.report({study.metric: value, "step": step}))
-    result = train(
-        study.recipe,
-        overrides={**config, "keep_checkpoints": False, "search": {}},
-        output_dir=folder,
-        overwrite=True,
-        callbacks=[report],
-    )
+    result = study.train_trial(trial_id, config, report)
     if study.metric in (result.metrics.get("eval") or {}):  # undefined: an error, so Ray ranks no earlier value
         tune.report({study.metric: study.value_of(result, trial_id), "step": result.global_step})

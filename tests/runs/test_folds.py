@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import hftk.runs.folds
-from hftk.runs.folds import aggregate, assign_folds, plan_folds
+from hftk.runs.folds import assign_folds, plan_folds
+from hftk.runs.report import FoldsResult, aggregate
 from hftk.tasks import load_recipe
 from hftk.training.prepare import prepare
 
@@ -112,7 +113,7 @@ def test_an_undefined_value_is_left_out_of_the_mean_and_shown_as_undefined(tmp_p
     per_fold = [
         {"fold": n, "train_rows": 2, "held_out_rows": 1, "global_step": 1, "eval": s} for n, s in enumerate(scores, 1)
     ]
-    table = hftk.runs.folds.format_table(hftk.runs.folds.FoldsResult(tmp_path, 3, "eval_pearson", out, per_fold))
+    table = FoldsResult(tmp_path, 3, "eval_pearson", out, per_fold).table()
     assert table.splitlines()[2].split()[4] == "undefined"  # fold 2's pearson
     assert "pearson 0.7000 ± 0.1414 (1 undefined)" in table and "spearman undefined" in table
 
