@@ -104,10 +104,9 @@ def cross_validate(
     folder = FoldsFolder(Path(recipe.output_dir))
     folder.check(resume=resume, overwrite=overwrite)
     prepared = prepare(_train_only(recipe), splits=("train",))  # every row checked before any fold trains
-    records = prepared.splits["train"]
     plan = plan_folds(prepared, folds)
     with folder.held(resume=resume, overwrite=overwrite):
-        run = _Run(folder, recipe, prepared, records, plan, keep=keep, fixed=prepared.task.learnt_fields())
+        run = _Run(folder, recipe, prepared, plan, keep)
         run.start(resume=resume)
         for k in range(folds):
             run.fold(k, resume=resume)
@@ -257,26 +256,22 @@ def _fingerprint(records: Records, plan: FoldPlan, seed: int) -> str:
 class _Run:
     """One cross-validation's folder: the folds trained (or skipped), metrics.json after each, the card at the end."""
 
-    def __init__(
-        self,
-        folder: FoldsFolder,
-        recipe: Recipe,
-        prepared: Prepared,
-        records: Records,
-        plan: FoldPlan,
-        *,
-        keep: str,
-        fixed: dict[str, Any],
-    ) -> None:
-        self.folder, self.out = folder, folder.out
-        self.recipe, self.prepared, self.records, self.plan = recipe, prepared, records, plan
-        self.keep, self.fixed = keep, fixed
-        self.k = len(plan.held_out)
-        self.fingerprint = _fingerprint(records, plan, recipe.seed)
+    def __init__(self, folder: FoldsFolder, recipe: Recipe, prepared: Prepared, plan: FoldPlan, keep: str) -> None:
+        self.folder, self.out, self.recipe, self.prepared, self.plan, self.keep = (
+            folder,
+            folder.out,
+            recipe,
+            prepared,
+            plan,
+            keep,
+        )
+        self.records, self.k = prepared.splits["train"], len(plan.held_out)
+        self.fixed = prepared.task.learnt_fields()  # what the whole train split teaches, the same for every fold
+        self.fingerprint = _fingerprint(self.records, plan, recipe.seed)
         self.trained_with = trained_with(recipe, NOT_RECORDED)  # every fold's settings, but for its own data files
+        self.optimistic = _chooses_on_held_out(recipe)
         self.done: dict[int, dict[str, Any]] = {}  # fold number (1-based) -> its per_fold entry
         self.device: dict[str, Any] = {}
-        self.optimistic = _chooses_on_held_out(recipe)
 
     def start(self, *, resume: bool) -> None:
         saved = self.folder.saved() if resume else None

@@ -241,6 +241,11 @@ def best_recipe(base: dict[str, Any], params: dict[str, Any], model: Path, path:
     return head + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)
 
 
+def shown_params(params: dict[str, Any]) -> str:
+    """A trial's values for its log line: `learning_rate=3e-05, num_train_epochs=2`."""
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={f'{v:.3g}' if isinstance(v, float) else v}" for k, v in params.items())
+
+
 def trial_rows(study: Any, metric: str, keys: list[str]) -> list[dict[str, Any]]:
     """trials.csv's rows: each trial's state, score (a pruned one's last evaluation), searched values, seconds."""
     rows = []

@@ -32,11 +32,11 @@ from typing import Any
 from hftk.config.reading import read_recipe
 from hftk.config.recipe import Recipe, SearchSpace
 from hftk.errors import HftkError
-from hftk.files import atomic_write_text, replace_model
+from hftk.files import atomic_write_text
 from hftk.runs.folder import RunsFolder, settings, trained_with
-from hftk.runs.report import TuneResult, best_recipe, csv_text, plot_study, trial_rows
+from hftk.runs.report import TuneResult, best_recipe, csv_text, plot_study, shown_params, trial_rows
 from hftk.tasks.metrics import why_undefined
-from hftk.training.output import remove_whole
+from hftk.training.output import relocate, remove_whole
 from hftk.training.prepare import prepare
 from hftk.training.train import train
 from hftk.training.trainer import EvaluationReport
@@ -218,7 +218,9 @@ class Study(RunsFolder):
         distributions = self.distributions()
         while (done := sum(map(_counts, study.trials))) < trials:
             trial = study.ask(distributions)
-            logger.warning("hftk tune: trial %d (%d of %d): %s", trial.number, done + 1, trials, _show(trial.params))
+            logger.warning(
+                "hftk tune: trial %d (%d of %d): %s", trial.number, done + 1, trials, shown_params(trial.params)
+            )
             started = time.perf_counter()
             try:
                 value = self.value_of(self.train_trial(trial.number, trial.params, optuna_report(trial)), trial.number)
@@ -285,16 +287,7 @@ class Study(RunsFolder):
 
     def keep(self, folder: Path, number: int) -> None:
         """`folder` (trial `number`'s model) becomes best/, replacing the model there."""
-        target = self.out / BEST
-        if target.is_symlink():  # the model goes into the study's folder, never through a link out of it
-            target.unlink()
-        target.mkdir(exist_ok=True)
-        remove_whole([folder / "checkpoints"])
-        for name in ("README.md", "recipe.yaml"):  # they name the trial's folder, which is about to go
-            path = folder / name
-            if path.is_file():
-                path.write_text(path.read_text(encoding="utf-8").replace(str(folder), str(target)), encoding="utf-8")
-        replace_model(folder, target)
+        relocate(folder, self.out / BEST)
         self.write_best_recipe(number)
 
     def remove_trial(self, number: int) -> None:
@@ -361,13 +354,6 @@ def _counts(trial: Any) -> bool:
     from optuna.trial import TrialState
 
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or "error" in trial.user_attrs
-
-
-def _show(params: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
-        for k, v in params.items()
-    )
 
 
 def _grid_sampler() -> type:

@@ -104,6 +104,20 @@ def _holds_something(path: Path) -> bool:
     return not (path.name == CHECKPOINTS and path.is_dir() and not any(path.iterdir()))
 
 
+def relocate(folder: Path, target: Path) -> None:
+    """Move the model of run folder `folder` into `target` (replacing the model there; not through a link), its
+    card and recipe.yaml naming the new place; the checkpoints stay behind."""
+    if target.is_symlink():
+        target.unlink()
+    target.mkdir(exist_ok=True)
+    remove_whole([folder / CHECKPOINTS])
+    for name in ("README.md", "recipe.yaml"):
+        path = folder / name
+        if path.is_file():
+            path.write_text(path.read_text(encoding="utf-8").replace(str(folder), str(target)), encoding="utf-8")
+    replace_model(folder, target)
+
+
 def write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, Any], out: Path) -> None:
     """Write the final model and run files into a staging folder, then move them into place.
 
