@@ -8,7 +8,8 @@ from typing import Any
 
 from hftk.config.recipe import Recipe
 from hftk.errors import HftkError
-from hftk.inference.predict import Predictor, embed, evaluate, predict
+from hftk.inference.commands import embed, evaluate, predict
+from hftk.inference.predict import Predictor
 from hftk.models.loading import load_tokenizer
 from hftk.tasks import load_recipe
 from hftk.training.check import check

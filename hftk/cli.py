@@ -342,10 +342,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def tasks(args: argparse.Namespace) -> int:
-    from hftk.tasks import example_recipe, get_task, task_names
+    from hftk.tasks import get_task, task_names
 
     if args.name:
-        print(example_recipe(get_task(args.name, where="hftk tasks ")), end="")
+        print(get_task(args.name, where="hftk tasks ").example_recipe(), end="")
         return 0
     for name in task_names():
         cls = get_task(name)

@@ -134,12 +134,12 @@ class Shape:
     @classmethod
     def of(cls, task: Task) -> Shape:
         recipe = task.recipe
-        choices = getattr(recipe, "choices", None)
-        choices = choices if isinstance(choices, str) else None
+        spec = task.choices_input()
+        choices = spec if isinstance(spec, str) else None
         tokens = recipe.data.column("tokens") if "tokens" in task.optional_roles else None
         lists = tuple(c for c in (choices, tokens) if c)
         optional = tuple(c for c in (recipe.data.column(r) for r in task.optional_roles) if c not in lists)
-        nonblank = tuple(recipe.choices) if isinstance(getattr(recipe, "choices", None), list) else ()
+        nonblank = tuple(spec) if isinstance(spec, list) else ()
         return cls(tuple(task.input_columns()), optional, lists, choices, nonblank)
 
     @property

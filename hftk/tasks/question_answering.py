@@ -84,6 +84,7 @@ class QuestionAnswering(Task):
     token_level = True
     windowed = True
     peft_task_type = "QUESTION_ANS"
+    example_file = "train.json"
     recipe: QuestionAnsweringRecipe
 
     def __init__(self, recipe: QuestionAnsweringRecipe, tokenizer: Any) -> None:

@@ -41,6 +41,7 @@ class Seq2Seq(Task):
     target_roles = ("target",)
     evaluates = "generation"
     peft_task_type = "SEQ_2_SEQ_LM"
+    example_file = "train.jsonl"
     recipe: Seq2SeqRecipe
 
     def __init__(self, recipe: Seq2SeqRecipe, tokenizer: Any) -> None:

@@ -83,6 +83,7 @@ class TokenClassification(Task):
     token_level = True
     windowed = True
     peft_task_type = "TOKEN_CLS"
+    example_file = "train.jsonl"
     # bf16 autocast kept 98.3 % of a CoNLL model's entity spans (bench/precision.py), short of the 99.5 % asked
     # of it: `precision: auto` stays fp32 on CPU (--precision bf16 opts in; CUDA is unaffected).
     cpu_bf16 = False
