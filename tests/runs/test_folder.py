@@ -28,17 +28,17 @@ class Batch(RunsFolder):
 def test_a_folder_of_runs_is_refused_resumed_locked_and_cleared_of_its_own_files_only(tmp_path):
     out = tmp_path / "out"
     folder = Batch(out)
-    with pytest.raises(HftkError, match="no batch to resume \\(summary.json is missing\\)"):
+    with pytest.raises(HftkError, match=r"no batch to resume \(summary.json is missing\)"):
         folder.check(resume=True, overwrite=False)
     (out / "runs" / "run-1").mkdir(parents=True)
     (out / "summary.json").write_text("{}")
     (out / "notes.txt").write_text("the user's own")
-    with pytest.raises(HftkError, match="holds a batch \\(summary.json\\); pass --resume"):
+    with pytest.raises(HftkError, match=r"holds a batch \(summary.json\); pass --resume"):
         folder.check(resume=False, overwrite=False)
-    with folder.held(resume=True, overwrite=False):
-        with pytest.raises(HftkError, match="hftk batch"):  # a second command on the folder stops at once
-            with Batch(out).held(resume=True, overwrite=False):
-                pass
+    # a second command on the folder stops at once
+    with folder.held(resume=True, overwrite=False), pytest.raises(HftkError, match="hftk batch"):
+        with Batch(out).held(resume=True, overwrite=False):
+            pass
     with folder.held(resume=False, overwrite=True):
         assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["notes.txt"]
     # a folder of something else is `hftk train`'s rule: not empty, so refused
