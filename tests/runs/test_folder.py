@@ -36,9 +36,12 @@ def test_a_folder_of_runs_is_refused_resumed_locked_and_cleared_of_its_own_files
     with pytest.raises(HftkError, match=r"holds a batch \(summary.json\); pass --resume"):
         folder.check(resume=False, overwrite=False)
     # a second command on the folder stops at once
-    with folder.held(resume=True, overwrite=False), pytest.raises(HftkError, match="hftk batch"):
-        with Batch(out).held(resume=True, overwrite=False):
-            pass
+    with (
+        folder.held(resume=True, overwrite=False),
+        pytest.raises(HftkError, match="hftk batch"),
+        Batch(out).held(resume=True, overwrite=False),
+    ):
+        pass
     with folder.held(resume=False, overwrite=True):
         assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["notes.txt"]
     # a folder of something else is `hftk train`'s rule: not empty, so refused
