@@ -23,6 +23,9 @@ def test_yaml_is_read_as_yaml_1_2_so_what_is_typed_arrives(tmp_path):
 
     values = safe_load("a: no\nb: on\nc: 1:30\nd: 2026-12-02\ne: 3e-5\nf: true\ng: 0x10\nh: ~\n")
     assert values == {"a": "no", "b": "on", "c": "1:30", "d": "2026-12-02", "e": 3e-5, "f": True, "g": 16, "h": None}
+    # YAML 1.2 integers: a leading zero is decimal (1.1 read 017 as octal 15); octal is 0o, hex 0x, unsigned
+    ints = safe_load("a: 017\nb: 0o17\nc: -010\nd: +7\ne: -0x1F\n")
+    assert ints == {"a": 17, "b": 15, "c": -10, "d": 7, "e": "-0x1F"}
     overrides = parse_overrides(["x=#", "y=|", "z=null", "w=no", "v=[a, b]", "u=''"])
     assert overrides == {"x": "#", "y": "|", "z": None, "w": "no", "v": ["a", "b"], "u": ""}
     r = load_recipe(
