@@ -143,12 +143,8 @@ class FoldsFolder(RunsFolder):
 
 
 # What a resumed cross-validation may change beyond folder.UNMEASURED: what its folds do not use.
-NOT_RECORDED = (  # settings a fold does not train with: its own data files stand in for them
-    "search",
-    "data.validation",
-    "data.test",
-    "data.validation_fraction",
-)
+# Settings a fold does not train with: its own data files stand in for them.
+NOT_RECORDED = ("search", "data.validation", "data.test", "data.validation_fraction")
 
 
 # ------------------------------------------------------------------------------------------ the folds
@@ -304,13 +300,9 @@ class _Run:
         write_rows(self.records, train_rows, files / "train.jsonl")
         write_rows(self.records, held, files / "held_out.jsonl")
         folder = self.out / f"fold-{number}"
+        where = f"fold {number} of {self.k}"
         logger.warning(
-            "hftk: fold %d of %d: train on %d rows, score on %d held out -> %s",
-            number,
-            self.k,
-            len(train_rows),
-            len(held),
-            folder,
+            "hftk: %s: train on %d rows, score on %d held out -> %s", where, len(train_rows), len(held), folder
         )
         started = time.perf_counter()
         again = resume and folder.exists()  # killed during this fold: continue from its last checkpoint
@@ -334,10 +326,7 @@ class _Run:
             remove_whole([folder])
         shown = main_first(aggregate([f["eval"] for f in self.done.values()], self.k), self.metric)[:4]
         logger.warning(
-            "hftk: fold %d of %d: %s",
-            number,
-            self.k,
-            ", ".join(f"{short(m)} {metric_text(scores, m)}" for m in shown if m in scores),
+            "hftk: %s: %s", where, ", ".join(f"{short(m)} {metric_text(scores, m)}" for m in shown if m in scores)
         )
 
     def finish(self) -> FoldsResult:

@@ -14,8 +14,7 @@ parameter importances) and tune.json (the summary). Only the running trial's fol
 that is not the best so far is deleted when it ends, its scores kept in the study.
 
 `--backend ray` runs the same trials through Ray Tune (`ray.tune.Tuner` with Optuna's sampler and Ray's
-median stopping rule),
-for a search spread over a Ray cluster.
+median stopping rule), for a search spread over a Ray cluster.
 """
 
 from __future__ import annotations
