@@ -142,7 +142,7 @@ def embed(
         with _column_fix(lambda role: "name the input column with --column COLUMN"):
             records = predictor.read(input_path)
             features = predictor.task.encode(records, with_targets=False)
-        vectors = np.stack(predictor.run(features)).astype(np.float32)
+        vectors = predictor.task.vectors(features, predictor.run(features))
         tmp = out.with_name(f".{out.stem}.tmp{suffix}")
         try:
             if suffix == ".npy":

@@ -253,6 +253,16 @@ class Task(ABC):
         """Untruncated token counts of each record's input, for `hftk check`; None when not meaningful."""
         return None
 
+    def check_lengths(self, lengths: np.ndarray) -> tuple[str | None, dict[str, Any]]:
+        """`hftk check` on a split's untruncated token counts: the warning about inputs longer than max_length
+        (None: nothing to warn of), and what the split's report adds."""
+        over = int((lengths > self.max_length).sum())
+        if not over:
+            return None, {}
+        fate = "need more than one window" if self.windowed else "will be truncated; raise max_length to keep them"
+        share = f"{over} of {len(lengths)} inputs ({over / len(lengths):.1%})"
+        return f"{share} are longer than max_length {self.max_length} tokens and {fate}", {}
+
     def summary(self, records: Records) -> dict[str, Any]:
         """What `hftk check` prints about a split beyond its size, e.g. label counts."""
         return {}

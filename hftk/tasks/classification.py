@@ -11,12 +11,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import field_validator, model_validator
 
-from hftk.config.recipe import Labels, Recipe
+from hftk.config.recipe import Labels
 from hftk.data.readers import RowStream
 from hftk.data.records import SCALARS, Records, not_one_value
 from hftk.errors import HftkError
-from hftk.tasks import imbalance, metrics
+from hftk.tasks import documents, imbalance, metrics
 from hftk.tasks.base import Features, Task
+from hftk.tasks.documents import LongInputsRecipe
 
 logger = logging.getLogger("hftk")
 
@@ -27,7 +28,7 @@ _PROBLEM_TYPES = {
 }
 
 
-class ClassificationRecipe(Recipe):
+class ClassificationRecipe(LongInputsRecipe):
     task: Literal["text-classification"]
     streams = True  # rows are encoded on the fly from a RowStream (features.streamed_dataset)
     problem_type: Literal["single_label", "multi_label", "regression"] = "single_label"
@@ -92,6 +93,7 @@ class Classification(Task):
         elif isinstance(recipe.labels, list):
             self.value_to_id = {v: i for i, v in enumerate(recipe.labels)}
             self.names = list(recipe.labels)
+        documents.check_fits(recipe, self.max_length, tokenizer.num_special_tokens_to_add() if tokenizer else 2)
 
     @property
     def main_metric(self) -> str:  # type: ignore[override]
@@ -172,9 +174,10 @@ class Classification(Task):
     def card_lines(self, section: str) -> list[str]:
         multi = self.problem == "multi_label"
         if section == "training":
-            return imbalance.weights_card(
+            weights = imbalance.weights_card(
                 self.recipe.class_weights, self.learnt().get("class_weights"), multi_label=multi
             )
+            return weights + documents.card_note(self.recipe, self.max_length)
         out = super().card_lines(section)
         if section != "labels" or not out or not multi or self.recipe.threshold is None:
             return out
@@ -211,9 +214,10 @@ class Classification(Task):
                 records.source,
                 self.recipe.data.column("text_pair"),
             )
-        features = dict(self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length))
+        features = documents.encode(self.tokenizer, texts, pairs, self.max_length, self.recipe)
         if with_targets:
-            features["labels"] = self.targets(records)
+            labels = self.targets(records)
+            features["labels"] = [labels[i] for i in features["example"]] if "example" in features else labels
         return features
 
     def lengths(self, records: Records) -> list[int]:
@@ -223,6 +227,9 @@ class Classification(Task):
             second = self.texts(part, "text_pair") if pairs else None
             out.extend(len(x) for x in self.tokenizer(self.texts(part, "text"), second)["input_ids"])
         return out
+
+    def check_lengths(self, lengths: np.ndarray) -> tuple[str | None, dict[str, Any]]:
+        return documents.report(self.recipe, lengths, self.max_length)
 
     def summary(self, records: Records) -> dict[str, Any]:
         if not self.has_role(records, "label"):
@@ -368,17 +375,24 @@ class Classification(Task):
     def tune(self, records: Records, features: Features, outputs: list[Any]) -> None:
         if self.problem != "multi_label" or self.recipe.threshold != "tuned":
             return
-        probs, gold = _sigmoid(np.stack(outputs)), np.asarray(features["labels"]) > 0.5
+        probs, gold = _sigmoid(self.pooled(features, outputs)), np.asarray(self.gold(features)) > 0.5
         per_label = self.recipe.threshold_tuning == "per_label"
         self.thresholds = imbalance.tune_thresholds(probs, gold, per_label=per_label).tolist()
 
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
-        return self.metrics(np.stack(outputs), np.asarray(features["labels"]))
+        return self.metrics(self.pooled(features, outputs), np.asarray(self.gold(features)))
+
+    def pooled(self, features: Features, outputs: list[Any]) -> np.ndarray:
+        """One row of logits per document: its windows' pooled (`windows.pooling`), or its one feature's."""
+        return documents.pool(features, outputs, self.recipe.windows.pooling)
+
+    def gold(self, features: Features) -> list[Any]:
+        return documents.per_document(features, "labels")
 
     def postprocess(
         self, records: Records, features: Features, outputs: list[Any], *, top_k: int | None = None, **_: Any
     ) -> list[dict]:
-        return self.decode(np.stack(outputs), top_k)
+        return self.decode(self.pooled(features, outputs), top_k)
 
     def decode(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
         if self.problem == "regression":

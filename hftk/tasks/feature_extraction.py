@@ -14,14 +14,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hftk.config.recipe import Recipe
 from hftk.data.records import Records
 from hftk.errors import HftkError
 from hftk.models.loading import resolve_model
+from hftk.tasks import documents
 from hftk.tasks.base import Features, Task
+from hftk.tasks.documents import LongInputsRecipe
 
 
-class FeatureExtractionRecipe(Recipe):
+class FeatureExtractionRecipe(LongInputsRecipe):
     task: Literal["feature-extraction"]
     pooling: Literal["cls", "mean", "max"] | None = None  # default: the checkpoint's own, else mean
     normalize: bool | None = None  # unit-length vectors (cosine = dot product); default: the checkpoint's own
@@ -41,12 +42,19 @@ class FeatureExtraction(Task):
         super().__init__(recipe, tokenizer)
         self.pooling = recipe.pooling or self.saved.get("pooling", "mean")
         self.normalize = recipe.normalize if recipe.normalize is not None else self.saved.get("normalize", False)
+        documents.check_fits(recipe, self.max_length, tokenizer.num_special_tokens_to_add() if tokenizer else 2)
+
+    def check_lengths(self, lengths: np.ndarray) -> tuple[str | None, dict[str, Any]]:
+        return documents.report(self.recipe, lengths, self.max_length)
+
+    def lengths(self, records: Records) -> list[int]:
+        return [len(x) for part in records.batches() for x in self.tokenizer(self.texts(part, "text"))["input_ids"]]
 
     def default_max_length(self) -> int | None:
         return self.saved.get("max_length")  # a sentence-transformers checkpoint's own max_seq_length
 
     def encode(self, records: Records, *, with_targets: bool) -> Features:
-        return dict(self.tokenizer(self.texts(records, "text"), truncation=True, max_length=self.max_length))
+        return documents.encode(self.tokenizer, self.texts(records, "text"), None, self.max_length, self.recipe)
 
     def targets(self, records: Records) -> list[Any]:
         raise HftkError("feature-extraction has no labels; use hftk embed, then compare the vectors")
@@ -75,7 +83,18 @@ class FeatureExtraction(Task):
         return (vectors.float().cpu().numpy(),)
 
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
-        return [{"embedding": v.tolist()} for v in outputs]
+        return [{"embedding": v.tolist()} for v in self.vectors(features, outputs)]
+
+    def vectors(self, features: Features, outputs: list[Any]) -> np.ndarray:
+        """One float32 vector per document: a long one's windows pooled, each weighted by its tokens (their mean),
+        or their maximum (`windows.pooling: max`), then normalised again where the checkpoint normalises."""
+        if "example" not in features:
+            return np.stack(outputs).astype(np.float32)
+        tokens = [sum(mask) for mask in features["attention_mask"]]
+        pooled = documents.pool(features, outputs, self.recipe.windows.pooling, weights=tokens)
+        if self.normalize:
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+        return pooled.astype(np.float32)
 
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
         raise HftkError("feature-extraction has no labels to score; use hftk embed, then compare the vectors")

@@ -45,15 +45,10 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
         if lengths:
             arr = np.asarray(lengths)
             info["tokens"] = {f"p{q}": int(np.percentile(arr, q)) for q in (50, 90, 99)} | {"max": int(arr.max())}
-            over = int((arr > task.max_length).sum())
-            if over:
-                fate = (
-                    "need more than one window" if task.windowed else "will be truncated; raise max_length to keep them"
-                )
-                warnings.append(
-                    f"{records.source}: {over} of {len(arr)} inputs ({over / len(arr):.1%}) are longer than "
-                    f"max_length {task.max_length} tokens and {fate}"
-                )
+            warning, details = task.check_lengths(arr)
+            info |= details
+            if warning:
+                warnings.append(f"{records.source}: {warning}")
         report[name] = info
     report["warnings"] = warnings
     return report
