@@ -107,9 +107,8 @@ def main() -> None:
             results.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{args.steps} steps, batch 16, seed 42, {len(rows)} dev reviews\n")
-    print(
-        "| max_length | method | dev accuracy | on reviews longer than the window | train s | predict ms/review | ÷ truncate |"
-    )
+    head = "| max_length | method | dev accuracy | on reviews longer than the window | train s | predict ms/review |"
+    print(head + " ÷ truncate |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         long = f"{r['accuracy_long']:.4f} ({r['long_reviews']})" if r["accuracy_long"] is not None else "-"
