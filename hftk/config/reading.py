@@ -104,8 +104,9 @@ def _beside(value: str, folder: Path) -> str:
     return candidate if found else value
 
 
-def validate_recipe(cls: type[Recipe], raw: RawRecipe) -> Recipe:
-    """`raw` as the task's Recipe class; every problem at once, one line each, located in the file.
+def validate_recipe(cls: type[Recipe], raw: RawRecipe, elsewhere: dict[str, list[str]] | None = None) -> Recipe:
+    """`raw` as the task's Recipe class; every problem at once, one line each, located in the file. `elsewhere`:
+    the tasks whose recipes have a top-level key this one lacks, to name when a recipe gives it.
 
     Raises:
         HftkError: with one line per problem.
@@ -115,7 +116,7 @@ def validate_recipe(cls: type[Recipe], raw: RawRecipe) -> Recipe:
     try:
         recipe = cls.model_validate(raw.data)
     except ValidationError as e:
-        errors.extend(_format_pydantic_error(err, cls, raw) for err in e.errors())
+        errors.extend(_format_pydantic_error(err, cls, raw, elsewhere or {}) for err in e.errors())
     training = raw.data.get("training") or {}
     if isinstance(training, dict):
         errors.extend(check_training(training, raw.data, raw.locate))
@@ -261,11 +262,15 @@ def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}) or [])
 
 
-def _format_pydantic_error(err: Any, cls: type[BaseModel], raw: RawRecipe) -> str:
+def _format_pydantic_error(err: Any, cls: type[BaseModel], raw: RawRecipe, elsewhere: dict[str, list[str]]) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     dotted = ".".join(str(p) for p in loc)
     prefix = raw.locate(*loc)
     if err["type"] == "extra_forbidden":
+        if len(loc) == 1 and (tasks := elsewhere.get(str(loc[0]))):
+            task = raw.data.get("task")
+            verb = "takes" if len(tasks) == 1 else "take"
+            return f"{prefix}{dotted}: not a key of {task} recipes (only {' and '.join(tasks)} {verb} it); remove it"
         hint = did_you_mean(str(loc[-1]), _fields_of(cls, loc))
         return f"{prefix}{dotted}: unknown key{hint}; remove it or fix its spelling"
     if err["type"] == "missing":

@@ -91,4 +91,9 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
         hint = did_you_mean(str(task), task_names())
         known = ", ".join(task_names())
         raise HftkError(f"{raw.locate('task')}task: {task!r} is not a task hftk knows{hint}; choose one of {known}")
-    return validate_recipe(cls.recipe_class, raw)
+    own = cls.recipe_class.model_fields
+    elsewhere: dict[str, list[str]] = {}
+    for name, other in sorted(_registry().items()):
+        for key in other.recipe_class.model_fields.keys() - own.keys():
+            elsewhere.setdefault(key, []).append(name)
+    return validate_recipe(cls.recipe_class, raw, elsewhere)

@@ -46,12 +46,11 @@ class LongInputsRecipe(Recipe):
                 f"windows.stride: {self.windows.stride} tokens shared by two windows must be fewer than the window "
                 f"(max_length {self.max_length}, less its special tokens); lower windows.stride"
             )
-        if (
-            self.max_length is not None
-            and self.long_inputs == "head_tail"
-            and (self.head_tokens or 0) > self.max_length
-        ):
-            raise ValueError(f"head_tokens: {self.head_tokens} is more than max_length {self.max_length}; lower it")
+        if self.max_length is not None and (self.head_tokens or 0) >= self.max_length - 2:
+            raise ValueError(
+                f"head_tokens: {self.head_tokens} leaves no tail in max_length {self.max_length} (less its special "
+                "tokens); lower head_tokens"
+            )
         return self
 
 
