@@ -138,7 +138,7 @@ def cross_validate(
     folder = FoldsFolder(Path(recipe.output_dir))
     folder.check(resume=resume, overwrite=overwrite)
     prepared = prepare(_train_only(recipe), splits=("train",))  # every row checked before any fold trains
-    records = prepared.splits["train"]
+    records = prepared.splits["train"].whole()  # written into each fold's files
     plan = plan_folds(prepared, folds)
     with folder.held(resume=resume, overwrite=overwrite):
         run = _Run(folder, recipe, prepared, records, plan, keep=keep, fixed=prepared.task.learnt_fields())
@@ -194,7 +194,7 @@ def plan_folds(prepared: Prepared, folds: int) -> FoldPlan:
     Raises:
         HftkError: more folds than rows (contexts, or rows of the rarest label when stratified).
     """
-    records, task, seed = prepared.splits["train"], prepared.task, prepared.recipe.seed
+    records, task, seed = prepared.splits["train"].whole(), prepared.task, prepared.recipe.seed
     where = f"--folds {folds}: train ({records.source})"
     if (labels := task.fold_strata(records)) is not None:
         rarest, count = min(Counter(labels).items(), key=lambda item: (item[1], item[0]))
