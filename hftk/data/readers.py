@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hftk.data.records import BATCH, Records, RecordsPart, columns_of, place
+from hftk.data.records import BATCH, Records, columns_of, place
 from hftk.data.snapshot import Snapshot
 from hftk.errors import HftkError, lone_surrogate, no_records, not_found, not_unicode, not_utf8
 
@@ -82,9 +82,9 @@ def read_records(
     return Records(str(file.path), rows, lines if file.lined else None, file.columns)
 
 
-class RowStream(Records):
-    """A data file read anew on each pass, a batch of rows at a time, so a training split larger than memory is
-    never held (`data.streaming`). `rows` reads the file whole on first use, for the splits that are small.
+class RowStream:
+    """A data file read anew on each pass, a batch of Records at a time, so a training split larger than memory is
+    never held (`data.streaming`); `whole` reads it into Records once, for the splits that are small.
 
     Every pass reads the file as it was opened here, before the checking pass (`Snapshot`): rows appended during
     the run are not read, and a file changed otherwise stops the pass with an error naming it."""
@@ -95,41 +95,34 @@ class RowStream(Records):
         self.source = str(self.file.path)
         self.columns = self.file.columns
         self._count: int | None = None
+        self._whole: Records | None = None
 
     def batches(self, size: int = BATCH) -> Iterator[Records]:
+        """One pass: Records of `size` rows, each with its place as text (the file is not held)."""
         count = 0
         rows = self.file.rows()
         while chunk := list(itertools.islice(rows, size)):
             lines: list[Any] | None = [n for n, _ in chunk] if self.file.lined else None
             places = [place(self.source, n, count + i) for i, (n, _) in enumerate(chunk)]
-            yield RecordsPart(self.source, [row for _, row in chunk], lines, self.columns, places=places)
+            yield Records(self.source, [row for _, row in chunk], lines, self.columns, places)
             count += len(chunk)
         if count == 0:
             raise no_records(self.file.path)
         self._count = count
 
     def __len__(self) -> int:
-        if "_whole" in self.__dict__:
+        if self._whole is not None:
             return len(self._whole)
         if self._count is None:
             for _ in self.batches():  # counts as it goes
                 pass
         return self._count or 0
 
-    @functools.cached_property
-    def _whole(self) -> Records:
-        return read_records(self.file.path, column_names=self.column_names, checked=self.file.snapshot)
-
-    @property
-    def rows(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return self._whole.rows
-
-    @property
-    def lines(self) -> list[int] | None:  # type: ignore[override]
-        return self._whole.lines
-
-    def where(self, i: int) -> str:
-        return self._whole.where(i)
+    def whole(self) -> Records:
+        """The file's rows as it was opened, read on first use and then held."""
+        if self._whole is None:
+            self._whole = read_records(self.file.path, column_names=self.column_names, checked=self.file.snapshot)
+        return self._whole
 
 
 def read_hub_split(name: str, config: str | None, split: str) -> Records:

@@ -6,12 +6,10 @@ document remembers its file and line. A seeded held-out share of them is the val
 
 from __future__ import annotations
 
-import bisect
 import glob
 import os
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from hftk.data.readers import READERS, read_lines, read_records
@@ -21,29 +19,6 @@ from hftk.errors import HftkError, not_found
 
 PLAIN_SUFFIXES = (".txt", ".text")
 _MAGIC = set("*?[")
-
-
-@dataclass
-class RecordsView(Records):
-    """Records assembled from other Records (several files, or a subset): each row still says where it came from."""
-
-    parts: list[Records] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)  # index of each part's first row here
-    index: list[int] | None = None  # for a single-part subset: which rows of the part, in order
-
-    def where(self, i: int) -> str:
-        if self.index is not None:
-            return self.parts[0].where(self.index[i])
-        k = bisect.bisect_right(self.starts, i) - 1
-        return self.parts[k].where(i - self.starts[k])
-
-
-def subset(records: Records, index: Sequence[int]) -> Records:
-    """The rows at `index`, keeping their original file:line."""
-    index = list(index)
-    return RecordsView(
-        records.source, [records.rows[i] for i in index], None, list(records.columns), [records], [0], index
-    )
 
 
 def expand_paths(source: str | os.PathLike | Sequence[str]) -> list[Path]:
@@ -98,7 +73,7 @@ def read_texts(
             matching nothing.
     """
     name = str(source) if isinstance(source, (str, os.PathLike)) else ", ".join(map(str, source))
-    return join_texts(name, [read_text_file(p, column, documents, column_names) for p in expand_paths(source)])
+    return Records.join(name, [read_text_file(p, column, documents, column_names) for p in expand_paths(source)])
 
 
 def read_text_file(
@@ -110,17 +85,6 @@ def read_text_file(
     limit = checked.verify() if checked is not None else None
     numbered = list(plain_documents(path, documents, limit))
     return Records(str(path), [{column: t} for _, t in numbered], [n for n, _ in numbered], [column])
-
-
-def join_texts(name: str, parts: list[Records]) -> Records:
-    """The documents of several files as one Records, each still at its file and line."""
-    if len(parts) == 1:
-        return parts[0]
-    starts = [0]
-    for part in parts[:-1]:
-        starts.append(starts[-1] + len(part))
-    rows = [row for part in parts for row in part.rows]
-    return RecordsView(name, rows, None, [parts[0].columns[0]], parts, starts)
 
 
 def is_plain(path: Path) -> bool:
@@ -174,7 +138,7 @@ def held_out(records: Records, fraction: float, seed: int) -> tuple[Records, Rec
     """(train, held-out): a seeded random `fraction` of the documents held out, each side in file order."""
     n = len(records)
     held = held_out_indices(n, fraction, seed, records.source)
-    return subset(records, [i for i in range(n) if i not in held]), subset(records, sorted(held))
+    return records.subset([i for i in range(n) if i not in held]), records.subset(sorted(held))
 
 
 def held_out_indices(n: int, fraction: float, seed: int, source: str) -> frozenset[int]:

@@ -273,14 +273,6 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def index_digest(indices: Any) -> str | None:
-    """A hash of a selection of rows (sorted when a set), None for all rows."""
-    if indices is None:
-        return None
-    values = sorted(indices) if isinstance(indices, (set, frozenset)) else list(indices)
-    return hashlib.blake2b(json.dumps(values).encode(), digest_size=16).hexdigest()
-
-
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A hash of how the tokenizer splits text: its Rust state where it serialises, else its vocabulary and
     settings (hftk's Japanese tokenizer, whose MeCab pre-tokenizer does not serialise)."""

@@ -17,26 +17,16 @@ Blocks are packed within each map batch of `_MAP_BATCH` documents, so one block 
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hftk.data.records import Records
+from hftk.data.records import BATCH, Records, index_digest, place
 from hftk.data.snapshot import Snapshot
-from hftk.data.text import (
-    expand_paths,
-    held_out_indices,
-    is_plain,
-    join_texts,
-    plain_documents,
-    read_column,
-    read_text_file,
-    subset,
-)
-from hftk.features.cache import cached_map, index_digest, key, tokenizer_fingerprint
+from hftk.data.text import expand_paths, held_out_indices, is_plain, plain_documents, read_column, read_text_file
+from hftk.features.cache import cached_map, key, tokenizer_fingerprint
 from hftk.features.packing import Template, blocks, stream_of
 
 _CHUNK_BYTES = 1 << 24  # read and decoded at once when counting documents
@@ -44,9 +34,9 @@ _MAP_BATCH = 10_000  # documents packed together: one short block per batch at m
 _DOCS_PER_PROCESS = 20_000  # below this many documents a worker process costs more than it saves
 
 
-class TextCorpus(Records):
-    """The documents of some text files, read lazily: rows exist only when something asks for them (small data,
-    e.g. `hftk evaluate`); training streams `documents()` instead.
+class TextCorpus:
+    """The documents of some text files, read anew on each pass: training packs `documents()`, `batches` gives them
+    as Records a batch at a time, and only `whole` holds them, all at once (small data, e.g. `hftk evaluate`).
 
     `checked` holds each file as `read_corpus` checked it: every later reading gets exactly those documents (a
     file appended to meanwhile is read up to its checked size; one changed otherwise is an error).
@@ -76,7 +66,7 @@ class TextCorpus(Records):
         self.keep = keep
         self.drop = drop
         self.columns = [column]
-        self.lines = None
+        self._whole: Records | None = None
 
     def __len__(self) -> int:
         if self.keep is not None:
@@ -88,37 +78,42 @@ class TextCorpus(Records):
 
     def documents(self) -> Iterator[str]:
         """Every selected document's text, in file order, one at a time."""
+        return (text for *_, text in self._read())
+
+    def batches(self, size: int = BATCH) -> Iterator[Records]:
+        """The selected documents as Records of `size` rows `{column: text}`, each with its file and line."""
+        documents = self._read()
+        while chunk := list(itertools.islice(documents, size)):
+            rows = [{self.text_column: text} for *_, text in chunk]
+            places = [place(str(path), line, k) for path, line, k, _ in chunk]
+            yield Records(self.source, rows, None, list(self.columns), places)
+
+    def _read(self) -> Iterator[tuple[Path, int | None, int, str]]:
+        """(file, line, index in the file, text) of every selected document, in file order."""
         index = 0
         for path, checked in zip(self.files, self.checked):
             if is_plain(path):
-                texts: Any = (text for _, text in plain_documents(path, self.documents_mode, checked.verify()))
+                found: Iterable[tuple[int | None, str]] = plain_documents(path, self.documents_mode, checked.verify())
             else:
-                rows = read_column(path, self.text_column, self.column_names, checked).rows
-                texts = (row[self.text_column] for row in rows)
-            for text in texts:
+                part = read_column(path, self.text_column, self.column_names, checked)
+                lines = part.lines if part.lines is not None else itertools.repeat(None)
+                found = zip(lines, (row[self.text_column] for row in part.rows))
+            for k, (line, text) in enumerate(found):
                 if self._selected(index):
-                    yield text
+                    yield path, line, k, text
                 index += 1
 
-    @functools.cached_property
-    def _records(self) -> Records:
-        parts = [
-            read_text_file(p, self.text_column, self.documents_mode, self.column_names, checked)
-            for p, checked in zip(self.files, self.checked)
-        ]
-        whole = join_texts(", ".join(map(str, self.files)), parts)
-        return (
-            whole
-            if self.keep is None and self.drop is None
-            else subset(whole, [i for i in range(self.total) if self._selected(i)])
-        )
-
-    @property
-    def rows(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return self._records.rows
-
-    def where(self, i: int) -> str:
-        return self._records.where(i)
+    def whole(self) -> Records:
+        """The selected documents as Records, read on first use and then held."""
+        if self._whole is None:
+            parts = [
+                read_text_file(p, self.text_column, self.documents_mode, self.column_names, checked)
+                for p, checked in zip(self.files, self.checked)
+            ]
+            whole = Records.join(self.source, parts)
+            selected = self.keep is not None or self.drop is not None
+            self._whole = whole.subset([i for i in range(self.total) if self._selected(i)]) if selected else whole
+        return self._whole
 
     def select(
         self, keep: frozenset[int] | None = None, drop: frozenset[int] | None = None, source: str | None = None

@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hftk.data.records import BATCH, Features, Records, RecordsPart
-from hftk.features.cache import cached_map, index_digest, key, status
-from hftk.files import file_digest
+from hftk.data.records import BATCH, Features, Records, Split
+from hftk.features.cache import cached_map, key, status
 
 SHUFFLE_BUFFER = 10_000  # rows a stream is shuffled within
 _ROWS_PER_PROCESS = 20_000  # below this many records a worker process costs more than it saves
@@ -39,7 +38,8 @@ def encoded_dataset(
     """(`encode`'s features for every record as a memory-mapped `datasets.Dataset`, whether from the cache).
 
     `settings` is everything besides the rows that the features depend on (task, tokenizer, recipe); records
-    whose origin is unknown (hub splits, rows handed in by code) are encoded the same way but not cached.
+    whose origin is unknown (`Records.origin`: hub splits, rows handed in by code) are encoded the same way but not
+    cached.
     Feature columns named `example` (windowed tasks: the record a feature came from) hold indices into `records`.
     """
     origin, name = _name(records, settings)
@@ -78,7 +78,7 @@ def encoded_dataset(
     )
 
 
-def streamed_dataset(records: Records, encode: Encode, *, seed: int) -> Any:
+def streamed_dataset(records: Split, encode: Encode, *, seed: int) -> Any:
     """`encode`'s features as a `datasets.IterableDataset` made on the fly, `BATCH` records at a time: memory does
     not grow with the data and nothing is written. Rows are shuffled within a buffer of `SHUFFLE_BUFFER` (a
     stream cannot be shuffled whole), the same way for the same seed and epoch, so `--resume` replays the stream
@@ -89,7 +89,7 @@ def streamed_dataset(records: Records, encode: Encode, *, seed: int) -> Any:
     return stream.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
 
 
-def _stream(records: Records, encode: Encode) -> Iterator[dict[str, Any]]:
+def _stream(records: Split, encode: Encode) -> Iterator[dict[str, Any]]:
     for part in records.batches(BATCH):
         features = encode(part)
         names = list(features)
@@ -125,22 +125,8 @@ def cache_state(records: Records, settings: dict[str, Any]) -> str:
 
 def _name(records: Records, settings: dict[str, Any]) -> tuple[Any, str]:
     """(what the rows are, the cache entry's name for their features)."""
-    origin = records_origin(records)
+    origin = records.origin()
     return origin, key({"what": "features", "records": origin, **settings})
-
-
-def records_origin(records: Records) -> Any:
-    """What the rows are, by content: each file's hash and which of its rows. None: not known (not cached)."""
-    parts = getattr(records, "parts", None)
-    if parts:  # several files, or a subset of one (text.RecordsView)
-        inner = [records_origin(p) for p in parts]
-        if any(o is None for o in inner):
-            return None
-        return {"parts": inner, "starts": list(records.starts), "index": index_digest(records.index)}
-    path = Path(records.source)
-    if not path.is_file():
-        return None
-    return {"file": file_digest(path), "type": type(records).__name__, "rows": len(records)}
 
 
 class _NotJson(Exception):
@@ -170,19 +156,12 @@ def _encode_json(
     batch: dict[str, list[Any]], indices: list[int], *, encode: Encode, source: str, columns: list[str], lines: bool
 ) -> Features:
     rows = [json.loads(text) for text in batch["row"]]
-    part = RecordsPart(source, rows, batch["line"] if lines else None, columns, places=batch["where"])
+    part = Records(source, rows, batch["line"] if lines else None, columns, places=batch["where"])
     return _encoded(encode, part, indices[0])
 
 
 def _encode_indices(batch: dict[str, list[Any]], indices: list[int], *, encode: Encode, records: Records) -> Features:
-    part = RecordsPart(
-        records.source,
-        [records.rows[i] for i in indices],
-        [records.lines[i] for i in indices] if records.lines is not None else None,
-        list(records.columns),
-        places=[records.where(i) for i in indices],
-    )
-    return _encoded(encode, part, indices[0])
+    return _encoded(encode, records.subset(indices), indices[0])
 
 
 def _encoded(encode: Encode, part: Records, start: int) -> Features:

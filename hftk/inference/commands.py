@@ -112,7 +112,7 @@ def evaluate(
 ) -> dict[str, float]:
     """The task's metrics on a labelled file, computed from the same batched predictor."""
     predictor = Predictor(model_dir, task=task, **_loading(recipe_overrides, trust_remote_code))
-    return predictor.evaluate(predictor.task.read(data_path))
+    return predictor.evaluate(predictor.task.read(data_path).whole())
 
 
 def embed(

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hftk.data.text import subset
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, replace_model, scratch, share, sweep
 from hftk.inference.exported import MANIFEST, ONNX_FILE
@@ -273,7 +272,7 @@ class _Agreement:
             logger.warning("hftk: no data to check the export on (no validation file); give --data FILE")
             return
         records = original.read(self.path)
-        self.records = subset(records, range(min(len(records), _AGREEMENT_INPUTS)))
+        self.records = records.subset(range(min(len(records), _AGREEMENT_INPUTS)))
         self.expected = [answer_of(x) for x in original.predict(self.records)]
 
     def __call__(self, folder: Path) -> dict[str, Any] | None:

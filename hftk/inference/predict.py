@@ -129,7 +129,7 @@ class Predictor:
             if not any(line.strip() for line in lines):
                 raise HftkError(f"{p}: no inputs (the file is empty or blank); one input per line")
             return Records(str(p), [{col: t} for t in lines], list(range(1, len(lines) + 1)), [col])
-        return self.task.read(p)
+        return self.task.read(p).whole()
 
     def records(self, inputs: list[str] | list[dict[str, Any]]) -> Records:
         """In-memory inputs: strings, or dicts keyed by the recipe's column names."""

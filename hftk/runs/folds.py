@@ -156,7 +156,7 @@ def plan_folds(prepared: Prepared, folds: int) -> FoldPlan:
     Raises:
         HftkError: more folds than rows (contexts, or rows of the rarest label when stratified).
     """
-    records, task, seed = prepared.splits["train"], prepared.task, prepared.recipe.seed
+    records, task, seed = prepared.splits["train"].whole(), prepared.task, prepared.recipe.seed
     where = f"--folds {folds}: train ({records.source})"
     if (labels := task.fold_strata(records)) is not None:
         rarest, count = min(Counter(labels).items(), key=lambda item: (item[1], item[0]))
@@ -261,7 +261,7 @@ class _Run:
             plan,
             keep,
         )
-        self.records, self.k = prepared.splits["train"], len(plan.held_out)
+        self.records, self.k = prepared.splits["train"].whole(), len(plan.held_out)  # written into each fold's files
         self.fixed = prepared.task.learnt_fields()  # what the whole train split teaches, the same for every fold
         self.fingerprint = _fingerprint(self.records, plan, recipe.seed)
         self.trained_with = trained_with(recipe, NOT_RECORDED)  # every fold's settings, but for its own data files

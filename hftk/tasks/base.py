@@ -25,7 +25,7 @@ import numpy as np
 
 from hftk.config.recipe import Recipe
 from hftk.data.readers import read_records
-from hftk.data.records import Features, Records
+from hftk.data.records import Features, Records, Split
 from hftk.errors import HftkError
 from hftk.features.cache import tokenizer_fingerprint
 from hftk.features.encode import cache_state, encoded_dataset, streamed_dataset
@@ -170,15 +170,16 @@ class Task(ABC):
         return self.pipeline_task
 
     # -- data ------------------------------------------------------------------------------------------
-    def read(self, path: str | Path) -> Records:
-        """One data file of this task. Tasks with their own formats (CoNLL, SQuAD JSON, plain text) override."""
+    def read(self, path: str | Path) -> Split:
+        """One data file of this task: Records, or for a task that streams, a source read pass by pass. Tasks with
+        their own formats (CoNLL, SQuAD JSON, plain text) override."""
         return read_records(path, column_names=self.recipe.data.column_names)
 
-    def derive_splits(self, splits: dict[str, Records]) -> dict[str, Records]:
+    def derive_splits(self, splits: dict[str, Split]) -> dict[str, Split]:
         """Splits the recipe asks for beyond its files, e.g. a held-out share of train; by default none."""
         return splits
 
-    def fit(self, train: Records) -> None:
+    def fit(self, train: Split) -> None:
         """Learn what the model's head needs from the training data (e.g. the label vocabulary); most need nothing."""
         return None
 
@@ -207,7 +208,12 @@ class Task(ABC):
     def targets(self, records: Records) -> list[Any]:
         """What the model learns to predict for each record, checked: a bad value is a located error."""
 
-    def training_data(self, records: Records, *, evaluation: bool) -> tuple[Any, Features | None]:
+    def check_targets(self, split: Split) -> None:
+        """Check that every row's targets convert (`hftk check`: training scores every split it is given); a task
+        whose reading already checked them (a text corpus) need not read the split again."""
+        self.targets(split.whole())
+
+    def training_data(self, split: Split, *, evaluation: bool) -> tuple[Any, Features | None]:
         """A split's features as a `datasets.Dataset` for Trainer, and as columns for `metric_fn` (None: unused).
 
         `encode` runs batch by batch in worker processes and its features are cached (hftk/features/encode.py); with
@@ -220,8 +226,9 @@ class Task(ABC):
         data = self.recipe.data
         encode = functools.partial(self.encode, with_targets=True)
         if data.streaming and not evaluation:
-            return streamed_dataset(records, encode, seed=self.recipe.seed), None
-        dataset, _ = encoded_dataset(records, encode, self.feature_settings(), num_proc=data.num_proc, cache=data.cache)
+            return streamed_dataset(split, encode, seed=self.recipe.seed), None
+        settings = self.feature_settings()
+        dataset, _ = encoded_dataset(split.whole(), encode, settings, num_proc=data.num_proc, cache=data.cache)
         if not evaluation:
             return dataset, None
         lengths = pc.list_value_length(dataset.data.column("input_ids")).to_numpy()
@@ -241,15 +248,15 @@ class Task(ABC):
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
         }
 
-    def cache_status(self, records: Records, *, evaluation: bool) -> str:
+    def cache_status(self, split: Split, *, evaluation: bool) -> str:
         """For `hftk check`: whether training will read this split's features from the cache."""
         if self.recipe.data.streaming and not evaluation:
             return "none (streamed: encoded on the fly)"
         if not self.recipe.data.cache:
             return "off"
-        return cache_state(records, self.feature_settings())
+        return cache_state(split.whole(), self.feature_settings())
 
-    def lengths(self, records: Records) -> list[int] | None:
+    def lengths(self, split: Split) -> list[int] | None:
         """Untruncated token counts of each record's input, for `hftk check`; None when not meaningful."""
         return None
 
@@ -263,7 +270,7 @@ class Task(ABC):
         share = f"{over} of {len(lengths)} inputs ({over / len(lengths):.1%})"
         return f"{share} are longer than max_length {self.max_length} tokens and {fate}", {}
 
-    def summary(self, records: Records) -> dict[str, Any]:
+    def summary(self, split: Split) -> dict[str, Any]:
         """What `hftk check` prints about a split beyond its size, e.g. label counts."""
         return {}
 
@@ -278,10 +285,10 @@ class Task(ABC):
     def column(self, records: Records, role: str) -> list[Any]:
         return records.column(self.recipe.data.column(role), role)
 
-    def has_role(self, records: Records, role: str) -> bool:
+    def has_role(self, records: Split, role: str) -> bool:
         return self.recipe.data.column(role) in records.columns
 
-    def has_targets(self, records: Records) -> bool:
+    def has_targets(self, records: Split) -> bool:
         """Whether the records are labelled (train/evaluate) rather than inputs only (predict); a task without
         targets (embeddings) never has them."""
         return bool(self.target_roles) and all(self.has_role(records, role) for role in self.target_roles)
@@ -398,12 +405,13 @@ class Task(ABC):
         return None
 
     def metric_fn(
-        self, records: Records, features: Features, *, tune: bool = False
+        self, split: Split, features: Features, *, tune: bool = False
     ) -> Callable[[Any], dict[str, float]] | None:
         """Trainer's compute_metrics for one evaluation split; None leaves Trainer's loss as the only metric.
         `tune`: `tune` on these outputs first (the final validation), so the metrics are those of the settings saved."""
         if self.evaluates == "loss":
             return None  # Trainer then keeps no logits
+        records = split.whole()
         lengths = [len(x) for x in features["input_ids"]]
 
         def compute(prediction: Any) -> dict[str, float]:

@@ -13,7 +13,7 @@ from pydantic import field_validator, model_validator
 
 from hftk.config.recipe import Labels
 from hftk.data.readers import RowStream
-from hftk.data.records import SCALARS, Records, not_one_value
+from hftk.data.records import SCALARS, Records, Split, not_one_value
 from hftk.errors import HftkError
 from hftk.tasks import documents, imbalance, metrics
 from hftk.tasks.base import Features, Task
@@ -100,7 +100,7 @@ class Classification(Task):
         return self._MAIN[self.problem]
 
     # -- data ------------------------------------------------------------------------------------------
-    def read(self, path: Any) -> Records:
+    def read(self, path: Any) -> Split:
         if self.recipe.data.streaming:  # read pass by pass; only evaluation splits are ever held (they are small)
             return RowStream(path, column_names=self.recipe.data.column_names)
         return super().read(path)
@@ -115,7 +115,7 @@ class Classification(Task):
             return None
         return [self.names[i] for i in self.targets(records)]
 
-    def fit(self, train: Records) -> None:
+    def fit(self, train: Split) -> None:
         """Learn the labels (and class weights), checking every row on the way (its texts, its labels) a batch at a
         time: a streamed split is never held, and a bad row stops the run before weights load, not hours into
         training."""
@@ -220,10 +220,10 @@ class Classification(Task):
             features["labels"] = [labels[i] for i in features["example"]] if "example" in features else labels
         return features
 
-    def lengths(self, records: Records) -> list[int]:
-        pairs = self.has_role(records, "text_pair")
+    def lengths(self, split: Split) -> list[int]:
+        pairs = self.has_role(split, "text_pair")
         out: list[int] = []
-        for part in records.batches():
+        for part in split.batches():
             second = self.texts(part, "text_pair") if pairs else None
             out.extend(len(x) for x in self.tokenizer(self.texts(part, "text"), second)["input_ids"])
         return out
@@ -231,13 +231,13 @@ class Classification(Task):
     def check_lengths(self, lengths: np.ndarray) -> tuple[str | None, dict[str, Any]]:
         return documents.report(self.recipe, lengths, self.max_length)
 
-    def summary(self, records: Records) -> dict[str, Any]:
-        if not self.has_role(records, "label"):
+    def summary(self, split: Split) -> dict[str, Any]:
+        if not self.has_role(split, "label"):
             return {}
         if self.problem == "regression":
-            y = np.concatenate([np.asarray(self.targets(part), dtype=float) for part in records.batches()])
+            y = np.concatenate([np.asarray(self.targets(part), dtype=float) for part in split.batches()])
             return {"label range": f"{y.min():g} .. {y.max():g} (mean {y.mean():.3g})"}
-        counts = Counter(v for part in records.batches() for values in self._raw_labels(part) for v in values)
+        counts = Counter(v for part in split.batches() for values in self._raw_labels(part) for v in values)
         return {"labels": {self._name_of(v): counts[v] for v in sorted(counts, key=_natural_key)}}
 
     def _raw_labels(self, records: Records) -> list[list[str]]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hftk.data.records import Records
+from hftk.data.records import Records, Split
 from hftk.errors import HftkError
 from hftk.models.loading import resolve_model
 from hftk.tasks import documents
@@ -47,8 +47,8 @@ class FeatureExtraction(Task):
     def check_lengths(self, lengths: np.ndarray) -> tuple[str | None, dict[str, Any]]:
         return documents.report(self.recipe, lengths, self.max_length)
 
-    def lengths(self, records: Records) -> list[int]:
-        return [len(x) for part in records.batches() for x in self.tokenizer(self.texts(part, "text"))["input_ids"]]
+    def lengths(self, split: Split) -> list[int]:
+        return [len(x) for part in split.batches() for x in self.tokenizer(self.texts(part, "text"))["input_ids"]]
 
     def default_max_length(self) -> int | None:
         return self.saved.get("max_length")  # a sentence-transformers checkpoint's own max_seq_length

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hftk.config.recipe import DataConfig, Recipe
-from hftk.data.records import Records
+from hftk.data.records import Records, Split
 from hftk.data.text import held_out
 from hftk.errors import HftkError
 from hftk.features.collators import BlockCollator, Masking, nll_per_row
@@ -97,25 +97,33 @@ class LanguageModeling(Task):
         data = self.recipe.data
         return read_corpus(path, column=data.column("text"), documents=data.documents, column_names=data.column_names)
 
-    def derive_splits(self, splits: dict[str, Records]) -> dict[str, Records]:
+    def derive_splits(self, splits: dict[str, Split]) -> dict[str, Split]:
         fraction = self.recipe.data.validation_fraction
         if fraction is None or "train" not in splits or "validation" in splits:
             return splits
         train = splits["train"]
-        pair = held_out_corpus(train, fraction, self.recipe.seed) if isinstance(train, TextCorpus) else None
-        train, validation = pair or held_out(train, fraction, self.recipe.seed)
-        return {**splits, "train": train, "validation": validation}
+        pair: tuple[Split, Split] = (
+            held_out_corpus(train, fraction, self.recipe.seed)
+            if isinstance(train, TextCorpus)
+            else held_out(train.whole(), fraction, self.recipe.seed)  # a hub split
+        )
+        return {**splits, "train": pair[0], "validation": pair[1]}
 
-    def targets(self, records: Records) -> Any:
-        """The text itself; a corpus was checked document by document when read, so it is not loaded again."""
-        return records.documents() if isinstance(records, TextCorpus) else self.texts(records, "text")
+    def targets(self, records: Records) -> list[str]:
+        """The text itself."""
+        return self.texts(records, "text")
 
-    def training_data(self, records: Records, *, evaluation: bool) -> tuple[Any, Features | None]:
-        if not isinstance(records, TextCorpus):
-            return super().training_data(records, evaluation=evaluation)
+    def check_targets(self, split: Split) -> None:
+        """A corpus was checked document by document when read, so it is not read again."""
+        if not isinstance(split, TextCorpus):
+            super().check_targets(split)
+
+    def training_data(self, split: Split, *, evaluation: bool) -> tuple[Any, Features | None]:
+        if not isinstance(split, TextCorpus):
+            return super().training_data(split, evaluation=evaluation)
         if self.recipe.data.streaming and not evaluation:  # held-out text is small: packed and cached as usual
-            return streamed_blocks(records, self.tokenizer, self.max_length, word_ids=self.keeps_word_ids), None
-        dataset, _ = self._packed(records)
+            return streamed_blocks(split, self.tokenizer, self.max_length, word_ids=self.keeps_word_ids), None
+        dataset, _ = self._packed(split)
         return dataset, None
 
     def _packed(self, corpus: TextCorpus) -> tuple[Any, bool]:
@@ -129,17 +137,17 @@ class LanguageModeling(Task):
             cache=data.cache,
         )
 
-    def summary(self, records: Records) -> dict[str, Any]:
+    def summary(self, split: Split) -> dict[str, Any]:
         if self.tokenizer is None:
             return {}
-        if not isinstance(records, TextCorpus):
-            lengths = [len(b) for b in self._pack(records)["input_ids"]]
+        if not isinstance(split, TextCorpus):
+            lengths = [len(b) for b in self._pack(split.whole())["input_ids"]]
             return {"blocks": len(lengths), "block_tokens": sum(lengths), "block_size": self.max_length}
         import pyarrow.compute as pc
 
         if self.recipe.data.streaming:
             return {"streamed": f"packed on the fly into blocks of {self.max_length} tokens"}
-        dataset, warm = self._packed(records)
+        dataset, warm = self._packed(split)
         tokens = int(pc.sum(pc.list_value_length(dataset.data.column("input_ids"))).as_py() or 0)
         cache = "off" if not self.recipe.data.cache else ("warm" if warm else "built now")
         return {"blocks": len(dataset), "block_tokens": tokens, "block_size": self.max_length, "cache": cache}

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import field_validator
 
 from hftk.config.recipe import Recipe
-from hftk.data.records import Records
+from hftk.data.records import Records, Split
 from hftk.errors import HftkError
 from hftk.tasks.base import Features, Task
 
@@ -87,7 +87,7 @@ class MultipleChoice(Task):
 
     # -- data ------------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Records:
-        records = super().read(path)
+        records = super().read(path).whole()
         self.choices(records)  # the whole file: every batch encoded later must agree on the number of choices
         return records
 
@@ -170,16 +170,17 @@ class MultipleChoice(Task):
             features["labels"] = self.targets(records)
         return features
 
-    def lengths(self, records: Records) -> list[int]:
+    def lengths(self, split: Split) -> list[int]:
         """Each row's longest (question, choice) pair in tokens, untruncated."""
         out: list[int] = []
-        for part in records.batches():
+        for part in split.batches():
             firsts, seconds, n = self._pairs(part)
             ids = self.tokenizer(firsts, seconds)["input_ids"]
             out.extend(max(len(x) for x in ids[i : i + n]) for i in range(0, len(ids), n or 1))
         return out
 
-    def summary(self, records: Records) -> dict[str, Any]:
+    def summary(self, split: Split) -> dict[str, Any]:
+        records = split.whole()
         choices = self.choices(records)
         info: dict[str, Any] = {"choices per row": len(choices[0]) if choices else 0}
         if self.has_role(records, "label"):

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from hftk.config.recipe import Recipe
-from hftk.data.records import Records, squad_questions
+from hftk.data.records import Records, Split, squad_questions
 from hftk.errors import HftkError
 from hftk.tasks import metrics
 from hftk.tasks.base import Features, Task
@@ -110,7 +110,7 @@ class QuestionAnswering(Task):
     # -- data ------------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Records:
         """Flat rows (JSON, JSONL, Parquet, CSV, saved datasets) or SQuAD's nested articles/paragraphs/qas."""
-        records = super().read(path)
+        records = super().read(path).whole()
         if "paragraphs" in records.columns or "qas" in records.columns:
             records = squad_questions(records, self.recipe.data.column)
         self._check_ids(records)
@@ -121,7 +121,7 @@ class QuestionAnswering(Task):
         where = records.where(i)
         qid = records.rows[i].get(self.recipe.data.column("id"))
         named = f"question id {qid!r}"
-        # Rows read from SQuAD's layout (QuestionRecords) name their question already.
+        # Rows read from SQuAD's layout (`squad_questions`) name their question already.
         return where + (f": {named}" if qid is not None and named not in where else "")
 
     def _check_ids(self, records: Records) -> None:
@@ -297,11 +297,13 @@ class QuestionAnswering(Task):
                 recovered[example] |= (offsets[start][0], offsets[end][1]) == spans[example]
         return [i for i, ok in enumerate(recovered) if not ok and spans[i] is not None]
 
-    def lengths(self, records: Records) -> list[int]:
+    def lengths(self, split: Split) -> list[int]:
+        records = split.whole()
         questions, contexts = self._texts(records, "question"), self._texts(records, "context")
         return [len(ids) for ids in self.tokenizer(questions, contexts)["input_ids"]]
 
-    def summary(self, records: Records) -> dict[str, Any]:
+    def summary(self, split: Split) -> dict[str, Any]:
+        records = split.whole()
         info: dict[str, Any] = {"contexts": len(set(self._texts(records, "context")))}
         if self.has_role(records, "answers"):
             answers = self.answers(records)

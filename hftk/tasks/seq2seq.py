@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from hftk.config.recipe import Recipe
-from hftk.data.records import Records
+from hftk.data.records import Records, Split
 from hftk.tasks.base import Features, Task
 from hftk.tasks.generation import GenerationSettings, seed_sampling
 from hftk.tasks.metrics import ROUGE_SUFFIX, rouge, rouge_units
@@ -63,9 +63,9 @@ class Seq2Seq(Task):
     def learnt_fields(self) -> dict[str, Any]:
         return {"rouge_tokens": self.rouge_tokens} if self.recipe.rouge_tokens == "auto" else {}
 
-    def fit(self, train: Records) -> None:
+    def fit(self, train: Split) -> None:
         if self.rouge_tokens == "auto":
-            self.rouge_tokens = rouge_units(self.targets(train))
+            self.rouge_tokens = rouge_units(self.targets(train.whole()))
 
     def targets(self, records: Records) -> list[str]:
         return self.texts(records, "target")
@@ -86,11 +86,12 @@ class Seq2Seq(Task):
             features["labels"] = labels["input_ids"]
         return features
 
-    def lengths(self, records: Records) -> list[int]:
-        return [len(x) for x in self.tokenizer(self._inputs(records), verbose=False)["input_ids"]]
+    def lengths(self, split: Split) -> list[int]:
+        return [len(x) for x in self.tokenizer(self._inputs(split.whole()), verbose=False)["input_ids"]]
 
-    def summary(self, records: Records) -> dict[str, Any]:
+    def summary(self, split: Split) -> dict[str, Any]:
         # Every split trains or is scored: both columns must be there, also when `hftk check` has no tokenizer.
+        records = split.whole()
         self.texts(records, "text")
         targets = self.targets(records)
         if self.tokenizer is None:

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from hftk.config.recipe import DataConfig, Recipe
 from hftk.data.conll import read_conll
-from hftk.data.records import SCALARS, Records, not_one_value
+from hftk.data.records import SCALARS, Records, Split, not_one_value
 from hftk.errors import HftkError
 from hftk.tasks import imbalance, metrics
 from hftk.tasks.base import Features, Task
@@ -96,27 +96,28 @@ class TokenClassification(Task):
         self.weights: list[float] | None = None  # loss weights by tag id (fit, from class_weights)
 
     # -- data ------------------------------------------------------------------------------------------
-    def read(self, path: str | Path) -> Records:
+    def read(self, path: str | Path) -> Split:
         if Path(path).suffix.lower() in CONLL_SUFFIXES:
             data = self.recipe.data
             return read_conll(path, tag_column=data.tag_column, tokens=data.column("tokens"), tags=data.column("tags"))
         return super().read(path)
 
-    def has_targets(self, records: Records) -> bool:
+    def has_targets(self, records: Split) -> bool:
         role = "tags" if self.has_role(records, "tokens") else "entities"
         return self.has_role(records, role)
 
     def learnt_fields(self) -> dict[str, Any]:
         return {} if self.recipe.labels else {"labels": list(self.types)}
 
-    def fit(self, train: Records) -> None:
+    def fit(self, train: Split) -> None:
+        records = train.whole()
         if not self.recipe.labels:
-            seen = {t for ex in self._examples(train, with_targets=True, check_types=False) for *_, t in ex.spans}
+            seen = {t for ex in self._examples(records, with_targets=True, check_types=False) for *_, t in ex.spans}
             if not seen:
                 raise HftkError(f"{train.source}: no entities in train; a NER model needs labelled examples")
             self.types = sorted(seen)
             self.names = label_names(self.types, self.recipe.scheme)
-        self.weights = self._class_weights(train)
+        self.weights = self._class_weights(records)
 
     def card_lines(self, section: str) -> list[str]:
         if section == "training":
@@ -158,14 +159,15 @@ class TokenClassification(Task):
     def targets(self, records: Records) -> list[list[tuple[int, int, str]]]:
         return [ex.spans for ex in self._examples(records, with_targets=True)]
 
-    def summary(self, records: Records) -> dict[str, Any]:
-        if not self.has_targets(records):
+    def summary(self, split: Split) -> dict[str, Any]:
+        if not self.has_targets(split):
             return {}
+        records = split.whole()
         counts = Counter(t for ex in self._examples(records, with_targets=True) for *_, t in ex.spans)
         return {"labels": dict(sorted(counts.items()))}
 
-    def lengths(self, records: Records) -> list[int]:
-        texts = [ex.text for ex in self._examples(records, with_targets=False)]
+    def lengths(self, split: Split) -> list[int]:
+        texts = [ex.text for ex in self._examples(split.whole(), with_targets=False)]
         return [len(ids) for ids in self.tokenizer(texts, verbose=False)["input_ids"]]
 
     def _examples(self, records: Records, *, with_targets: bool, check_types: bool = True) -> list[Example]:

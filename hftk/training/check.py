@@ -37,7 +37,7 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
     for name, records in prepared.splits.items():
         streamed = name == "train" and recipe.data.streaming  # fit checked it row by row; it is never held
         if (task.trainable or task.has_targets(records)) and not streamed:
-            task.targets(records)  # training evaluates every split: each needs targets that convert
+            task.check_targets(records)  # training evaluates every split: each needs targets that convert
         info: dict[str, Any] = {"rows": len(records), **task.summary(records)}
         if task.trainable and task.tokenizer is not None and "cache" not in info:
             info["cache"] = task.cache_status(records, evaluation=name != "train")

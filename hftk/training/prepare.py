@@ -13,7 +13,7 @@ from typing import Any
 from hftk.config.recipe import Recipe
 from hftk.config.training import NO_EVALUATION, TRAINING_DEFAULTS
 from hftk.data.readers import read_hub_split
-from hftk.data.records import Records
+from hftk.data.records import Split
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS
 from hftk.models.loading import DevicePolicy, check_model_files, load_tokenizer, model_max_length, resolve_model
@@ -24,11 +24,11 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass
 class Prepared:
-    """A validated recipe, its task (labels fitted on train) and its data splits, as records."""
+    """A validated recipe, its task (labels fitted on train) and its data splits."""
 
     recipe: Recipe
     task: Task
-    splits: dict[str, Records]
+    splits: dict[str, Split]  # Records, or a stream of them (data.streaming, a text corpus)
 
     @property
     def has_eval(self) -> bool:
@@ -52,7 +52,7 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
     task = get_task(recipe.task)(recipe, tokenizer)
     check_search_lengths(recipe, tokenizer)
     data = recipe.data
-    records: dict[str, Records] = {}
+    records: dict[str, Split] = {}
     for split in splits:
         source = getattr(data, split)
         if source is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hftk.config.recipe import Recipe
-from hftk.data.records import Features, Records
+from hftk.data.records import Features, Split
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, LOCK, last_complete_checkpoint, locked, remove_incomplete_checkpoints
 from hftk.models import lora
@@ -362,6 +362,6 @@ def _barrier(args: Any) -> None:
         args.distributed_state.wait_for_everyone()
 
 
-def _log_start(recipe: Recipe, policy: DevicePolicy, splits: dict[str, Records]) -> None:
+def _log_start(recipe: Recipe, policy: DevicePolicy, splits: dict[str, Split]) -> None:
     sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
     logger.warning("hftk: %s on %s, %s -> %s", recipe.task, policy.describe(), sizes, recipe.output_dir)

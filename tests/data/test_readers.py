@@ -59,7 +59,7 @@ def test_a_row_stream_reads_what_read_records_reads_a_batch_at_a_time(tmp_path, 
         assert [r for p in parts for r in p.rows] == whole.rows == rows
         assert [p.where(i) for p in parts for i in range(len(p))] == [whole.where(i) for i in range(7)]
     assert len(stream) == 7 and stream.columns == ["text", "label"]
-    assert stream.rows == rows and stream.where(6) == whole.where(6)  # read whole on demand (small splits)
+    assert stream.whole().rows == rows and stream.whole().where(6) == whole.where(6)  # read whole on demand
 
 
 def test_a_row_stream_finds_a_bad_row_when_its_pass_reaches_it(tmp_path):

@@ -77,7 +77,7 @@ def test_corpus_reads_lazily_and_holds_out_the_same_documents(tmp_path):
     train_e, held_e = held_out(eager, 0.1, seed=3)
     assert list(held_c.documents()) == [r["text"] for r in held_e.rows]
     assert list(train_c.documents()) == [r["text"] for r in train_e.rows]
-    assert held_c.where(0) == held_e.where(0)  # rows and places exist when asked for
+    assert held_c.whole().where(0) == held_e.where(0)  # rows and places exist when asked for
 
 
 @pytest.mark.parametrize("name", ["corpus.txt", "corpus.jsonl"])
@@ -99,7 +99,7 @@ def test_a_corpus_grown_after_its_check_gives_the_documents_checked(tmp_path, to
         f.write(path.read_bytes() + b"\xff not UTF-8\n")
     with caplog.at_level(logging.WARNING, logger="hftk"):
         assert list(corpus.documents()) == before and len(corpus) == 300
-        assert [r["text"] for r in corpus.rows] == before
+        assert [r["text"] for r in corpus.whole().rows] == before
         assert corpus_key(corpus, tok, 64, False) == key
     assert any("grew since it was checked at start" in r.getMessage() for r in caplog.records)
     with pytest.raises(HftkError, match=rf"{name}:601: not UTF-8"):  # what the next run checks
@@ -252,3 +252,16 @@ def test_two_ranks_tokenise_once(tmp_path):
     assert sum("tokenised" in line for line in lines) == 1, lines
     assert sum("from the cache" in line for line in lines) == 1, lines
     assert json.loads((tmp_path / "o/metrics.json").read_text())["device"]["world_size"] == 2
+
+
+def test_a_corpus_gives_its_documents_as_records_a_batch_at_a_time_each_at_its_file_and_line(tmp_path):
+    plain = corpus_file(tmp_path, 30)
+    jsonl = tmp_path / "more.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(12)), encoding="utf-8")
+    sources = [str(plain), str(jsonl)]
+    corpus, eager = read_corpus(sources, column="text"), read_texts(sources, column="text")
+    for lazy, held in ((corpus, eager), (held_out_corpus(corpus, 0.3, 1)[1], held_out(eager, 0.3, 1)[1])):
+        parts = list(lazy.batches(5))
+        assert [len(p) for p in parts[:-1]] == [5] * (len(parts) - 1)
+        assert [r for p in parts for r in p.rows] == held.rows == lazy.whole().rows
+        assert [p.where(i) for p in parts for i in range(len(p))] == [held.where(i) for i in range(len(held))]
