@@ -1,0 +1,218 @@
+"""hftk/tasks/documents.py: long documents (`long_inputs:`) on real IMDb reviews and livedoor articles: which windows
+are kept, head_tail's exact tokens, windows that cover a document, pooled answers in training, evaluation,
+prediction and embeddings, and what `hftk check` says."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+import hftk
+from hftk.data.records import Records
+from hftk.tasks import get_task, load_recipe
+from hftk.tasks.documents import kept_windows, per_document, pool
+
+from ..helpers import MINILM, ROOT
+from ..helpers import hftk as run_hftk
+
+IMDB = ROOT / "data/en/imdb"
+
+
+def imdb(split: str, n: int) -> list[dict[str, str]]:
+    with open(IMDB / f"{split}.csv", newline="", encoding="utf-8") as f:
+        return [row for _, row in zip(range(n), csv.DictReader(f))]
+
+
+def task_of(tok, **fields):
+    recipe = {
+        "task": "text-classification",
+        "model": MINILM,
+        "data": {"train": str(IMDB / "train.csv"), "columns": {"text": "review"}},
+        "labels": ["neg", "pos"],
+        "max_length": 64,
+        **fields,
+    }
+    return get_task("text-classification")(load_recipe(recipe), tok)
+
+
+def records_of(rows: list[dict[str, str]]) -> Records:
+    return Records("imdb.csv", rows, list(range(2, len(rows) + 2)), ["review", "label"])
+
+
+def test_kept_windows_are_all_or_evenly_apart_with_the_first_and_last():
+    example = [0] * 10 + [1, 1] + [2]
+    assert kept_windows(example, 4) == [0, 3, 6, 9, 10, 11, 12]
+    assert kept_windows(example, 10) == list(range(13))
+    assert kept_windows(example, 1) == [0, 10, 12]  # one window: the first
+    assert kept_windows([0] * 7, 3) == [0, 3, 6]
+
+
+def test_head_tail_keeps_the_first_and_last_tokens_of_one_tokenisation(tok):
+    task = task_of(tok, long_inputs="head_tail", head_tokens=20)
+    rows = imdb("train", 40)
+    features = task.encode(records_of(rows), with_targets=True)
+    cut = 0
+    for row, ids, types in zip(rows, features["input_ids"], features["token_type_ids"]):
+        whole = tok(row["review"])["input_ids"]
+        if len(whole) <= 64:
+            assert ids == whole  # a review that fits is read as transformers reads it
+            continue
+        cut += 1
+        assert len(ids) == 64 and types == [0] * 64
+        assert ids[:21] == whole[:21] and ids[21:] == whole[-43:]  # [CLS] + 20 first, 42 last + [SEP]
+    assert cut > 30
+    # a pair: the first text is cut, the second kept whole after it, with its own token type
+    pair = task_of(tok, long_inputs="head_tail", head_tokens=10, data={"train": "x.csv", "columns": {"text": "review"}})
+    texts, second = [rows[0]["review"]], ["Was it any good?"]
+    got = pair.encode(Records("x", [{"review": texts[0], "text_pair": second[0]}], None, ["review", "text_pair"]),
+                      with_targets=False)  # fmt: skip
+    ids, types = got["input_ids"][0], got["token_type_ids"][0]
+    tail = tok(second[0], add_special_tokens=False)["input_ids"]
+    assert len(ids) == 64 and ids[-len(tail) - 1 : -1] == tail and types[-len(tail) - 1 :] == [1] * (len(tail) + 1)
+    assert ids[:11] == tok(texts[0])["input_ids"][:11]
+
+
+def test_windows_cover_a_review_share_the_stride_and_carry_its_label(tok):
+    task = task_of(tok, long_inputs="windows", windows={"stride": 16, "max_windows": 50})
+    rows = imdb("train", 12)
+    features = task.encode(records_of(rows), with_targets=True)
+    assert sorted(set(features["example"])) == list(range(len(rows)))
+    for i, row in enumerate(rows):
+        mine = [f for f, e in enumerate(features["example"]) if e == i]
+        assert {features["labels"][f] for f in mine} == {task.value_to_id[row["label"]]}
+        content = [features["input_ids"][f][1:-1] for f in mine]  # without [CLS] ... [SEP]
+        for a, b in itertools.pairwise(content):
+            assert a[-16:] == b[:16]  # consecutive windows share the stride
+        rebuilt = content[0] + [t for c in content[1:] for t in c[16:]]
+        assert rebuilt == tok(row["review"], add_special_tokens=False)["input_ids"]  # every token, once, in order
+
+
+def test_pooling_is_one_row_per_document_mean_or_max():
+    features = {"example": [0, 0, 1, 2, 2, 2]}
+    outputs = [np.array(v, dtype=float) for v in ([1, 0], [3, 2], [5, 5], [0, 1], [2, 0], [1, 8])]
+    assert pool(features, outputs, "mean").tolist() == [[2, 1], [5, 5], [1, 3]]
+    assert pool(features, outputs, "max").tolist() == [[3, 2], [5, 5], [2, 8]]
+    weighted = pool(features, outputs, "mean", weights=[1, 3, 1, 1, 1, 2])
+    assert weighted.tolist()[0] == [2.5, 1.5]
+    assert per_document({"example": [0, 0, 1], "labels": [4, 4, 7]}, "labels") == [4, 7]
+    assert pool({}, outputs[:2], "max").tolist() == [[1, 0], [3, 2]]  # no windows: one feature per document
+
+
+@pytest.fixture(scope="module")
+def windowed_model(tmp_path_factory):
+    """MiniLM trained briefly on IMDb reviews read in windows of 64 tokens, mean-pooled."""
+    out = tmp_path_factory.mktemp("imdb") / "model"
+    hftk.train(
+        ROOT / "recipes/imdb-minilm.yaml",
+        overrides={
+            "max_length": 64,
+            "windows.stride": 16,
+            "windows.max_windows": 3,
+            "data.validation": str(IMDB / "dev.csv"),
+            "training.max_steps": 6,
+            "training.eval_strategy": "no",
+            "training.save_strategy": "no",
+            "training.load_best_model_at_end": False,
+        },
+        output_dir=out,
+    )
+    return out
+
+
+def test_a_windowed_model_answers_once_per_document_from_its_pooled_windows(windowed_model, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rows = imdb("dev", 24)
+    predictor = hftk.Predictor(windowed_model)
+    answers = predictor.predict([r["review"] for r in rows])
+    assert len(answers) == len(rows)
+    # Independently: the saved model on each kept window, logits averaged per review.
+    model = AutoModelForSequenceClassification.from_pretrained(windowed_model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(windowed_model)
+    for row, answer in zip(rows[:6], answers):
+        enc = tokenizer(row["review"], truncation=True, max_length=64, stride=16, return_overflowing_tokens=True,
+                        padding=True, return_tensors="pt")  # fmt: skip
+        keep = kept_windows([0] * len(enc["input_ids"]), 3)
+        with torch.no_grad():
+            logits = model(**{k: enc[k][keep] for k in ("input_ids", "attention_mask", "token_type_ids")}).logits
+        probs = torch.softmax(logits.mean(0), -1)
+        assert answer["label"] == model.config.id2label[int(probs.argmax())]
+        assert answer["score"] == pytest.approx(float(probs.max()), abs=1e-4)
+    # evaluate scores reviews, not windows: its accuracy is the share of right answers above
+    dev = imdb("dev", 80)
+    with open(tmp_path / "dev.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["review", "label"])
+        writer.writeheader()
+        writer.writerows(dev)
+    metrics = hftk.evaluate(windowed_model, tmp_path / "dev.csv")
+    right = [a["label"] == r["label"] for a, r in zip(predictor.predict([r["review"] for r in dev]), dev)]
+    assert metrics["accuracy"] == pytest.approx(sum(right) / len(right))
+    # hftk predict writes one row per input line; the card says how plain transformers reads the folder
+    path = tmp_path / "in.txt"
+    path.write_text("".join(r["review"].replace("\n", " ") + "\n" for r in rows[:5]))
+    proc = run_hftk("predict", str(windowed_model), "--input", str(path), "--output", str(tmp_path / "p.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [x["line"] for x in lines] == [1, 2, 3, 4, 5]
+    card = (windowed_model / "README.md").read_text()
+    assert "## Long inputs" in card and "plain `transformers.pipeline` cuts every input at 64 tokens" in card
+
+
+def test_check_says_how_many_reviews_exceed_the_window_and_how_they_are_read(tmp_path):
+    proc = run_hftk("check", str(ROOT / "recipes/imdb-minilm.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert "longer than the window: 931 of 1000 inputs (93.1%): read in windows, median 4 and max 4" in proc.stdout
+    assert "warning" not in proc.stdout  # windows are the recipe's choice, not a problem
+    proc = run_hftk("check", str(ROOT / "recipes/imdb-minilm.yaml"), "--set", "long_inputs=truncate")
+    assert "931 of 1000 inputs (93.1%) are longer than max_length 128 tokens and will be truncated" in proc.stdout
+
+
+def test_embeddings_of_a_long_document_are_its_windows_weighted_by_tokens(tmp_path):
+    rows = imdb("dev", 8)
+    texts = [r["review"] for r in rows]
+    windowed = hftk.Predictor(MINILM, task="feature-extraction", long_inputs="windows", max_length=64,
+                              **{"windows.stride": 8, "windows.max_windows": 100})  # fmt: skip
+    features = windowed.task.encode(windowed.records(texts), with_targets=False)
+    per_window = windowed.run(features)
+    vectors = np.asarray([v["embedding"] for v in windowed.predict(texts)])
+    for i in range(len(texts)):
+        mine = [f for f, e in enumerate(features["example"]) if e == i]
+        tokens = np.asarray([sum(features["attention_mask"][f]) for f in mine], dtype=float)
+        expected = (np.stack([per_window[f] for f in mine]) * tokens[:, None]).sum(0) / tokens.sum()
+        expected /= np.linalg.norm(expected)  # all-MiniLM-L6-v2 normalises its vectors
+        np.testing.assert_allclose(vectors[i], expected, atol=1e-5)
+    # a short text is one window: the same vector as without windows
+    plain = hftk.Predictor(MINILM, task="feature-extraction", max_length=64)
+    short = ["A short and sweet film."]
+    np.testing.assert_allclose(windowed.predict(short)[0]["embedding"], plain.predict(short)[0]["embedding"], atol=1e-6)
+
+
+def test_japanese_articles_are_windowed_at_exact_token_boundaries(ja_fixture):
+    from hftk.models.loading import load_tokenizer
+
+    tok = load_tokenizer(str(ja_fixture))
+    recipe = load_recipe(
+        {
+            "task": "text-classification",
+            "model": str(ja_fixture),
+            "data": {"train": str(ROOT / "data/ja/livedoor/train.csv")},
+            "max_length": 128,
+            "long_inputs": "windows",
+            "windows": {"stride": 32, "max_windows": 100},
+        }
+    )
+    task = get_task("text-classification")(recipe, tok)
+    with open(ROOT / "data/ja/livedoor/dev.csv", newline="", encoding="utf-8") as f:
+        rows = [row for _, row in zip(range(4), csv.DictReader(f))]
+    task.fit(Records("dev.csv", rows, None, ["text", "label", "url", "date"]))
+    features = task.encode(Records("dev.csv", rows, None, ["text", "label", "url", "date"]), with_targets=True)
+    for i, row in enumerate(rows):
+        content = [features["input_ids"][f][1:-1] for f, e in enumerate(features["example"]) if e == i]
+        assert len(content) > 1  # whole articles are longer than one window of 128
+        rebuilt = content[0] + [t for c in content[1:] for t in c[32:]]
+        assert rebuilt == tok(row["text"], add_special_tokens=False)["input_ids"]
