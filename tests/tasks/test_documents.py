@@ -105,14 +105,19 @@ def test_pooling_is_one_row_per_document_mean_or_max():
 @pytest.fixture(scope="module")
 def windowed_model(tmp_path_factory):
     """MiniLM trained briefly on IMDb reviews read in windows of 64 tokens, mean-pooled."""
-    out = tmp_path_factory.mktemp("imdb") / "model"
+    folder = tmp_path_factory.mktemp("imdb")
+    with open(folder / "dev.csv", "w", newline="", encoding="utf-8") as f:  # a short validation split: 40 reviews
+        writer = csv.DictWriter(f, ["review", "label"])
+        writer.writeheader()
+        writer.writerows(imdb("dev", 40))
+    out = folder / "model"
     hftk.train(
         ROOT / "recipes/imdb-minilm.yaml",
         overrides={
             "max_length": 64,
             "windows.stride": 16,
             "windows.max_windows": 3,
-            "data.validation": str(IMDB / "dev.csv"),
+            "data.validation": str(folder / "dev.csv"),
             "training.max_steps": 6,
             "training.eval_strategy": "no",
             "training.save_strategy": "no",
