@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=AGGREGATIONS,
         help="token classification: how tokens group into entities (default: the recipe's aggregation)",
     )
+    pr.add_argument(
+        "--windows",
+        action="store_true",
+        default=None,
+        help="text classification of long inputs (long_inputs: windows): each window's label and score too",
+    )
     _precision(pr)
     _trust(pr)
 
@@ -249,7 +255,7 @@ def check(args: argparse.Namespace) -> int:
 def predict(args: argparse.Namespace) -> int:
     _quiet_loading()
     start = time.perf_counter()
-    options = {"top_k": args.top_k, "aggregation_strategy": args.aggregation}
+    options = {"top_k": args.top_k, "aggregation_strategy": args.aggregation, "windows": args.windows}
     n = hftk.predict(
         args.model_dir,
         args.input,

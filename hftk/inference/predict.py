@@ -262,6 +262,8 @@ def _option_problem(task: Task | None, key: str, value: Any) -> str | None:
         return _count(value, task.max_top_k if task is not None else None)
     if key == "max_answer_length":
         return _count(value)
+    if key == "windows" and not isinstance(value, bool):
+        return "must be true or false"
     if key == "aggregation_strategy" and value not in AGGREGATIONS:
         return f"must be one of {', '.join(AGGREGATIONS)}"
     return None

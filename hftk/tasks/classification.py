@@ -390,9 +390,20 @@ class Classification(Task):
         return documents.per_document(features, "labels")
 
     def postprocess(
-        self, records: Records, features: Features, outputs: list[Any], *, top_k: int | None = None, **_: Any
+        self,
+        records: Records,
+        features: Features,
+        outputs: list[Any],
+        *,
+        top_k: int | None = None,
+        windows: bool = False,
+        **_: Any,
     ) -> list[dict]:
-        return self.decode(self.pooled(features, outputs), top_k)
+        rows = self.decode(self.pooled(features, outputs), top_k)
+        if windows:  # each window's own answer too, in the document's order (one window: the input as read)
+            for e, answer in zip(features.get("example", range(len(outputs))), self.decode(np.stack(outputs))):
+                rows[e].setdefault("windows", []).append(answer)
+        return rows
 
     def decode(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
         if self.problem == "regression":

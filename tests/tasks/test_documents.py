@@ -160,10 +160,14 @@ def test_a_windowed_model_answers_once_per_document_from_its_pooled_windows(wind
     # hftk predict writes one row per input line; the card says how plain transformers reads the folder
     path = tmp_path / "in.txt"
     path.write_text("".join(r["review"].replace("\n", " ") + "\n" for r in rows[:5]))
-    proc = run_hftk("predict", str(windowed_model), "--input", str(path), "--output", str(tmp_path / "p.jsonl"))
+    out = tmp_path / "p.jsonl"
+    proc = run_hftk("predict", str(windowed_model), "--input", str(path), "--output", str(out), "--windows")
     assert proc.returncode == 0, proc.stderr
-    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [x["line"] for x in lines] == [1, 2, 3, 4, 5]
+    for line, answer in zip(lines, answers):  # --windows: each window's answer beside the document's
+        assert line["label"] == answer["label"] and 1 <= len(line["windows"]) <= 3
+        assert {"label", "score"} <= set(line["windows"][0])
     card = (windowed_model / "README.md").read_text()
     assert "## Long inputs" in card and "plain `transformers.pipeline` cuts every input at 64 tokens" in card
 
