@@ -8,11 +8,13 @@ outputs): question answering on hftk's batched Predictor, the seq2seq ones as a 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from transformers import AutoModelForSeq2SeqLM, Pipeline
 from transformers import pipeline as hf_pipeline
 
+from hftk.errors import HftkError
 from hftk.inference.predict import Predictor
 from hftk.models.loading import FALLBACK_MAX_LENGTH, load_tokenizer, model_max_length, removed_pipelines, resolve_model
 from hftk.tasks.question_answering import max_doc_stride
@@ -34,7 +36,42 @@ def pipeline(task: str | None = None, model: str | None = None, **kwargs: Any) -
         return seq2seq_pipeline(task, model, **kwargs)
     if task == "question-answering" and model is not None and task in removed_pipelines():
         return QuestionAnsweringPipeline(model, **kwargs)
+    if task in ("text-classification", "sentiment-analysis") and model is not None and reads_long_inputs(model):
+        return DocumentClassificationPipeline(model, **kwargs)
     return hf_pipeline(task, model=model, **kwargs)
+
+
+def reads_long_inputs(model: str) -> bool:
+    """Whether an hftk folder was trained to read long inputs other than by truncation (its recipe.yaml says so)."""
+    from hftk.config.reading import read_recipe
+
+    path = Path(model) / "recipe.yaml"
+    if not path.is_file():
+        return False
+    try:
+        return read_recipe(path).data.get("long_inputs", "truncate") != "truncate"
+    except HftkError:
+        return False  # a damaged recipe.yaml: transformers' own pipeline, which does not read it
+
+
+class DocumentClassificationPipeline:
+    """`pipeline("text-classification")` for a folder trained with `long_inputs: windows` (or head_tail): the same
+    call and answers' shape as transformers' (a dict per text, a list of `top_k` dicts when given), each long text
+    read as the model was trained to read it, on hftk's batched predictor."""
+
+    task = "text-classification"
+
+    def __init__(self, model: str, tokenizer: Any = None, device: Any = None, **kwargs: Any) -> None:
+        device = device if device is None or isinstance(device, str) else ("cpu" if device < 0 else "cuda")
+        trust = bool(kwargs.get("trust_remote_code", False))
+        self.predictor = Predictor(model, device=device, precision="fp32", trust_remote_code=trust)
+        self.model, self.tokenizer = self.predictor.model, self.predictor.tokenizer
+
+    def __call__(self, inputs: str | list[str], top_k: int | None = None, **_: Any) -> Any:
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        answers = self.predictor.predict(texts, top_k=top_k)
+        out = [a["top_k"] if top_k is not None else {"label": a["label"], "score": a["score"]} for a in answers]
+        return out if isinstance(inputs, list) else out[:1] if top_k is None else out[0]
 
 
 class Seq2SeqPipeline(Pipeline):

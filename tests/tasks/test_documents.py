@@ -168,6 +168,23 @@ def test_a_windowed_model_answers_once_per_document_from_its_pooled_windows(wind
     for line, answer in zip(lines, answers):  # --windows: each window's answer beside the document's
         assert line["label"] == answer["label"] and 1 <= len(line["windows"]) <= 3
         assert {"label", "score"} <= set(line["windows"][0])
+    # hftk.pipeline reads windows as the recipe says, with transformers' call and answer shapes; transformers'
+    # own pipeline still loads the folder (and truncates)
+    import transformers
+
+    ours = hftk.pipeline("text-classification", model=str(windowed_model))
+    theirs = transformers.pipeline("text-classification", model=str(windowed_model))
+    long_review = rows[0]["review"]
+    assert ours(long_review) == [{"label": answers[0]["label"], "score": pytest.approx(answers[0]["score"])}]
+    short = "A fine film."
+
+    def flat(answer):  # [(label, score)] of a dict or a list of them
+        return [(d["label"], round(d["score"], 4)) for d in (answer if isinstance(answer[0], dict) else answer[0])]
+
+    for call in ({}, {"top_k": 2}):  # a short text is one window: the same answer as transformers', same shape
+        mine, plain = ours(short, **call), theirs(short, **call)
+        assert type(mine[0]) is type(plain[0]) and flat(mine) == flat(plain)
+    assert [type(x) for x in ours([short, long_review])] == [dict, dict]
     card = (windowed_model / "README.md").read_text()
     assert "## Long inputs" in card and "plain `transformers.pipeline` cuts every input at 64 tokens" in card
 
