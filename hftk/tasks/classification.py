@@ -181,25 +181,9 @@ class Classification(Task):
         out = super().card_lines(section)
         if section != "labels" or not out or not multi or self.recipe.threshold is None:
             return out
-        tuned = self.learnt().get("thresholds")
-        if not tuned:
-            return [
-                *out,
-                f"Multi-label: every label whose sigmoid score is at least {self.recipe.threshold} applies.",
-                "",
-            ]
-        global_ = self.recipe.threshold_tuning == "global"
-        how = f"one threshold, {next(iter(tuned.values())):.4f}, for micro-F1" if global_ else "each label's own F1"
-        out += [
-            f"Multi-label: a label applies when its sigmoid score reaches its threshold, tuned on the validation "
-            f"split for {how} (config.json `hftk_thresholds`: hftk predict, evaluate and serve use them; `pipeline()` "
-            "returns scores only). The validation metrics below were measured with these thresholds, so they are "
-            "optimistic.",
-            "",
-        ]
-        if not global_:
-            out += ["| label | threshold |", "|---|---|", *(f"| {n} | {t:.4f} |" for n, t in tuned.items()), ""]
-        return out
+        return out + imbalance.thresholds_card(
+            self.recipe.threshold, self.recipe.threshold_tuning, self.learnt().get("thresholds")
+        )
 
     def tuned_on_validation(self) -> str | None:
         return "Multi-label thresholds" if self.recipe.threshold == "tuned" else None

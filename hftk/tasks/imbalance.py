@@ -117,6 +117,24 @@ def tune_thresholds(probs: np.ndarray, gold: np.ndarray, *, per_label: bool) -> 
     return np.array([DEFAULT_THRESHOLD if t is None else t for t in out])
 
 
+def thresholds_card(threshold: Any, tuning: str, tuned: dict[str, float] | None) -> list[str]:
+    """The model card's lines on a multi-label model's decision thresholds: the recipe's number, or those tuned."""
+    if not tuned:
+        return [f"Multi-label: every label whose sigmoid score is at least {threshold} applies.", ""]
+    global_ = tuning == "global"
+    how = f"one threshold, {next(iter(tuned.values())):.4f}, for micro-F1" if global_ else "each label's own F1"
+    out = [
+        f"Multi-label: a label applies when its sigmoid score reaches its threshold, tuned on the validation "
+        f"split for {how} (config.json `hftk_thresholds`: hftk predict, evaluate and serve use them; `pipeline()` "
+        "returns scores only). The validation metrics below were measured with these thresholds, so they are "
+        "optimistic.",
+        "",
+    ]
+    if not global_:
+        out += ["| label | threshold |", "|---|---|", *(f"| {n} | {t:.4f} |" for n, t in tuned.items()), ""]
+    return out
+
+
 def weights_card(setting: Any, weights: dict[str, float] | None, *, multi_label: bool) -> list[str]:
     """The model card's line on the loss's class weights (`class_weights`), when the recipe asked for them."""
     if not weights:
