@@ -115,6 +115,7 @@ def windowed_model(tmp_path_factory):
         ROOT / "recipes/imdb-minilm.yaml",
         overrides={
             "max_length": 64,
+            "long_inputs": "windows",
             "windows.stride": 16,
             "windows.max_windows": 3,
             "data.validation": str(folder / "dev.csv"),
@@ -190,10 +191,12 @@ def test_a_windowed_model_answers_once_per_document_from_its_pooled_windows(wind
 
 
 def test_check_says_how_many_reviews_exceed_the_window_and_how_they_are_read(tmp_path):
-    proc = run_hftk("check", str(ROOT / "recipes/imdb-minilm.yaml"))
+    proc = run_hftk("check", str(ROOT / "recipes/imdb-minilm.yaml"), "--set", "long_inputs=windows")
     assert proc.returncode == 0, proc.stderr
     assert "longer than the window: 931 of 1000 inputs (93.1%): read in windows, median 4 and max 4" in proc.stdout
     assert "warning" not in proc.stdout  # windows are the recipe's choice, not a problem
+    proc = run_hftk("check", str(ROOT / "recipes/imdb-minilm.yaml"))  # the recipe's own: head_tail
+    assert "931 of 1000 inputs (93.1%): their first 31 and last tokens are read (head_tail)" in proc.stdout
     proc = run_hftk("check", str(ROOT / "recipes/imdb-minilm.yaml"), "--set", "long_inputs=truncate")
     assert "931 of 1000 inputs (93.1%) are longer than max_length 128 tokens and will be truncated" in proc.stdout
 
