@@ -1,24 +1,11 @@
-"""`hftk train RECIPE --folds K`: k-fold cross-validation of the training split, for data sets too small to spare
-a validation split that says much.
+"""`hftk train RECIPE --folds K`: k-fold cross-validation of the train split (README: Cross-validation).
 
-The train split is read once (every format and task hftk reads: CSV, CoNLL, SQuAD JSON, a hub split, ...) and
-cut into K folds: stratified by label for single-label classification (scikit-learn's StratifiedKFold),
-questions of one context kept together for question answering (GroupKFold), shuffled K-fold otherwise, all
-seeded by the recipe's `seed`. Fold k is an ordinary `hftk train` run of the recipe whose train split is the
-other K-1 folds and whose validation split is fold k, both written as JSON Lines into OUTPUT/data/fold-k/: so
-everything `hftk train` checks and writes holds for each fold, and OUTPUT/fold-k is a normal model folder.
-
-As scikit-learn's `cross_validate`, each fold is scored on its held-out part only: the recipe's own validation
-and test splits are not used. What the full train split teaches the task (the label list, NER's entity types,
-seq2seq's ROUGE units) is fixed for every fold, so each fold's model has the same head and the same metrics
-even when a rare label is missing from a fold. hftk keeps the best checkpoint by the validation metric; here
-that would choose on the held-out fold and flatter its score, so each fold's model is its last step unless the
-recipe asks for the choice itself (`training.load_best_model_at_end`, `early_stopping_patience`), in which case
-the card says the scores are optimistic.
-
-OUTPUT holds metrics.json (each metric's mean, sample standard deviation and per-fold values; written after
-every fold, so a killed run continues with `--resume`, which skips the folds whose scores are stored),
-README.md (the card: mean ± sd of every metric), fold-1 .. fold-K and data/ (gone with `--keep none`).
+The split is read once and cut by the task's own rule (stratified by label, questions of one context together, or
+shuffled; seeded). Fold k is an ordinary `hftk train` of the recipe on the other folds, scored on fold k, from JSON
+Lines files in OUTPUT/data/fold-k/, so everything `hftk train` checks and writes holds for each fold. What the whole
+split teaches the task is fixed for every fold (same head, same metrics). The held-out fold chooses no checkpoint
+unless the recipe asks (then the card says the scores are optimistic). metrics.json is written after every fold:
+`--resume` skips the folds it holds.
 """
 
 from __future__ import annotations

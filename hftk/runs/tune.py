@@ -1,20 +1,11 @@
-"""`hftk tune`: the recipe's `search:` space searched by Optuna, each trial one `hftk train` run.
+"""`hftk tune`: the recipe's `search:` space searched by Optuna, each trial one `hftk train` run (README:
+Hyper-parameter search).
 
-A trial is an ordinary run of the recipe with the trial's values `--set`, so everything `hftk train` checks and
-writes holds for it. The study lives in OUTPUT/study.db (SQLite): a killed search continues with `--resume`,
-finished trials are never run again, and the trial that was running is run anew with the same values. Trials
-report every evaluation to Optuna, whose median pruner stops a trial below the median of the others at the same
-step: a search of N trials costs a few full runs, not N (evaluate more often, `training.eval_strategy: steps`,
-to prune sooner). The first trial is the recipe's own values where the space holds them; a space of `choices`
-only is a grid, each point run once.
-
-OUTPUT holds, besides study.db: best/ (the best trial's model folder, as `hftk train` writes one),
-best-recipe.yaml (the recipe with the best values, runnable as is), trials.csv, tune.png (objective by trial,
-parameter importances) and tune.json (the summary). Only the running trial's folder lives in trials/: a trial
-that is not the best so far is deleted when it ends, its scores kept in the study.
-
-`--backend ray` runs the same trials through Ray Tune (`ray.tune.Tuner` with Optuna's sampler and Ray's
-median stopping rule), for a search spread over a Ray cluster.
+The study lives in OUTPUT/study.db, so `--resume` never runs a finished trial again and reruns the one a kill
+interrupted with its values. The median pruner stops a trial below the others at the same evaluation; the first
+trial is the recipe's own values where the space holds them; a space of `choices` only is a grid, each point once.
+Only the running trial's folder lives in trials/: the best so far becomes best/ (with best-recipe.yaml), the others
+are deleted, their scores kept. `--backend ray` runs the same trials through Ray Tune (tune_ray.py).
 """
 
 from __future__ import annotations
@@ -148,7 +139,7 @@ class Study(RunsFolder):
             optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials) if prune else optuna.pruners.NopPruner()
         )
         return optuna.create_study(
-            storage=f"sqlite:///{(self.out / STUDY).resolve()}",
+            storage=self.storage,
             study_name="hftk",
             direction=self.direction,
             sampler=sampler,
@@ -307,7 +298,12 @@ class Study(RunsFolder):
     def optuna_study(self) -> Any:
         import optuna
 
-        return optuna.load_study(study_name="hftk", storage=f"sqlite:///{(self.out / STUDY).resolve()}")
+        return optuna.load_study(study_name="hftk", storage=self.storage)
+
+    @property
+    def storage(self) -> str:
+        """The study's SQLite database, as Optuna (and Ray's OptunaSearch) open it."""
+        return f"sqlite:///{(self.out / STUDY).resolve()}"
 
     def finish(self, seconds: float) -> TuneResult:
         """trials.csv, tune.png, tune.json, from the study as it stands."""

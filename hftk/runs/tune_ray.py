@@ -54,7 +54,7 @@ def run_ray(study: Any, trials: int, *, resume: bool, prune: bool) -> None:
                 sampler=study.sampler(trials=trials),
                 points_to_evaluate=[point] if (point := study.recipe_point) is not None else None,
                 study_name="hftk",
-                storage=optuna.storages.RDBStorage(f"sqlite:///{(study.out / 'study.db').resolve()}"),
+                storage=optuna.storages.RDBStorage(study.storage),
             )
             scheduler = (
                 MedianStoppingRule(grace_period=1, min_samples_required=study.startup_trials)
