@@ -245,3 +245,40 @@ def test_japanese_articles_are_windowed_at_exact_token_boundaries(ja_fixture):
         assert len(content) > 1  # whole articles are longer than one window of 128
         rebuilt = content[0] + [t for c in content[1:] for t in c[32:]]
         assert rebuilt == tok(row["text"], add_special_tokens=False)["input_ids"]
+
+
+def test_the_exported_model_reads_windows_as_the_folder_does(windowed_model, tmp_path):
+    rows = imdb("dev", 12)
+    texts = [r["review"] for r in rows]
+    proc = run_hftk("export", str(windowed_model), "--output", str(tmp_path / "onnx"))
+    assert proc.returncode == 0, proc.stderr
+    original = hftk.Predictor(windowed_model).predict(texts, windows=True)
+    exported = hftk.Predictor(tmp_path / "onnx").predict(texts, windows=True)
+    assert [a["label"] for a in exported] == [a["label"] for a in original]
+    assert [len(a["windows"]) for a in exported] == [len(a["windows"]) for a in original]
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(exported, original)) < 1e-4
+
+
+def test_a_streamed_split_is_windowed_and_evaluated_per_document(tmp_path):
+    with open(tmp_path / "reviews.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["review", "label"])
+        writer.writeheader()
+        writer.writerows(imdb("dev", 30))
+    overrides = {
+        "max_length": 64,
+        "long_inputs": "windows",
+        "windows.stride": 16,
+        "windows.max_windows": 3,
+        "data.train": str(tmp_path / "reviews.csv"),
+        "data.validation": str(tmp_path / "reviews.csv"),
+        "data.streaming": True,
+        "training.max_steps": 2,
+        "training.eval_strategy": "no",
+        "training.save_strategy": "no",
+        "training.load_best_model_at_end": False,
+    }
+    result = hftk.train(ROOT / "recipes/imdb-minilm.yaml", overrides=overrides, output_dir=tmp_path / "out")
+    rows = imdb("dev", 30)
+    answers = hftk.Predictor(tmp_path / "out").predict([r["review"] for r in rows])
+    right = sum(a["label"] == r["label"] for a, r in zip(answers, rows))
+    assert result.metrics["eval"]["eval_accuracy"] == pytest.approx(right / 30)  # 30 reviews, not their windows
