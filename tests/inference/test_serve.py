@@ -223,7 +223,8 @@ def test_serve_binds_to_loopback_unless_told(monkeypatch):
         ({"top_k": [2]}, "options.top_k: must be a whole number, got [2]"),
         (
             {"aggregation_strategy": "simple"},
-            "options.aggregation_strategy: text-classification predictions do not take it (their options: top_k)",
+            "options.aggregation_strategy: text-classification predictions do not take it "
+            "(their options: top_k, windows)",
         ),
     ],
 )
