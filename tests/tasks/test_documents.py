@@ -27,6 +27,27 @@ def imdb(split: str, n: int) -> list[dict[str, str]]:
         return [row for _, row in zip(range(n), csv.DictReader(f))]
 
 
+# A short run of the IMDb recipe reading windows of 64 tokens (16 shared, at most 3 a review), no checkpoints.
+SHORT_WINDOWED = {
+    "max_length": 64,
+    "long_inputs": "windows",
+    "windows.stride": 16,
+    "windows.max_windows": 3,
+    "training.eval_strategy": "no",
+    "training.save_strategy": "no",
+    "training.load_best_model_at_end": False,
+}
+
+
+def write_reviews(path, n: int):
+    """The first `n` dev reviews as a CSV of their own."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["review", "label"])
+        writer.writeheader()
+        writer.writerows(imdb("dev", n))
+    return path
+
+
 def task_of(tok, **fields):
     recipe = {
         "task": "text-classification",
@@ -106,27 +127,10 @@ def test_pooling_is_one_row_per_document_mean_or_max():
 def windowed_model(tmp_path_factory):
     """MiniLM trained briefly on IMDb reviews read in windows of 64 tokens, mean-pooled."""
     folder = tmp_path_factory.mktemp("imdb")
-    with open(folder / "dev.csv", "w", newline="", encoding="utf-8") as f:  # a short validation split: 40 reviews
-        writer = csv.DictWriter(f, ["review", "label"])
-        writer.writeheader()
-        writer.writerows(imdb("dev", 40))
-    out = folder / "model"
-    hftk.train(
-        ROOT / "recipes/imdb-minilm.yaml",
-        overrides={
-            "max_length": 64,
-            "long_inputs": "windows",
-            "windows.stride": 16,
-            "windows.max_windows": 3,
-            "data.validation": str(folder / "dev.csv"),
-            "training.max_steps": 6,
-            "training.eval_strategy": "no",
-            "training.save_strategy": "no",
-            "training.load_best_model_at_end": False,
-        },
-        output_dir=out,
-    )
-    return out
+    dev = write_reviews(folder / "dev.csv", 40)  # a short validation split
+    overrides = {**SHORT_WINDOWED, "data.validation": str(dev), "training.max_steps": 6}
+    hftk.train(ROOT / "recipes/imdb-minilm.yaml", overrides=overrides, output_dir=folder / "model")
+    return folder / "model"
 
 
 def test_a_windowed_model_answers_once_per_document_from_its_pooled_windows(windowed_model, tmp_path):
@@ -151,11 +155,7 @@ def test_a_windowed_model_answers_once_per_document_from_its_pooled_windows(wind
         assert answer["score"] == pytest.approx(float(probs.max()), abs=1e-4)
     # evaluate scores reviews, not windows: its accuracy is the share of right answers above
     dev = imdb("dev", 80)
-    with open(tmp_path / "dev.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["review", "label"])
-        writer.writeheader()
-        writer.writerows(dev)
-    metrics = hftk.evaluate(windowed_model, tmp_path / "dev.csv")
+    metrics = hftk.evaluate(windowed_model, write_reviews(tmp_path / "dev.csv", 80))
     right = [a["label"] == r["label"] for a, r in zip(predictor.predict([r["review"] for r in dev]), dev)]
     assert metrics["accuracy"] == pytest.approx(sum(right) / len(right))
     # hftk predict writes one row per input line; the card says how plain transformers reads the folder
@@ -260,23 +260,9 @@ def test_the_exported_model_reads_windows_as_the_folder_does(windowed_model, tmp
 
 
 def test_a_streamed_split_is_windowed_and_evaluated_per_document(tmp_path):
-    with open(tmp_path / "reviews.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["review", "label"])
-        writer.writeheader()
-        writer.writerows(imdb("dev", 30))
-    overrides = {
-        "max_length": 64,
-        "long_inputs": "windows",
-        "windows.stride": 16,
-        "windows.max_windows": 3,
-        "data.train": str(tmp_path / "reviews.csv"),
-        "data.validation": str(tmp_path / "reviews.csv"),
-        "data.streaming": True,
-        "training.max_steps": 2,
-        "training.eval_strategy": "no",
-        "training.save_strategy": "no",
-        "training.load_best_model_at_end": False,
-    }
+    reviews = str(write_reviews(tmp_path / "reviews.csv", 30))
+    overrides = {**SHORT_WINDOWED, "data.train": reviews, "data.validation": reviews, "data.streaming": True}
+    overrides["training.max_steps"] = 2
     result = hftk.train(ROOT / "recipes/imdb-minilm.yaml", overrides=overrides, output_dir=tmp_path / "out")
     rows = imdb("dev", 30)
     answers = hftk.Predictor(tmp_path / "out").predict([r["review"] for r in rows])
