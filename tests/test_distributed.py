@@ -17,7 +17,7 @@ import yaml
 
 from hftk.files import checkpoint_problem
 
-from .helpers import DATA, ROOT, head, sst2_recipe
+from .helpers import DATA, MINILM, ROOT, head, sst2_recipe
 
 BIN = Path(sys.executable).parent  # torchrun and accelerate live next to the interpreter, not on PATH
 PROBE = ROOT / "tests" / "ddp_probe.py"
@@ -142,3 +142,49 @@ def test_accelerate_launch_with_a_config_file(recipe_file, tmp_path):
     assert metrics["train"]["global_step"] == 4
     assert proc.stdout.count("model saved to") == 1
     assert {"config.json", "model.safetensors"} <= {p.name for p in out.iterdir()}
+
+
+def test_two_processes_train_on_whole_documents_and_score_each_review_once(tmp_path):
+    """Long IMDb reviews read in windows, trained per document (`windows.loss: document`) by 2 processes: the
+    evaluation gathered from both ranks scores each review once, from all its windows: the saved model's accuracy
+    in one process (`hftk evaluate`) is the one metrics.json reports."""
+    import csv
+
+    import hftk
+
+    def reviews(split: str, n: int) -> Path:
+        path = tmp_path / f"{split}.csv"
+        with open(DATA / f"en/imdb/{split}.csv", newline="", encoding="utf-8") as f:
+            rows = [row for _, row in zip(range(n), csv.DictReader(f))]
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, ["review", "label"])
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+    recipe = {
+        "task": "text-classification",
+        "model": MINILM,
+        "data": {
+            "train": str(reviews("train", 48)),
+            "validation": str(reviews("dev", 37)),
+            "columns": {"text": "review"},
+        },
+        "labels": ["neg", "pos"],
+        "max_length": 64,
+        "long_inputs": "windows",
+        "windows": {"stride": 16, "max_windows": 3, "loss": "document"},
+        "training": {"max_steps": 3, "per_device_train_batch_size": 8, "learning_rate": 1e-4, "save_strategy": "no"},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29535", "-m", "hftk", "train", str(path)]
+    cmd += ["--output", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["device"]["world_size"] == 2 and metrics["train"]["global_step"] == 3
+    one = hftk.evaluate(out, tmp_path / "dev.csv")
+    assert metrics["eval"]["eval_accuracy"] == pytest.approx(one["accuracy"], abs=1e-9)
+    assert round(one["accuracy"] * 37) == pytest.approx(one["accuracy"] * 37, abs=1e-6)  # of 37 reviews, not windows

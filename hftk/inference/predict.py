@@ -215,7 +215,8 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
     if saved.is_file():
         recipe = load_recipe(saved)
         if task is None or task == recipe.task:
-            base = recipe
+            old = {k: v for k, v in OLD_DEFAULTS.items() if k in type(recipe).model_fields}
+            base = recipe.model_copy(update={k: v for k, v in old.items() if k not in recipe.model_fields_set})
         # else: another task on the same weights, e.g. embeddings from a fine-tuned encoder
     elif task is None:
         tasks = ", ".join(sorted(pipeline_names()))
@@ -228,12 +229,19 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
         )
     name = base.task if isinstance(base, Recipe) else str(base["task"])
     fields = get_task(name).recipe_class.model_fields
+    if not isinstance(base, Recipe):  # a checkpoint hftk did not train: read as transformers reads it
+        base.update({k: v for k, v in OLD_DEFAULTS.items() if k in fields})
     for key, flag in _RECIPE_FLAGS.items():
         if key in options and key not in fields:
             raise HftkError(f"{flag}: only zero-shot-classification takes it; {model_ref} is used for {name}")
     if isinstance(base, Recipe) and not options:
         return base
     return load_recipe(base, options)
+
+
+# Defaults that changed once recipe.yaml was saved with models: a folder whose recipe.yaml lacks the key was trained
+# with the old value, and a checkpoint hftk did not train is read as transformers reads it.
+OLD_DEFAULTS = {"long_inputs": "truncate"}
 
 
 # Command-line flags that set a recipe field of one task, and the prediction options of `Task.postprocess`.

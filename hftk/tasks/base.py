@@ -329,6 +329,11 @@ class Task(ABC):
         `fit`): cross-entropy `weight`, or BCE `pos_weight` for multi-label. None: the model's own loss."""
         return None
 
+    def document_loss(self) -> str | None:
+        """How a document's windows' logits are pooled when the loss is taken per document (`windows.loss:
+        document`): the training batches then hold whole documents. None: each feature has its own loss."""
+        return None
+
     def learnt(self) -> dict[str, Any]:
         """What the task learnt besides the weights that a reader of the run should see (class weights, tuned
         thresholds), by name: written to metrics.json and the model card."""

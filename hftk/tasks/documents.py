@@ -3,8 +3,9 @@ embeddings): cut at the window (`truncate`, transformers' way), keep the first a
 read every part in overlapping `windows` whose outputs are pooled into one answer per document.
 
 Windows are ordinary features that carry their document's index in `example` (as NER's and QA's do), so the cache,
-`num_proc`, streaming and the length-grouped sampler treat them as any other feature; each window is trained with its
-document's label, and evaluation, `predict`, `serve` and the exported model score and answer whole documents. Of a
+`num_proc`, streaming and the length-grouped sampler treat them as any other feature. Each window is trained with its
+document's label, or (`windows.loss: document`) batches hold whole documents and the loss is taken on their pooled
+logits (training/trainer.py). Evaluation, `predict`, `serve` and the exported model answer whole documents. Of a
 sentence pair only the first text is windowed (or cut to head and tail): the second is kept whole in every window.
 """
 
@@ -28,12 +29,15 @@ class Windows(Strict):
     stride: int = Field(default=64, ge=0)  # tokens two consecutive windows share
     max_windows: int = Field(default=8, ge=1)  # per document; beyond, windows evenly apart, the first and last kept
     pooling: Literal["mean", "max"] = "mean"  # of the windows' logits: the document's answer
+    # window: each window trained with its document's label; document: the loss of the pooled logits, each training
+    # batch holding whole documents (batch size // max_windows of them, so a batch never holds more windows)
+    loss: Literal["window", "document"] = "window"
 
 
 class LongInputsRecipe(Recipe):
     """The fields of a task that reads whole documents."""
 
-    long_inputs: Literal["truncate", "head_tail", "windows"] = "truncate"
+    long_inputs: Literal["truncate", "head_tail", "windows"] = "truncate"  # embeddings: sentence-transformers' way
     # head_tail: tokens kept from the start, the rest of the window from the end. Default: a quarter of the window
     # (Sun et al. 2019 found head 128 + tail 382 of BERT's 510 the best cut of IMDb reviews).
     head_tokens: int | None = Field(default=None, ge=1)
@@ -50,6 +54,11 @@ class LongInputsRecipe(Recipe):
             raise ValueError(
                 f"head_tokens: {self.head_tokens} leaves no tail in max_length {self.max_length} (less its special "
                 "tokens); lower head_tokens"
+            )
+        if self.long_inputs == "windows" and self.windows.loss == "document" and self.data.streaming:
+            raise ValueError(
+                "windows.loss: document batches whole documents, which needs the training split read whole; "
+                "remove data.streaming or set windows.loss: window"
             )
         return self
 
@@ -140,8 +149,9 @@ def _head_tail(
         if len(first) > budget:
             kept = min(head, budget - 1)
             first = first[:kept] + first[len(first) - (budget - kept) :]
-        for name, values in layout.around(first, second).items():
-            features[name].append(values)
+        around = layout.around(first, second)
+        for name in layout.names:  # a model without token types (GPT-2, RoBERTa) takes none
+            features[name].append(around[name])
     return features
 
 
@@ -245,6 +255,7 @@ def card_note(recipe: LongInputsRecipe, max_length: int) -> list[str]:
     how = (
         f"in overlapping windows of {max_length} tokens ({recipe.windows.stride} shared, at most "
         f"{recipe.windows.max_windows} per document), their logits pooled by {recipe.windows.pooling}"
+        + (" (the loss taken on the pooled logits)" if recipe.windows.loss == "document" else "")
         if recipe.long_inputs == "windows"
         else f"as its first {recipe.head_tokens or max(1, (max_length - 2) // 4)} and last tokens"
     )

@@ -8,6 +8,8 @@
 - For tasks evaluated by loss (language models): perplexity, on the same seeded masks every time, from a loss
   computed a few rows at a time (no batch's logits held whole, none kept).
 - For tasks with class weights (the recipe's `class_weights`): a weighted loss on the model's logits.
+- For long documents trained per document (`windows.loss: document`): batches of whole documents, each document's
+  loss taken on its windows' pooled logits.
 
 The classes live here at module level; `build_trainer` picks one from what the task says it evaluates.
 """
@@ -22,8 +24,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow.compute as pc
 import torch
-from torch.utils.data import SequentialSampler
+from datasets import Dataset
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 from transformers import (
     EarlyStoppingCallback,
     PrinterCallback,
@@ -66,6 +71,34 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
+class DocumentBatches(Sampler[list[int]]):
+    """Batches of whole documents' windows (the features' `example`), for a loss taken per document: documents in
+    the length-grouped order of `EpochSeededLengthGroupedSampler` (by their token count), as many a batch as fit
+    `batch_size` windows when each has the most any has. Deterministic from (seed, epoch), so a resumed run sees
+    the batches of the run it continues; under DDP accelerate deals whole batches to the processes."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int) -> None:
+        example = np.asarray(dataset.with_format("numpy")["example"])
+        tokens = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_numpy()
+        documents, count = np.unique(example, return_counts=True)
+        order = np.argsort(example, kind="stable")
+        self.windows = np.split(order, np.cumsum(count)[:-1])  # each document's windows, in order
+        lengths = np.bincount(np.searchsorted(documents, example), weights=tokens).astype(int).tolist()
+        self.per_batch = max(1, batch_size // int(count.max(initial=1)))
+        self.sampler = EpochSeededLengthGroupedSampler(self.per_batch, lengths, seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        chosen = list(self.sampler)
+        for i in range(0, len(chosen), self.per_batch):
+            yield np.concatenate([self.windows[d] for d in chosen[i : i + self.per_batch]]).tolist()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.windows) / self.per_batch)
+
+
 class HftkTrainerMixin:
     """What hftk adds to a transformers Trainer class (see the module docstring).
 
@@ -73,18 +106,27 @@ class HftkTrainerMixin:
         generation: GenerationSettings written into the model's generation config, or None.
         perplexity: add `<prefix>_perplexity` = exp(loss) to every evaluation, with seeded masks.
         class_weights: per-class loss weights (`Task.loss_weights`), or None for the model's own loss.
+        document_loss: the pooling of a document's windows' logits for a loss per document
+            (`Task.document_loss`), or None for each feature's own.
     """
 
     def __init__(
-        self, *args: Any, generation: Any = None, perplexity: bool = False, class_weights: Any = None, **kwargs: Any
+        self,
+        *args: Any,
+        generation: Any = None,
+        perplexity: bool = False,
+        class_weights: Any = None,
+        document_loss: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.generation = generation
         self.perplexity = perplexity
         self.class_weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        if self.class_weights is not None:
-            # weighted_loss is a per-batch mean, like the classification heads' own losses: Trainer divides it by
-            # the gradient-accumulation steps, and DDP averages the gradients over processes.
+        self.document_loss = document_loss
+        if self.class_weights is not None or document_loss is not None:
+            # classification_loss is a per-batch mean, like the classification heads' own losses: Trainer divides
+            # it by the gradient-accumulation steps, and DDP averages the gradients over processes.
             self.loss_is_scaled_for_ga = False
         self._apply_generation()
 
@@ -101,9 +143,28 @@ class HftkTrainerMixin:
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         sampler = super()._get_train_sampler(train_dataset)
         if type(sampler) is LengthGroupedSampler:
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+            return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, self._data_seed)
         return sampler
+
+    @property
+    def _data_seed(self) -> int:
+        return self.args.data_seed if self.args.data_seed is not None else self.args.seed
+
+    def get_train_dataloader(self) -> Any:
+        if self.document_loss is None:
+            return super().get_train_dataloader()
+        self._set_signature_columns_if_needed()
+        keep = {*self._signature_columns, "example"}  # the document of each window, which the loss pools by
+        dataset = self.train_dataset.select_columns([c for c in self.train_dataset.column_names if c in keep])
+        batches = DocumentBatches(dataset, self._train_batch_size, self._data_seed)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=batches,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
     # -- saving ----------------------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
@@ -145,14 +206,18 @@ class HftkTrainerMixin:
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.perplexity and not model.training and "labels" in inputs:
             return self._language_model_loss(model, inputs, return_outputs)
-        if self.class_weights is None or "labels" not in inputs:
+        documents = inputs.get("example") if model.training else None  # batches of whole documents
+        if (self.class_weights is None and documents is None) or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        # The model's logits, hftk's weighted loss: without labels the model computes none of its own.
+        # The model's logits, hftk's loss: without labels the model computes none of its own.
         # num_items_in_batch is not used (see __init__).
-        inputs = dict(inputs)
+        inputs = {k: v for k, v in inputs.items() if k != "example"}
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        loss = weighted_loss(outputs["logits"], labels, self.class_weights)
+        logits = outputs["logits"]
+        if documents is not None:
+            logits, labels = pool_documents(logits, labels, documents, self.document_loss or "mean")
+        loss = classification_loss(logits, labels, self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
     def _language_model_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
@@ -170,15 +235,34 @@ class HftkTrainerMixin:
         return (loss, {"loss": loss, "nll": rows.float().to(labels.device)}) if return_outputs else loss
 
 
-def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The classification loss with per-class weights, as the transformers heads compute it unweighted.
+def pool_documents(
+    logits: torch.Tensor, labels: torch.Tensor, example: torch.Tensor, how: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each document's logits pooled from its windows' (`example`: each window's document), as evaluation and
+    `predict` pool them (documents.pool), with the document's label."""
+    _, which = torch.unique(example, return_inverse=True)
+    docs = int(which.max()) + 1
+    index = which.view(-1, *([1] * (logits.dim() - 1))).expand_as(logits)
+    reduce = "amax" if how == "max" else "mean"
+    pooled = logits.new_zeros(docs, *logits.shape[1:]).scatter_reduce(0, index, logits, reduce, include_self=False)
+    first = torch.full((docs,), len(which), device=which.device).scatter_reduce(
+        0, which, torch.arange(len(which), device=which.device), "amin"
+    )
+    return pooled, labels[first]
 
-    Multi-label (float labels shaped like the logits): BCE with logits, `weights` as `pos_weight`, mean over every
-    label of every row. Otherwise (single-label, NER) cross-entropy with `weights` as `weight`, labels -100 ignored:
-    torch's weighted mean, the weighted sum divided by the summed weights of the targets.
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The classification loss as the transformers heads compute it, with per-class weights when given.
+
+    Regression (one output, float labels): mean squared error. Multi-label (float labels shaped like the logits):
+    BCE with logits, `weights` as `pos_weight`, mean over every label of every row. Otherwise (single-label, NER)
+    cross-entropy with `weights` as `weight`, labels -100 ignored: torch's weighted mean, the weighted sum divided
+    by the summed weights of the targets.
     """
     logits = logits.float()
-    weights = weights.to(logits.device)
+    weights = None if weights is None else weights.to(logits.device)
+    if labels.is_floating_point() and logits.shape[-1] == 1 and labels.shape != logits.shape:
+        return torch.nn.functional.mse_loss(logits.view(-1), labels.float().view(-1))
     if labels.is_floating_point() and labels.shape == logits.shape:
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
     flat = logits.view(-1, logits.shape[-1])
@@ -279,6 +363,7 @@ def build_trainer(
         generation=task.generation_settings(),
         perplexity=task.evaluates == "loss",
         class_weights=task.loss_weights(),
+        document_loss=task.document_loss(),
     )
     # transformers prints logged floats as quoted text ('loss': '0.6924'); these print them as numbers.
     if trainer.pop_callback(ProgressCallback) is not None:  # progress bars on (the default)

@@ -97,6 +97,20 @@ def test_head_tail_keeps_the_first_and_last_tokens_of_one_tokenisation(tok):
     assert ids[:11] == tok(texts[0])["input_ids"][:11]
 
 
+def test_head_tail_of_a_model_without_token_types_or_special_tokens(gpt2_fixture):
+    """GPT-2 (the real class, a tokenizer trained on real text) adds no special tokens and takes no token types."""
+    from hftk.models.loading import load_tokenizer
+
+    gpt2 = load_tokenizer(str(gpt2_fixture))
+    task = task_of(gpt2, model=str(gpt2_fixture), head_tokens=10)  # head_tail: text classification's default
+    rows = imdb("train", 5)
+    features = task.encode(records_of(rows), with_targets=True)
+    assert set(features) == {"input_ids", "attention_mask", "labels"}
+    for row, ids in zip(rows, features["input_ids"]):
+        whole = gpt2(row["review"])["input_ids"]
+        assert ids == (whole if len(whole) <= 64 else whole[:10] + whole[-54:])
+
+
 def test_windows_cover_a_review_share_the_stride_and_carry_its_label(tok):
     task = task_of(tok, long_inputs="windows", windows={"stride": 16, "max_windows": 50})
     rows = imdb("train", 12)
@@ -121,6 +135,29 @@ def test_pooling_is_one_row_per_document_mean_or_max():
     assert weighted.tolist()[0] == [2.5, 1.5]
     assert per_document({"example": [0, 0, 1], "labels": [4, 4, 7]}, "labels") == [4, 7]
     assert pool({}, outputs[:2], "max").tolist() == [[1, 0], [3, 2]]  # no windows: one feature per document
+
+
+def test_multi_label_thresholds_apply_to_each_documents_pooled_scores(tok):
+    """A multi-label document's labels are those whose pooled score reaches the threshold, not any window's."""
+    genres = ["action", "comedy", "drama"]
+    windowed = {"long_inputs": "windows", "windows": {"stride": 16}}
+    task = task_of(tok, labels=genres, problem_type="multi_label", threshold=0.6, **windowed)
+    features = {"example": [0, 0, 1, 1, 1]}
+    outputs = [np.array(v) for v in ([2.0, -2.0, 0], [0, 2.0, 0], [-3.0, 0.1, 3.0], [3.0, 0.1, 3.0], [0, 0.1, -3.0])]
+    rows = task.postprocess(None, features, outputs, windows=True)
+    # document 0: mean logits [1, 0, 0], scores [.73, .5, .5]; its second window alone would say comedy (.88)
+    assert [r["labels"] for r in rows] == [["action"], ["drama"]]
+    assert rows[0]["windows"][1]["labels"] == ["comedy"]
+    assert rows[1]["scores"][0] == {"label": "drama", "score": pytest.approx(1 / (1 + np.exp(-1.0)))}
+    # tuned thresholds are learnt on the pooled scores: gold drama for document 1 only puts drama's cut between
+    # the documents' pooled drama scores (.5 and .73), which no window's score (.05 to .95) would
+    splits = {"train": str(IMDB / "train.csv"), "validation": str(IMDB / "dev.csv"), "columns": {"text": "review"}}
+    task = task_of(tok, labels=genres, problem_type="multi_label", threshold="tuned", data=splits, **windowed)
+    gold = [[1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0], [0, 0, 1.0], [0, 0, 1.0]]
+    task.tune(None, {**features, "labels": gold}, outputs)
+    assert 0.5 < task.thresholds[2] <= 1 / (1 + np.exp(-1.0))
+    first, second = (set(r["labels"]) for r in task.postprocess(None, features, outputs))
+    assert "drama" not in first and "drama" in second
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +225,35 @@ def test_a_windowed_model_answers_once_per_document_from_its_pooled_windows(wind
     assert [type(x) for x in ours([short, long_review])] == [dict, dict]
     card = (windowed_model / "README.md").read_text()
     assert "## Long inputs" in card and "plain `transformers.pipeline` cuts every input at 64 tokens" in card
+
+
+def test_classification_reads_head_and_tail_unless_a_folder_was_trained_before_or_by_others(windowed_model, tmp_path):
+    """head_tail is text classification's default (embeddings' stays truncate); a folder whose recipe.yaml predates
+    long_inputs was trained truncating, and a checkpoint hftk did not train is read as transformers reads it."""
+    import shutil
+
+    import transformers
+    import yaml
+
+    assert load_recipe({"task": "text-classification", "model": MINILM, "data": {}}).long_inputs == "head_tail"
+    assert load_recipe({"task": "feature-extraction", "model": MINILM, "data": {}}).long_inputs == "truncate"
+    old, plain = tmp_path / "old", tmp_path / "plain"
+    shutil.copytree(windowed_model, old)
+    saved = yaml.safe_load((old / "recipe.yaml").read_text())
+    for key in ("long_inputs", "windows", "head_tokens"):
+        del saved[key]
+    (old / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    shutil.copytree(windowed_model, plain, ignore=shutil.ignore_patterns("recipe.yaml"))
+    assert hftk.Predictor(windowed_model).task.recipe.long_inputs == "windows"
+    review = imdb("dev", 1)[0]["review"]
+    pipe = transformers.pipeline("text-classification", model=str(windowed_model))
+    # the old folder at its recipe's max_length; the plain checkpoint at the model's own, as transformers reads it
+    for folder, task, window in ((old, None, 64), (plain, "text-classification", None)):
+        predictor = hftk.Predictor(folder, task=task)
+        assert predictor.task.recipe.long_inputs == "truncate"
+        (answer,) = predictor.predict([review])
+        theirs = pipe(review, truncation=True, **({"max_length": window} if window else {}))[0]
+        assert (answer["label"], answer["score"]) == (theirs["label"], pytest.approx(theirs["score"], abs=1e-4))
 
 
 def test_check_says_how_many_reviews_exceed_the_window_and_how_they_are_read(tmp_path):

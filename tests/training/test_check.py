@@ -21,9 +21,12 @@ def test_check_prints_splits_labels_and_lengths():
 
 
 def test_check_warns_about_truncation():
-    proc = hftk("check", "recipes/sst2-minilm.yaml", "--set", "max_length=16")
+    proc = hftk("check", "recipes/sst2-minilm.yaml", "--set", "max_length=16", "--set", "long_inputs=truncate")
     assert proc.returncode == 0, proc.stderr
     assert "are longer than max_length 16 tokens and will be truncated" in proc.stdout
+    proc = hftk("check", "recipes/sst2-minilm.yaml", "--set", "max_length=16")  # the default: head and tail
+    assert proc.returncode == 0 and "will be truncated" not in proc.stdout, proc.stdout
+    assert "their first 3 and last tokens are read (head_tail)" in proc.stdout
 
 
 def test_check_works_offline_for_a_hub_model():

@@ -6,7 +6,14 @@ import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hftk.data.readers import read_records
-from hftk.training.trainer import EpochSeededLengthGroupedSampler, HftkTrainer, loss_counts_items, weighted_loss
+from hftk.training.trainer import (
+    DocumentBatches,
+    EpochSeededLengthGroupedSampler,
+    HftkTrainer,
+    classification_loss,
+    loss_counts_items,
+    pool_documents,
+)
 
 from ..helpers import DATA, MINILM, head
 
@@ -143,7 +150,7 @@ def test_class_weights_give_torchs_weighted_cross_entropy_in_place_of_the_heads_
     assert abs(loss - own) > 1e-3
 
 
-def test_weighted_loss_for_tokens_and_multi_label_is_torchs():
+def test_classification_loss_for_tokens_and_multi_label_is_torchs():
     """NER: cross-entropy ignoring -100 (special tokens); multi-label: BCE with pos_weight, by hand as well."""
     torch.manual_seed(0)
     weights = torch.tensor([0.2, 1.0, 4.0])
@@ -151,12 +158,90 @@ def test_weighted_loss_for_tokens_and_multi_label_is_torchs():
     labels = torch.randint(0, 3, (2, 7))
     labels[:, 0] = labels[1, -2:] = -100
     expected = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=-100)(logits.view(-1, 3), labels.view(-1))
-    assert weighted_loss(logits, labels, weights) == pytest.approx(expected.item(), rel=1e-6)
+    assert classification_loss(logits, labels, weights) == pytest.approx(expected.item(), rel=1e-6)
 
     logits = torch.randn(5, 3)
     targets = (torch.rand(5, 3) < 0.3).float()
-    got = weighted_loss(logits, targets, weights)
+    got = classification_loss(logits, targets, weights)
     expected = torch.nn.BCEWithLogitsLoss(pos_weight=weights)(logits, targets)
     by_hand = -(weights * targets * torch.nn.functional.logsigmoid(logits))
     by_hand -= (1 - targets) * torch.nn.functional.logsigmoid(-logits)
     assert got == pytest.approx(expected.item(), rel=1e-6) == by_hand.mean().item()
+
+
+def test_a_loss_per_document_trains_on_batches_of_whole_documents_in_an_order_drawn_from_seed_and_epoch(tmp_path):
+    """`windows.loss: document` on the windows of 40 real IMDb reviews (64 tokens, at most 3 a review), through the
+    Trainer's own dataloader and compute_loss (real MiniLM)."""
+    import datasets
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, TrainingArguments
+
+    from hftk.models.loading import load_tokenizer, resolve_model
+    from hftk.tasks.documents import Windows, encode
+
+    rows = read_records(DATA / "en/imdb/dev.csv").rows[:40]
+    tokenizer = load_tokenizer(MINILM)
+    recipe = type("R", (), {"long_inputs": "windows", "windows": Windows(stride=16, max_windows=3)})()
+    features = encode(tokenizer, [r["review"] for r in rows], None, 64, recipe)
+    example = features["example"]
+    features["labels"] = [int(rows[e]["label"] == "pos") for e in example]
+    dataset = datasets.Dataset.from_dict(features)
+    batches = DocumentBatches(dataset, 16, seed=42)
+    assert batches.per_batch == 16 // 3 and len(batches) == -(-40 // 5)
+
+    def epoch(sampler, n):
+        sampler.set_epoch(n)
+        torch.manual_seed(n + 7)  # the global RNG does not matter
+        return list(sampler)
+
+    first = epoch(batches, 1)
+    assert sorted(i for b in first for i in b) == list(range(len(example)))  # every window once
+    for batch in first:
+        docs = {example[i] for i in batch}
+        assert sorted(batch) == [i for i, e in enumerate(example) if e in docs]  # whole documents only
+        assert len(batch) <= 16 and len(docs) <= 5
+    assert epoch(DocumentBatches(dataset, 16, seed=42), 1) == first  # a resumed run: the same batches
+    assert epoch(batches, 2) != first
+
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model(MINILM), num_labels=2)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=16)
+    trainer = HftkTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
+        document_loss="max",
+    )  # fmt: skip
+    batch = next(iter(trainer.get_train_dataloader()))
+    docs = set(batch["example"].tolist())
+    assert sorted(batch["example"].tolist()) == sorted(e for e in example if e in docs)
+    model.train()
+    torch.manual_seed(0)
+    loss = trainer.compute_loss(model, batch)
+    torch.manual_seed(0)  # the same dropout masks
+    logits = model(**{k: v for k, v in batch.items() if k not in ("example", "labels")}).logits
+    pooled = torch.stack([logits[batch["example"] == d].max(0).values for d in sorted(docs)])
+    gold = torch.tensor([int(rows[d]["label"] == "pos") for d in sorted(docs)])
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(pooled, gold).item(), rel=1e-5)
+
+
+def test_a_documents_loss_is_taken_on_its_pooled_logits_as_evaluation_pools_them():
+    from hftk.tasks.documents import pool
+
+    torch.manual_seed(0)
+    logits = torch.randn(7, 3)
+    example = torch.tensor([4, 4, 9, 2, 2, 2, 9])  # any document ids, windows of one not adjacent
+    labels = torch.tensor([1, 1, 0, 2, 2, 2, 0])
+    for how in ("mean", "max"):
+        pooled, gold = pool_documents(logits, labels, example, how)
+        expected = pool({"example": [1, 1, 2, 0, 0, 0, 2]}, list(logits.numpy()), how)  # documents 2, 4, 9
+        assert pooled.numpy() == pytest.approx(expected, abs=1e-6) and gold.tolist() == [2, 1, 0]
+        loss = classification_loss(pooled, gold, None)
+        assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(pooled, gold).item())
+    # multi-label and regression: the heads' own losses of the pooled logits
+    multi = torch.tensor([[1.0, 0.0, 1.0]] * 7)
+    pooled, gold = pool_documents(logits, multi, example, "mean")
+    assert classification_loss(pooled, gold, None).item() == pytest.approx(
+        torch.nn.functional.binary_cross_entropy_with_logits(pooled, gold).item()
+    )
+    values = torch.tensor([0.5, 0.5, 2.0, 1.0, 1.0, 1.0, 2.0])
+    pooled, gold = pool_documents(logits[:, :1], values, example, "mean")
+    assert classification_loss(pooled, gold, None).item() == pytest.approx(
+        torch.nn.functional.mse_loss(pooled.view(-1), gold).item()
+    )
