@@ -174,7 +174,15 @@ def test_two_processes_train_on_whole_documents_and_score_each_review_once(tmp_p
         "max_length": 64,
         "long_inputs": "windows",
         "windows": {"stride": 16, "max_windows": 3, "loss": "document"},
-        "training": {"max_steps": 3, "per_device_train_batch_size": 8, "learning_rate": 1e-4, "save_strategy": "no"},
+        "training": {
+            "max_steps": 3,
+            "per_device_train_batch_size": 8,
+            "learning_rate": 1e-4,
+            "eval_strategy": "steps",
+            "eval_steps": 3,
+            "save_strategy": "no",
+            "load_best_model_at_end": False,
+        },
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
