@@ -11,6 +11,7 @@ from hftk.errors import HftkError
 from hftk.inference.commands import embed, evaluate, predict
 from hftk.inference.predict import Predictor
 from hftk.models.loading import load_tokenizer
+from hftk.runs.listing import compare_runs, list_runs
 from hftk.tasks import load_recipe
 from hftk.training.check import check
 from hftk.training.train import train
@@ -21,8 +22,10 @@ __all__ = [
     "Predictor",
     "Recipe",
     "check",
+    "compare_runs",
     "embed",
     "evaluate",
+    "list_runs",
     "load_recipe",
     "load_tokenizer",
     "pipeline",

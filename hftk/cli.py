@@ -130,6 +130,17 @@ def _parser() -> argparse.ArgumentParser:
 
     ts = sub.add_parser("tasks", help="the tasks hftk trains and predicts, with their data roles")
     ts.add_argument("name", nargs="?", help="one task: print an example recipe for it")
+
+    ru = sub.add_parser("runs", help="a table of the runs under a folder: the settings that differ, main metric, time")
+    ru.add_argument("folder", nargs="?", help="where the runs are, searched recursively (default: runs/)")
+    ru.add_argument("--sort", metavar="METRIC", help="best first by an evaluation metric, e.g. accuracy or loss")
+    ru.add_argument("--json", action="store_true", help="print a JSON list: one object per run, every column")
+    ru.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="two runs (paths, or names as the table shows them): the settings that differ, every metric, B - A",
+    )
     return p
 
 
@@ -363,6 +374,19 @@ def tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def runs(args: argparse.Namespace) -> int:
+    folder = args.folder or "runs"
+    if args.compare:
+        if args.sort:
+            raise HftkError("--sort orders the table of runs; --compare shows two runs, drop one of them")
+        comparison = hftk.compare_runs(*args.compare, folder=folder)
+        print(json.dumps(comparison.record(), ensure_ascii=False) if args.json else comparison.table())
+        return 0
+    table = hftk.list_runs(folder, sort=args.sort)
+    print(json.dumps(table.records(), ensure_ascii=False) if args.json else table.table())
+    return 0
+
+
 COMMANDS = {
     "train": train,
     "tune": tune,
@@ -374,6 +398,7 @@ COMMANDS = {
     "push": push,
     "serve": serve,
     "tasks": tasks,
+    "runs": runs,
 }
 
 

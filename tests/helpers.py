@@ -51,6 +51,16 @@ def sst2_recipe(paths: dict[str, Path], out: Path, **extra) -> dict:
     return recipe
 
 
+# As short as a run gets: two optimizer steps, no evaluation or checkpoint before the final score.
+QUICK = {
+    "max_steps": 2,
+    "per_device_train_batch_size": 4,
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "disable_tqdm": True,
+}
+
+
 # ------------------------------------------------------------------------------------------ running hftk
 
 

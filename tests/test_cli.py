@@ -68,6 +68,8 @@ def test_every_command_given_garbage_says_one_line_and_exits_2(kind, sst2_model,
         ["evaluate", model, "--data", garbage],
         ["embed", garbage, "--input", good, "--output", "out.npy"],
         ["embed", model, "--input", garbage, "--output", "out.npy"],
+        ["runs", garbage],
+        ["runs", "--compare", garbage, garbage],
     ]
     for command in commands:
         message = cli_error(capsys, *command)

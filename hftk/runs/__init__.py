@@ -1,1 +1,2 @@
-"""What runs train() many times: cross-validation folds and hyper-parameter search (Optuna, Ray Tune)."""
+"""What runs train() many times: cross-validation folds and hyper-parameter search (Optuna, Ray Tune); and what
+looks at many runs at once (`hftk runs`)."""

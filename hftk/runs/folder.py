@@ -153,11 +153,17 @@ def transformers_defaults() -> dict[str, Any]:
     }
 
 
+def measured(recipe: Recipe, unmeasured: Iterable[str] = ()) -> dict[str, Any]:
+    """The settings a run's results depend on: `settings(recipe)` less UNMEASURED and `unmeasured` (a key and
+    every key below it), so that runs are compared on what could make their scores differ."""
+    skipped = (*UNMEASURED, *unmeasured)
+    return {k: v for k, v in settings(recipe).items() if not any(k == s or k.startswith(s + ".") for s in skipped)}
+
+
 def trained_with(recipe: Recipe, unmeasured: Iterable[str] = ()) -> dict[str, Any]:
     """What a run's results depend on, for --resume to compare: the resolved recipe as dotted keys (hftk's
     training defaults filled in), less UNMEASURED and `unmeasured`; a data file by its content, not its path."""
-    skipped = (*UNMEASURED, *unmeasured)
-    record = {k: v for k, v in settings(recipe).items() if not any(k == s or k.startswith(s + ".") for s in skipped)}
+    record = measured(recipe, unmeasured)
     for split in ("train", "validation", "test"):
         source = getattr(recipe.data, split)
         if f"data.{split}" in record and source is not None and not recipe.data.hub:
@@ -168,14 +174,23 @@ def trained_with(recipe: Recipe, unmeasured: Iterable[str] = ()) -> dict[str, An
     return record
 
 
+def differing_settings(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Each setting whose value is not the same in every record (dotted keys, as `settings` gives them), with
+    each record's value, by key; a training argument a record leaves out has transformers' default, which is
+    what that run trained with."""
+    defaults = {f"training.{name}": value for name, value in transformers_defaults().items()}
+    out: dict[str, list[Any]] = {}
+    for key in sorted(set().union(*records)):
+        values = [record.get(key, defaults.get(key)) for record in records]
+        if any(value != values[0] for value in values[1:]):
+            out[key] = values
+    return out
+
+
 def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'key old -> new' for each setting that differs between two `trained_with` records."""
-    defaults = {f"training.{name}": value for name, value in transformers_defaults().items()}
     out = []
-    for key in sorted(old.keys() | new.keys()):
-        before, after = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
-        if before == after:
-            continue
+    for key, (before, after) in differing_settings([old, new]).items():
         if str(before).startswith("content ") and str(after).startswith("content "):
             out.append(f"{key}: other file content")
         else:

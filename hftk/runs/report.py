@@ -26,9 +26,10 @@ _TIMINGS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 
 
 def text_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    """Console table lines: each column padded to its widest cell, two spaces between columns."""
+    """Console table lines: each column padded to its widest cell, two spaces between columns, no trailing
+    spaces (a table pasted into a README or a diff stays clean)."""
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in (head, *rows)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in (head, *rows)]
 
 
 def short(metric: str) -> str:
@@ -80,12 +81,7 @@ def aggregate(scores: list[dict[str, Any]], folds: int) -> dict[str, dict[str, A
     """metric -> {mean, sd (sample, n - 1), values} over the folds' evaluations; a metric a fold lacks (a type its
     held-out part does not have) or that is undefined there is None and left out of its mean; `undefined` (only
     when one is) gives each fold's reason, or None."""
-    names = [
-        m
-        for s in scores
-        for m, v in s.items()
-        if (isinstance(v, (int, float)) or why_undefined(s, m)) and m.split("_", 1)[-1] not in _TIMINGS
-    ]
+    names = [m for s in scores for m in metric_names(s)]
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(names):
         values = [s.get(name) for s in scores]
@@ -98,6 +94,15 @@ def aggregate(scores: list[dict[str, Any]], folds: int) -> dict[str, dict[str, A
         if any(why := [why_undefined(s, name) for s in scores]):
             out[name]["undefined"] = why
     return out
+
+
+def metric_names(scores: dict[str, Any]) -> list[str]:
+    """The metrics of one evaluation (`eval_accuracy`, `eval_loss`), defined or undefined, without its timings."""
+    return [
+        m
+        for m, v in scores.items()
+        if (isinstance(v, (int, float)) or why_undefined(scores, m)) and m.split("_", 1)[-1] not in _TIMINGS
+    ]
 
 
 def score(value: Any, why: str | None = None) -> str:

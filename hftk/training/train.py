@@ -334,6 +334,8 @@ def _final_metrics(
     if prepared.has_eval and args.eval_on_start:  # the baseline: the model as loaded, before any step
         metrics["eval_start"] = next((h for h in trainer.state.log_history if "eval_loss" in h), None)
     if prepared.has_eval:
+        # What chose the best checkpoint, by name: `hftk runs` reads it back (ROUGE's name depends on the data).
+        metrics["main_metric"] = f"eval_{prepared.task.main_metric}"
         if "best_step" in steps and args.process_index == 0:
             logger.warning(
                 "hftk: the model is the best checkpoint, step %d (%s %.4g); the evaluation below is of it",

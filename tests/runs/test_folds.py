@@ -16,16 +16,7 @@ from hftk.runs.folds import assign_folds, plan_folds
 from hftk.tasks import load_recipe
 from hftk.training.prepare import prepare
 
-from ..helpers import MINILM, cli, cli_error, sst2_recipe, sst2_sample, unremovable
-
-# As short as a run gets: two optimizer steps, no evaluation or checkpoint before the final score.
-QUICK = {
-    "max_steps": 2,
-    "per_device_train_batch_size": 4,
-    "eval_strategy": "no",
-    "save_strategy": "no",
-    "disable_tqdm": True,
-}
+from ..helpers import MINILM, QUICK, cli, cli_error, sst2_recipe, sst2_sample, unremovable
 
 
 def _covers(held: list[np.ndarray], rows: int) -> None:
