@@ -67,11 +67,18 @@ class DocumentClassificationPipeline:
         self.predictor = Predictor(model, device=device, precision="fp32", trust_remote_code=trust)
         self.model, self.tokenizer = self.predictor.model, self.predictor.tokenizer
 
-    def __call__(self, inputs: str | list[str], top_k: int | None = None, **_: Any) -> Any:
-        texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        answers = self.predictor.predict(texts, top_k=top_k)
+    def __call__(self, inputs: str | dict[str, str] | list[Any], top_k: int | None = None, **_: Any) -> Any:
+        # A sentence pair comes as transformers takes it, {"text": ..., "text_pair": ...}: to the recipe's columns.
+        data = self.predictor.task.recipe.data
+        rows = [
+            {data.column(k) if k in ("text", "text_pair") else k: v for k, v in x.items()} if isinstance(x, dict) else x
+            for x in (inputs if isinstance(inputs, list) else [inputs])
+        ]
+        answers = self.predictor.predict(rows, top_k=top_k)
         out = [a["top_k"] if top_k is not None else {"label": a["label"], "score": a["score"]} for a in answers]
-        return out if isinstance(inputs, list) else out[:1] if top_k is None else out[0]
+        if isinstance(inputs, list):
+            return out
+        return out[:1] if top_k is None and isinstance(inputs, str) else out[0]  # transformers' shapes
 
 
 class Seq2SeqPipeline(Pipeline):

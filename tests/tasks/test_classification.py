@@ -152,6 +152,8 @@ def test_jsick_recipe_trains_on_fixture_and_loads_in_pipeline(jsick_model):
         assert [s["score"] for s in g["top_k"]] == pytest.approx([s["score"] for s in e], abs=1e-4)
     fast = hftk.pipeline("text-classification", model=str(out), device="cpu")
     assert fast.tokenizer.is_fast and [r["label"] for r in fast(pairs)] == [e[0]["label"] for e in expected]
+    one, theirs = fast(pairs[0]), pipeline("text-classification", model=str(out), device="cpu")(pairs[0])
+    assert type(one) is type(theirs) and one["label"] == theirs["label"]  # one pair: one answer, as transformers'
 
 
 def test_tuned_thresholds_are_saved_and_used_by_predict_and_evaluate(tmp_path):
