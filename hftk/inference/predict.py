@@ -215,8 +215,8 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
     if saved.is_file():
         recipe = load_recipe(saved)
         if task is None or task == recipe.task:
-            old = {k: v for k, v in OLD_DEFAULTS.items() if k in type(recipe).model_fields}
-            base = recipe.model_copy(update={k: v for k, v in old.items() if k not in recipe.model_fields_set})
+            unset = type(recipe).model_fields.keys() - recipe.model_fields_set  # keys its recipe.yaml lacks
+            base = recipe.model_copy(update={k: v for k, v in OLD_DEFAULTS.items() if k in unset})
         # else: another task on the same weights, e.g. embeddings from a fine-tuned encoder
     elif task is None:
         tasks = ", ".join(sorted(pipeline_names()))

@@ -80,7 +80,7 @@ def encode(
     if recipe.long_inputs == "windows":
         return _windows(tokenizer, texts, pairs, max_length, recipe.windows)
     if recipe.long_inputs == "head_tail":
-        return _head_tail(tokenizer, texts, pairs, max_length, recipe.head_tokens)
+        return _head_tail(tokenizer, texts, pairs, max_length, head_tokens(recipe, max_length))
     return dict(tokenizer(texts, pairs, truncation=True, max_length=max_length))
 
 
@@ -127,14 +127,16 @@ def kept_windows(example: list[int], most: int) -> list[int]:
     return keep
 
 
-def _head_tail(
-    tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int, head: int | None
-) -> Features:
+def head_tokens(recipe: LongInputsRecipe, max_length: int) -> int:
+    """head_tail's tokens from the start: the recipe's, else a quarter of the window."""
+    return recipe.head_tokens or max(1, (max_length - 2) // 4)
+
+
+def _head_tail(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int, head: int) -> Features:
     """The first `head` and the last tokens of each text that does not fit, cut from its one tokenisation (the tokens
     the whole text has, not a re-tokenised splice), inside the model's own special tokens."""
     layout = _Layout(tokenizer, pair=pairs is not None)
     room = max_length - layout.special
-    head = head if head is not None else max(1, (max_length - 2) // 4)
     firsts = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
     seconds = tokenizer(pairs, add_special_tokens=False, verbose=False)["input_ids"] if pairs is not None else None
     features: Features = {name: [] for name in layout.names}
@@ -239,7 +241,7 @@ def report(recipe: LongInputsRecipe, lengths: np.ndarray, max_length: int) -> tu
             "or set long_inputs: windows (or head_tail)"
         ), {}
     if recipe.long_inputs == "head_tail":
-        head = recipe.head_tokens or max(1, (max_length - 2) // 4)
+        head = head_tokens(recipe, max_length)
         return None, {"longer than the window": f"{share}: their first {head} and last tokens are read (head_tail)"}
     n = windows_of(lengths, max_length, recipe.windows)
     capped = int((n >= recipe.windows.max_windows).sum())
@@ -257,7 +259,7 @@ def card_note(recipe: LongInputsRecipe, max_length: int) -> list[str]:
         f"{recipe.windows.max_windows} per document), their logits pooled by {recipe.windows.pooling}"
         + (" (the loss taken on the pooled logits)" if recipe.windows.loss == "document" else "")
         if recipe.long_inputs == "windows"
-        else f"as its first {recipe.head_tokens or max(1, (max_length - 2) // 4)} and last tokens"
+        else f"as its first {head_tokens(recipe, max_length)} and last tokens"
     )
     return [
         "## Long inputs",

@@ -216,7 +216,7 @@ class HftkTrainerMixin:
         outputs = model(**inputs)
         logits = outputs["logits"]
         if documents is not None:
-            logits, labels = pool_documents(logits, labels, documents, self.document_loss or "mean")
+            logits, labels = pool_documents(logits, labels, documents, str(self.document_loss))
         loss = classification_loss(logits, labels, self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
