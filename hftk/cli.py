@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import hftk
 from hftk.config.reading import parse_overrides
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--task", help=_TASK)
     _set(e, "set a recipe field for evaluation, e.g. --set data.columns.label=gold (repeatable)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--report", metavar="FOLDER", help="write the evaluation report (report.html, report.json) there")
     _precision(e)
     _trust(e)
 
@@ -301,7 +303,12 @@ def evaluate(args: argparse.Namespace) -> int:
     _quiet_loading()
     overrides = parse_overrides(args.overrides) | ({"precision": args.precision} if args.precision else {})
     metrics = hftk.evaluate(
-        args.model_dir, args.data, task=args.task, recipe_overrides=overrides, trust_remote_code=args.trust_remote_code
+        args.model_dir,
+        args.data,
+        task=args.task,
+        recipe_overrides=overrides,
+        trust_remote_code=args.trust_remote_code,
+        report=args.report,
     )
     if args.json:
         print(json.dumps(metrics))
@@ -309,6 +316,8 @@ def evaluate(args: argparse.Namespace) -> int:
         for k, v in metrics.items():
             if not is_reason(k, v):  # an undefined metric prints as "undefined (why)"
                 print(f"{k}: {shown(metrics, k)}")
+    if args.report:
+        print(f"report: {Path(args.report) / 'report.html'}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

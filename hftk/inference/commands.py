@@ -17,6 +17,7 @@ from hftk.data.records import MissingColumn, Records
 from hftk.errors import HftkError
 from hftk.files import atomic_write_text, locked
 from hftk.inference.predict import Predictor, check_options
+from hftk.report import check_report_folder
 
 
 def predict(
@@ -109,10 +110,22 @@ def evaluate(
     task: str | None = None,
     recipe_overrides: dict[str, Any] | None = None,
     trust_remote_code: bool = False,
+    report: str | Path | None = None,
 ) -> dict[str, float]:
-    """The task's metrics on a labelled file, computed from the same batched predictor."""
-    predictor = Predictor(model_dir, task=task, **_loading(recipe_overrides, trust_remote_code))
-    return predictor.evaluate(predictor.task.read(data_path).whole())
+    """The task's metrics on a labelled file, computed from the same batched predictor.
+
+    Args:
+        report: a folder for the evaluation report (report.html, report.json, figures/): new, empty, or holding
+            an earlier report, which is replaced.
+    """
+    folder = Path(report) if report is not None else None
+    guard: Any = contextlib.nullcontext()
+    if folder is not None:
+        check_report_folder(folder)  # before any model loads
+        guard = locked(folder.with_name(f".{folder.name}.hftk-lock"), "hftk evaluate", folder)
+    with guard:
+        predictor = Predictor(model_dir, task=task, **_loading(recipe_overrides, trust_remote_code))
+        return predictor.evaluate(predictor.task.read(data_path).whole(), report=folder)
 
 
 def embed(

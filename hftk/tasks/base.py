@@ -30,6 +30,7 @@ from hftk.errors import HftkError
 from hftk.features.cache import tokenizer_fingerprint
 from hftk.features.encode import cache_state, encoded_dataset, streamed_dataset
 from hftk.models.loading import DevicePolicy, device_policy, max_length
+from hftk.report import Example, Report, Section
 
 __all__ = ["Features", "Task"]
 
@@ -404,16 +405,34 @@ class Task(ABC):
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **options: Any) -> list[dict]:
         """One output per feature -> one JSON-able prediction per record, in record order."""
 
+    def report(self, records: Records, features: Features, outputs: list[Any]) -> list[Section]:
+        """The evaluation report's sections beyond the scores (per class, errors, calibration, ...): what the
+        model gets wrong on labelled records, from the same outputs `score` reads."""
+        return []
+
+    def evaluation_report(
+        self, records: Records, features: Features, outputs: list[Any], metrics: dict[str, Any], model: str
+    ) -> Report:
+        return Report(self.name, model, records.source, len(records), metrics, self.report(records, features, outputs))
+
+    def shown_input(self, records: Records, i: int) -> Example:
+        """Record i as the report shows it: its place (file:line) and its input columns, under their roles."""
+        row = records.rows[i]
+        roles = (*self.input_roles, *self.optional_roles)
+        inputs = {role: row[c] for role in roles if (c := self.recipe.data.column(role)) in row}
+        return Example(records.where(i), inputs)
+
     def tune(self, records: Records, features: Features, outputs: list[Any]) -> None:
         """Learn decision settings from the trained model's outputs on the validation split (multi-label
         thresholds), before they are scored and saved; most tasks have none."""
         return None
 
     def metric_fn(
-        self, split: Split, features: Features, *, tune: bool = False
+        self, split: Split, features: Features, *, tune: bool = False, keep: list[Any] | None = None
     ) -> Callable[[Any], dict[str, float]] | None:
         """Trainer's compute_metrics for one evaluation split; None leaves Trainer's loss as the only metric.
-        `tune`: `tune` on these outputs first (the final validation), so the metrics are those of the settings saved."""
+        `tune`: `tune` on these outputs first (the final validation), so the metrics are those of the settings saved.
+        `keep`: a list that receives the outputs scored (the final validation's report reads them)."""
         if self.evaluates == "loss":
             return None  # Trainer then keeps no logits
         records = split.whole()
@@ -421,10 +440,13 @@ class Task(ABC):
 
         def compute(prediction: Any) -> dict[str, float]:
             if self.evaluates == "generation":  # generated token ids, one row per feature
-                return self.score(records, features, list(prediction.predictions))
-            outputs = self.unbatch(prediction.predictions, lengths)
-            if tune:
-                self.tune(records, features, outputs)
+                outputs = list(prediction.predictions)
+            else:
+                outputs = self.unbatch(prediction.predictions, lengths)
+                if tune:
+                    self.tune(records, features, outputs)
+            if keep is not None:
+                keep[:] = outputs
             return self.score(records, features, outputs)
 
         return compute

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -15,6 +16,7 @@ from hftk.config.recipe import Labels
 from hftk.data.readers import RowStream
 from hftk.data.records import SCALARS, Records, Split, not_one_value
 from hftk.errors import HftkError
+from hftk.report import Section, labels
 from hftk.tasks import documents, imbalance, metrics
 from hftk.tasks.base import Features, Task
 from hftk.tasks.documents import LongInputsRecipe
@@ -396,14 +398,22 @@ class Classification(Task):
                 rows[e].setdefault("windows", []).append(answer)
         return rows
 
+    def report(self, records: Records, features: Features, outputs: list[Any]) -> list[Section]:
+        logits = self.pooled(features, outputs)
+        gold = np.asarray(self.gold(features))
+        lengths = np.asarray(self.lengths(records))  # whole inputs, not what the window kept
+        inputs = functools.partial(self.shown_input, records)
+        if self.problem == "regression":
+            return labels.regression(gold.astype(float), logits.reshape(-1), lengths, self.max_length, inputs)
+        if self.problem == "multi_label":
+            probs = _sigmoid(logits)
+            return labels.multi_label(self.names, gold, probs, self.cutoffs(), lengths, self.max_length, inputs)
+        return labels.single_label(self.names, gold, _softmax(logits), lengths, self.max_length, inputs)
+
     def decode(self, outputs: np.ndarray, top_k: int | None = None) -> list[dict[str, Any]]:
         if self.problem == "regression":
             return [{"score": float(v)} for v in outputs.reshape(-1)]
-        if self.problem == "multi_label":
-            probs = _sigmoid(outputs)
-        else:
-            shifted = np.exp(outputs - outputs.max(-1, keepdims=True))
-            probs = shifted / shifted.sum(-1, keepdims=True)
+        probs = _sigmoid(outputs) if self.problem == "multi_label" else _softmax(outputs)
         order = np.argsort(-probs, axis=-1, kind="stable")
         k = len(self.names) if top_k is None else min(top_k, len(self.names))
         cutoffs = self.cutoffs() if self.problem == "multi_label" else None
@@ -440,6 +450,11 @@ def _one_spelling(part: Records, raw: list[list[str]], first: dict[str, tuple[st
 def _natural_key(v: str) -> tuple[int, float, str]:
     """Numbers in numeric order, before words in alphabetical order: 2 < 10 < 'neg' < 'pos'."""
     return (0, float(v), "") if re.fullmatch(r"-?\d+(\.\d+)?", v) else (1, 0.0, v)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

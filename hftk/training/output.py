@@ -20,10 +20,13 @@ from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, LOCK, STAGING, replace_model
 from hftk.models import lora
 from hftk.models.loading import removed_pipelines
+from hftk.report import Report
 from hftk.tasks import Task
 from hftk.tasks.metrics import why_undefined
 
 logger = logging.getLogger("hftk")
+
+REPORT = "report"  # the validation's evaluation report, in the output folder
 
 
 def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -118,8 +121,11 @@ def relocate(folder: Path, target: Path) -> None:
     replace_model(folder, target)
 
 
-def write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, Any], out: Path) -> None:
-    """Write the final model and run files into a staging folder, then move them into place.
+def write_output(
+    trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, Any], out: Path, report: Report | None = None
+) -> None:
+    """Write the final model and run files (and the validation's report, in report/) into a staging folder, then
+    move them into place.
 
     Called on every process: with FSDP or DeepSpeed, gathering the full weights to save is collective. Only
     rank 0 writes. A crash before the moves leaves the previous contents untouched, and `replace_model` never
@@ -140,9 +146,14 @@ def write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, An
     if main:
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         (staging / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
-        (staging / "README.md").write_text(model_card(recipe, task, metrics, trainer.args), encoding="utf-8")
+        if report is not None:
+            report.write(staging / REPORT)
+        card = model_card(recipe, task, metrics, trainer.args, report)
+        (staging / "README.md").write_text(card, encoding="utf-8")
         plot_curve(trainer.state.log_history, task.main_metric, staging / "training_curve.png")
         replace_model(staging, out)
+        if report is None:  # an earlier run's report is not this model's
+            remove_whole([out / REPORT])
         if not recipe.keep_checkpoints:  # only once the model is whole in place
             try:
                 remove_whole([out / CHECKPOINTS])
@@ -154,7 +165,9 @@ def write_output(trainer: Any, recipe: Recipe, task: Task, metrics: dict[str, An
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 
 
-def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = None) -> str:
+def model_card(
+    recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = None, report: Report | None = None
+) -> str:
     """A Hub-style README.md: metadata, what the model answers, the data and settings it was trained with, its
     metrics, and how to load it. Local paths appear by their last part only (the card travels with the folder)."""
     local = recipe.model.startswith((".", "/", "package:")) or Path(recipe.model).exists()
@@ -192,6 +205,7 @@ def model_card(recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = 
         "|---|---|---|",
         *rows,
         "",
+        *(report.card_lines(REPORT) if report is not None else []),
         "## Use",
         "",
         *_use(task, name),

@@ -21,6 +21,7 @@ from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, LOCK, last_complete_checkpoint, locked, remove_incomplete_checkpoints
 from hftk.models import lora
 from hftk.models.loading import DevicePolicy, check_weights, is_main_process, resolve_model
+from hftk.report import Report
 from hftk.tasks import get_task, load_recipe
 from hftk.training.output import check_output_dir, remove_whole, write_output
 from hftk.training.prepare import Prepared, prepare, training_arguments
@@ -100,8 +101,8 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, callbacks:
     if args.process_index == 0:
         _log_start(recipe, policy, prepared.splits)
     train_out = trainer.train(resume_from_checkpoint=checkpoint)
-    metrics = _final_metrics(trainer, prepared, features, train_out.metrics, start.step, policy)
-    write_output(trainer, recipe, prepared.task, metrics, out)
+    metrics, report = _final_metrics(trainer, prepared, features, train_out.metrics, start.step, policy)
+    write_output(trainer, recipe, prepared.task, metrics, out, report)
     return TrainResult(out, metrics, trainer.state.global_step, start.step)
 
 
@@ -289,8 +290,8 @@ def _finish_save(
     trainer._load_from_checkpoint(checkpoint)  # Trainer's own loader: full weights, sharded, or a peft adapter
     if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
         trainer._load_best_model()
-    metrics = _final_metrics(trainer, prepared, features, {}, state.global_step, policy)
-    write_output(trainer, prepared.recipe, prepared.task, metrics, out)
+    metrics, report = _final_metrics(trainer, prepared, features, {}, state.global_step, policy)
+    write_output(trainer, prepared.recipe, prepared.task, metrics, out, report)
     return TrainResult(out, metrics, state.global_step, state.global_step)
 
 
@@ -306,11 +307,16 @@ def _saved_metrics(out: Path) -> dict[str, Any] | None:
 
 
 def _metric_fn(
-    prepared: Prepared, features: dict[str, tuple[Any, Features | None]], split: str, *, tune: bool = False
+    prepared: Prepared,
+    features: dict[str, tuple[Any, Features | None]],
+    split: str,
+    *,
+    tune: bool = False,
+    keep: list[Any] | None = None,
 ) -> Any:
     if split not in features:
         return None
-    return prepared.task.metric_fn(prepared.splits[split], features[split][1], tune=tune)
+    return prepared.task.metric_fn(prepared.splits[split], features[split][1], tune=tune, keep=keep)
 
 
 def _final_metrics(
@@ -320,14 +326,16 @@ def _final_metrics(
     train_metrics: dict[str, Any],
     start_step: int,
     policy: DevicePolicy,
-) -> dict[str, Any]:
-    """metrics.json: training, the baseline before training (when evaluated then), validation, test, device."""
+) -> tuple[dict[str, Any], Report | None]:
+    """metrics.json: training, the baseline before training (when evaluated then), validation, test, device; and
+    the validation's evaluation report (on the main process, for tasks that score outputs)."""
     args = trainer.args
     steps = {"global_step": trainer.state.global_step, "resumed_from_step": start_step}
     best = trainer.state.best_model_checkpoint
     if args.load_best_model_at_end and best:
         steps["best_step"] = int(best.rsplit("-", 1)[-1])
     metrics: dict[str, Any] = {"train": {**train_metrics, **steps}}
+    report = None
     metrics["data"] = {name: len(records) for name, records in prepared.splits.items()}
     if prepared.recipe.peft is not None:
         metrics["train"] |= lora.trainable_share(trainer.model)
@@ -344,8 +352,12 @@ def _final_metrics(
                 trainer.state.best_metric,
             )
         # The final validation also tunes what the task tunes on it (threshold: tuned), then scores with that.
-        trainer.compute_metrics = _metric_fn(prepared, features, "validation", tune=True)
+        outputs: list[Any] = []
+        trainer.compute_metrics = _metric_fn(prepared, features, "validation", tune=True, keep=outputs)
         metrics["eval"] = trainer.evaluate()
+        if outputs and args.process_index == 0:
+            records, (_, validation) = prepared.splits["validation"].whole(), features["validation"]
+            report = prepared.task.evaluation_report(records, validation, outputs, metrics["eval"], args.output_dir)
     if "test" in features:
         trainer.compute_metrics = _metric_fn(prepared, features, "test")
         metrics["test"] = trainer.evaluate(features["test"][0], metric_key_prefix="test")
@@ -355,7 +367,7 @@ def _final_metrics(
         metrics["device"]["precision_reason"] = policy.why
     if args.world_size > 1:  # DDP (MULTI_GPU/MULTI_CPU), FSDP or DEEPSPEED, as the launcher configured it
         metrics["device"]["distributed"] = str(trainer.accelerator.distributed_type.value)
-    return metrics
+    return metrics, report
 
 
 def _barrier(args: Any) -> None:
