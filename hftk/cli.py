@@ -217,6 +217,8 @@ def train(args: argparse.Namespace) -> int:
     if is_main_process():  # under torchrun every process returns here; one report is enough
         print(json.dumps(result.metrics.get("eval", result.metrics.get("train")), indent=2))
         print(f"model saved to {result.output_dir}")
+        if (page := result.output_dir / "report" / "report.html").is_file():
+            print(f"evaluation report: {page}")
     return 0
 
 

@@ -149,9 +149,14 @@ def check_report_folder(folder: Path) -> None:
         raise HftkError(f"{folder}: is a file; --report takes a folder (report.html and report.json go in it)")
     if any(p.exists() and not p.is_dir() for p in folder.parents):
         raise HftkError(f"{folder}: a parent of the report folder is a file, not a folder; choose another path")
-    if folder.is_dir() and (other := [p.name for p in folder.iterdir() if p.name not in REPORT_FILES]):
+    if not folder.is_dir():
+        return
+    names = sorted(p.name for p in folder.iterdir())
+    # An earlier report is replaced; anything else is the user's, even files named like a report's parts.
+    other = [n for n in names if n not in REPORT_FILES] if "report.json" in names else names
+    if other:
         raise HftkError(
-            f"{folder}: holds other files ({', '.join(sorted(other)[:3])}); give a new or empty folder for the report"
+            f"{folder}: holds other files ({', '.join(other[:3])}); give a new or empty folder for the report"
         )
 
 

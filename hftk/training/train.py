@@ -357,7 +357,9 @@ def _final_metrics(
         metrics["eval"] = trainer.evaluate()
         if outputs and args.process_index == 0:
             records, (_, validation) = prepared.splits["validation"].whole(), features["validation"]
-            report = prepared.task.evaluation_report(records, validation, outputs, metrics["eval"], args.output_dir)
+            report = prepared.task.evaluation_report(
+                records, validation, outputs, metrics["eval"], prepared.recipe.output_dir
+            )
     if "test" in features:
         trainer.compute_metrics = _metric_fn(prepared, features, "test")
         metrics["test"] = trainer.evaluate(features["test"][0], metric_key_prefix="test")
