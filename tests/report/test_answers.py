@@ -14,7 +14,7 @@ from hftk import load_recipe
 from hftk.report.answers import length_bucket, question_word
 from hftk.tasks import get_task, metrics
 
-from ..helpers import DATA, MINILM
+from ..helpers import DATA, MINILM, QUICK
 
 
 def make(tok, name, **fields):
@@ -166,3 +166,64 @@ def test_multiple_choice_report_on_planted_scores(tok, tmp_path):
         assert ex.fields["gold"] == f"{row['label']}. {row['choices'][row['label']]}"
         assert ex.fields["predicted"] == f"{probs[i].argmax()}. {row['choices'][probs[i].argmax()]}"
         assert ex.fields["gold score"] == pytest.approx(probs[i][row["label"]])
+
+
+def trained(recipe: dict, out, tmp_path):
+    """A few steps of MiniLM on the recipe's data; then `hftk evaluate --report` on the validation file."""
+    from hftk import train
+    from hftk.cli import main
+
+    recipe = {**recipe, "model": MINILM, "output_dir": str(out)}
+    recipe["training"] = {**QUICK, "learning_rate": 1e-4, "warmup_steps": 0}
+    result = train(recipe)
+    report = tmp_path / "rep"
+    assert main(["evaluate", str(out), "--data", recipe["data"]["validation"], "--report", str(report)]) == 0
+    return result, json.loads((report / "report.json").read_text(encoding="utf-8"))
+
+
+def test_trained_multiple_choice_card_and_evaluate_report(tmp_path):
+    rows = [json.loads(line) for line in (DATA / "en/paraphrase_mc/dev.jsonl").read_text().splitlines()]
+    train_file, dev = write_jsonl(tmp_path / "train.jsonl", rows[:8]), write_jsonl(tmp_path / "dev.jsonl", rows[16:32])
+    recipe = {"task": "multiple-choice", "data": {"train": str(train_file), "validation": str(dev)}, "max_length": 32}
+    result, report = trained(recipe, tmp_path / "mc", tmp_path)
+    accuracy = result.metrics["eval"]["eval_accuracy"]
+    headline = report["sections"][0]["tables"][0]
+    assert headline["rows"] == [[4, 16, pytest.approx(accuracy), 0.25]]
+    card = (tmp_path / "mc/README.md").read_text(encoding="utf-8")
+    assert f"**{headline['caption']}**" in card and f"| 4 | 16 | {accuracy:.4f} | 0.2500 |" in card
+    lines = dev.read_text(encoding="utf-8").splitlines()
+    for ex in report["sections"][2]["examples"]:
+        path, line = ex["where"].rsplit(":", 1)
+        assert path == str(dev) and json.loads(lines[int(line) - 1])["question"] == ex["fields"]["question"]
+
+
+def test_trained_question_answering_card_and_evaluate_report(tmp_path):
+    rows = squad_rows(40)
+    train_file, dev = write_jsonl(tmp_path / "train.jsonl", rows[:16]), write_jsonl(tmp_path / "dev.jsonl", rows[16:])
+    recipe = {
+        "task": "question-answering",
+        "data": {"train": str(train_file), "validation": str(dev)},
+        "max_length": 96,
+        "doc_stride": 32,
+    }
+    result, report = trained(recipe, tmp_path / "qa", tmp_path)
+    headline = report["sections"][0]["tables"][0]
+    assert headline["head"] == ["gold answer (words)", "questions", "exact match", "f1"]
+    # The buckets' questions add up, and their weighted means are the metrics of the whole file.
+    total = sum(r[1] for r in headline["rows"])
+    assert total == 24
+    for k, name in ((2, "exact_match"), (3, "f1")):
+        assert sum(r[1] * r[k] for r in headline["rows"]) / total == pytest.approx(
+            result.metrics["eval"][f"eval_{name}"]
+        )
+    card = (tmp_path / "qa/README.md").read_text(encoding="utf-8")
+    assert f"**{headline['caption']}**" in card
+    assert report["sections"][2]["values"] == {"questions whose gold answer no window holds whole": 0}
+    lines = dev.read_text(encoding="utf-8").splitlines()
+    worst = report["sections"][3]["examples"]
+    assert worst
+    for ex in worst:
+        row = json.loads(lines[int(ex["where"].split(":")[1]) - 1])
+        assert row["question"] == ex["fields"]["question"] and ex["fields"]["gold"] == row["answers"]["text"][0]
+        marks = {m for _, m in ex["marked"]}
+        assert "gold" in marks or "both" in marks
