@@ -133,14 +133,8 @@ def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = Fal
     `strict` matches whole BIOES entities (seqeval's strict mode); otherwise conlleval's lenient reading.
     Precision is undefined with no entity predicted, recall with none in gold, F1 with neither.
     """
-    from seqeval.metrics import classification_report
-    from seqeval.scheme import IOBES
-
-    kwargs: dict = {"mode": "strict", "scheme": IOBES} if strict else {}
-    with warnings.catch_warnings():  # numpy's "mean of empty slice" when there is no entity at all
-        warnings.simplefilter("ignore", RuntimeWarning)
-        report = classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
-    found = _entity_count(pred, strict)
+    report = entity_report(gold, pred, strict=strict)
+    found = sum(len(entity_spans(tags, strict=strict)) for tags in pred)
     wanted = sum(int(row["support"]) for typ, row in report.items() if not typ.endswith(" avg"))
     micro = report.get("micro avg", {})
     out: dict[str, Any] = {}
@@ -165,15 +159,27 @@ def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = Fal
     return out
 
 
-def _entity_count(tags: list[list[str]], strict: bool) -> int:
-    """Entities in `tags` as seqeval reads them (strict BIOES, or conlleval's lenient way)."""
+def entity_report(gold: list[list[str]], pred: list[list[str]], *, strict: bool = False) -> dict[str, Any]:
+    """seqeval's classification_report as a dict: per type and averaged precision, recall, F1 and support."""
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOBES
+
+    kwargs: dict = {"mode": "strict", "scheme": IOBES} if strict else {}
+    with warnings.catch_warnings():  # numpy's "mean of empty slice" when there is no entity at all
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
+
+
+def entity_spans(tags: list[str], *, strict: bool = False) -> list[tuple[int, int, str]]:
+    """The entities of one tag sequence as seqeval reads them (strict BIOES, or conlleval's lenient way), as
+    (first, end, type) index spans, end exclusive: the spans `entity_report` counts."""
     if strict:
         from seqeval.scheme import IOBES, Entities
 
-        return sum(len(seq) for seq in Entities(tags, IOBES).entities)
+        return [(e.start, e.end, e.tag) for e in Entities([tags], IOBES).entities[0]]
     from seqeval.metrics.sequence_labeling import get_entities
 
-    return len(get_entities(tags))
+    return [(start, end + 1, typ) for typ, start, end in get_entities(tags)]
 
 
 def perplexity(loss: float) -> float:
@@ -211,26 +217,36 @@ def squad(predictions: list[str], references: list[list[str]]) -> dict[str, Any]
     Fractions (the official scripts print them x100). A question without answers (SQuAD v2) has the gold
     answer "", and an empty prediction or gold compares by equality, as in the official v2.0 script.
     """
-    return _qa_scores(predictions, references, squad_normalize, str.split)
+    return _qa_scores(predictions, references, "squad")
 
 
 def jsquad(predictions: list[str], references: list[list[str]]) -> dict[str, Any]:
     """JSQuAD exact match and F1 as JGLUE reports them: F1 over the characters of the normalised answers
     (spaces included), since Japanese has no spaces between words to split on."""
-    return _qa_scores(predictions, references, jsquad_normalize, list)
+    return _qa_scores(predictions, references, "jsquad")
 
 
-def _qa_scores(predictions, references, normalize, split) -> dict[str, Any]:
+# A QA metric's normalisation and the units its F1 counts.
+_QA = {"squad": (squad_normalize, str.split), "jsquad": (jsquad_normalize, list)}
+
+
+def qa_length(text: str, metric: str) -> int:
+    """An answer's length in the units `metric`'s F1 counts: words (squad) or characters (jsquad), normalised."""
+    normalize, split = _QA[metric]
+    return len(split(normalize(text)))
+
+
+def qa_each(predictions: list[str], references: list[list[str]], metric: str) -> tuple[list[float], list[float]]:
+    """Each question's exact match and F1 under `metric` (squad or jsquad): the numbers `squad`/`jsquad` average."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} questions")
-    if not predictions:
-        return _nothing_to_score(["exact_match", "f1"])
-    exact = f1 = 0.0
+    normalize, split = _QA[metric]
+    exact, f1 = [], []
     for prediction, golds in zip(predictions, references):
         pred = normalize(prediction)
         # As the official v2.0 script: gold answers that normalise to nothing are dropped; none left means "".
         golds = [g for g in (normalize(g) for g in golds) if g] or [""]
-        exact += max(float(pred == g) for g in golds)
+        exact.append(max(float(pred == g) for g in golds))
         best = 0.0
         pred_tokens = split(pred)
         for gold in golds:
@@ -242,8 +258,15 @@ def _qa_scores(predictions, references, normalize, split) -> dict[str, Any]:
             if same:
                 precision, recall = same / len(pred_tokens), same / len(gold_tokens)
                 best = max(best, 2 * precision * recall / (precision + recall))
-        f1 += best
-    return {"exact_match": exact / len(predictions), "f1": f1 / len(predictions)}
+        f1.append(best)
+    return exact, f1
+
+
+def _qa_scores(predictions: list[str], references: list[list[str]], metric: str) -> dict[str, Any]:
+    exact, f1 = qa_each(predictions, references, metric)
+    if not exact:
+        return _nothing_to_score(["exact_match", "f1"])
+    return {"exact_match": sum(exact) / len(exact), "f1": sum(f1) / len(f1)}
 
 
 # ------------------------------------------------------------------------------------------------ ROUGE

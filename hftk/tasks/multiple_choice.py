@@ -16,6 +16,7 @@ transformers has no multiple-choice pipeline: the output directory loads with
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,8 @@ from pydantic import field_validator
 from hftk.config.recipe import Recipe
 from hftk.data.records import Records, Split
 from hftk.errors import HftkError
+from hftk.report import Section
+from hftk.report.answers import choice_sections
 from hftk.tasks.base import Features, Task
 
 
@@ -204,12 +207,22 @@ class MultipleChoice(Task):
         predicted = np.stack(outputs).argmax(-1)
         return {"accuracy": float((predicted == np.asarray(features["labels"])).mean())}
 
+    def report(self, records: Records, features: Features, outputs: list[Any]) -> list[Section]:
+        gold = np.asarray(features["labels"])
+        inputs = functools.partial(self.shown_input, records)
+        return choice_sections([_softmax(o) for o in outputs], gold, self.choices(records), inputs)
+
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
         """{"answer": the chosen choice's text, "index": its position, "scores": a softmax over the row's choices}."""
         out = []
         for row, logits in zip(self.choices(records), outputs):
-            p = np.exp(logits - logits.max())
-            p /= p.sum()
+            p = _softmax(logits)
             best = int(p.argmax())
             out.append({"answer": row[best], "index": best, "scores": [float(x) for x in p]})
         return out
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """A row's scores over its choices (the answer's `scores`, and the report's)."""
+    p = np.exp(logits - logits.max())
+    return p / p.sum()

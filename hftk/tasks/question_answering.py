@@ -24,6 +24,8 @@ from pydantic import Field, ValidationInfo, field_validator
 from hftk.config.recipe import Recipe
 from hftk.data.records import Records, Split, squad_questions
 from hftk.errors import HftkError
+from hftk.report import Section
+from hftk.report.answers import Answered, qa_sections
 from hftk.tasks import metrics
 from hftk.tasks.base import Features, Task
 from hftk.tasks.spans import best_spans, place_null
@@ -199,16 +201,7 @@ class QuestionAnswering(Task):
     def targets(self, records: Records) -> list[tuple[int, int] | None]:
         """The first gold answer's character span (what training learns), trimmed of surrounding spaces so it
         starts and ends on a token; None for an unanswerable question."""
-        spans: list[tuple[int, int] | None] = []
-        for answers in self.answers(records):
-            if not answers:
-                spans.append(None)
-                continue
-            a = answers[0]
-            lead = len(a.text) - len(a.text.lstrip())
-            trail = len(a.text) - len(a.text.rstrip())
-            spans.append((a.start + lead, a.end - trail) if a.text.strip() else (a.start, a.end))
-        return spans
+        return [_trimmed(answers[0]) if answers else None for answers in self.answers(records)]
 
     fold_group_names = ("question", "context")
 
@@ -269,13 +262,12 @@ class QuestionAnswering(Task):
             span = spans[example]
             tokens = np.flatnonzero(context)
             start = end = cls
-            if span is not None and len(tokens):
+            if span is not None and _holds(offsets, context, span):
                 offs = np.asarray(offsets)[tokens]
                 s, e = span
-                if offs[0, 0] <= s and offs[-1, 1] >= e:
-                    # first token ending after the answer starts, last token starting before it ends
-                    start = int(tokens[np.searchsorted(offs[:, 1], s, side="right")])
-                    end = int(tokens[np.searchsorted(offs[:, 0], e, side="left") - 1])
+                # first token ending after the answer starts, last token starting before it ends
+                start = int(tokens[np.searchsorted(offs[:, 1], s, side="right")])
+                end = int(tokens[np.searchsorted(offs[:, 0], e, side="left") - 1])
             starts.append(start)
             ends.append(end)
         return starts, ends
@@ -311,6 +303,41 @@ class QuestionAnswering(Task):
             if self.recipe.allow_unanswerable:
                 info["unanswerable"] = sum(not a for a in answers)
         return info
+
+    def report(self, records: Records, features: Features, outputs: list[Any]) -> list[Section]:
+        predicted = self.postprocess(records, features, outputs)
+        answers = self.answers(records)
+        exact, f1 = metrics.qa_each(
+            [p["answer"] for p in predicted], [[a.text for a in g] for g in answers], self.metric
+        )
+        # Whether some gold answer lies whole in one of the question's windows: else none can predict it.
+        in_window = [not g for g in answers]
+        for offsets, context, example in zip(features["offset_mapping"], features["context"], features["example"]):
+            in_window[example] |= any(_holds(offsets, context, _trimmed(a)) for a in answers[example])
+        items = [
+            Answered(
+                question,
+                context,
+                [(a.start, a.end) for a in gold],
+                (p["start"], p["end"]) if p["answer"] else None,
+                float(p["score"]),
+                e,
+                f,
+                metrics.qa_length(gold[0].text, self.metric) if gold else None,
+                found,
+            )
+            for question, context, gold, p, e, f, found in zip(
+                self._texts(records, "question"),
+                self._texts(records, "context"),
+                answers,
+                predicted,
+                exact,
+                f1,
+                in_window,
+            )
+        ]
+        unit = "characters" if self.metric == "jsquad" else "words"
+        return qa_sections(items, unit, lambda i: self._where(records, i))
 
     # -- model -----------------------------------------------------------------------------------------
     def auto_model(self) -> Any:
@@ -388,6 +415,20 @@ class QuestionAnswering(Task):
                 row["top_k"] = answers[:k]
             results.append(row)
         return results
+
+
+def _trimmed(answer: _Answer) -> tuple[int, int]:
+    """An answer's character span without the spaces around it, so it starts and ends on a token."""
+    if not answer.text.strip():
+        return answer.start, answer.end
+    lead = len(answer.text) - len(answer.text.lstrip())
+    return answer.start + lead, answer.start + lead + len(answer.text.strip())
+
+
+def _holds(offsets: list[Any], context: list[int], span: tuple[int, int]) -> bool:
+    """Whether a window's context tokens cover the character span whole."""
+    tokens = np.flatnonzero(context)
+    return bool(len(tokens)) and offsets[tokens[0]][0] <= span[0] and offsets[tokens[-1]][1] >= span[1]
 
 
 def _answer_pairs(value: Any) -> list[tuple[Any, Any]] | None:

@@ -8,7 +8,9 @@ each token taken from the window where it has the most context on both sides.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +21,8 @@ from hftk.config.recipe import DataConfig, Recipe
 from hftk.data.conll import read_conll
 from hftk.data.records import SCALARS, Records, Split, not_one_value
 from hftk.errors import HftkError
+from hftk.report import Section
+from hftk.report.spans import Sentence, entity_sections
 from hftk.tasks import imbalance, metrics
 from hftk.tasks.base import Features, Task
 from hftk.tasks.tags import (
@@ -315,14 +319,44 @@ class TokenClassification(Task):
 
     # -- outputs ---------------------------------------------------------------------------------------
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
-        gold, pred = [], []
+        tagged = self._tagged(records, features, outputs)
+        return metrics.entities([t.gold for t in tagged], [t.predicted for t in tagged], strict=self._strict)
+
+    @property
+    def _strict(self) -> bool:
+        return self.recipe.scheme == "BIOES"  # seqeval's strict mode reads whole BIOES entities
+
+    def _tagged(self, records: Records, features: Features, outputs: list[Any]) -> list[_Tagged]:
+        """Each record's labelled units with their gold and predicted (argmax) tags: what the metric scores."""
+        out = []
         for ex, tokens in zip(
             self._examples(records, with_targets=True), merge_windows(features, outputs, len(records))
         ):
             tags = self._gold_tags(tokens.offsets, tokens.word_ids, ex.spans)
-            gold.append(list(tags.values()))
-            pred.append([self.names[int(tokens.rows[p].argmax())] for p in tags])
-        return metrics.entities(gold, pred, strict=self.recipe.scheme == "BIOES")
+            rows = [tokens.rows[p] for p in tags]
+            predicted = [self.names[int(row.argmax())] for row in rows]
+            out.append(_Tagged(ex, tokens, list(tags), list(tags.values()), predicted, [_top(r) for r in rows]))
+        return out
+
+    def report(self, records: Records, features: Features, outputs: list[Any]) -> list[Section]:
+        tagged = self._tagged(records, features, outputs)
+        per_type = metrics.entity_report([t.gold for t in tagged], [t.predicted for t in tagged], strict=self._strict)
+        sentences = [
+            Sentence(
+                t.example.text,
+                [t.char_span(a, b, typ) for a, b, typ in metrics.entity_spans(t.gold, strict=self._strict)],
+                [t.char_span(a, b, typ) for a, b, typ in found],
+                [float(np.mean(t.scores[a:b])) for a, b, _ in found],
+            )
+            for t in tagged
+            for found in [metrics.entity_spans(t.predicted, strict=self._strict)]
+        ]
+
+        def place(i: int, char: int) -> str:
+            starts = tagged[i].example.word_starts  # given words (CoNLL): the line of the span's first token
+            return token_where(records, i, bisect.bisect_right(starts, char) - 1) if starts else records.where(i)
+
+        return entity_sections(per_type, sentences, place)
 
     def postprocess(
         self,
@@ -378,3 +412,27 @@ class TokenClassification(Task):
 def _weight_names(recipe: TokenClassificationRecipe) -> list[str]:
     """What a `class_weights` key may name, given the recipe's labels: an entity type or one of its tags."""
     return [*recipe.labels, *label_names(recipe.labels, recipe.scheme)]
+
+
+@dataclass
+class _Tagged:
+    """One record as scored: its labelled units (token positions), their gold and predicted tags and the
+    predicted tags' probabilities."""
+
+    example: Example
+    tokens: Tokens
+    units: list[int]
+    gold: list[str]
+    predicted: list[str]
+    scores: list[float]
+
+    def char_span(self, a: int, b: int, typ: str) -> tuple[int, int, str]:
+        """Units a..b-1 as characters of the text: a unit runs to the token before the next unit (its word)."""
+        last = self.units[b] - 1 if b < len(self.units) else len(self.tokens.offsets) - 1
+        return self.tokens.offsets[self.units[a]][0], self.tokens.offsets[last][1], typ
+
+
+def _top(logits: np.ndarray) -> float:
+    """The softmax probability of the argmax."""
+    z = np.exp(logits - logits.max())
+    return float(z.max() / z.sum())
