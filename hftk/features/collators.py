@@ -1,8 +1,8 @@
 """Batches of blocks for language models, and their scores.
 
 `BlockCollator` stacks blocks and, for masked LM, masks them afresh each time a batch is drawn (dynamic masking),
-per token or per whole word. `nll_per_row` scores rows a few at a time, projecting only the scored positions onto
-the vocabulary, so evaluation never holds a batch's full logits.
+per token or per whole word. `nll_per_row` (and `nll_per_token`, per token) scores rows a few at a time, projecting
+only the scored positions onto the vocabulary, so evaluation never holds a batch's full logits.
 """
 
 from __future__ import annotations
@@ -135,6 +135,11 @@ class BlockCollator:
 _LOGITS_BUDGET = 2**25  # vocabulary logits per forward call when scoring (128 MiB in float32)
 
 
+# What `nll_per_token` gives a token it does not score (a negative log-likelihood is never below 0); a NaN is a NaN
+# loss, scored (a diverged model's perplexity is undefined, not that of the tokens left).
+UNSCORED = -1.0
+
+
 def nll_per_row(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) -> np.ndarray:
     """(summed negative log-likelihood, predicted tokens) of each row, as float64 [B, 2]: perplexity's parts.
 
@@ -147,6 +152,25 @@ def nll_per_row(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) 
     """
     import torch
 
+    losses, scored = _scored_losses(model, batch, labels, shift=shift)
+    return torch.stack([losses.sum(1), scored.sum(1).double()], 1).numpy()
+
+
+def nll_per_token(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) -> np.ndarray:
+    """Each token's negative log-likelihood, float64 [B, T] at the token's own position (causal LM: the loss of
+    predicting it from the tokens before), `UNSCORED` where it is not predicted (not masked; a causal block's first
+    token; padding). As `nll_per_row`, whose row sums these are, kept per token to be summed per document."""
+    losses, scored = _scored_losses(model, batch, labels, shift=shift)
+    out = np.where(scored.numpy(), losses.numpy(), UNSCORED)
+    if shift:  # position t's loss is token t + 1's
+        out = np.concatenate([np.full_like(out[:, :1], UNSCORED), out[:, :-1]], 1)
+    return out
+
+
+def _scored_losses(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) -> tuple[Any, Any]:
+    """(loss at each position, float64 [B, T] with 0 where nothing is scored; which positions are scored)."""
+    import torch
+
     inner = getattr(model, "module", model)  # DDP's wrapper forwards to the model
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     labels = labels.cpu()
@@ -155,7 +179,7 @@ def nll_per_row(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) 
     scored = labels != -100
     rows, width = labels.shape
     per_row = int(scored.sum(1).max()) if getattr(inner, "_hftk_scored_head", False) else width
-    out = torch.zeros(rows, 2, dtype=torch.float64)
+    out = torch.zeros(rows, width, dtype=torch.float64)
     start = 0
     while start < rows:
         step = max(1, _LOGITS_BUDGET // (max(per_row, 1) * inner.config.vocab_size))
@@ -180,7 +204,6 @@ def nll_per_row(model: Any, batch: dict[str, Any], labels: Any, *, shift: bool) 
         if len(logits):
             targets = labels[start : start + step][picked].to(logits.device)
             losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-            out[start : start + step, 0].index_add_(0, picked.nonzero()[:, 0], losses.double().cpu())
-        out[start : start + step, 1] = picked.sum(1).double()
+            out[start : start + step][picked] = losses.double().cpu()
         start += step
-    return out.numpy()
+    return out, scored

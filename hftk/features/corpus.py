@@ -285,7 +285,7 @@ def _generate(corpus: TextCorpus) -> Iterator[dict[str, str]]:
 
 def _pack_batch(batch: dict[str, list[str]], tokenizer: Any, block_size: int, word_ids: bool) -> dict[str, Any]:
     template = Template.of(tokenizer)
-    ids, words, _ = stream_of(tokenizer, batch["text"], template)
+    ids, words, _, _ = stream_of(tokenizer, batch["text"], template)
     out = blocks(ids, words, block_size, template)
     if not word_ids:
         del out["word_ids"]

@@ -38,44 +38,55 @@ class Template:
         return cls(prefix, suffix, [sep])
 
 
-def pack(tokenizer: Any, texts: Sequence[str], block_size: int) -> dict[str, list[list[int]]]:
+def pack(
+    tokenizer: Any, texts: Sequence[str], block_size: int, *, documents: bool = False
+) -> dict[str, list[list[int]]]:
     """Tokenise documents once and cut the joined stream into blocks of `block_size` tokens.
 
     Stream: doc1 SEP doc2 SEP ... ; each block is prefix + the next slice of the stream + suffix, so every block
     but the last is exactly `block_size` long. `word_ids` give each token its word within the block (0, 1, ...;
     tokens of one word share it, also where the word started in the previous block) and -1 for special tokens,
-    which are never masked.
+    which are never masked. `documents`: also a `document` column, each token's document (its index in `texts`;
+    a separator belongs to the document it ends, the block's own special tokens to none, -1), so a score per token
+    can be summed per document (the evaluation report's perplexity by document).
 
     Returns:
-        Columns `input_ids`, `attention_mask` and `word_ids`, one row per block.
+        Columns `input_ids`, `attention_mask` and `word_ids` (and `document`), one row per block.
     """
     template = Template.of(tokenizer)
-    ids = np.empty(0, dtype=np.int64)
-    words = np.empty(0, dtype=np.int64)
-    parts_ids, parts_words, next_word = [], [], 0
+    ids = words = docs = np.empty(0, dtype=np.int64)
+    parts_ids, parts_words, parts_docs, next_word = [], [], [], 0
     for start in range(0, len(texts), _TOKENIZE_BATCH):
-        batch_ids, batch_words, count = stream_of(tokenizer, texts[start : start + _TOKENIZE_BATCH], template)
+        batch = texts[start : start + _TOKENIZE_BATCH]
+        batch_ids, batch_words, count, batch_docs = stream_of(tokenizer, batch, template)
         if parts_ids:  # the separator between this batch's first document and the previous one's last
             parts_ids.append(np.asarray(template.separator, dtype=np.int64))
             parts_words.append(np.full(len(template.separator), -1, dtype=np.int64))
+            parts_docs.append(np.full(len(template.separator), start - 1, dtype=np.int64))
         parts_ids.append(batch_ids)
         parts_words.append(np.where(batch_words >= 0, batch_words + next_word, -1))
+        parts_docs.append(batch_docs + start)
         next_word += count
     if parts_ids:
-        ids, words = np.concatenate(parts_ids), np.concatenate(parts_words)
-    return {k: [row.tolist() for row in v] for k, v in blocks(ids, words, block_size, template).items()}
+        ids, words, docs = np.concatenate(parts_ids), np.concatenate(parts_words), np.concatenate(parts_docs)
+    cut = blocks(ids, words, block_size, template, docs if documents else None)
+    return {k: [row.tolist() for row in v] for k, v in cut.items()}
 
 
-def stream_of(tokenizer: Any, texts: Sequence[str], template: Template) -> tuple[np.ndarray, np.ndarray, int]:
-    """(token ids, word ids, number of words) of documents joined with the separator, in array operations.
+def stream_of(
+    tokenizer: Any, texts: Sequence[str], template: Template
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """(token ids, word ids, number of words, document of each token) of documents joined with the separator, in
+    array operations.
 
-    Word ids count on across documents (doc 2's first word follows doc 1's last); specials get -1.
+    Word ids count on across documents (doc 2's first word follows doc 1's last); specials get -1. A separator's
+    document is the one it ends.
     """
     enc = tokenizer(list(texts), add_special_tokens=False, verbose=False)
     docs = enc["input_ids"]
     n = len(docs)
     if n == 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), 0
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), 0, np.empty(0, dtype=np.int64)
     lengths = np.fromiter(map(len, docs), dtype=np.int64, count=n)
     tokens = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int64, count=int(lengths.sum()))
     # word_ids() hold None for tokens outside any word (added special tokens): NaN, then -1.
@@ -99,12 +110,17 @@ def stream_of(tokenizer: Any, texts: Sequence[str], template: Template) -> tuple
     out_words[position] = words
     for k, token in enumerate(sep):
         ids[starts[1:] - len(sep) + k] = token
-    return ids, out_words, int((per_doc + 1).sum())
+    # Each document's tokens and the separator after it: stream positions from its start to the next one's.
+    document = np.repeat(np.arange(n), np.diff(np.append(starts, total)))
+    return ids, out_words, int((per_doc + 1).sum()), document
 
 
-def blocks(ids: np.ndarray, words: np.ndarray, block_size: int, template: Template) -> dict[str, list[np.ndarray]]:
+def blocks(
+    ids: np.ndarray, words: np.ndarray, block_size: int, template: Template, documents: np.ndarray | None = None
+) -> dict[str, list[np.ndarray]]:
     """A token stream cut into blocks of `block_size`, each wrapped in the template's special tokens; word ids
-    renumbered 0, 1, ... within each block (-1 stays)."""
+    renumbered 0, 1, ... within each block (-1 stays). `documents` (each stream token's document): cut alike into a
+    `document` column, the template's specials -1."""
     pre, suf = np.asarray(template.prefix, dtype=np.int64), np.asarray(template.suffix, dtype=np.int64)
     content = block_size - len(pre) - len(suf)
     if content < 1:
@@ -130,4 +146,8 @@ def blocks(ids: np.ndarray, words: np.ndarray, block_size: int, template: Templa
         out["input_ids"].append(np.concatenate([pre, chunk, suf]))
         out["attention_mask"].append(np.ones(len(pre) + len(chunk) + len(suf), dtype=np.int64))
         out["word_ids"].append(np.concatenate([none_pre, renumbered[start : start + content], none_suf]))
+        if documents is not None:
+            out.setdefault("document", []).append(
+                np.concatenate([none_pre, documents[start : start + content], none_suf])
+            )
     return out

@@ -8,6 +8,8 @@ tokens for each mask) and `text-generation` (with the recipe's `generation:` set
 
 from __future__ import annotations
 
+import functools
+from abc import abstractmethod
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -17,9 +19,10 @@ from hftk.config.recipe import DataConfig, Recipe
 from hftk.data.records import Records, Split
 from hftk.data.text import held_out
 from hftk.errors import HftkError
-from hftk.features.collators import BlockCollator, Masking, nll_per_row
+from hftk.features.collators import UNSCORED, BlockCollator, Masking, nll_per_token
 from hftk.features.corpus import TextCorpus, held_out_corpus, packed_dataset, read_corpus, streamed_blocks
 from hftk.features.packing import pack
+from hftk.report import Section, texts
 from hftk.tasks.base import Features, Task
 from hftk.tasks.generation import GenerationSettings, seed_sampling
 from hftk.tasks.metrics import perplexity
@@ -152,14 +155,27 @@ class LanguageModeling(Task):
         cache = "off" if not self.recipe.data.cache else ("warm" if warm else "built now")
         return {"blocks": len(dataset), "block_tokens": tokens, "block_size": self.max_length, "cache": cache}
 
-    def _pack(self, records: Records) -> Features:
-        return pack(self.tokenizer, self.texts(records, "text"), self.max_length)
+    def _pack(self, records: Records, *, documents: bool = False) -> Features:
+        return pack(self.tokenizer, self.texts(records, "text"), self.max_length, documents=documents)
 
     # -- outputs ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def scored_tokens(self) -> str:
+        """Which tokens evaluation scores, as the report's note says it."""
+
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
-        nll, count = np.sum(np.stack(outputs), axis=0)
-        loss = float(nll / max(count, 1))
+        nll, scored = _token_nll(outputs)
+        loss = float(nll[scored].sum() / max(scored.sum(), 1))
         return {"loss": loss, "perplexity": perplexity(loss)}
+
+    def report(self, records: Records, features: Features, outputs: list[Any]) -> list[Section]:
+        """Perplexity by document: each scored token's loss summed into the document it came from (the blocks'
+        `document` column, encoded with targets)."""
+        nll, scored = _token_nll(outputs)
+        document = np.asarray([d for block in features["document"] for d in block], dtype=np.int64)
+        tokens = np.bincount(document[document >= 0], minlength=len(records))
+        inputs = functools.partial(self.shown_input, records)
+        return texts.perplexity_by_document(nll[scored], document[scored], tokens, inputs, scored=self.scored_tokens())
 
 
 class MaskedLM(LanguageModeling):
@@ -183,12 +199,17 @@ class MaskedLM(LanguageModeling):
     def keeps_word_ids(self) -> bool:
         return self.recipe.whole_word_mask
 
+    def scored_tokens(self) -> str:
+        share = f"{self.recipe.mlm_probability:.0%}"
+        chosen = f"the tokens of the {share} of words" if self.recipe.whole_word_mask else f"the {share} of tokens"
+        return f"masked LM: {chosen} chosen for masking, drawn with the recipe's seed"
+
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         if with_targets:
             # Masks for evaluation outside Trainer (hftk evaluate) are drawn in forward(), seeded here.
             self._eval_collator = BlockCollator(self.tokenizer, self.masking)
             self._eval_collator.generator = _generator(self.recipe.seed)
-            return self._pack(records)
+            return self._pack(records, documents=True)
         texts = self.texts(records, "text")
         features = dict(self.tokenizer(texts, truncation=True, max_length=self.max_length))
         mask = self.tokenizer.mask_token
@@ -216,7 +237,7 @@ class MaskedLM(LanguageModeling):
             word_ids = batch.pop("word_ids")
             inputs, labels = collator.mask(batch["input_ids"].cpu(), word_ids.cpu())
             batch["input_ids"] = inputs.to(batch["input_ids"].device)
-            return (nll_per_row(model, batch, labels, shift=False),)
+            return (nll_per_token(model, batch, labels, shift=False),)
         logits = model(**batch).logits
         is_mask = batch["input_ids"] == self.tokenizer.mask_token_id
         k = min(_TOP_K_LIMIT, logits.shape[-1])
@@ -228,8 +249,8 @@ class MaskedLM(LanguageModeling):
         return scores.numpy(), ids.numpy()
 
     def unbatch(self, arrays: Any, lengths: list[int]) -> list[Any]:
-        if len(arrays) == 1:  # evaluation: one [nll, count] row per block
-            return list(arrays[0])
+        if len(arrays) == 1:  # evaluation: each block's tokens' NLL (padded on the right)
+            return [row[:n] for row, n in zip(arrays[0], lengths)]
         return super().unbatch(arrays, lengths)
 
     def postprocess(
@@ -279,9 +300,12 @@ class CausalLM(LanguageModeling):
     def generation_settings(self) -> GenerationSettings:
         return self.recipe.generation
 
+    def scored_tokens(self) -> str:
+        return "causal LM: every token but each block's first, which has nothing before it to predict it from"
+
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         if with_targets:
-            features = self._pack(records)
+            features = self._pack(records, documents=True)
             del features["word_ids"]
             features["labels"] = [list(ids) for ids in features["input_ids"]]
             return features
@@ -308,17 +332,24 @@ class CausalLM(LanguageModeling):
         return None  # generate() runs the model token by token
 
     def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        import torch
+
         if "labels" in batch:  # evaluation: perplexity of each block
             labels = batch.pop("labels")
-            # Batches are padded on the left (for generation): positions count from each block's first token.
-            batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            return (nll_per_row(model, batch, labels, shift=True),)
+            # Batches are padded on the left (for generation): positions count from each block's first token, and
+            # that token, which the padding before it would "predict", is not scored (as in Trainer's evaluation).
+            mask = batch["attention_mask"]
+            batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            first = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1) == 0
+            return (nll_per_token(model, batch, labels.masked_fill(first, -100), shift=True),)
         width = batch["input_ids"].shape[1]
         out = model.generate(**batch, **_generate_kwargs(self.recipe.generation, model))
         return (out[:, width:].cpu().numpy(),)
 
     def unbatch(self, arrays: Any, lengths: list[int]) -> list[Any]:
-        return list(arrays[0])
+        if arrays[0].dtype.kind == "f":  # evaluation: each block's tokens' NLL, padded on the left
+            return [row[len(row) - n :] for row, n in zip(arrays[0], lengths)]
+        return list(arrays[0])  # generation: the new token ids of each prompt
 
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
         """As `pipeline("text-generation")`: the prompt followed by the generated text."""
@@ -327,6 +358,13 @@ class CausalLM(LanguageModeling):
             {"generated_text": prompt + self.tokenizer.decode(new.tolist(), skip_special_tokens=True)}
             for prompt, new in zip(prompts, outputs)
         ]
+
+
+def _token_nll(outputs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Every token's NLL (`forward`'s outputs in evaluation), the blocks' tokens one after the other, and which of
+    them are scored."""
+    nll = np.concatenate(outputs) if outputs else np.empty(0)
+    return nll, nll != UNSCORED
 
 
 def _generate_kwargs(settings: GenerationSettings, model: Any) -> dict[str, Any]:

@@ -301,27 +301,36 @@ class _CharTokens:
 
 
 def rouge(predictions: list[str], references: list[str], tokens: str = "words") -> dict[str, Any]:
-    """Mean ROUGE-1/2/L F1 (0-1) and `gen_len`, the mean prediction length in the same tokens.
+    """Mean ROUGE-1/2/L F1 (0-1) and `gen_len`, the mean prediction length in the same tokens: the means of
+    `rouge_scores`.
 
     `tokens`: "words" (rouge-score's English tokenizer: lower-cased [a-z0-9] runs, Porter-stemmed, as the HF
     summarization examples), "mecab" or "chars"; the names of non-English scores carry the unit (`rougeL_mecab`).
     """
+    names = [*(f"{name}{ROUGE_SUFFIX[tokens]}" for name in _ROUGE_TYPES), "gen_len"]
+    if not predictions:
+        return _nothing_to_score(names)
+    scores = rouge_scores(predictions, references, tokens)
+    # fsum: exactly rounded, so the mean is the same in any order (the report's, of the examples in file order)
+    return {name: math.fsum(scores[name]) / len(predictions) for name in names}
+
+
+_ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge_scores(predictions: list[str], references: list[str], tokens: str = "words") -> dict[str, np.ndarray]:
+    """Each prediction's ROUGE-1/2/L F1 against its reference, under `rouge`'s names, and its length `gen_len` and
+    its reference's `ref_len`, in the same tokens (`rouge`'s `tokens`)."""
     from rouge_score import rouge_scorer, tokenizers
 
-    types = ["rouge1", "rouge2", "rougeL"]
     if tokens == "words":
         tokenizer = tokenizers.DefaultTokenizer(use_stemmer=True)
     else:
         tokenizer = _MecabTokens() if tokens == "mecab" else _CharTokens()
-    scorer = rouge_scorer.RougeScorer(types, tokenizer=tokenizer)
-    totals = dict.fromkeys(types, 0.0)
-    for pred, ref in zip(predictions, references):
-        for name, s in scorer.score(ref, pred).items():
-            totals[name] += s.fmeasure
+    scorer = rouge_scorer.RougeScorer(list(_ROUGE_TYPES), tokenizer=tokenizer)
+    pairs = [scorer.score(ref, pred) for pred, ref in zip(predictions, references)]
     suffix = ROUGE_SUFFIX[tokens]
-    if not predictions:
-        return _nothing_to_score([*(f"{name}{suffix}" for name in types), "gen_len"])
-    n = len(predictions)
-    out = {f"{name}{suffix}": totals[name] / n for name in types}
-    out["gen_len"] = sum(len(tokenizer.tokenize(p)) for p in predictions) / n
+    out = {f"{name}{suffix}": np.asarray([s[name].fmeasure for s in pairs], dtype=float) for name in _ROUGE_TYPES}
+    out["gen_len"] = np.asarray([len(tokenizer.tokenize(p)) for p in predictions], dtype=float)
+    out["ref_len"] = np.asarray([len(tokenizer.tokenize(r)) for r in references], dtype=float)
     return out

@@ -8,6 +8,7 @@ say which (`rougeL_mecab`, `rougeL_chars`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -15,9 +16,10 @@ from pydantic import Field
 
 from hftk.config.recipe import Recipe
 from hftk.data.records import Records, Split
+from hftk.report import Section, texts
 from hftk.tasks.base import Features, Task
 from hftk.tasks.generation import GenerationSettings, seed_sampling
-from hftk.tasks.metrics import ROUGE_SUFFIX, rouge, rouge_units
+from hftk.tasks.metrics import ROUGE_SUFFIX, rouge, rouge_scores, rouge_units
 
 
 class Seq2SeqRecipe(Recipe):
@@ -127,11 +129,27 @@ class Seq2Seq(Task):
         ]
 
     def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
+        return rouge(self.decode(outputs), self._references(records, features), self.rouge_tokens)
+
+    def report(self, records: Records, features: Features, outputs: list[Any]) -> list[Section]:
+        """ROUGE per example (the scores `score` averages), in record order."""
+        order = np.argsort(features["example"], kind="stable")  # one feature per record
+        references, predictions = self._references(records, features), self.decode(outputs)
+        references, predictions = [references[k] for k in order], [predictions[k] for k in order]
+        scores = rouge_scores(predictions, references, self.rouge_tokens)
+        lengths = np.asarray(self.lengths(records))  # whole inputs, not what max_length kept
+        inputs = functools.partial(self.shown_input, records)
+        return texts.rouge_by_example(
+            scores, self.main_metric, references, predictions, lengths, self.max_length, inputs
+        )
+
+    def _references(self, records: Records, features: Features) -> list[str]:
+        """Each feature's reference; "auto" ROUGE tokens are decided by them when training has not."""
         targets = self.targets(records)
         references = [targets[i] for i in features["example"]]
         if self.rouge_tokens == "auto":
             self.rouge_tokens = rouge_units(references)
-        return rouge(self.decode(outputs), references, self.rouge_tokens)
+        return references
 
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
         key = PIPELINE_TASKS[self.recipe.pipeline]

@@ -35,3 +35,20 @@ def test_gpt2_packing_joins_documents_with_eos(gpt2_fixture, emma):
     stream = [t for b in blocks for t in b]
     assert stream.count(tok.eos_token_id) == 49 and stream[0] != tok.eos_token_id
     assert tok.decode(stream).split("<|endoftext|>") == emma[:50]
+
+
+def test_document_column_gives_each_token_its_document(minilm_tokenizer, emma, monkeypatch):
+    """`documents=True`: a token's document is the text it came from, a separator the one it ends, [CLS]/[SEP] of
+    the block none; also across the tokenizer's batches (here of 3 documents)."""
+    import hftk.features.packing as packing
+
+    tok = minilm_tokenizer
+    monkeypatch.setattr(packing, "_TOKENIZE_BATCH", 3)
+    texts = emma[:10]
+    blocks = pack(tok, texts, 32, documents=True)
+    assert {k: v for k, v in blocks.items() if k != "document"} == pack(tok, texts, 32)
+    owner = []
+    for d, doc in enumerate(tok(texts, add_special_tokens=False)["input_ids"]):
+        owner += [d] * (len(doc) + (d < len(texts) - 1))
+    assert all(b[0] == -1 and b[-1] == -1 for b in blocks["document"])
+    assert [d for b in blocks["document"] for d in b[1:-1]] == owner

@@ -234,6 +234,8 @@ def test_causal_lm_gpt2_end_to_end(gpt2_fixture, tmp_path):
     result = train(ROOT / "recipes/clm-gpt2.yaml", overrides=overrides, output_dir=tmp_path / "run")
     assert_perplexity_dropped(result.metrics)
     out = result.output_dir
+    # Training evaluates by loss alone, keeping no per-token outputs: no report (`hftk evaluate --report` gives it).
+    assert not (out / "report").exists()
     generation = json.loads((out / "generation_config.json").read_text())
     assert generation["max_new_tokens"] == 12 and not generation.get("do_sample")
 
