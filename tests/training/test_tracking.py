@@ -4,6 +4,7 @@ refused before any weights load."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -79,6 +80,8 @@ def test_each_tracker_holds_the_logged_losses_the_parameters_and_the_final_metri
     assert run.data.metrics["final/eval_accuracy"] == accuracy
     # The evaluation after training is the same run's, not a second one's.
     assert {m.step for m in client.get_metric_history(run.info.run_id, "eval_accuracy")} == {2, 4}
+    # hftk's store was this run's only: the next run in this process (a tune trial) gets its own.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
     (logged,) = Api().runs(project)
     assert logged.name == "run" and logged.config["rows.train"] == 32
