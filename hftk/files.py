@@ -35,6 +35,7 @@ logger = logging.getLogger("hftk")
 
 # An output directory: the final model at the top, Trainer's checkpoints below it, the next model staged beside.
 CHECKPOINTS = "checkpoints"
+TRACKING = "tracking"  # what the recipe's trackers write here (TensorBoard events, MLflow's database)
 STAGING = ".staging"
 LOCK = ".hftk-lock"  # inside an output directory while a run writes it
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

@@ -15,6 +15,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tokenised corpora go to a cache of this test session, not the user's ~/.cache (tests start cold).
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="hftk-test-datasets-"))
+# trackio's runs go to a store of this test session (trackio reads TRACKIO_DIR once, when first imported).
+os.environ.setdefault("TRACKIO_DIR", tempfile.mkdtemp(prefix="hftk-test-trackio-"))
 
 
 @pytest.fixture

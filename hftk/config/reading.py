@@ -235,6 +235,17 @@ def _deep_copy(d: Any) -> Any:
     return d
 
 
+def dotted(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys: {"training": {"learning_rate": 1e-4}} -> {"training.learning_rate": 1e-4}."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            out |= dotted(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
     node = raw
     parts = key.split(".")

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from hftk.config.training import SEEDS, number_problem
+from hftk.errors import did_you_mean
 from hftk.models import lora
 
 
@@ -31,6 +32,22 @@ def label_strings(v: Any) -> Any:
     if isinstance(v, list):
         return [str(x) for x in v]
     return v
+
+
+# Trackers a run can log to (Trainer's `report_to` names); training/tracking.py sets each up.
+TRACKERS = ("tensorboard", "mlflow", "trackio", "wandb")
+
+
+def tracker_names(v: Any) -> Any:
+    """`tracking: tensorboard` or a list of names -> the list, each once; null, `none` and [] -> no tracker."""
+    names = [] if v is None or v == "none" else [v] if isinstance(v, str) else v
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("give a tracker's name or a list of them, e.g. [tensorboard, mlflow]")
+    for name in names:
+        if name not in TRACKERS:
+            hint = did_you_mean(name, TRACKERS)
+            raise ValueError(f"{name!r} is not a tracker hftk sets up{hint}; use {', '.join(TRACKERS)}")
+    return list(dict.fromkeys(names))
 
 
 # `labels:` of a recipe: an order (list), or data value -> name (mapping, e.g. {0: negative, 1: positive}).
@@ -180,6 +197,8 @@ class Recipe(Strict):
     # {training.learning_rate: {low: 1e-5, high: 1e-4, log: true}, training.num_train_epochs: {choices: [2, 3]}}.
     # `hftk train` ignores it.
     search: dict[str, SearchSpace] = Field(default_factory=dict)
+    # Where the run is watched: TensorBoard, MLflow, trackio, W&B (one name or a list), offline by default.
+    tracking: Annotated[list[str], BeforeValidator(tracker_names)] = Field(default_factory=list)
     # Whether the task can train from a stream (`data.streaming`); the others read their data whole.
     streams: ClassVar[bool] = False
 

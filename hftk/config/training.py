@@ -25,7 +25,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 2,
     "load_best_model_at_end": True,
     "logging_steps": 50,  # fewer for short runs (trainer.CurvePoints), unless the recipe sets it
-    "report_to": "none",
+    "report_to": "none",  # the recipe's `tracking:` names the trackers
+    "project": "hftk",  # trackio's project, MLflow's experiment and W&B's project, unless their settings say
     # Batches of similar length waste little compute on padding: the main reason hftk trains faster
     # than scripts that pad every example to a fixed length.
     "train_sampling_strategy": "group_by_length",
@@ -62,7 +63,10 @@ def training_fields() -> dict[str, dataclasses.Field[Any]]:
 
 
 # Fields hftk sets itself: a recipe naming them would be silently overridden, so it is told.
-_HFTK_OWNED = {"output_dir": "use the top-level output_dir: key or --output"}
+_HFTK_OWNED = {
+    "output_dir": "use the top-level output_dir: key or --output",
+    "report_to": "use the top-level tracking: key, e.g. tracking: [tensorboard, mlflow]",
+}
 
 
 def check_training(training: dict[str, Any], recipe: dict[str, Any], locate: Callable[..., str]) -> list[str]:

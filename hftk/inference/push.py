@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from hftk.errors import HftkError
-from hftk.files import CHECKPOINTS
+from hftk.files import CHECKPOINTS, TRACKING
 from hftk.inference.exported import is_exported
 
-_LEFT_BEHIND = {CHECKPOINTS}
+_LEFT_BEHIND = {CHECKPOINTS, TRACKING}  # Trainer's state; the trackers' logs (paths, settings)
 
 
 def files_to_push(folder: str | Path) -> list[str]:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hftk.config.reading import dotted
 from hftk.config.recipe import Recipe
 from hftk.config.training import TRAINING_DEFAULTS
 from hftk.data.text import expand_paths
@@ -129,7 +130,10 @@ UNMEASURED = (
     "data.num_proc",
     "data.cache",
     "training.disable_tqdm",
+    "tracking",
     "training.report_to",
+    "training.run_name",
+    "training.project",
     "training.logging_steps",
     "training.logging_strategy",
     "training.dataloader_num_workers",
@@ -140,7 +144,7 @@ def settings(recipe: Recipe, *, every: bool = False) -> dict[str, Any]:
     """The recipe as dotted keys (`training.learning_rate`), hftk's training defaults filled in; `every` fills in
     transformers' own defaults for the other training arguments too."""
     training = {**(transformers_defaults() if every else {}), **TRAINING_DEFAULTS, **recipe.training}
-    return _dotted(recipe.model_dump(mode="json") | {"training": training})
+    return dotted(recipe.model_dump(mode="json") | {"training": training})
 
 
 @functools.cache
@@ -200,13 +204,3 @@ def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def _setting(value: Any) -> str:
     return "unset" if value is None else f"{value:g}" if isinstance(value, float) else json.dumps(value, default=str)
-
-
-def _dotted(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict) and value:
-            out |= _dotted(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

@@ -46,6 +46,7 @@ _TRAINING_ONLY = {
     "generation": True,
     "card": True,
     "search": True,
+    "tracking": True,
     "class_weights": True,  # the loss, not the features
     "threshold": True,  # decisions on the outputs
     "threshold_tuning": True,

@@ -94,14 +94,19 @@ def training_arguments(task: Task, policy: DevicePolicy, output_dir: str | Path,
 
     Precedence, lowest first: hftk's defaults, the task's preferences, the recipe's `training:` block, the device
     policy (unless the recipe sets bf16/fp16/use_cpu itself), then what the task and hftk cannot work without:
-    the checkpoint folder, the best-model metric, and no evaluation when there is no validation split.
+    the checkpoint folder, the best-model metric, no evaluation when there is no validation split, and the
+    recipe's trackers (`tracking:`).
 
     Raises:
-        HftkError: a combination TrainingArguments itself rejects (e.g. a task default beside a recipe value).
+        HftkError: a combination TrainingArguments itself rejects (e.g. a task default beside a recipe value), or
+            a tracker that cannot log here (its package missing, an online one without an account or network).
     """
     from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
+    from hftk.training import tracking  # imports transformers' tracker callbacks
+
     recipe = task.recipe
+    tracking.check(recipe)  # a tracker that would fail mid-run stops here, before any weights load
     flags = {k: v for k, v in policy.training_flags().items() if k not in recipe.training}
     if has_eval:
         fixed: dict[str, Any] = {"metric_for_best_model": task.main_metric, "greater_is_better": task.greater_is_better}
@@ -115,6 +120,7 @@ def training_arguments(task: Task, policy: DevicePolicy, output_dir: str | Path,
         **flags,
         **task.required_arguments,
         **fixed,
+        **tracking.arguments(recipe, output_dir),
         "output_dir": str(Path(output_dir) / CHECKPOINTS),
     }
     cls = TrainingArguments

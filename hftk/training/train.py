@@ -18,7 +18,7 @@ from typing import Any
 from hftk.config.recipe import Recipe
 from hftk.data.records import Features, Split
 from hftk.errors import HftkError
-from hftk.files import CHECKPOINTS, LOCK, last_complete_checkpoint, locked, remove_incomplete_checkpoints
+from hftk.files import CHECKPOINTS, LOCK, TRACKING, last_complete_checkpoint, locked, remove_incomplete_checkpoints
 from hftk.models import lora
 from hftk.models.loading import DevicePolicy, check_weights, is_main_process, resolve_model
 from hftk.report import Report
@@ -70,6 +70,7 @@ def train(
 
 def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, callbacks: list[Any]) -> TrainResult:
     """`train` once the output folder is this run's."""
+    from hftk.training.tracking import tracked
     from hftk.training.trainer import build_trainer  # imports transformers' Trainer (seconds): only when training
 
     prepared = prepare(recipe)
@@ -100,8 +101,10 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, callbacks:
         return _finish_save(trainer, prepared, features, checkpoint, state, policy, out)
     if args.process_index == 0:
         _log_start(recipe, policy, prepared.splits)
-    train_out = trainer.train(resume_from_checkpoint=checkpoint)
-    metrics, report = _final_metrics(trainer, prepared, features, train_out.metrics, start.step, policy)
+    with tracked(trainer, recipe, {k: len(v) for k, v in prepared.splits.items()}, out) as tracking:
+        train_out = trainer.train(resume_from_checkpoint=checkpoint)
+        metrics, report = _final_metrics(trainer, prepared, features, train_out.metrics, start.step, policy)
+        tracking.summary(metrics)
     write_output(trainer, recipe, prepared.task, metrics, out, report)
     return TrainResult(out, metrics, trainer.state.global_step, start.step)
 
@@ -208,8 +211,8 @@ def _resume_point(args: Any, out: Path, *, resume: bool, overwrite: bool) -> str
     main = args.process_index == 0
     _barrier(args)  # every process has checked the output directory; from here on rank 0 may write
     if main:
-        if overwrite:  # old checkpoints would be mistaken for this run's; the old model stays until replaced
-            remove_whole([out / CHECKPOINTS])  # all or nothing; a link is removed, never written through
+        if overwrite:  # old checkpoints (and tracker logs) would be mistaken for this run's; the old model stays
+            remove_whole([out / CHECKPOINTS, out / TRACKING])  # all or nothing; a link is removed, not followed
         if resume:
             remove_incomplete_checkpoints(out / CHECKPOINTS)
     _barrier(args)  # no process reads checkpoints while rank 0 deletes some

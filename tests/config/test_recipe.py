@@ -35,6 +35,16 @@ def test_missing_required_and_unknown_task(tmp_path):
     assert ":1: task: 'text-clasification' is not a task hftk knows (did you mean 'text-classification'?)" in msg
 
 
+def test_tracking_takes_one_name_or_a_list_and_no_tracker_is_the_default(tmp_path):
+    assert load_recipe(write_recipe(tmp_path, RECIPE_YAML)).tracking == []
+    assert load_recipe(write_recipe(tmp_path, RECIPE_YAML + "tracking: mlflow\n")).tracking == ["mlflow"]
+    both = load_recipe(write_recipe(tmp_path, RECIPE_YAML + "tracking: [tensorboard, trackio, tensorboard]\n"))
+    assert both.tracking == ["tensorboard", "trackio"]
+    assert load_recipe(write_recipe(tmp_path, RECIPE_YAML + "tracking: none\n")).tracking == []
+    msg = recipe_error(write_recipe(tmp_path, RECIPE_YAML + "tracking: {mlflow: true}\n"))
+    assert ":8: tracking: give a tracker's name or a list of them" in msg
+
+
 def test_every_shipped_recipe_validates():
     recipes = sorted((ROOT / "recipes").rglob("*.yaml"))
     assert recipes, "no recipes found"

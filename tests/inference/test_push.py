@@ -17,13 +17,15 @@ from hftk.training.output import model_card
 from ..helpers import cli_error
 
 
-def test_the_files_that_go_up_are_the_models_not_its_checkpoints(sst2_model, tmp_path):
+def test_the_files_that_go_up_are_the_models_not_its_checkpoints_or_tracker_logs(sst2_model, tmp_path):
     folder = tmp_path / "run"
     shutil.copytree(sst2_model, folder)
     (folder / "checkpoints" / "checkpoint-9").mkdir(parents=True, exist_ok=True)
     (folder / "checkpoints" / "checkpoint-9" / "model.safetensors").write_bytes(b"x")
     (folder / ".hftk-lock").write_text("{}")
     (folder / ".staging").mkdir()
+    (folder / "tracking" / "tensorboard").mkdir(parents=True)  # the trackers' logs: settings, this machine's paths
+    (folder / "tracking" / "mlflow.db").write_bytes(b"x")
     assert files_to_push(folder) == [
         "README.md",
         "config.json",
