@@ -113,6 +113,7 @@ def validate_recipe(cls: type[Recipe], raw: RawRecipe, elsewhere: dict[str, list
     """
     errors: list[str] = []
     recipe = None
+    _report_to_as_tracking(raw)
     try:
         recipe = cls.model_validate(raw.data)
     except ValidationError as e:
@@ -127,6 +128,21 @@ def validate_recipe(cls: type[Recipe], raw: RawRecipe, elsewhere: dict[str, list
     if errors := _check_search(cls, recipe, raw):
         raise HftkError("\n".join(errors))
     return recipe
+
+
+def _report_to_as_tracking(raw: RawRecipe) -> None:
+    """`training.report_to` (Trainer's name, which recipes and saved model folders used before `tracking:`) is read
+    as `tracking:`, so those recipes keep training and their folders keep loading; both at once is an error."""
+    training = raw.data.get("training")
+    if not isinstance(training, dict) or "report_to" not in training:
+        return
+    if "tracking" in raw.data:
+        raise HftkError(
+            f"{raw.locate('training', 'report_to')}training.report_to: the recipe names its trackers in tracking:; "
+            "remove training.report_to"
+        )
+    raw.data["training"] = {k: v for k, v in training.items() if k != "report_to"}
+    raw.data["tracking"] = training["report_to"]
 
 
 # Fields a search may not change: where the study writes, and the search itself.

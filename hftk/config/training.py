@@ -63,10 +63,7 @@ def training_fields() -> dict[str, dataclasses.Field[Any]]:
 
 
 # Fields hftk sets itself: a recipe naming them would be silently overridden, so it is told.
-_HFTK_OWNED = {
-    "output_dir": "use the top-level output_dir: key or --output",
-    "report_to": "use the top-level tracking: key, e.g. tracking: [tensorboard, mlflow]",
-}
+_HFTK_OWNED = {"output_dir": "use the top-level output_dir: key or --output"}
 
 
 def check_training(training: dict[str, Any], recipe: dict[str, Any], locate: Callable[..., str]) -> list[str]:

@@ -43,6 +43,10 @@ def test_tracking_takes_one_name_or_a_list_and_no_tracker_is_the_default(tmp_pat
     assert load_recipe(write_recipe(tmp_path, RECIPE_YAML + "tracking: none\n")).tracking == []
     msg = recipe_error(write_recipe(tmp_path, RECIPE_YAML + "tracking: {mlflow: true}\n"))
     assert ":8: tracking: give a tracker's name or a list of them" in msg
+    # Trainer's own key, as recipes and saved model folders said it before tracking: existed, is read as tracking:
+    text = RECIPE_YAML.replace("training:\n", "training:\n  report_to: [tensorboard]\n")
+    legacy = load_recipe(write_recipe(tmp_path, text))
+    assert legacy.tracking == ["tensorboard"] and legacy.training == {"learning_rate": 3e-5}
 
 
 def test_every_shipped_recipe_validates():
