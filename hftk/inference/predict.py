@@ -194,13 +194,13 @@ class Predictor:
         features = self.task.encode(records, with_targets=False)
         return self.task.postprocess(records, features, self.run(features), **options)
 
-    def evaluate(self, records: Records, report: Path | None = None) -> dict[str, float]:
+    def evaluate(self, records: Records, report: str | Path | None = None) -> dict[str, float]:
         """The task's metrics on labelled records; `report`: a folder to write the evaluation report into too."""
         features = self.task.encode(records, with_targets=True)
         outputs = self.run(features)
         metrics = defined(self.task.score(records, features, outputs))  # NaN: undefined, as in training
         if report is not None:
-            self.task.evaluation_report(records, features, outputs, metrics, self.model_ref).write(report)
+            self.task.evaluation_report(records, features, outputs, metrics, self.model_ref).write(Path(report))
         return metrics
 
 

@@ -21,10 +21,14 @@ _STYLE = {
 
 
 class _Drawing:
-    """Axes to draw on (`with drawing.axes() as ax`); `figure` is the SVG drawn on them."""
+    """Axes to draw on (`with drawing.axes() as ax`); `figure` is the SVG drawn on them.
 
-    def __init__(self, name: str, caption: str, size: tuple[float, float]) -> None:
-        self.name, self.caption, self.size = name, caption, size
+    Fixed margins, not tight_layout: laying out again draws every figure twice, a third of a report's time
+    (bench/report_speed.py). `tight`: for figures whose tick labels are data (class names), whose width is unknown.
+    """
+
+    def __init__(self, name: str, caption: str, size: tuple[float, float], tight: bool = False) -> None:
+        self.name, self.caption, self.size, self.tight = name, caption, size, tight
         self.svg = ""
 
     @property
@@ -34,31 +38,30 @@ class _Drawing:
     @contextmanager
     def axes(self) -> Iterator[Any]:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure as Canvas  # no pyplot: no figure manager, nothing left open
 
         with matplotlib.rc_context(_STYLE):
-            fig, ax = plt.subplots(figsize=self.size)
-            try:
-                yield ax
+            fig = Canvas(figsize=self.size)
+            ax = fig.add_subplot()
+            yield ax
+            if self.tight:
                 fig.tight_layout()
-                buf = io.StringIO()
-                fig.savefig(buf, format="svg", metadata={"Date": None})  # no date: the same report, the same file
-            finally:
-                plt.close(fig)
+            else:
+                fig.subplots_adjust(left=0.14, right=0.97, bottom=0.2, top=0.95)
+            buf = io.StringIO()
+            fig.savefig(buf, format="svg", metadata={"Date": None})  # no date: the same report, the same file
         self.svg = buf.getvalue()
 
 
-def _drawing(name: str, caption: str, size: tuple[float, float] = (4.6, 3.4)) -> _Drawing:
-    return _Drawing(name, caption, size)
+def _drawing(name: str, caption: str, size: tuple[float, float] = (4.6, 3.4), tight: bool = False) -> _Drawing:
+    return _Drawing(name, caption, size, tight)
 
 
 def heatmap(name: str, caption: str, matrix: np.ndarray, names: Sequence[str], *, xlabel: str, ylabel: str) -> Figure:
     """A matrix with each cell's value written in it (a confusion matrix, row-normalised)."""
     n = len(names)
     side = min(2.4 + 0.45 * n, 9.0)
-    drawing = _drawing(name, caption, (side + 0.8, side))
+    drawing = _drawing(name, caption, (side + 0.8, side), tight=True)
     with drawing.axes() as ax:
         image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(float(np.nanmax(matrix)), 1e-9))
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)

@@ -54,9 +54,9 @@ _TRAINING_ONLY = {
 }
 
 
-# Task attributes that no feature depends on: the recipe and tokenizer (keyed on their own), and what steers the
-# loss or the decisions (class weights, tuned thresholds).
-_NOT_FEATURE_STATE = ("recipe", "tokenizer", "weights", "thresholds")
+# Task attributes that no feature depends on: the recipe and tokenizer (keyed on their own), what steers the
+# loss or the decisions (class weights, tuned thresholds), and outputs kept between scoring and reporting.
+_NOT_FEATURE_STATE = ("recipe", "tokenizer", "weights", "thresholds", "last_tagged")
 
 
 class Task(ABC):

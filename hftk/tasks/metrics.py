@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import re
 import string
-import warnings
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -133,9 +133,9 @@ def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = Fal
     `strict` matches whole BIOES entities (seqeval's strict mode); otherwise conlleval's lenient reading.
     Precision is undefined with no entity predicted, recall with none in gold, F1 with neither.
     """
-    report = entity_report(gold, pred, strict=strict)
-    found = sum(len(entity_spans(tags, strict=strict)) for tags in pred)
-    wanted = sum(int(row["support"]) for typ, row in report.items() if not typ.endswith(" avg"))
+    counts = entity_counts(gold, pred, strict=strict)
+    report = entity_report(counts)
+    found, wanted = sum(counts.predicted.values()), sum(counts.gold.values())
     micro = report.get("micro avg", {})
     out: dict[str, Any] = {}
     for name, key, empty in (
@@ -159,15 +159,50 @@ def entities(gold: list[list[str]], pred: list[list[str]], *, strict: bool = Fal
     return out
 
 
-def entity_report(gold: list[list[str]], pred: list[list[str]], *, strict: bool = False) -> dict[str, Any]:
-    """seqeval's classification_report as a dict: per type and averaged precision, recall, F1 and support."""
-    from seqeval.metrics import classification_report
-    from seqeval.scheme import IOBES
+@dataclass
+class EntityCounts:
+    """Entities by type: in gold, predicted, and both (same type and boundaries), as seqeval counts them."""
 
-    kwargs: dict = {"mode": "strict", "scheme": IOBES} if strict else {}
-    with warnings.catch_warnings():  # numpy's "mean of empty slice" when there is no entity at all
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
+    gold: Counter[str]
+    predicted: Counter[str]
+    correct: Counter[str]
+
+
+def entity_counts(gold: list[list[str]], pred: list[list[str]], *, strict: bool = False) -> EntityCounts:
+    """Each sentence's gold and predicted entity sets (`entity_spans`) compared, counted by type."""
+    counts = EntityCounts(Counter(), Counter(), Counter())
+    for g, p in zip(gold, pred):
+        wanted, found = set(entity_spans(g, strict=strict)), set(entity_spans(p, strict=strict))
+        counts.gold.update(t for *_, t in wanted)
+        counts.predicted.update(t for *_, t in found)
+        counts.correct.update(t for *_, t in wanted & found)
+    return counts
+
+
+def entity_report(counts: EntityCounts) -> dict[str, Any]:
+    """seqeval's classification_report(output_dict=True, zero_division=0) from the counts: per type and micro, macro
+    and weighted averages of precision, recall, F1 and support. Counted once, not in seqeval's four passes over
+    the tags (1.7 s of a CoNLL validation's 2 s)."""
+
+    def row(correct: float, predicted: float, wanted: float) -> dict[str, float]:
+        p = correct / predicted if predicted else 0.0
+        r = correct / wanted if wanted else 0.0
+        return {"precision": p, "recall": r, "f1-score": 2 * p * r / (p + r) if p + r else 0.0, "support": wanted}
+
+    types = sorted(set(counts.gold) | set(counts.predicted))
+    out = {t: row(counts.correct[t], counts.predicted[t], counts.gold[t]) for t in types}
+    total = sum(counts.gold.values())
+    averages = {
+        "micro avg": row(sum(counts.correct.values()), sum(counts.predicted.values()), total),
+        "macro avg": {k: float(np.mean([out[t][k] for t in types])) if types else 0.0 for k in _PRF}
+        | {"support": total},
+        "weighted avg": {k: sum(out[t][k] * out[t]["support"] for t in types) / total if total else 0.0 for k in _PRF}
+        | {"support": total},
+    }
+    return out | averages
+
+
+_PRF = ("precision", "recall", "f1-score")
 
 
 def entity_spans(tags: list[str], *, strict: bool = False) -> list[tuple[int, int, str]]:
