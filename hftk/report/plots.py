@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -49,7 +50,11 @@ class _Drawing:
             else:
                 fig.subplots_adjust(left=0.14, right=0.97, bottom=0.2, top=0.95)
             buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None})  # no date: the same report, the same file
+            with warnings.catch_warnings():
+                # Text stays text in the SVG: the browser draws it in its own fonts, so a glyph matplotlib's font
+                # lacks (a Japanese question word) is no loss.
+                warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
+                fig.savefig(buf, format="svg", metadata={"Date": None})  # no date: the same report, the same file
         self.svg = buf.getvalue()
 
 

@@ -7,18 +7,15 @@ tokenizer here, so each number can be recomputed from the same losses or texts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from hftk.report import plots
-from hftk.report.labels import SHOWN_EXAMPLES, by_length
+from hftk.report.labels import SHOWN_EXAMPLES, Inputs, by_length
 from hftk.report.page import Example, Figure, Section, Table
 
 EXCERPT_CHARS = 300  # of an input shown beside its scores: enough to recognise it, the file:line opens the rest
-
-Inputs = Callable[[int], Example]  # record i -> an Example holding its place and its input text(s)
-
 
 # ------------------------------------------------------------------------------------------ language models
 

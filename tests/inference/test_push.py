@@ -26,12 +26,17 @@ def test_the_files_that_go_up_are_the_models_not_its_checkpoints_or_tracker_logs
     (folder / ".staging").mkdir()
     (folder / "tracking" / "tensorboard").mkdir(parents=True)  # the trackers' logs: settings, this machine's paths
     (folder / "tracking" / "mlflow.db").write_bytes(b"x")
+    figures = sorted(f"report/figures/{p.name}" for p in (folder / "report" / "figures").iterdir())
+    assert figures  # the evaluation report goes up with the card that links it
     assert files_to_push(folder) == [
         "README.md",
         "config.json",
         "metrics.json",
         "model.safetensors",
         "recipe.yaml",
+        *figures,
+        "report/report.html",
+        "report/report.json",
         "tokenizer.json",
         "tokenizer_config.json",
         "training_curve.png",
