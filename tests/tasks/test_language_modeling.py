@@ -3,6 +3,7 @@ in transformers pipelines and agree with `hftk predict`, an adapted model fine-t
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +266,125 @@ def test_causal_lm_gpt2_end_to_end(gpt2_fixture, tmp_path):
     held = tmp_path / "held.txt"
     held.write_text("".join(r["text"] + "\n" for r in dev.rows))
     assert evaluate(out, held)["perplexity"] == pytest.approx(result.metrics["eval"]["eval_perplexity"], rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------ instruction tuning
+
+
+def test_instruction_recipe_fields_fit_the_data_shape():
+    clm = {"task": "causal-lm", "model": "gpt2", "data": {"train": "x.jsonl", "shape": "completion"}}
+    r = load_recipe({**clm, "prompt_template": "{prompt}\n\n{context}\n\nAnswer:"})
+    assert r.data.shape == "completion" and r.train_on_prompt is False
+    args = training_arguments(get_task("causal-lm")(r, None), DevicePolicy("cpu", "fp32"), "unused", has_eval=True)
+    assert args.train_sampling_strategy == "group_by_length" and args.eval_on_start  # not packed: padded by length
+    with pytest.raises(
+        HftkError, match=re.escape("prompt_template: has no {prompt}: every row's instruction would be dropped")
+    ):
+        load_recipe({**clm, "prompt_template": "{context}\nAnswer:"})
+    with pytest.raises(
+        HftkError, match=re.escape("prompt_template: names {completion}: the answer would be in the prompt")
+    ):
+        load_recipe({**clm, "prompt_template": "{prompt} {completion}"})
+    text = {**clm, "data": {"train": "x.txt"}}
+    with pytest.raises(HftkError, match=re.escape("prompt_template applies to data.shape: completion")):
+        load_recipe({**text, "prompt_template": "{prompt}"})
+    with pytest.raises(HftkError, match=re.escape("chat_template applies to data.shape: chat")):
+        load_recipe({**clm, "chat_template": "{{ messages }}"})
+    with pytest.raises(HftkError, match=re.escape("train_on_prompt applies to instruction data")):
+        load_recipe({**text, "train_on_prompt": True})
+
+
+def dolly_rows(name: str, n: int, tok, limit: int) -> list[dict]:
+    """The first n Dolly rows whose prompt and answer fit in `limit` tokens of the fixture's tokenizer."""
+    rows = [json.loads(line) for line in (DATA / f"en/dolly/{name}.jsonl").read_text().splitlines()]
+    text = (r["instruction"] + r["context"] + r["response"] for r in rows)
+    return [r for r, t in zip(rows, text) if len(tok(t)["input_ids"]) < limit - 40][:n]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_sft_on_dolly_scores_and_answers_the_response_only(gpt2_fixture, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    from hftk.features.instructions import render_prompt
+
+    tok = AutoTokenizer.from_pretrained(gpt2_fixture)
+    train_file = write_jsonl(tmp_path / "train.jsonl", dolly_rows("train", 32, tok, 128))
+    dev = dolly_rows("dev", 6, tok, 128)
+    dev_file = write_jsonl(tmp_path / "dev.jsonl", dev)
+    overrides = {
+        "model": str(gpt2_fixture),
+        "data.train": str(train_file),
+        "data.validation": str(dev_file),
+        "max_length": 128,
+        "generation": {"max_new_tokens": 8},
+        "training.num_train_epochs": 1,
+        "training.learning_rate": 3e-3,
+    }
+    result = train(ROOT / "recipes/sft-gpt2-dolly.yaml", overrides=overrides, output_dir=tmp_path / "run")
+    assert_perplexity_dropped(result.metrics)
+    out = result.output_dir
+    recipe = load_recipe(out / "recipe.yaml")
+
+    # hftk evaluate's loss is the mean over the dev answers' tokens (and EOS), nothing else: computed here
+    # example by example from the tokenizer and the model alone.
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    nll, count = 0.0, 0
+    for row in dev:
+        prompt = render_prompt(recipe.prompt_template, {"prompt": row["instruction"], "context": row["context"]})
+        p, a = tok(prompt)["input_ids"], tok(row["response"])["input_ids"] + [tok.eos_token_id]
+        with torch.no_grad():
+            loss = model(torch.tensor([p + a]), labels=torch.tensor([[-100] * len(p) + a])).loss
+        nll, count = nll + float(loss) * len(a), count + len(a)
+    metrics = evaluate(out, dev_file)
+    assert metrics["loss"] == pytest.approx(nll / count, rel=1e-4)
+
+    # hftk predict gives the answer alone, as the pipeline with return_full_text=False.
+    cli("predict", str(out), "--input", str(dev_file), "--output", str(tmp_path / "answers.jsonl"))
+    answers = [json.loads(line)["generated_text"] for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    pipe = pipeline("text-generation", model=str(out), device="cpu")
+    prompts = [
+        render_prompt(recipe.prompt_template, {"prompt": r["instruction"], "context": r["context"]}) for r in dev
+    ]
+    assert answers == [pipe(p, return_full_text=False)[0]["generated_text"] for p in prompts]
+    assert all(a and not a.startswith("### Instruction") for a in answers)
+
+
+def test_sft_on_chats_saves_the_chat_template_the_pipeline_uses(gpt2_fixture, tmp_path):
+    from transformers import AutoTokenizer, pipeline
+
+    from hftk.features.instructions import DEFAULT_CHAT_TEMPLATE
+
+    tok = AutoTokenizer.from_pretrained(gpt2_fixture)
+    assert tok.chat_template is None  # GPT-2 has none: hftk's default is used and saved
+
+    def chat(r: dict) -> dict:
+        return {
+            "messages": [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["response"]}]
+        }
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", [chat(r) for r in dolly_rows("train", 32, tok, 128)])
+    dev = [chat(r) for r in dolly_rows("dev", 6, tok, 128)]
+    dev_file = write_jsonl(tmp_path / "dev.jsonl", dev)
+    recipe = {
+        "task": "causal-lm",
+        "model": str(gpt2_fixture),
+        "data": {"train": str(train_file), "validation": str(dev_file), "shape": "chat"},
+        "max_length": 128,
+        "generation": {"max_new_tokens": 8},
+        "training": {"num_train_epochs": 1, "learning_rate": 3e-3, "per_device_train_batch_size": 8},
+    }
+    result = train(recipe, output_dir=tmp_path / "run")
+    assert_perplexity_dropped(result.metrics)
+    out = result.output_dir
+    assert AutoTokenizer.from_pretrained(out).chat_template == DEFAULT_CHAT_TEMPLATE
+
+    # A labelled file: each chat's reference answer is left out and the model answers the user turn before it.
+    cli("predict", str(out), "--input", str(dev_file), "--output", str(tmp_path / "answers.jsonl"))
+    answers = [json.loads(line)["generated_text"] for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    pipe = pipeline("text-generation", model=str(out), device="cpu")
+    assert answers == [pipe(c["messages"][:1], return_full_text=False)[0]["generated_text"] for c in dev]
