@@ -31,6 +31,36 @@ def assert_perplexity_dropped(metrics: dict) -> tuple[float, float]:
     return before, after
 
 
+def assert_resume_is_bit_exact(recipe: Path, overrides: dict, tmp_path: Path) -> None:
+    """4 steps straight (a checkpoint at step 2, mid-epoch) vs a run resumed from that checkpoint: the same losses
+    and weights, bit for bit."""
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    overrides = {
+        **overrides,
+        "training.max_steps": 4,
+        "training.save_strategy": "steps",
+        "training.save_steps": 2,
+        "training.logging_steps": 1,
+        "training.warmup_steps": 0,
+    }
+    straight = train(recipe, overrides=overrides, output_dir=tmp_path / "straight")
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    shutil.copytree(straight.output_dir / "checkpoints" / "checkpoint-2", checkpoints / "checkpoint-2")
+    resumed = train(recipe, overrides=overrides, output_dir=tmp_path / "resumed", resume=True)
+    assert (resumed.start_step, resumed.global_step) == (2, 4)
+
+    def losses(out: Path) -> list[tuple[int, float]]:
+        state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+        return [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h]
+
+    assert losses(resumed.output_dir) == losses(straight.output_dir)  # steps 1-2 from the checkpoint, 3-4 anew
+    a, b = load_file(straight.output_dir / "model.safetensors"), load_file(resumed.output_dir / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
 # ------------------------------------------------------------------------------------------------ recipes
 
 
@@ -152,35 +182,13 @@ def test_masked_lm_resume_is_bit_exact(tmp_path, own_cache):
     """As classification's resume: 4 steps straight (a checkpoint at step 2, mid-epoch) vs a run resumed from
     that checkpoint. The resumed run draws the same masks and dropout, so its losses and weights are the same
     bit for bit."""
-    import shutil
-
-    from safetensors.numpy import load_file
-
     overrides = {
         "data.train": str(lines_of(DATA / "en/gutenberg/austen_emma.txt", tmp_path / "emma.txt", 3, 80)),
         "data.validation_fraction": None,
         "max_length": 64,
         "training.per_device_train_batch_size": 8,
-        "training.max_steps": 4,
-        "training.save_strategy": "steps",
-        "training.save_steps": 2,
-        "training.logging_steps": 1,
-        "training.warmup_steps": 0,
     }
-    recipe = ROOT / "recipes/mlm-domain-en.yaml"
-    straight = train(recipe, overrides=overrides, output_dir=tmp_path / "straight")
-    checkpoints = tmp_path / "resumed" / "checkpoints"
-    shutil.copytree(straight.output_dir / "checkpoints" / "checkpoint-2", checkpoints / "checkpoint-2")
-    resumed = train(recipe, overrides=overrides, output_dir=tmp_path / "resumed", resume=True)
-    assert (resumed.start_step, resumed.global_step) == (2, 4)
-
-    def losses(out: Path) -> list[tuple[int, float]]:
-        state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
-        return [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h]
-
-    assert losses(resumed.output_dir) == losses(straight.output_dir)  # steps 1-2 from the checkpoint, 3-4 anew
-    a, b = load_file(straight.output_dir / "model.safetensors"), load_file(resumed.output_dir / "model.safetensors")
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert_resume_is_bit_exact(ROOT / "recipes/mlm-domain-en.yaml", overrides, tmp_path)
 
 
 def test_japanese_mlm_with_mecab_whole_words_on_the_fixture(ja_fixture, tmp_path):
@@ -306,6 +314,24 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def test_check_counts_the_dolly_answers_max_length_cuts(gpt2_fixture):
+    from transformers import AutoTokenizer
+
+    from hftk import check
+
+    tok = AutoTokenizer.from_pretrained(gpt2_fixture)
+    report = check(ROOT / "recipes/sft-gpt2-dolly.yaml", {"model": str(gpt2_fixture), "max_length": 128})
+    for split, name in (("train", "train"), ("validation", "dev")):
+        rows = [json.loads(line) for line in (DATA / f"en/dolly/{name}.jsonl").read_text().splitlines()]
+        # An answer is cut when it and its EOS leave no room for a token of prompt.
+        cut = sum(len(tok(r["response"])["input_ids"]) + 1 >= 128 for r in rows)
+        assert 0 < cut < len(rows)
+        assert report[split]["answers cut"] == f"{cut} of {len(rows)} examples lose part of their answer"
+        assert any(w.endswith(f"{cut} of {len(rows)} examples ({cut / len(rows):.1%}) have answers longer than "
+                              "max_length 128 allows and lose their end (and EOS); raise max_length to keep them")
+                   for w in report["warnings"])  # fmt: skip
+
+
 def test_sft_on_dolly_scores_and_answers_the_response_only(gpt2_fixture, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
@@ -388,3 +414,19 @@ def test_sft_on_chats_saves_the_chat_template_the_pipeline_uses(gpt2_fixture, tm
     answers = [json.loads(line)["generated_text"] for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
     pipe = pipeline("text-generation", model=str(out), device="cpu")
     assert answers == [pipe(c["messages"][:1], return_full_text=False)[0]["generated_text"] for c in dev]
+
+
+def test_sft_resume_is_bit_exact_in_length_grouped_batches(gpt2_fixture, tmp_path, own_cache):
+    """Instruction data is batched by length (Trainer's seeded sampler), padded per batch: a resumed run draws the
+    same batches as the run it continues."""
+    from transformers import AutoTokenizer
+
+    rows = dolly_rows("train", 24, AutoTokenizer.from_pretrained(gpt2_fixture), 128)
+    overrides = {
+        "model": str(gpt2_fixture),
+        "data.train": str(write_jsonl(tmp_path / "train.jsonl", rows)),
+        "data.validation": None,
+        "max_length": 128,
+        "training.per_device_train_batch_size": 4,
+    }
+    assert_resume_is_bit_exact(ROOT / "recipes/sft-gpt2-dolly.yaml", overrides, tmp_path)
