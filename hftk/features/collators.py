@@ -32,9 +32,10 @@ class Masking:
 class BlockCollator:
     """Stacks packed blocks (padding only a shorter last block) and makes the labels.
 
-    Causal LM: labels are the inputs (the model shifts them). Masked LM: tokens are chosen anew for every batch,
-    from a generator seeded by `seed` and the batch's own token ids, or within `seeded(seed)` from one generator,
-    to draw the same masks each time (evaluations are then comparable).
+    Causal LM: labels are the inputs (the model shifts them), or the rows' own `labels` where they have them
+    (instruction data: examples of different lengths, padded on the right with -100). Masked LM: tokens are chosen
+    anew for every batch, from a generator seeded by `seed` and the batch's own token ids, or within `seeded(seed)`
+    from one generator, to draw the same masks each time (evaluations are then comparable).
 
     Why the batch seeds its masks: the loader collates a batch ahead of the step that trains on it, and a resumed
     run skips the batches it already trained on. Masks drawn from the global RNG (which Trainer saves and restores
@@ -82,8 +83,9 @@ class BlockCollator:
 
         input_ids = stack("input_ids", self.pad_id)
         attention_mask = stack("attention_mask", 0)
-        if self.masking is None:
-            labels = input_ids.masked_fill(attention_mask == 0, -100)
+        if self.masking is None:  # rows' own labels (instruction data: -100 on the prompt), else every token
+            given = "labels" in features[0]
+            labels = stack("labels", -100) if given else input_ids.masked_fill(attention_mask == 0, -100)
             return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         if "word_ids" in features[0]:
             word_ids = stack("word_ids", -1)

@@ -13,7 +13,7 @@ from abc import abstractmethod
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hftk.config.recipe import DataConfig, Recipe
 from hftk.data.records import Records, Split
@@ -21,7 +21,17 @@ from hftk.data.text import held_out
 from hftk.errors import HftkError
 from hftk.features.collators import UNSCORED, BlockCollator, Masking, nll_per_token
 from hftk.features.corpus import TextCorpus, held_out_corpus, packed_dataset, read_corpus, streamed_blocks
-from hftk.features.packing import pack
+from hftk.features.instructions import (
+    DEFAULT_CHAT_TEMPLATE,
+    Example,
+    chat_segments,
+    checked_messages,
+    encode_segments,
+    render_prompt,
+    template_fields,
+    template_problem,
+)
+from hftk.features.packing import Template, pack
 from hftk.report import Section, texts
 from hftk.tasks.base import Features, Task
 from hftk.tasks.generation import GenerationSettings, seed_sampling
@@ -68,9 +78,48 @@ class MaskedLMRecipe(LanguageModelingRecipe):
         return self
 
 
+class CausalLMDataConfig(TextDataConfig):
+    """Causal-LM data: running text (packed), or instruction data (one file per split, one example per row)."""
+
+    # text: documents packed into blocks, every token a target (domain adaptation). completion: a `prompt` and a
+    # `completion` column (optional `context`, `system` for prompt_template). chat: a `messages` column, each a
+    # list of {role, content}. For completion and chat the loss sees the answers only (train_on_prompt).
+    shape: Literal["text", "completion", "chat"] = "text"
+
+
 class CausalLMRecipe(LanguageModelingRecipe):
     task: Literal["causal-lm"]
+    data: CausalLMDataConfig
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    # shape completion: how a row's prompt is written, from the roles prompt, context and system, e.g.
+    # "{prompt}\n\n{context}\n\n### Response:\n" (a paragraph whose fields are all empty is left out).
+    # None: the prompt column as it is, the completion following it directly.
+    prompt_template: str | None = None
+    # shape chat: a Jinja chat template (as tokenizer.apply_chat_template takes it) for a tokenizer without one;
+    # None: the tokenizer's own, else hftk's default (features/instructions.py). Saved with the tokenizer.
+    chat_template: str | None = None
+    # Whether the loss also sees the prompt (and, in chats, the non-assistant turns); by default answers only.
+    train_on_prompt: bool = False
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template_builds_prompts(cls, v: str | None) -> str | None:
+        if v is not None and (problem := template_problem(v)) is not None:
+            raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _instruction_fields_fit(self) -> CausalLMRecipe:
+        shape = self.data.shape
+        if self.prompt_template is not None and shape != "completion":
+            raise ValueError("prompt_template applies to data.shape: completion; set it or remove the template")
+        if self.chat_template is not None and shape != "chat":
+            raise ValueError("chat_template applies to data.shape: chat; set it or remove the template")
+        if self.train_on_prompt and shape == "text":
+            raise ValueError("train_on_prompt applies to instruction data (data.shape: completion or chat)")
+        if shape != "text" and self.data.streaming:
+            raise ValueError(f"data.streaming: data.shape {shape} is read whole; remove data.streaming")
+        return self
 
 
 class LanguageModeling(Task):
@@ -289,6 +338,9 @@ class MaskedLM(LanguageModeling):
 
 
 class CausalLM(LanguageModeling):
+    """Running text packed into blocks (`data.shape: text`), or instruction tuning on prompt/completion pairs and
+    chats (features/instructions.py): one example per row, the loss on the answers."""
+
     name = "causal-lm"
     pipeline_task = "text-generation"
     recipe_class = CausalLMRecipe
@@ -297,26 +349,185 @@ class CausalLM(LanguageModeling):
     padding_side = "left"  # generation continues each prompt from its last token
     peft_task_type = "CAUSAL_LM"
 
+    def __init__(self, recipe: CausalLMRecipe, tokenizer: Any) -> None:
+        super().__init__(recipe, tokenizer)
+        self.shape = recipe.data.shape
+        if self.shape == "completion":
+            self.input_roles = ("prompt",)
+            self.optional_roles = ("context", "system")
+            self.target_roles = ("completion",)
+        elif self.shape == "chat":
+            self.input_roles = ("messages",)
+            if tokenizer is not None:
+                _use_chat_template(tokenizer, recipe.chat_template)
+
     def generation_settings(self) -> GenerationSettings:
         return self.recipe.generation
 
-    def scored_tokens(self) -> str:
-        return "causal LM: every token but each block's first, which has nothing before it to predict it from"
+    def default_arguments(self, has_eval: bool) -> dict[str, Any]:
+        if self.shape == "text":
+            return super().default_arguments(has_eval)
+        # Instruction examples are not packed: packing several into one row without a per-example attention mask
+        # lets each attend to the ones before it. Batches of similar length (hftk's default sampling,
+        # group_by_length) padded to their longest row carry little padding instead.
+        return {"eval_on_start": has_eval}
 
+    def scored_tokens(self) -> str:
+        if self.shape == "text":
+            return "causal LM: every token but each block's first, which has nothing before it to predict it from"
+        if self.recipe.train_on_prompt:
+            return "instruction tuning (train_on_prompt): every token but each example's first"
+        turns = "completion" if self.shape == "completion" else "assistant turns"
+        return f"instruction tuning: the answer tokens only ({turns}, their end-of-sequence token included)"
+
+    # -- instruction data ------------------------------------------------------------------------------
+    def read(self, path: Any) -> Any:
+        if self.shape == "text":
+            return super().read(path)
+        if isinstance(path, list):
+            raise HftkError(f"data: {path}: data.shape {self.shape} reads one file per split; join the files")
+        return Task.read(self, path)
+
+    def targets(self, records: Records) -> list[Any]:
+        """The text itself, the completions, or the last assistant turn of each chat (all checked)."""
+        if self.shape == "text":
+            return super().targets(records)
+        if self.shape == "completion":
+            self._prompts(records)  # a template's missing column is found now, not at the first batch
+            return self._completions(records)
+        return [m[-1]["content"] for m in self._chats(records, training=True)]
+
+    def _prompts(self, records: Records) -> list[str]:
+        template = self.recipe.prompt_template
+        if template is None:
+            return self.texts(records, "prompt")
+        roles = set(template_fields(template))
+        values = {role: self._optional_texts(records, role) for role in roles if role != "prompt"}
+        prompts = self.texts(records, "prompt")
+        return [
+            render_prompt(template, {"prompt": p, **{role: v[i] for role, v in values.items()}})
+            for i, p in enumerate(prompts)
+        ]
+
+    def _optional_texts(self, records: Records, role: str) -> list[str]:
+        """A context or system column named by the template: text, or empty (null) where a row has none."""
+        values = self.column(records, role)
+        for i, v in enumerate(values):
+            if v is not None and not isinstance(v, str):
+                raise HftkError(
+                    f"{records.where(i)}: {role} must be text or null, got {type(v).__name__} {v!r:.60} (column "
+                    f"{self.recipe.data.column(role)!r})"
+                )
+        return [v or "" for v in values]
+
+    def _completions(self, records: Records) -> list[str]:
+        completions = self.texts(records, "completion")
+        for i, c in enumerate(completions):
+            if not c.strip():
+                raise HftkError(
+                    f"{records.where(i)}: empty completion (column {self.recipe.data.column('completion')!r}); "
+                    "give the answer the model should learn, or drop the row"
+                )
+        return completions
+
+    def _chats(self, records: Records, *, training: bool) -> list[list[dict[str, str]]]:
+        return [
+            checked_messages(records.where(i), m, training=training)
+            for i, m in enumerate(self.column(records, "messages"))
+        ]
+
+    def _examples(self, records: Records) -> list[Example]:
+        """Each row's ids and labels, truncated to keep the answer."""
+        tok, train_on_prompt = self.tokenizer, self.recipe.train_on_prompt
+        if self.shape == "chat":
+            return [
+                encode_segments(
+                    tok, chat_segments(tok, m, records.where(i)), self.max_length, train_on_prompt=train_on_prompt
+                )
+                for i, m in enumerate(self._chats(records, training=True))
+            ]
+        if tok.eos_token_id is None:
+            raise HftkError(f"{tok.name_or_path}: the tokenizer has no EOS token, which ends each answer")
+        prefix = Template.of(tok).prefix
+        pairs = zip(self._prompts(records), self._completions(records))
+        return [
+            encode_segments(
+                tok,
+                [(p, False), (c, True)],
+                self.max_length,
+                prefix=prefix,
+                eos=tok.eos_token_id,
+                train_on_prompt=train_on_prompt,
+            )
+            for p, c in pairs
+        ]
+
+    def _prompt_ids(self, records: Records) -> list[list[int]]:
+        """What the model continues at inference, tokenised as in training (and as the pipeline does)."""
+        tok = self.tokenizer
+        if self.shape == "completion":
+            prefix = Template.of(tok).prefix
+            return [
+                [*prefix, *tok(p, add_special_tokens=False, verbose=False)["input_ids"]] for p in self._prompts(records)
+            ]
+        texts = []
+        for chat in self._chats(records, training=False):
+            if chat[-1]["role"] == "assistant":  # a reference answer (a labelled file): the model answers anew
+                chat = chat[:-1]
+            texts.append(tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
+        return [tok(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts]
+
+    def summary(self, split: Split) -> dict[str, Any]:
+        if self.shape == "text" or self.tokenizer is None:
+            return super().summary(split)
+        examples = self._examples(split.whole())
+        cut = sum(e.answer_cut for e in examples)
+        info: dict[str, Any] = {"answers cut": f"{cut} of {len(examples)} examples lose part of their answer"}
+        if cut:
+            info["warning"] = (
+                f"{cut} of {len(examples)} examples ({cut / len(examples):.1%}) have answers longer than "
+                f"max_length {self.max_length} allows and lose their end (and EOS); raise max_length to keep them"
+            )
+        return info
+
+    def lengths(self, split: Split) -> list[int] | None:
+        if self.shape == "text" or self.tokenizer is None:
+            return super().lengths(split)
+        return [e.length for e in self._examples(split.whole())]
+
+    def check_lengths(self, lengths: np.ndarray) -> tuple[str | None, dict[str, Any]]:
+        over = int((lengths > self.max_length).sum())
+        if self.shape == "text" or not over:
+            return super().check_lengths(lengths)
+        share = f"{over} of {len(lengths)} examples ({over / len(lengths):.1%})"
+        return f"{share} are longer than max_length {self.max_length} tokens; their prompts lose their start", {}
+
+    # -- features --------------------------------------------------------------------------------------
     def encode(self, records: Records, *, with_targets: bool) -> Features:
+        if with_targets and self.shape != "text":
+            examples = self._examples(records)
+            return {
+                "input_ids": [e.input_ids for e in examples],
+                "attention_mask": [[1] * len(e.input_ids) for e in examples],
+                "labels": [e.labels for e in examples],
+                "document": [[i] * len(e.input_ids) for i, e in enumerate(examples)],  # the report's rows
+            }
         if with_targets:
             features = self._pack(records, documents=True)
             del features["word_ids"]
             features["labels"] = [list(ids) for ids in features["input_ids"]]
             return features
-        texts = self.texts(records, "text")
         seed_sampling(self.recipe.generation, self.recipe.seed)
-        # The prompt keeps its end: that is what the continuation follows.
-        room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
-        ids = self.tokenizer(texts, verbose=False)["input_ids"]
+        if self.shape == "text":
+            texts = self.texts(records, "text")
+            ids = self.tokenizer(texts, verbose=False)["input_ids"]
+        else:
+            ids = self._prompt_ids(records)
         for i, row in enumerate(ids):
             if not row:
                 raise HftkError(f"{records.where(i)}: empty prompt; give some text to continue")
+        # The prompt keeps its end: that is what the continuation follows.
+        room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
         ids = [row[-room:] for row in ids]
         return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
 
@@ -352,12 +563,26 @@ class CausalLM(LanguageModeling):
         return list(arrays[0])  # generation: the new token ids of each prompt
 
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
-        """As `pipeline("text-generation")`: the prompt followed by the generated text."""
-        prompts = self.texts(records, "text")
-        return [
-            {"generated_text": prompt + self.tokenizer.decode(new.tolist(), skip_special_tokens=True)}
-            for prompt, new in zip(prompts, outputs)
-        ]
+        """As `pipeline("text-generation")`: the prompt followed by the generated text; for instruction data the
+        answer alone (the pipeline's `return_full_text=False`)."""
+        answers = [self.tokenizer.decode(new.tolist(), skip_special_tokens=True) for new in outputs]
+        if self.shape != "text":
+            return [{"generated_text": a} for a in answers]
+        return [{"generated_text": p + a} for p, a in zip(self.texts(records, "text"), answers)]
+
+
+def _use_chat_template(tokenizer: Any, recipe_template: str | None) -> None:
+    """The tokenizer's own chat template, else the recipe's, else hftk's default, set on the tokenizer, which saves
+    it with the model: `apply_chat_template` and `pipeline("text-generation")` then build the prompts hftk trained
+    on."""
+    own = tokenizer.chat_template
+    if own is None:
+        tokenizer.chat_template = recipe_template or DEFAULT_CHAT_TEMPLATE
+    elif recipe_template is not None and recipe_template != own:
+        raise HftkError(
+            f"chat_template: the tokenizer of {tokenizer.name_or_path} has its own chat template, which the model "
+            "was trained with; remove chat_template from the recipe"
+        )
 
 
 def _token_nll(outputs: list[Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
         if (task.trainable or task.has_targets(records)) and not streamed:
             task.check_targets(records)  # training evaluates every split: each needs targets that convert
         info: dict[str, Any] = {"rows": len(records), **task.summary(records)}
+        if warning := info.pop("warning", None):  # what the summary found wrong (answers cut by max_length)
+            warnings.append(f"{records.source}: {warning}")
         if task.trainable and task.tokenizer is not None and "cache" not in info:
             info["cache"] = task.cache_status(records, evaluation=name != "train")
         lengths = task.lengths(records) if task.tokenizer is not None else None

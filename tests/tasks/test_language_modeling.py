@@ -3,6 +3,7 @@ in transformers pipelines and agree with `hftk predict`, an adapted model fine-t
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,36 @@ def assert_perplexity_dropped(metrics: dict) -> tuple[float, float]:
     assert metrics["eval_start"]["step"] == 0
     assert after < before, (before, after)
     return before, after
+
+
+def assert_resume_is_bit_exact(recipe: Path, overrides: dict, tmp_path: Path) -> None:
+    """4 steps straight (a checkpoint at step 2, mid-epoch) vs a run resumed from that checkpoint: the same losses
+    and weights, bit for bit."""
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    overrides = {
+        **overrides,
+        "training.max_steps": 4,
+        "training.save_strategy": "steps",
+        "training.save_steps": 2,
+        "training.logging_steps": 1,
+        "training.warmup_steps": 0,
+    }
+    straight = train(recipe, overrides=overrides, output_dir=tmp_path / "straight")
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    shutil.copytree(straight.output_dir / "checkpoints" / "checkpoint-2", checkpoints / "checkpoint-2")
+    resumed = train(recipe, overrides=overrides, output_dir=tmp_path / "resumed", resume=True)
+    assert (resumed.start_step, resumed.global_step) == (2, 4)
+
+    def losses(out: Path) -> list[tuple[int, float]]:
+        state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+        return [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h]
+
+    assert losses(resumed.output_dir) == losses(straight.output_dir)  # steps 1-2 from the checkpoint, 3-4 anew
+    a, b = load_file(straight.output_dir / "model.safetensors"), load_file(resumed.output_dir / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 # ------------------------------------------------------------------------------------------------ recipes
@@ -151,35 +182,13 @@ def test_masked_lm_resume_is_bit_exact(tmp_path, own_cache):
     """As classification's resume: 4 steps straight (a checkpoint at step 2, mid-epoch) vs a run resumed from
     that checkpoint. The resumed run draws the same masks and dropout, so its losses and weights are the same
     bit for bit."""
-    import shutil
-
-    from safetensors.numpy import load_file
-
     overrides = {
         "data.train": str(lines_of(DATA / "en/gutenberg/austen_emma.txt", tmp_path / "emma.txt", 3, 80)),
         "data.validation_fraction": None,
         "max_length": 64,
         "training.per_device_train_batch_size": 8,
-        "training.max_steps": 4,
-        "training.save_strategy": "steps",
-        "training.save_steps": 2,
-        "training.logging_steps": 1,
-        "training.warmup_steps": 0,
     }
-    recipe = ROOT / "recipes/mlm-domain-en.yaml"
-    straight = train(recipe, overrides=overrides, output_dir=tmp_path / "straight")
-    checkpoints = tmp_path / "resumed" / "checkpoints"
-    shutil.copytree(straight.output_dir / "checkpoints" / "checkpoint-2", checkpoints / "checkpoint-2")
-    resumed = train(recipe, overrides=overrides, output_dir=tmp_path / "resumed", resume=True)
-    assert (resumed.start_step, resumed.global_step) == (2, 4)
-
-    def losses(out: Path) -> list[tuple[int, float]]:
-        state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
-        return [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h]
-
-    assert losses(resumed.output_dir) == losses(straight.output_dir)  # steps 1-2 from the checkpoint, 3-4 anew
-    a, b = load_file(straight.output_dir / "model.safetensors"), load_file(resumed.output_dir / "model.safetensors")
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert_resume_is_bit_exact(ROOT / "recipes/mlm-domain-en.yaml", overrides, tmp_path)
 
 
 def test_japanese_mlm_with_mecab_whole_words_on_the_fixture(ja_fixture, tmp_path):
@@ -265,3 +274,159 @@ def test_causal_lm_gpt2_end_to_end(gpt2_fixture, tmp_path):
     held = tmp_path / "held.txt"
     held.write_text("".join(r["text"] + "\n" for r in dev.rows))
     assert evaluate(out, held)["perplexity"] == pytest.approx(result.metrics["eval"]["eval_perplexity"], rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------ instruction tuning
+
+
+def test_instruction_recipe_fields_fit_the_data_shape():
+    clm = {"task": "causal-lm", "model": "gpt2", "data": {"train": "x.jsonl", "shape": "completion"}}
+    r = load_recipe({**clm, "prompt_template": "{prompt}\n\n{context}\n\nAnswer:"})
+    assert r.data.shape == "completion" and r.train_on_prompt is False
+    args = training_arguments(get_task("causal-lm")(r, None), DevicePolicy("cpu", "fp32"), "unused", has_eval=True)
+    assert args.train_sampling_strategy == "group_by_length" and args.eval_on_start  # not packed: padded by length
+    with pytest.raises(
+        HftkError, match=re.escape("prompt_template: has no {prompt}: every row's instruction would be dropped")
+    ):
+        load_recipe({**clm, "prompt_template": "{context}\nAnswer:"})
+    with pytest.raises(
+        HftkError, match=re.escape("prompt_template: names {completion}: the answer would be in the prompt")
+    ):
+        load_recipe({**clm, "prompt_template": "{prompt} {completion}"})
+    text = {**clm, "data": {"train": "x.txt"}}
+    with pytest.raises(HftkError, match=re.escape("prompt_template applies to data.shape: completion")):
+        load_recipe({**text, "prompt_template": "{prompt}"})
+    with pytest.raises(HftkError, match=re.escape("chat_template applies to data.shape: chat")):
+        load_recipe({**clm, "chat_template": "{{ messages }}"})
+    with pytest.raises(HftkError, match=re.escape("train_on_prompt applies to instruction data")):
+        load_recipe({**text, "train_on_prompt": True})
+
+
+def dolly_rows(name: str, n: int, tok, limit: int) -> list[dict]:
+    """The first n Dolly rows whose prompt and answer fit in `limit` tokens of the fixture's tokenizer."""
+    rows = [json.loads(line) for line in (DATA / f"en/dolly/{name}.jsonl").read_text().splitlines()]
+    text = (r["instruction"] + r["context"] + r["response"] for r in rows)
+    return [r for r, t in zip(rows, text) if len(tok(t)["input_ids"]) < limit - 40][:n]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_check_counts_the_dolly_answers_max_length_cuts(gpt2_fixture):
+    from transformers import AutoTokenizer
+
+    from hftk import check
+
+    tok = AutoTokenizer.from_pretrained(gpt2_fixture)
+    report = check(ROOT / "recipes/sft-gpt2-dolly.yaml", {"model": str(gpt2_fixture), "max_length": 128})
+    for split, name in (("train", "train"), ("validation", "dev")):
+        rows = [json.loads(line) for line in (DATA / f"en/dolly/{name}.jsonl").read_text().splitlines()]
+        # An answer is cut when it and its EOS leave no room for a token of prompt.
+        cut = sum(len(tok(r["response"])["input_ids"]) + 1 >= 128 for r in rows)
+        assert 0 < cut < len(rows)
+        assert report[split]["answers cut"] == f"{cut} of {len(rows)} examples lose part of their answer"
+        assert any(w.endswith(f"{cut} of {len(rows)} examples ({cut / len(rows):.1%}) have answers longer than "
+                              "max_length 128 allows and lose their end (and EOS); raise max_length to keep them")
+                   for w in report["warnings"])  # fmt: skip
+
+
+def test_sft_on_dolly_scores_and_answers_the_response_only(gpt2_fixture, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    from hftk.features.instructions import render_prompt
+
+    tok = AutoTokenizer.from_pretrained(gpt2_fixture)
+    train_file = write_jsonl(tmp_path / "train.jsonl", dolly_rows("train", 32, tok, 128))
+    dev = dolly_rows("dev", 6, tok, 128)
+    dev_file = write_jsonl(tmp_path / "dev.jsonl", dev)
+    overrides = {
+        "model": str(gpt2_fixture),
+        "data.train": str(train_file),
+        "data.validation": str(dev_file),
+        "max_length": 128,
+        "generation": {"max_new_tokens": 8},
+        "training.num_train_epochs": 1,
+        "training.learning_rate": 3e-3,
+    }
+    result = train(ROOT / "recipes/sft-gpt2-dolly.yaml", overrides=overrides, output_dir=tmp_path / "run")
+    assert_perplexity_dropped(result.metrics)
+    out = result.output_dir
+    recipe = load_recipe(out / "recipe.yaml")
+
+    # hftk evaluate's loss is the mean over the dev answers' tokens (and EOS), nothing else: computed here
+    # example by example from the tokenizer and the model alone.
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    nll, count = 0.0, 0
+    for row in dev:
+        prompt = render_prompt(recipe.prompt_template, {"prompt": row["instruction"], "context": row["context"]})
+        p, a = tok(prompt)["input_ids"], tok(row["response"])["input_ids"] + [tok.eos_token_id]
+        with torch.no_grad():
+            loss = model(torch.tensor([p + a]), labels=torch.tensor([[-100] * len(p) + a])).loss
+        nll, count = nll + float(loss) * len(a), count + len(a)
+    metrics = evaluate(out, dev_file)
+    assert metrics["loss"] == pytest.approx(nll / count, rel=1e-4)
+
+    # hftk predict gives the answer alone, as the pipeline with return_full_text=False.
+    cli("predict", str(out), "--input", str(dev_file), "--output", str(tmp_path / "answers.jsonl"))
+    answers = [json.loads(line)["generated_text"] for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    pipe = pipeline("text-generation", model=str(out), device="cpu")
+    prompts = [
+        render_prompt(recipe.prompt_template, {"prompt": r["instruction"], "context": r["context"]}) for r in dev
+    ]
+    assert answers == [pipe(p, return_full_text=False)[0]["generated_text"] for p in prompts]
+    assert all(a and not a.startswith("### Instruction") for a in answers)
+
+
+def test_sft_on_chats_saves_the_chat_template_the_pipeline_uses(gpt2_fixture, tmp_path):
+    from transformers import AutoTokenizer, pipeline
+
+    from hftk.features.instructions import DEFAULT_CHAT_TEMPLATE
+
+    tok = AutoTokenizer.from_pretrained(gpt2_fixture)
+    assert tok.chat_template is None  # GPT-2 has none: hftk's default is used and saved
+
+    def chat(r: dict) -> dict:
+        return {
+            "messages": [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["response"]}]
+        }
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", [chat(r) for r in dolly_rows("train", 32, tok, 128)])
+    dev = [chat(r) for r in dolly_rows("dev", 6, tok, 128)]
+    dev_file = write_jsonl(tmp_path / "dev.jsonl", dev)
+    recipe = {
+        "task": "causal-lm",
+        "model": str(gpt2_fixture),
+        "data": {"train": str(train_file), "validation": str(dev_file), "shape": "chat"},
+        "max_length": 128,
+        "generation": {"max_new_tokens": 8},
+        "training": {"num_train_epochs": 1, "learning_rate": 3e-3, "per_device_train_batch_size": 8},
+    }
+    result = train(recipe, output_dir=tmp_path / "run")
+    assert_perplexity_dropped(result.metrics)
+    out = result.output_dir
+    assert AutoTokenizer.from_pretrained(out).chat_template == DEFAULT_CHAT_TEMPLATE
+
+    # A labelled file: each chat's reference answer is left out and the model answers the user turn before it.
+    cli("predict", str(out), "--input", str(dev_file), "--output", str(tmp_path / "answers.jsonl"))
+    answers = [json.loads(line)["generated_text"] for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    pipe = pipeline("text-generation", model=str(out), device="cpu")
+    assert answers == [pipe(c["messages"][:1], return_full_text=False)[0]["generated_text"] for c in dev]
+
+
+def test_sft_resume_is_bit_exact_in_length_grouped_batches(gpt2_fixture, tmp_path, own_cache):
+    """Instruction data is batched by length (Trainer's seeded sampler), padded per batch: a resumed run draws the
+    same batches as the run it continues."""
+    from transformers import AutoTokenizer
+
+    rows = dolly_rows("train", 24, AutoTokenizer.from_pretrained(gpt2_fixture), 128)
+    overrides = {
+        "model": str(gpt2_fixture),
+        "data.train": str(write_jsonl(tmp_path / "train.jsonl", rows)),
+        "data.validation": None,
+        "max_length": 128,
+        "training.per_device_train_batch_size": 4,
+    }
+    assert_resume_is_bit_exact(ROOT / "recipes/sft-gpt2-dolly.yaml", overrides, tmp_path)
