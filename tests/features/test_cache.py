@@ -306,13 +306,8 @@ def test_rows_are_counted_as_check_counts_them_and_windows_as_sequences(tmp_path
     long = "\n".join(f"word{i} O" for i in range(90))
     text = f"Alice B-PER\nsmiled O\n\n{long}\n\nBob B-PER\n"
     (tmp_path / "train.txt").write_text(text, encoding="utf-8")
-    recipe = {
-        "task": "token-classification",
-        "model": MINILM,
-        "data": {"train": str(tmp_path / "train.txt")},
-        "max_length": 32,
-        "stride": 8,
-    }
+    data = {"train": str(tmp_path / "train.txt")}
+    recipe = {"task": "token-classification", "model": MINILM, "data": data, "max_length": 32, "stride": 8}
     assert check(recipe)["train"]["rows"] == 3
     task = task_for(tok, recipe)
     records = task.read(str(tmp_path / "train.txt"))
