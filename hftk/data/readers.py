@@ -362,3 +362,5 @@ READERS: dict[str, Reader] = {
     ".ndjson": _open_jsonl,
     ".parquet": _open_parquet,
 }
+# Formats whose columns open_rows reads from a header or the first rows, without reading the file whole.
+TABULAR = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hftk.errors import HftkError
+from hftk.errors import HftkError, did_you_mean
 from hftk.files import file_digest
 
 # Feature columns a task encodes from Records: the model's inputs plus whatever decoding needs later.
@@ -27,13 +27,19 @@ class MissingColumn(HftkError):
 
     def __init__(self, source: str, name: str, role: str | None, columns: list[str]) -> None:
         self.source, self.name, self.role, self.columns = source, name, role, list(columns)
-        fix = f"set data.columns.{role}: <column> in the recipe" if role else "rename the column"
+        if not role:
+            fix = "rename the column"
+        elif name != role:  # the recipe's data.columns named it
+            fix = f"fix data.columns.{role} in the recipe (it names a column of the file)"
+        else:
+            fix = f"set data.columns.{role}: <column> in the recipe"
         super().__init__(self.with_fix(fix))
 
     def with_fix(self, fix: str) -> str:
         have = ", ".join(self.columns) or "none"
         role = f" for {self.role!r}" if self.role and self.role != self.name else ""
-        return f"{self.source}: no column {self.name!r}{role} (columns: {have}); {fix}"
+        hint = did_you_mean(self.name, self.columns)
+        return f"{self.source}: no column {self.name!r}{role}{hint} (columns: {have}); {fix}"
 
 
 class Split(Protocol):

@@ -104,7 +104,7 @@ def cached_map(
         sweep(root, _KEY, announce)
         found, problem = _open(final)
         if found is not None:
-            announce(f"{what}: {len(found)} rows from the cache ({final})")
+            announce(f"{what}: {_counts(_manifest_inputs(final), len(found))} from the cache ({final})")
             return found, True
         if problem is not None:
             announce(f"{what}: cache entry {final} is damaged ({problem}); building it anew")
@@ -121,7 +121,7 @@ def cached_map(
         )
         files = [Path(f["filename"]).name for f in built.cache_files]
         sums = {f: [(work / "out" / f).stat().st_size, _file_sum(work / "out" / f)] for f in files}
-        manifest = {"files": files, "rows": len(built), "what": what, "sums": sums}
+        manifest = {"files": files, "rows": len(built), "inputs": len(rows), "what": what, "sums": sums}
         (work / "out" / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         if not enabled:
             dataset = _dataset(work / "out", files)
@@ -131,8 +131,26 @@ def cached_map(
             dataset = _dataset(final, files)
     seconds = time.perf_counter() - start
     done = "cached" if enabled else "no cache"
-    announce(f"{what}: {len(dataset)} rows tokenised in {seconds:.1f} s with {num_proc} process(es), {done}")
+    counts = _counts(len(rows), len(dataset), verb=" tokenised")
+    announce(f"{what}: {counts} in {seconds:.1f} s with {num_proc} process(es), {done}")
     return dataset, False
+
+
+def _counts(inputs: int | None, sequences: int, verb: str = "") -> str:
+    """'N rows' of the data file (what `hftk check` counts), and the sequences the model sees when they are not
+    as many (a long row in several windows, documents packed into blocks): 'N rows tokenised into M sequences',
+    'N rows (M sequences)'."""
+    if inputs is None or inputs == sequences:
+        return f"{sequences} rows{verb}"
+    return f"{inputs} rows{verb} into {sequences} sequences" if verb else f"{inputs} rows ({sequences} sequences)"
+
+
+def _manifest_inputs(folder: Path) -> int | None:
+    """The rows an entry was tokenised from (None for entries written before the manifest kept them)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        inputs = json.loads((folder / _MANIFEST).read_text(encoding="utf-8")).get("inputs")
+        return inputs if isinstance(inputs, int) and not isinstance(inputs, bool) else None
+    return None
 
 
 @contextlib.contextmanager

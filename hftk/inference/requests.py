@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hftk.errors import SURROGATE, HftkError
+from hftk.errors import SURROGATE, HftkError, did_you_mean
 from hftk.inference.predict import check_options
 from hftk.tasks import Task
 
@@ -52,12 +52,17 @@ class ClientError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
+FIELDS = ("inputs", "options")  # the fields of a request body
+
+
 class PredictRequest(BaseModel):
     """The body of POST /predict, as /docs shows it (the server checks bodies itself: see `Shape`)."""
 
     model_config = ConfigDict(extra="forbid")
-    inputs: list[str | dict[str, Any]] = Field(
-        min_length=1, description="strings, or objects with the model's input keys (GET /metadata: inputs)"
+    inputs: list[str | dict[str, Any]] | str | dict[str, Any] = Field(
+        description="a list of strings, or of objects with the model's input keys (GET /metadata: inputs): "
+        'answered {"predictions": [...]}; or one string or object alone, as the HF Inference API takes it: '
+        'answered {"prediction": {...}}'
     )
     options: dict[str, Any] = Field(default_factory=dict, description="the task's options, e.g. top_k")
 
@@ -121,6 +126,16 @@ def _cooperative_loads(text: str, most: int) -> Any:
 
 
 @dataclass(frozen=True)
+class Checked:
+    """A request's body, checked: what the batcher takes, and how the answer is shaped."""
+
+    inputs: list[Any]
+    options: dict[str, Any]
+    group: str  # requests that may share a model call (same options, keys and number of choices)
+    single: bool  # one input sent alone, not in a list: answered {"prediction": ...}
+
+
+@dataclass(frozen=True)
 class Shape:
     """The inputs a task takes: text, or objects with its text keys (`required`, `optional`) and keys that hold a
     list of texts (`lists`: a multiple-choice column of choices, token classification's tokens)."""
@@ -146,16 +161,28 @@ class Shape:
     def keys(self) -> list[str]:
         return list(dict.fromkeys([*self.required, *self.optional, *self.lists]))
 
-    def check(self, body: Any, task: Task, limits: Limits) -> tuple[list[Any], dict[str, Any], str]:
-        """(inputs, options, group) of a parsed body, every part checked; `group`: requests that may share a model
-        call (same options, keys and number of choices)."""
+    def check(self, body: Any, task: Task, limits: Limits) -> Checked:
+        """A parsed body, every part checked."""
         if not isinstance(body, dict):
             raise ClientError(422, 'body: must be an object, {"inputs": [...], "options": {...}}')
-        if extra := [k for k in body if k not in ("inputs", "options")]:
-            raise ClientError(422, f"{_key(extra[0])}: not a field of the request (its fields: inputs, options)")
-        inputs, options = body.get("inputs"), body.get("options") or {}
+        if extra := [k for k in body if k not in FIELDS]:
+            raise ClientError(
+                422,
+                f"{_key(extra[0])}: not a field of the request{did_you_mean(extra[0], FIELDS)} (its fields: "
+                f"{', '.join(FIELDS)})",
+            )
+        if "inputs" not in body:
+            raise ClientError(422, 'inputs: missing; send {"inputs": ["text", ...]} or {"inputs": "text"}')
+        inputs, options = body["inputs"], body.get("options") or {}
+        # One input alone (a string, or an object of the task's keys), as the HF Inference API takes it: answered
+        # with its prediction alone, as that API answers it.
+        single = isinstance(inputs, (str, dict))
+        if single:
+            inputs = [inputs]
         if not isinstance(inputs, list) or not inputs:
-            raise ClientError(422, 'inputs: must be a list of one or more inputs, e.g. {"inputs": ["text"]}')
+            raise ClientError(
+                422, 'inputs: must be an input or a list of one or more inputs, e.g. {"inputs": ["text"]}'
+            )
         if len(inputs) > limits.max_inputs:
             raise ClientError(
                 413, f"inputs: {len(inputs)} in one request, more than this server's {limits.max_inputs}; split it"
@@ -169,7 +196,7 @@ class Shape:
             raise ClientError(422, f"options.{e}") from None
         first: tuple[str, ...] | None = None
         for i, x in enumerate(inputs):
-            keys = self._input(f"inputs.{i}", x, limits)
+            keys = self._input("inputs" if single else f"inputs.{i}", x, limits)
             if first is None:
                 first, n = keys, len(x[self.choices]) if self.choices and isinstance(x, dict) else 0
             elif keys != first:
@@ -184,7 +211,7 @@ class Shape:
                     f"inputs.{i}.{self.choices}: {len(x[self.choices])} choices but inputs.0 has {n}; send the "
                     "same number in every input of a request",
                 )
-        return inputs, options, json.dumps([options, first, n], sort_keys=True)
+        return Checked(inputs, options, json.dumps([options, first, n], sort_keys=True), single)
 
     def _input(self, where: str, x: Any, limits: Limits) -> tuple[str, ...]:
         """The keys of one input, checked: its texts (and lists of texts) bounded, present and not blank."""

@@ -21,6 +21,11 @@ keep-alive connections close after 5. Every error is a JSON `{"error": ...}` nam
 bad request never fails the others batched with it. `api_key` (--api-key, HFTK_API_KEY) makes every path but
 /health ask for `Authorization: Bearer KEY`. SIGTERM stops accepting, finishes what is in flight and exits 0
 (uvicorn's graceful shutdown).
+
+`{"inputs": "text"}` (one input alone, a string or an object, as the HF Inference API takes it) is answered with
+its prediction alone, `{"prediction": {...}}`, as that API answers a single input with its output, not a list.
+Each request gets one access log line on stderr (method, path, status, inputs, milliseconds), and the server says
+when it has stopped.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from starlette.requests import Request  # here, not in build_app: FastAPI reads 
 
 from hftk.errors import HftkError
 from hftk.inference.predict import Predictor
-from hftk.inference.requests import ClientError, Limits, PredictRequest, Shape, parse_json
+from hftk.inference.requests import Checked, ClientError, Limits, PredictRequest, Shape, parse_json
 
 logger = logging.getLogger("hftk")
 
@@ -168,6 +173,7 @@ def build_app(predictor: Predictor, limits: Limits | None = None, *, api_key: st
         batcher.start()
         yield
         await batcher.stop()
+        logger.warning("hftk: stopped serving after %d requests (%d inputs)", access.requests, access.inputs)
 
     app = FastAPI(title=f"hftk: {task.pipeline}", version=_version(), lifespan=lifespan)
 
@@ -184,7 +190,7 @@ def build_app(predictor: Predictor, limits: Limits | None = None, *, api_key: st
     async def server_error(request: Request, e: Exception) -> Response:
         return _error(500, f"the server failed ({type(e).__name__}); its log says more")
 
-    def read(body: bytes) -> tuple[list[Any], dict[str, Any], str]:
+    def read(body: bytes) -> Checked:
         return shape.check(parse_json(body, most_values), task, limits)
 
     schema = {"content": {"application/json": {"schema": PredictRequest.model_json_schema()}}, "required": True}
@@ -197,9 +203,11 @@ def build_app(predictor: Predictor, limits: Limits | None = None, *, api_key: st
                 body = await _body(request, limits)
             except ClientDisconnect:
                 return Response(status_code=400)  # no one to answer
-            inputs, options, group = await asyncio.to_thread(read, body)
-            predictions = await batcher.submit(inputs, options, group)
-            return Response(await asyncio.to_thread(_encode, predictions), media_type="application/json")
+            checked = await asyncio.to_thread(read, body)
+            request.scope[_INPUTS] = len(checked.inputs)  # for the access log
+            predictions = await batcher.submit(checked.inputs, checked.options, checked.group)
+            answer = await asyncio.to_thread(_encode, predictions, single=checked.single)
+            return Response(answer, media_type="application/json")
         finally:
             batcher.active -= 1
 
@@ -222,7 +230,8 @@ def build_app(predictor: Predictor, limits: Limits | None = None, *, api_key: st
             "hftk": _version(),
         }
 
-    return _Guard(app, check_api_key(api_key))
+    access = _AccessLog(_Guard(app, check_api_key(api_key)))  # the lifespan's line counts what it saw
+    return access
 
 
 async def _body(request: Any, limits: Limits) -> bytes:
@@ -249,9 +258,11 @@ async def _body(request: Any, limits: Limits) -> bytes:
     return b"".join(parts)
 
 
-def _encode(predictions: list[dict[str, Any]]) -> bytes:
+def _encode(predictions: list[dict[str, Any]], *, single: bool = False) -> bytes:
     """{"predictions": [...]} as UTF-8 JSON, one prediction at a time (one dumps of a large answer would hold
-    the GIL for all of it)."""
+    the GIL for all of it); `single`: {"prediction": {...}}, the answer to one input sent alone."""
+    if single:
+        return json.dumps({"prediction": predictions[0]}, ensure_ascii=False).encode()
     rows = ",".join(json.dumps(p, ensure_ascii=False) for p in predictions)
     return f'{{"predictions":[{rows}]}}'.encode()
 
@@ -272,6 +283,43 @@ def check_api_key(key: str | None) -> bytes | None:
             f"; give a key of letters, digits and punctuation (e.g. from `openssl rand -hex 32`), or none"
         )
     return b"Bearer " + key.encode()
+
+
+_INPUTS = "hftk.inputs"  # the scope key where POST /predict leaves its number of inputs
+
+
+class _AccessLog:
+    """One line per HTTP request, written when its answer is complete: method, path, status, inputs (of a
+    checked POST /predict, else '-') and milliseconds from its arrival. Outermost, so 401s are logged too."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.requests, self.inputs = app, 0, 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.monotonic(), [0]  # 0: no answer sent (the client went away first)
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            inputs = scope.get(_INPUTS)
+            self.requests += 1
+            self.inputs += inputs or 0
+            logger.warning(
+                "hftk: %s %s %s %s inputs %.1f ms",
+                scope["method"],
+                scope["path"],
+                status[0] or "-",
+                "-" if inputs is None else inputs,
+                (time.monotonic() - started) * 1000,
+            )
 
 
 class _Guard:

@@ -55,12 +55,20 @@ def load_tokenizer(name_or_dir: str, *, trust_remote_code: bool = False, **kwarg
     from hftk.models.japanese import is_bert_japanese, load_bert_japanese_fast  # imports transformers, as loading does
 
     if is_bert_japanese(path):
-        return load_bert_japanese_fast(path, **kwargs)
-    try:
-        tok = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=trust_remote_code, **kwargs)
-    except (OSError, ValueError) as e:  # ValueError: the checkpoint wants code run (trust_remote_code) or is odd
-        raise HftkError(f"{name_or_dir}: cannot load a tokenizer ({_loading_problem(e)})") from None
+        tok = load_bert_japanese_fast(path, **kwargs)
+    else:
+        try:
+            tok = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=trust_remote_code, **kwargs)
+        except (OSError, ValueError) as e:  # ValueError: the checkpoint wants code run (trust_remote_code) or odd
+            raise HftkError(f"{name_or_dir}: cannot load a tokenizer ({_loading_problem(e)})") from None
+    # hftk tokenises whole inputs on purpose (token counts for `hftk check`, windows and head-tail cut from the
+    # whole) and never hands the model more than max_length: transformers' "Token indices sequence length is
+    # longer than the specified maximum ... will result in indexing errors" would only alarm. Marked as said.
+    tok.deprecation_warnings[_TOO_LONG_WARNING] = True
     return tok
+
+
+_TOO_LONG_WARNING = "sequence-length-is-longer-than-the-specified-maximum"  # its key in deprecation_warnings
 
 
 def load_config(name_or_dir: str, *, trust_remote_code: bool = False) -> Any:

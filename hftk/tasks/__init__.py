@@ -96,4 +96,9 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
     for name, other in sorted(_registry().items()):
         for key in other.recipe_class.model_fields.keys() - own.keys():
             elsewhere.setdefault(key, []).append(name)
-    return validate_recipe(cls.recipe_class, raw, elsewhere)
+    try:
+        return validate_recipe(cls.recipe_class, raw, elsewhere)
+    except HftkError as e:  # a column typo is reported with the recipe's other errors, not after they are fixed
+        if columns := cls.recipe_column_problems(raw.data.get("data")):
+            raise HftkError("\n".join([str(e), *columns])) from None
+        raise

@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from hftk.config.recipe import Recipe
-from hftk.data.readers import read_records
-from hftk.data.records import Features, Records, Split
+from hftk.data.readers import TABULAR, open_rows, read_records
+from hftk.data.records import Features, MissingColumn, Records, Split
 from hftk.errors import HftkError
 from hftk.features.cache import tokenizer_fingerprint
 from hftk.features.encode import cache_state, encoded_dataset, streamed_dataset
@@ -172,6 +172,38 @@ class Task(ABC):
         return self.pipeline_task
 
     # -- data ------------------------------------------------------------------------------------------
+    @classmethod
+    def unmapped_columns(cls, columns: dict[str, str], split: str, source: str, have: list[str]) -> list[str]:
+        """A 'no column' error for each of the task's roles that `columns` (the recipe's data.columns) names a
+        column `source` lacks. A mapped column is asked for: absent, it is a typo, never skipped (an optional role
+        such as text_pair would otherwise be dropped without a word). Test files need no targets."""
+        roles = (*cls.input_roles, *cls.optional_roles, *(cls.target_roles if split != "test" else ()))
+        return [
+            str(MissingColumn(source, name, role, have))
+            for role, name in columns.items()
+            if role in roles and name != role and name not in have
+        ]
+
+    @classmethod
+    def recipe_column_problems(cls, data: Any) -> list[str]:
+        """`unmapped_columns` of a recipe's `data:` block as read, for data files with a header (CSV, TSV, JSON
+        Lines, Parquet): found from their headers alone, so a recipe with other errors reports these with them.
+        A file that cannot be opened is left to the reading that follows the recipe's fixes."""
+        if not isinstance(data, dict) or data.get("hub") or not isinstance(columns := data.get("columns"), dict):
+            return []
+        names = data.get("column_names")
+        problems = []
+        for split in ("train", "validation", "test"):
+            path = data.get(split)
+            if not isinstance(path, str) or Path(path).suffix.lower() not in TABULAR:
+                continue
+            try:
+                have = open_rows(path, column_names=names if isinstance(names, list) else None).columns
+            except (HftkError, OSError):
+                continue
+            problems += cls.unmapped_columns(columns, split, path, have)
+        return problems
+
     def read(self, path: str | Path) -> Split:
         """One data file of this task: Records, or for a task that streams, a source read pass by pass. Tasks with
         their own formats (CoNLL, SQuAD JSON, plain text) override."""

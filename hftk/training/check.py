@@ -10,6 +10,7 @@ import numpy as np
 from hftk.config.recipe import Recipe
 from hftk.tasks import load_recipe
 from hftk.training.prepare import prepare, training_arguments
+from hftk.training.steps import silent_settings
 
 
 def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -29,6 +30,10 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
         report["training"] = {k: getattr(args, k) for k in _ARGUMENTS if hasattr(args, k)}
         report["training"]["eval_strategy"] = str(args.eval_strategy.value)
     warnings: list[str] = []
+    if task.trainable:
+        train = prepared.splits.get("train")  # a stream is not counted: it runs for training.max_steps
+        rows = len(train) if train is not None and not recipe.data.streaming else None
+        warnings += silent_settings(args, rows)
     if task.tokenizer is None:
         warnings.append(
             f"{recipe.model}: tokenizer not available here (offline and not in the HF cache); "

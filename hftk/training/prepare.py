@@ -61,6 +61,13 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
             records[split] = read_hub_split(data.hub, data.hub_config, source)
         else:
             records[split] = task.read(source)
+    problems = [
+        p
+        for name, split in records.items()
+        for p in task.unmapped_columns(data.columns, name, split.source, split.columns)
+    ]
+    if problems:  # every split's at once
+        raise HftkError("\n".join(problems))
     if task.trainable and "train" in splits and "train" not in records:
         raise HftkError("recipe: data.train is required to train; name the training file")
     records = task.derive_splits(records)

@@ -25,6 +25,7 @@ from hftk.report import Report
 from hftk.tasks import get_task, load_recipe
 from hftk.training.output import check_output_dir, remove_whole, write_output
 from hftk.training.prepare import Prepared, prepare, training_arguments
+from hftk.training.steps import silent_settings
 
 logger = logging.getLogger("hftk")
 
@@ -85,6 +86,9 @@ def _run(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, callbacks:
     if last and (done := _already_complete(state, out, args)) is not None:
         return done
     features = _features(prepared, args)
+    if args.process_index == 0:
+        for line in silent_settings(args, _length(features["train"][0])):
+            logger.warning("hftk: warning: %s", line)
     model = load_model(prepared)
     trainer, start = build_trainer(
         prepared.task,
@@ -137,6 +141,14 @@ def _features(prepared: Prepared, args: Any) -> dict[str, tuple[Any, Features | 
             name: prepared.task.training_data(records, evaluation=name != "train")
             for name, records in prepared.splits.items()
         }
+
+
+def _length(dataset: Any) -> int | None:
+    """The training sequences (a long row in windows counts each), as Trainer's steps count them; None: a stream."""
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
 
 
 def load_model(prepared: Prepared) -> Any:

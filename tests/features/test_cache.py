@@ -22,7 +22,7 @@ from hftk.data.readers import read_records
 from hftk.features.cache import cache_root, cached_map, status
 
 from ..bad_inputs.harness import set_writable
-from ..helpers import DATA, ROOT, classification, features, head, sst2_recipe
+from ..helpers import DATA, MINILM, ROOT, classification, features, head, sst2_recipe, task_for
 
 pytestmark = pytest.mark.usefixtures("own_cache")
 
@@ -296,3 +296,26 @@ def test_train_no_cache_in_an_unwritable_cache(rows, tmp_path, unwritable, capsy
     assert list(unwritable.iterdir()) == []
     assert main(["train", str(recipe), "--overwrite"]) == 2
     assert "set HF_DATASETS_CACHE to a writable folder" in capsys.readouterr().err
+
+
+def test_rows_are_counted_as_check_counts_them_and_windows_as_sequences(tmp_path, tok, caplog):
+    """A CoNLL row longer than max_length is tokenised into several windows: `train` said "N+1 rows tokenised"
+    where `check` counted N rows. Rows are the file's, as check counts them; the windows are named apart."""
+    from hftk import check
+
+    long = "\n".join(f"word{i} O" for i in range(90))
+    text = f"Alice B-PER\nsmiled O\n\n{long}\n\nBob B-PER\n"
+    (tmp_path / "train.txt").write_text(text, encoding="utf-8")
+    data = {"train": str(tmp_path / "train.txt")}
+    recipe = {"task": "token-classification", "model": MINILM, "data": data, "max_length": 32, "stride": 8}
+    assert check(recipe)["train"]["rows"] == 3
+    task = task_for(tok, recipe)
+    records = task.read(str(tmp_path / "train.txt"))
+    task.fit(records)
+    with caplog.at_level(logging.WARNING, logger="hftk"):
+        built, _ = features(task, records)
+        features(task, records)
+    windows = len(built)
+    assert windows > 3
+    assert f"train.txt: 3 rows tokenised into {windows} sequences in " in caplog.text
+    assert f"train.txt: 3 rows ({windows} sequences) from the cache" in caplog.text

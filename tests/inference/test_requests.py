@@ -58,3 +58,21 @@ def test_a_body_of_many_values_is_refused_as_it_is_parsed():
     assert parse_json(json.dumps(ok).encode(), 100) == ok
     with pytest.raises(ClientError, match="malformed JSON: nested too deeply"):
         parse_json(b"[" * 100_000 + b"]" * 100_000, 100)
+
+
+def test_one_input_alone_is_a_request_of_one(tok):
+    """{"inputs": "text"} or one object, as the HF Inference API takes them: one input, answered alone (`single`);
+    its errors name `inputs`, not an index the client never wrote."""
+    limits = Limits()
+    qa = served_task(tok, "question-answering")
+    row = {"question": "Who?", "context": "Alice did."}
+    checked = Shape.of(qa).check({"inputs": row}, qa, limits)
+    assert checked.single and checked.inputs == [row]
+    assert not Shape.of(qa).check({"inputs": [row]}, qa, limits).single
+    with pytest.raises(ClientError, match=r"^inputs: needs the text key\(s\) context$"):
+        Shape.of(qa).check({"inputs": {"question": "Who?"}}, qa, limits)
+    text = served_task(tok, "text-classification")
+    checked = Shape.of(text).check({"inputs": "a gripping film"}, text, limits)
+    assert checked.single and checked.inputs == ["a gripping film"]
+    with pytest.raises(ClientError, match=r"^\"inputz\": not a field of the request \(did you mean 'inputs'\?\)"):
+        Shape.of(text).check({"inputz": "a gripping film"}, text, limits)

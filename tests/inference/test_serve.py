@@ -104,6 +104,41 @@ def test_answers_are_hftk_predicts_for_each_task(sst2_model, sst2, tmp_path):
     assert status == 200 and answer["predictions"] == json.loads(json.dumps(predictor.predict(texts)))
 
 
+def test_one_input_alone_is_answered_alone_as_the_hf_inference_api_does(sst2, mc):
+    """{"inputs": "text"} (the HF Inference API's body for one input) is answered with that input's prediction,
+    not a list of one, as that API answers it; an object alone (a question and its choices) is one input too."""
+    text = SENTENCES[0]
+    with serving(sst2) as url:
+        status, answer, _ = call(f"{url}/predict", {"inputs": text, "options": {"top_k": 2}})
+        assert status == 200 and answer == {"prediction": sst2.predict([text], top_k=2)[0]}
+        assert call(f"{url}/predict", {"inputs": [text]})[1] == {"predictions": sst2.predict([text])}
+        status, answer, _ = call(f"{url}/predict", {"inputs": {"sentence": text}})
+        assert status == 200 and answer == {"prediction": sst2.predict([text])[0]}
+    row = json.loads((MC / "dev.jsonl").read_text().splitlines()[0])
+    row = {"question": row["question"], "choices": row["choices"]}
+    with serving(mc) as url:
+        status, answer, _ = call(f"{url}/predict", {"inputs": row})
+        assert status == 200 and answer == {"prediction": json.loads(json.dumps(mc.predict([row])[0]))}
+        status, answer, _ = call(f"{url}/predict", {"inputs": {**row, "choices": ["one"]}})
+        assert status == 422 and answer["error"].startswith("inputs.choices: 1 choices; send 2 to 16"), answer
+
+
+def test_each_request_has_an_access_log_line_and_the_server_says_when_it_stops(sst2, caplog):
+    with serving(sst2) as url:
+        call(f"{url}/predict", {"inputs": SENTENCES[:3]})
+        call(f"{url}/predict", {"inputs": "a fine film"})
+        call(f"{url}/predict", {"input": ["x"]})
+        call(f"{url}/health")
+    lines = [r.getMessage() for r in caplog.records if r.name == "hftk"]
+    assert [re.sub(r"\d+\.\d ms$", "MS", line) for line in lines] == [
+        "hftk: POST /predict 200 3 inputs MS",
+        "hftk: POST /predict 200 1 inputs MS",
+        "hftk: POST /predict 422 - inputs MS",
+        "hftk: GET /health 200 - inputs MS",
+        "hftk: stopped serving after 4 requests (4 inputs)",
+    ]
+
+
 def test_requests_that_arrive_together_are_predicted_together(sst2, monkeypatch):
     calls: list[int] = []
     predict = Predictor.predict
@@ -127,8 +162,11 @@ def test_requests_that_arrive_together_are_predicted_together(sst2, monkeypatch)
         (b'{"inputs": [', 400, "malformed JSON: Expecting value: line 1 column 13"),
         (b'{"inputs": ["\xff"]}', 400, "malformed JSON: not UTF-8 (byte 14 of the body)"),
         (b'["a film"]', 422, "body: must be an object"),
-        (b'{"inputs": []}', 422, "inputs: must be a list of one or more inputs"),
-        (b'{"inputs": "a film"}', 422, "inputs: must be a list of one or more inputs"),
+        (b'{"inputs": []}', 422, "inputs: must be an input or a list of one or more inputs"),
+        (b'{"inputs": 3}', 422, "inputs: must be an input or a list of one or more inputs"),
+        (b'{"inputs": "  "}', 422, "inputs: empty; send text"),  # one input alone: named without an index
+        (b'{"options": {}}', 422, 'inputs: missing; send {"inputs": ["text", ...]} or {"inputs": "text"}'),
+        (b'{"input": ["x"]}', 422, "\"input\": not a field of the request (did you mean 'inputs'?) (its fields"),
         (b'{"inputs": [3]}', 422, "inputs.0: must be text, or an object with the keys sentence, text_pair"),
         (b'{"inputs": ["fine", "  "]}', 422, "inputs.1: empty; send text"),
         (b'{"inputs": [{"text": "x"}]}', 422, 'inputs.0: the key "text" is not an input of this model'),

@@ -29,6 +29,19 @@ def test_check_warns_about_truncation():
     assert "their first 3 and last tokens are read (head_tail)" in proc.stdout
 
 
+def test_check_counts_inputs_longer_than_the_model_without_transformers_alarm(tmp_path):
+    """Counting whole inputs is on purpose (training windows or cuts them): transformers' "Token indices sequence
+    length is longer than the specified maximum ... indexing errors" is not passed on."""
+    (tmp_path / "long.csv").write_text(
+        "text,label\n" + "".join(f"{'a gripping film ' * 300},{i % 2}\n" for i in range(4)), encoding="utf-8"
+    )
+    (tmp_path / "r.yaml").write_text(f"task: text-classification\nmodel: {MINILM}\ndata:\n  train: long.csv\n")
+    proc = hftk("check", str(tmp_path / "r.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert "tokens: median 902" in proc.stdout and "longer than the window: 4 of 4 inputs" in proc.stdout
+    assert "Token indices" not in proc.stderr and "indexing errors" not in proc.stderr, proc.stderr
+
+
 def test_check_works_offline_for_a_hub_model():
     # recipes/jsick-ja.yaml names cl-tohoku/bert-base-japanese-v3, not cached here: data is still validated.
     proc = hftk("check", "recipes/jsick-ja.yaml")
