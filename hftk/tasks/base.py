@@ -172,17 +172,12 @@ class Task(ABC):
         return self.pipeline_task
 
     # -- data ------------------------------------------------------------------------------------------
-    @classmethod
-    def unmapped_columns(cls, columns: dict[str, str], split: str, source: str, have: list[str]) -> list[str]:
+    def unmapped_columns(self, columns: dict[str, str], split: str, source: str, have: list[str]) -> list[str]:
         """A 'no column' error for each of the task's roles that `columns` (the recipe's data.columns) names a
         column `source` lacks. A mapped column is asked for: absent, it is a typo, never skipped (an optional role
-        such as text_pair would otherwise be dropped without a word). Test files need no targets."""
-        roles = (*cls.input_roles, *cls.optional_roles, *(cls.target_roles if split != "test" else ()))
-        return [
-            str(MissingColumn(source, name, role, have))
-            for role, name in columns.items()
-            if role in roles and name != role and name not in have
-        ]
+        such as text_pair would otherwise be dropped without a word). Test files need no targets. The roles are
+        this task's (a recipe setting may choose them: causal-lm's data.shape)."""
+        return _unmapped(self.input_roles, self.optional_roles, self.target_roles, columns, split, source, have)
 
     @classmethod
     def recipe_column_problems(cls, data: Any) -> list[str]:
@@ -201,7 +196,7 @@ class Task(ABC):
                 have = open_rows(path, column_names=names if isinstance(names, list) else None).columns
             except (HftkError, OSError):
                 continue
-            problems += cls.unmapped_columns(columns, split, path, have)
+            problems += _unmapped(cls.input_roles, cls.optional_roles, cls.target_roles, columns, split, path, have)
         return problems
 
     def read(self, path: str | Path) -> Split:
@@ -483,3 +478,20 @@ class Task(ABC):
             return self.score(records, features, outputs)
 
         return compute
+
+
+def _unmapped(
+    inputs: tuple[str, ...],
+    optional: tuple[str, ...],
+    targets: tuple[str, ...],
+    columns: dict[str, str],
+    split: str,
+    source: str,
+    have: list[str],
+) -> list[str]:
+    roles = (*inputs, *optional, *(targets if split != "test" else ()))
+    return [
+        str(MissingColumn(source, name, role, have))
+        for role, name in columns.items()
+        if role in roles and name != role and name not in have
+    ]

@@ -364,6 +364,12 @@ class CausalLM(LanguageModeling):
     def generation_settings(self) -> GenerationSettings:
         return self.recipe.generation
 
+    @classmethod
+    def recipe_column_problems(cls, data: Any) -> list[str]:
+        if isinstance(data, dict) and data.get("shape", "text") != "text":
+            return []  # instruction data's roles come with its shape: checked once the recipe reads
+        return super().recipe_column_problems(data)
+
     def default_arguments(self, has_eval: bool) -> dict[str, Any]:
         if self.shape == "text":
             return super().default_arguments(has_eval)
