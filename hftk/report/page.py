@@ -171,8 +171,12 @@ def shown(value: Any) -> str:
     return f"{value:.4f}"
 
 
+# Evaluation entries that time the run rather than score the model: left out of score tables (page, card, runs).
+TIMINGS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+
+
 def _timing(metric: str) -> bool:
-    return metric.endswith(("runtime", "samples_per_second", "steps_per_second", "epoch"))
+    return metric.endswith(TIMINGS)
 
 
 def _plain(value: Any) -> Any:

@@ -17,12 +17,10 @@ import yaml
 
 from hftk.config.reading import read_recipe
 from hftk.config.recipe import Recipe
+from hftk.report.page import TIMINGS
 from hftk.tasks.base import Task
 from hftk.tasks.metrics import undefined, why_undefined
 from hftk.training.output import card_metadata
-
-# Evaluation entries that time the run rather than score the model (`hftk train`'s card leaves them out too).
-_TIMINGS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 
 
 def text_table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -101,7 +99,7 @@ def metric_names(scores: dict[str, Any]) -> list[str]:
     return [
         m
         for m, v in scores.items()
-        if (isinstance(v, (int, float)) or why_undefined(scores, m)) and m.split("_", 1)[-1] not in _TIMINGS
+        if (isinstance(v, (int, float)) or why_undefined(scores, m)) and m.split("_", 1)[-1] not in TIMINGS
     ]
 
 

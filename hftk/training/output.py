@@ -21,6 +21,7 @@ from hftk.files import CHECKPOINTS, LOCK, STAGING, replace_model
 from hftk.models import lora
 from hftk.models.loading import removed_pipelines
 from hftk.report import Report
+from hftk.report.page import TIMINGS
 from hftk.tasks import Task
 from hftk.tasks.metrics import why_undefined
 
@@ -162,9 +163,6 @@ def write_output(
     trainer.accelerator.wait_for_everyone()  # no process returns before the model is in place
 
 
-_NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
-
-
 def model_card(
     recipe: Recipe, task: Task, metrics: dict[str, Any], args: Any = None, report: Report | None = None
 ) -> str:
@@ -270,7 +268,7 @@ def _metrics_of(split: dict[str, Any] | None) -> list[tuple[str, float | None, s
     out: list[tuple[str, float | None, str | None]] = []
     for key, value in (split or {}).items():
         metric = key.split("_", 1)[1] if "_" in key else key
-        if metric in _NOT_METRICS:
+        if metric in TIMINGS:
             continue
         if isinstance(value, float):
             out.append((metric, value, None))
