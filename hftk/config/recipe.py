@@ -67,6 +67,9 @@ class DataConfig(Strict):
     train: str | None = None
     validation: str | None = None
     test: str | None = None
+    # Without a validation file: hold out this share of train as the validation split, seeded by the recipe's
+    # seed and cut as the task says (stratified by label, a QA context's questions together; hftk/data/partition.py).
+    validation_fraction: float | None = Field(default=None, gt=0, lt=1)
     # role -> column in the files, e.g. {text: sentence}; a role not named here is read from the column of
     # the same name. Roles are declared by each task; columns are never guessed.
     columns: dict[str, str] = Field(default_factory=dict)
@@ -88,6 +91,12 @@ class DataConfig(Strict):
 
     def column(self, role: str) -> str:
         return self.columns.get(role, role)
+
+    @model_validator(mode="after")
+    def _one_validation_source(self) -> DataConfig:
+        if self.validation is not None and self.validation_fraction is not None:
+            raise ValueError("validation and validation_fraction both set; keep one")
+        return self
 
 
 class CardSettings(Strict):

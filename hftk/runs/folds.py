@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from hftk.config.recipe import Recipe
+from hftk.data.partition import assign_folds
 from hftk.data.records import Records
 from hftk.errors import HftkError
 from hftk.files import atomic_write_text
@@ -145,52 +146,32 @@ def plan_folds(prepared: Prepared, folds: int) -> FoldPlan:
     """
     records, task, seed = prepared.splits["train"].whole(), prepared.task, prepared.recipe.seed
     where = f"--folds {folds}: train ({records.source})"
-    if (labels := task.fold_strata(records)) is not None:
-        rarest, count = min(Counter(labels).items(), key=lambda item: (item[1], item[0]))
+    rule = task.split_rule(records)
+    how = rule.how("in the same fold")
+    if rule.labels is not None:
+        rarest, count = min(Counter(rule.labels).items(), key=lambda item: (item[1], item[0]))
         if count < folds:
             raise HftkError(
                 f"{where} has {count} row(s) of label {rarest!r}; stratified folds need at least {folds} rows of "
                 "every label: lower --folds or add rows"
             )
-        return FoldPlan(assign_folds(len(records), folds, seed, labels=labels), "stratified by label", len(records))
-    if (groups := task.fold_groups(records)) is not None:
-        row, group = task.fold_group_names
-        if len(set(groups)) < folds:
+    elif rule.groups is not None:
+        row, group = rule.names
+        if len(set(rule.groups)) < folds:
             raise HftkError(
-                f"{where} has {len(set(groups))} distinct {group}(s), and the {row}s of one {group} stay in one "
+                f"{where} has {len(set(rule.groups))} distinct {group}(s), and the {row}s of one {group} stay in one "
                 "fold: lower --folds or add rows"
             )
-        held = assign_folds(len(records), folds, seed, groups=groups)
-        return FoldPlan(held, f"shuffled, {row}s of one {group} in the same fold", len(records))
-    if len(records) < folds:
+    elif len(records) < folds:
         raise HftkError(f"{where} has {len(records)} row(s); every fold needs one: lower --folds or add rows")
-    return FoldPlan(assign_folds(len(records), folds, seed), "shuffled", len(records))
-
-
-def assign_folds(
-    rows: int, folds: int, seed: int, *, labels: list[Any] | None = None, groups: list[Any] | None = None
-) -> list[np.ndarray]:
-    """The held-out row indices of each fold (sorted): scikit-learn's StratifiedKFold when `labels` are given,
-    GroupKFold when `groups` are (a group never spans two folds), KFold otherwise; shuffled with `seed`."""
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
-
-    index = np.zeros(rows)
-    if labels is not None:
-        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(index, labels)
-    elif groups is not None:
-        ids = {g: i for i, g in enumerate(dict.fromkeys(groups))}  # GroupKFold wants hashable, sortable ids
-        splits = GroupKFold(folds, shuffle=True, random_state=seed).split(index, groups=[ids[g] for g in groups])
-    else:
-        splits = KFold(folds, shuffle=True, random_state=seed).split(index)
-    return [np.sort(held) for _, held in splits]
+    held = assign_folds(len(records), folds, seed, labels=rule.labels, groups=rule.groups)
+    return FoldPlan(held, how, len(records))
 
 
 def _train_only(recipe: Recipe) -> Recipe:
     """The recipe reading only its train split, whole: no validation drawn from it (validation_fraction) and
     nothing that needs a validation split yet."""
-    drop: dict[str, Any] = {"validation": None, "test": None}
-    if "validation_fraction" in type(recipe.data).model_fields:
-        drop["validation_fraction"] = None
+    drop: dict[str, Any] = {"validation": None, "test": None, "validation_fraction": None}
     return recipe.model_copy(update={"data": recipe.data.model_copy(update=drop), "early_stopping_patience": None})
 
 
@@ -204,9 +185,8 @@ def _fold_overrides(recipe: Recipe, train_file: Path, held_out_file: Path, keep:
         "data.hub": None,
         "data.hub_config": None,
         "data.column_names": None,
+        "data.validation_fraction": None,
     }
-    if "validation_fraction" in type(recipe.data).model_fields:
-        data["data.validation_fraction"] = None
     if not _chooses_on_held_out(recipe):
         data["training.load_best_model_at_end"] = False  # the last step: the held-out fold chooses nothing
     if keep == "none":

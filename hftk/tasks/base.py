@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from hftk.config.recipe import Recipe
+from hftk.data.partition import HeldOut, Rule, hold_out
 from hftk.data.readers import TABULAR, open_rows, read_records
 from hftk.data.records import Features, MissingColumn, Records, Split
 from hftk.errors import HftkError
@@ -56,7 +57,8 @@ _TRAINING_ONLY = {
 
 # Task attributes that no feature depends on: the recipe and tokenizer (keyed on their own), what steers the
 # loss or the decisions (class weights, tuned thresholds), and outputs kept between scoring and reporting.
-_NOT_FEATURE_STATE = ("recipe", "tokenizer", "weights", "thresholds", "last_tagged")
+# The held-out split's description is known by the rows it chose.
+_NOT_FEATURE_STATE = ("recipe", "tokenizer", "weights", "thresholds", "last_tagged", "held_out")
 
 
 class Task(ABC):
@@ -109,6 +111,8 @@ class Task(ABC):
     max_top_k: ClassVar[int | None] = None
     # The label names the head predicts (classification), for /metadata and cards; None where there are none.
     names: list[str] | None = None
+    # How data.validation_fraction drew the validation split (derive_splits), for metrics.json, the card and check.
+    held_out: HeldOut | None = None
 
     def __init__(self, recipe: Recipe, tokenizer: Any) -> None:
         self.recipe = recipe
@@ -205,8 +209,14 @@ class Task(ABC):
         return read_records(path, column_names=self.recipe.data.column_names)
 
     def derive_splits(self, splits: dict[str, Split]) -> dict[str, Split]:
-        """Splits the recipe asks for beyond its files, e.g. a held-out share of train; by default none."""
-        return splits
+        """Splits the recipe asks for beyond its files: `data.validation_fraction` holds out a seeded share of train
+        as the validation split, cut by `split_rule` as `--folds` cuts its folds."""
+        fraction = self.recipe.data.validation_fraction
+        if fraction is None or "train" not in splits or "validation" in splits:
+            return splits
+        records = splits["train"].whole()  # a streamed train split is refused with the recipe (it is never whole)
+        train, validation, self.held_out = hold_out(records, fraction, self.recipe.seed, self.split_rule(records))
+        return {**splits, "train": train, "validation": validation}
 
     def fit(self, train: Split) -> None:
         """Learn what the model's head needs from the training data (e.g. the label vocabulary); most need nothing."""
@@ -218,15 +228,25 @@ class Task(ABC):
         return {}
 
     def fold_strata(self, records: Records) -> list[str] | None:
-        """Each row's class, for folds that keep every class's share (None: folds are not stratified)."""
+        """Each row's class, for folds (and a held-out share) that keep every class's share (None: not stratified);
+        read before `fit`, from the data's values."""
         return None
 
     def fold_groups(self, records: Records) -> list[Any] | None:
-        """Each row's group, for folds that keep a group's rows together (None: rows are independent); what a
-        row and a group are called is `fold_group_names`."""
+        """Each row's group, for folds (and a held-out share) that keep a group's rows together (None: rows are
+        independent); what a row and a group are called is `fold_group_names`."""
         return None
 
     fold_group_names = ("row", "group")
+
+    def split_rule(self, records: Records) -> Rule:
+        """How the rows are cut into folds or a held-out share: stratified by `fold_strata`, else grouped by
+        `fold_groups`, else shuffled."""
+        if (labels := self.fold_strata(records)) is not None:
+            return Rule(labels=labels)
+        if (groups := self.fold_groups(records)) is not None:
+            return Rule(groups=groups, names=self.fold_group_names)
+        return Rule()
 
     @abstractmethod
     def encode(self, records: Records, *, with_targets: bool) -> Features:

@@ -61,9 +61,15 @@ class ClassificationRecipe(LongInputsRecipe):
             raise ValueError("class_weights: regression has no classes to weight; remove class_weights")
         if self.threshold == "tuned" and self.problem_type != "multi_label":
             raise ValueError(f"threshold: tuned is for multi_label models; {self.problem_type} takes none, remove it")
-        if self.threshold == "tuned" and self.data.validation is None:
+        if self.threshold == "tuned" and self.data.validation is None and self.data.validation_fraction is None:
             raise ValueError(
-                "threshold: tuned chooses the thresholds on the validation split; give data.validation, or a number"
+                "threshold: tuned chooses the thresholds on the validation split; give data.validation (or "
+                "data.validation_fraction), or a number"
+            )
+        if self.data.streaming and self.data.validation_fraction is not None:
+            raise ValueError(
+                "data.validation_fraction: a streamed train split is read pass by pass, never held whole, so no share "
+                "of it can be drawn; name a validation file (data.validation) or remove data.streaming"
             )
         names = list(self.labels.values()) if isinstance(self.labels, dict) else self.labels
         if names and (unknown := imbalance.unknown_names(self.class_weights, names)):
@@ -116,9 +122,10 @@ class Classification(Task):
         return {"labels": list(self.value_to_id)}  # learnt labels: the data values, in the order learnt
 
     def fold_strata(self, records: Records) -> list[str] | None:
+        # Multi-label rows have several labels, so no one class to keep the share of; regression has none.
         if self.problem != "single_label":
             return None
-        return [self.names[i] for i in self.targets(records)]
+        return [values[0] for values in self._raw_labels(records)]  # the data's values: before fit learns names
 
     def fit(self, train: Split) -> None:
         """Learn the labels (and class weights), checking every row on the way (its texts, its labels) a batch at a

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from hftk.config.recipe import DataConfig, Recipe
+from hftk.data.partition import HeldOut
 from hftk.data.records import Records, Split
 from hftk.data.text import held_out
 from hftk.errors import HftkError
@@ -48,14 +49,6 @@ class TextDataConfig(DataConfig):
     test: str | list[str] | None = None
     # .txt files: one document per line, or paragraphs separated by blank lines.
     documents: Literal["line", "paragraph"] = "line"
-    # Without a validation file: hold out this share of the training documents (seeded) to measure perplexity.
-    validation_fraction: float | None = Field(default=None, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _one_validation_source(self) -> TextDataConfig:
-        if self.validation is not None and self.validation_fraction is not None:
-            raise ValueError("validation and validation_fraction both set; keep one")
-        return self
 
 
 class LanguageModelingRecipe(Recipe):
@@ -159,6 +152,7 @@ class LanguageModeling(Task):
             if isinstance(train, TextCorpus)
             else held_out(train.whole(), fraction, self.recipe.seed)  # a hub split
         )
+        self.held_out = HeldOut(fraction, self.recipe.seed, train.source, "shuffled", len(pair[0]), len(pair[1]))
         return {**splits, "train": pair[0], "validation": pair[1]}
 
     def targets(self, records: Records) -> list[str]:

@@ -56,6 +56,8 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
             info |= details
             if warning:
                 warnings.append(f"{records.source}: {warning}")
+        if name == "validation" and task.held_out is not None:
+            info["held out"] = task.held_out.describe()
         report[name] = info
     report["warnings"] = warnings
     return report

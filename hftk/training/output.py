@@ -286,6 +286,11 @@ def _training(metrics: dict[str, Any], args: Any) -> list[str]:
     out = []
     if sizes:
         out.append("Data: " + ", ".join(f"{split} {n:,} rows" for split, n in sizes.items()) + ".")
+    if held := metrics.get("held_out"):
+        out.append(
+            f"Validation: {held['fraction']:g} of the training data (`{Path(held['source']).name}`) held out, "
+            f"{held['split']}, seed {held['seed']}; the model never trained on it."
+        )
     if args is not None:
         n, unit = (args.max_steps, "step") if args.max_steps > 0 else (args.num_train_epochs, "epoch")
         length = f"{n:g} {unit}" + "s" * (n != 1)

@@ -352,6 +352,8 @@ def _final_metrics(
     metrics: dict[str, Any] = {"train": {**train_metrics, **steps}}
     report = None
     metrics["data"] = {name: len(records) for name, records in prepared.splits.items()}
+    if (held := prepared.task.held_out) is not None:  # data.validation_fraction: what was held out, and how
+        metrics["held_out"] = held.as_dict()
     if prepared.recipe.peft is not None:
         metrics["train"] |= lora.trainable_share(trainer.model)
     if prepared.has_eval and args.eval_on_start:  # the baseline: the model as loaded, before any step
