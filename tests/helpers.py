@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,6 +68,20 @@ QUICK = {
 def hftk(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     """`python -m hftk ARGS` in its own process, output captured."""
     return subprocess.run([sys.executable, "-m", "hftk", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def run_card(folder: Path, cwd: Path) -> str:
+    """Run every ```python block of the folder's model card (README.md) in a fresh Python from `cwd`, each must
+    exit 0; returns what they printed."""
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    found = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    assert found, card
+    printed = []
+    for code in found:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{code}\n{proc.stderr[-3000:]}"
+        printed.append(proc.stdout)
+    return "".join(printed)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:

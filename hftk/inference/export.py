@@ -90,7 +90,7 @@ def export(
         info.update(_quantize(folder, check) if quantize else {"agreement": check(folder)})
         info["seconds"] = round(time.perf_counter() - started, 1)
         (folder / MANIFEST).write_text(json.dumps(info, indent=2), encoding="utf-8")
-        _card(folder, info)
+        _card(folder, info, original.task, out)
         if out.is_dir() and any(out.iterdir()):  # --overwrite (checked above): the model files are swapped
             replace_model(folder, out)
         else:
@@ -293,7 +293,9 @@ def answer_of(prediction: Any) -> Any:
     return prediction
 
 
-def _card(folder: Path, info: dict[str, Any]) -> None:
+def _card(folder: Path, info: dict[str, Any], task: Any, out: Path) -> None:
+    """The original's card with its "Use" section replaced by the call that runs the export where it will be
+    (`out`), and a section on the export: format, outputs, agreement with the original."""
     card = folder / "README.md"
     agreement = info.get("agreement")
     measured = (
@@ -309,4 +311,8 @@ def _card(folder: Path, info: dict[str, Any]) -> None:
         f"take this folder as they take the original. Outputs: {', '.join(info['outputs'])}. {measured}\n"
     )
     text = card.read_text(encoding="utf-8") if card.exists() else f"# {info['task']} (exported)\n"
+    head, _, rest = text.partition("\n## Use\n")
+    _, later, after = rest.partition("\n## ")  # the section after Use, if the card has one
+    use = "\n".join(["", "## Use", "", *task.use_lines(out, exported=True), ""])
+    text = head.rstrip("\n") + "\n" + use + (f"\n## {after}" if later else "")
     card.write_text(text.rstrip("\n") + "\n" + section, encoding="utf-8")

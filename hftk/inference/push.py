@@ -11,6 +11,7 @@ and tell them how your disk is laid out.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,21 @@ def shared_recipe(path: Path) -> bytes:
     return yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True).encode("utf-8")
 
 
+def shared_card(path: Path, repo_id: str) -> bytes:
+    """README.md as it goes to the Hub: its "Use" snippet loads `repo_id`, not the folder on this disk."""
+    text = path.read_text(encoding="utf-8")
+    found = re.search(r'^model = "(.+)"  # this folder, where hftk saved it.*$', text, flags=re.M)
+    if found:
+        text = text.replace(found[0], f'model = "{repo_id}"  # on the Hugging Face Hub').replace(found[1], repo_id)
+    return text.encode("utf-8")
+
+
+def _shared(path: Path, repo_id: str) -> bytes | str:
+    if path.name == "recipe.yaml":
+        return shared_recipe(path)
+    return shared_card(path, repo_id) if path.name == "README.md" else str(path)
+
+
 def push(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
     """Upload the folder's model files to `repo_id` (created if missing); returns the commit's URL."""
     files = files_to_push(folder)
@@ -74,9 +90,7 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, token: str 
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         root = Path(folder)
-        operations = [
-            CommitOperationAdd(f, shared_recipe(root / f) if f == "recipe.yaml" else str(root / f)) for f in files
-        ]
+        operations = [CommitOperationAdd(f, _shared(root / f, repo_id)) for f in files]
         commit = api.create_commit(
             repo_id=repo_id, operations=operations, commit_message=f"hftk push: {root.name}", repo_type="model"
         )

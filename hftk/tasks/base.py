@@ -396,6 +396,63 @@ class Task(ABC):
             return ["## Labels", "", ", ".join(f"`{v}`" for v in labels.values()), ""]
         return []
 
+    def example_input(self) -> dict[str, Any]:
+        """One input for the model card's "Use" snippet, by role: the snippet runs it, so it must be one the model
+        takes (a language model's mask token, a question with its context)."""
+        return {role: "This film was a delight from start to finish." for role in self.input_roles}
+
+    def example_row(self) -> dict[str, Any]:
+        """`example_input` as `Predictor.predict` takes a row: keyed by the recipe's column names."""
+        return {self.recipe.data.column(role): value for role, value in self.example_input().items()}
+
+    def pipeline_example(self) -> tuple[str, str]:
+        """The card's pipeline call on `example_input`, as Python source: (extra `pipeline(...)` keyword arguments,
+        each with its leading comma; the arguments of `pipe(...)`)."""
+        (value,) = self.example_input().values()
+        return "", repr(value)
+
+    def use_lines(self, folder: str | Path, *, exported: bool = False) -> list[str]:
+        """The card's "Use" section: a snippet that runs as it stands, from any directory, and prints one
+        prediction; `exported`: an ONNX folder, which `transformers.pipeline` cannot load but hftk runs.
+
+        The model is named by its absolute path: a path relative to the training directory (or the folder's bare
+        name) only loads from there, and a notebook seldom runs there. `hftk push` puts the repository id there.
+        """
+        from hftk.models.loading import removed_pipelines
+
+        model = str(Path(folder).resolve())
+        where = f'model = "{model}"  # this folder, where hftk saved it: give its new path if you move it'
+        cli = f"or `hftk predict {model} --input FILE --output predictions.jsonl`."
+        if exported or not self.has_pipeline:
+            why = (
+                "an ONNX export: transformers.pipeline cannot load it; hftk.Predictor runs it on onnxruntime"
+                if exported
+                else f"transformers has no {self.pipeline} pipeline; hftk.Predictor loads the folder as is"
+            )
+            call = f"print(hftk.Predictor(model).predict([{self.example_row()!r}]))"
+            return ["```python", f"import hftk  # {why}", "", where, call, "```", "", cli]
+        kwargs, call = self.pipeline_example()
+        if self.pipeline in removed_pipelines():
+            head = "import hftk  # transformers 5 removed this pipeline; hftk.pipeline has its call and outputs"
+            make, tail = (
+                "hftk.pipeline",
+                [f'With transformers 4.x, `transformers.pipeline("{self.pipeline}", model=...)` loads this folder.'],
+            )
+        else:
+            head, make, tail = "from transformers import pipeline", "pipeline", []
+        return [
+            "```python",
+            head,
+            "",
+            where,
+            f'pipe = {make}("{self.pipeline}", model=model{kwargs})',
+            f"print(pipe({call}))",
+            "```",
+            "",
+            cli,
+            *(["", *tail] if tail else []),
+        ]
+
     def tuned_on_validation(self) -> str | None:
         """What `fit`-after-training tunes on the validation split (it makes those scores optimistic), or None."""
         return None

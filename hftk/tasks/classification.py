@@ -201,6 +201,17 @@ class Classification(Task):
             self.recipe.threshold, self.recipe.threshold_tuning, self.learnt().get("thresholds")
         )
 
+    def example_input(self) -> dict[str, Any]:
+        if not getattr(self, "pairs", False):
+            return super().example_input()
+        return {"text": "A man is playing a guitar.", "text_pair": "A person is playing an instrument."}
+
+    def pipeline_example(self) -> tuple[str, str]:
+        # Multi-label: the pipeline's default (a softmax top-1) would hide labels; top_k=None gives every label's
+        # sigmoid score. A pair goes in as the dict the pipeline takes ({"text", "text_pair"}).
+        value = repr(self.example_input()) if getattr(self, "pairs", False) else super().pipeline_example()[1]
+        return "", value + (", top_k=None" if self.problem == "multi_label" else "")
+
     def tuned_on_validation(self) -> str | None:
         return "Multi-label thresholds" if self.recipe.threshold == "tuned" else None
 

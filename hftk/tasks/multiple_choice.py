@@ -76,6 +76,15 @@ class MultipleChoice(Task):
         choices = self.recipe.choices
         return [*super().input_columns(), *([choices] if isinstance(choices, str) else choices)]
 
+    def example_input(self) -> dict[str, Any]:
+        return {"question": "Which of these is a fruit?"}
+
+    def example_row(self) -> dict[str, Any]:
+        answers = ["a stone", "an apple", "a chair", "a river", "a cloud", "a song", "a road", "a coat"]
+        choices = self.recipe.choices
+        named = {choices: answers[:4]} if isinstance(choices, str) else dict(zip(choices, answers))
+        return {**super().example_row(), **named}
+
     def default_arguments(self, has_eval: bool) -> dict[str, Any]:
         # Trainer's length grouping would measure a feature by its number of choices, the same for every row:
         # it would cost a pass over the data and group nothing.

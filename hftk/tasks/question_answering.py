@@ -340,6 +340,15 @@ class QuestionAnswering(Task):
         return qa_sections(items, unit, lambda i: self._where(records, i))
 
     # -- model -----------------------------------------------------------------------------------------
+    def example_input(self) -> dict[str, Any]:
+        return {
+            "question": "Where was the game played?",
+            "context": "The final was played at Levi's Stadium in Santa Clara, California, on February 7, 2016.",
+        }
+
+    def pipeline_example(self) -> tuple[str, str]:
+        return "", ", ".join(f"{k}={v!r}" for k, v in self.example_input().items())
+
     def auto_model(self) -> Any:
         from transformers import AutoModelForQuestionAnswering
 

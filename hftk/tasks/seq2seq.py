@@ -58,6 +58,15 @@ class Seq2Seq(Task):
     def pipeline(self) -> str:
         return self.recipe.pipeline
 
+    def example_input(self) -> dict[str, Any]:
+        return {
+            "text": "#Person1#: Did you book the table for tonight? #Person2#: Yes, at seven, by the window. "
+            "#Person1#: Great, I'll meet you there."
+        }
+
+    def pipeline_example(self) -> tuple[str, str]:
+        return "", f"{self.example_input()['text']!r}, max_new_tokens=30"
+
     def generation_settings(self) -> GenerationSettings:
         return self.recipe.generation
 

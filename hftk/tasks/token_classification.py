@@ -131,6 +131,13 @@ class TokenClassification(Task):
             )
         return super().card_lines(section)
 
+    def example_input(self) -> dict[str, Any]:
+        return {"text": "George Washington went to Washington to meet the Red Cross."}
+
+    def pipeline_example(self) -> tuple[str, str]:
+        # "simple" joins sub-tokens and B-/I- tags into whole entities, as `hftk predict` answers.
+        return ', aggregation_strategy="simple"', repr(self.example_input()["text"])
+
     def _class_weights(self, train: Records) -> list[float] | None:
         setting = self.recipe.class_weights
         if setting is None or (setting == "balanced" and self.tokenizer is None):  # hftk check without tokenizer

@@ -19,7 +19,6 @@ from hftk.config.recipe import Recipe
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS, LOCK, STAGING, replace_model
 from hftk.models import lora
-from hftk.models.loading import removed_pipelines
 from hftk.report import Report
 from hftk.report.page import TIMINGS
 from hftk.tasks import Task
@@ -206,9 +205,7 @@ def model_card(
         *(report.card_lines(REPORT) if report is not None else []),
         "## Use",
         "",
-        *_use(task, name),
-        "",
-        f"or `hftk predict {name} --input FILE --output predictions.jsonl`.",
+        *task.use_lines(recipe.output_dir),
         "",
     ]
     return "\n".join(lines)
@@ -277,10 +274,6 @@ def _metrics_of(split: dict[str, Any] | None) -> list[tuple[str, float | None, s
     return out
 
 
-def _multi(task: Task) -> bool:
-    return task.model_kwargs().get("problem_type") == "multi_label_classification"
-
-
 def _training(metrics: dict[str, Any], args: Any) -> list[str]:
     sizes = metrics.get("data") or {}
     out = []
@@ -300,36 +293,6 @@ def _training(metrics: dict[str, Any], args: Any) -> list[str]:
             f"steps, weight decay {args.weight_decay:g}, seed {args.seed}."
         )
     return [*out, ""] if out else []
-
-
-def _use(task: Task, folder: str) -> list[str]:
-    pipeline_task = task.pipeline
-    # Multi-label: pipeline's default (a softmax top-1) would hide labels; top_k=None returns every label's score.
-    call = 'pipe("text", top_k=None)' if _multi(task) else None
-    if not task.has_pipeline:
-        roles = ", ".join(f'"{c}": ...' for c in task.input_columns())
-        return [
-            "```python",
-            f"import hftk  # transformers has no {pipeline_task} pipeline; AutoModelFor... loads the folder as is",
-            f'hftk.Predictor("{folder}").predict([{{{roles}}}])  # the keys of a training row, without the label',
-            "```",
-        ]
-    if pipeline_task not in removed_pipelines():
-        return [
-            "```python",
-            "from transformers import pipeline",
-            f'pipe = pipeline("{pipeline_task}", model="{folder}")',
-            *([call + "  # every label with its sigmoid score"] if call else []),
-            "```",
-        ]
-    return [
-        "```python",
-        "import hftk  # transformers 5 removed this pipeline; hftk.pipeline has its call and outputs",
-        f'pipe = hftk.pipeline("{pipeline_task}", model="{folder}")',
-        "```",
-        "",
-        f'With transformers 4.x, `transformers.pipeline("{pipeline_task}", model=...)` loads this folder as is.',
-    ]
 
 
 def plot_curve(log_history: list[dict[str, Any]], metric: str, path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from hftk import HftkError, Predictor
 from hftk.inference.export import answer_of, export
 
-from ..helpers import DATA, MINILM, cli, cli_error, head
+from ..helpers import DATA, MINILM, cli, cli_error, head, run_card
 
 SENTENCES = [line.rsplit("\t", 1)[0] for line in (DATA / "en/sst2/dev.tsv").read_text().splitlines()[1:41]]
 
@@ -38,6 +38,9 @@ def test_a_trained_classifier_exports_with_the_same_answers_fp32_and_int8(sst2_m
     assert info["outputs"] == ["logits"] and info["agreement"]["same_answers"] == 1.0
     assert not list((tmp_path / "onnx").glob("*.safetensors")) and (tmp_path / "onnx/model.onnx").is_file()
     assert "100.00% of its answers are the original model's" in (tmp_path / "onnx/README.md").read_text()
+    # The card's "Use" runs the export (no transformers.pipeline, which cannot load model.onnx), from elsewhere.
+    assert "from transformers import pipeline" not in (tmp_path / "onnx/README.md").read_text()
+    assert run_card(tmp_path / "onnx", tmp_path).startswith("[{'label': ")
     original, exported = Predictor(sst2_model, precision="fp32"), Predictor(tmp_path / "onnx")
     a, b = original.predict(SENTENCES, top_k=2), exported.predict(SENTENCES, top_k=2)
     assert [x["label"] for x in a] == [x["label"] for x in b]

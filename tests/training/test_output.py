@@ -63,9 +63,11 @@ def test_trained_model_card(sst2_model):
     )
     assert f"| eval | accuracy | {saved['eval']['eval_accuracy']:.4f} |" in card
     assert "| eval | runtime |" not in card  # timings are not metrics
-    assert f'pipe = pipeline("text-classification", model="{sst2_model.name}")' in card
-    assert f"hftk predict {sst2_model.name} --input FILE" in card
-    assert str(sst2_model.parent) not in card  # no local paths: the card travels with the folder
+    # The snippet names the folder by its absolute path (it runs from any directory), and only there.
+    assert f'model = "{sst2_model.resolve()}"  # this folder' in card
+    assert 'pipe = pipeline("text-classification", model=model)\nprint(pipe(' in card
+    assert f"hftk predict {sst2_model.resolve()} --input FILE" in card
+    assert card.count(str(sst2_model.parent)) == 2
     # What it answers, what it learnt from, with which settings, and which step was kept.
     assert "## Labels\n\n`negative`, `positive`\n" in card
     assert "Data: train 1,200 rows, validation 300 rows." in card
@@ -96,7 +98,7 @@ def test_model_card_of_a_hub_model_and_a_removed_pipeline(tmp_path):
     assert "runtime |" not in card and "| epoch |" not in card
     assert "Trained on cpu (fp32) in 12 s, 40.0 samples/s." in card and "## Labels" not in card
     # transformers 5 has no translation pipeline: the card shows hftk.pipeline.
-    assert 'pipe = hftk.pipeline("translation", model="mt")' in card
+    assert 'pipe = hftk.pipeline("translation", model=model)' in card
     assert "# mt\n" in card
 
 
@@ -122,7 +124,7 @@ def test_multi_label_card_names_labels_threshold_and_the_call_for_every_label(tm
     card = model_card(recipe, get_task("text-classification")(recipe, None), {"data": {"train": 800}})
     assert "`joy`, `anger`, `fear`" in card and "Data: train 800 rows." in card
     assert "every label whose sigmoid score is at least 0.3 applies" in card
-    assert 'pipe = pipeline("text-classification", model="emotions")\npipe("text", top_k=None)' in card
+    assert 'pipe = pipeline("text-classification", model=model)\nprint(pipe(' in card and ", top_k=None))" in card
 
 
 def test_an_undefined_metric_is_null_with_its_reason_in_metrics_json_card_console_and_evaluate(tmp_path, capsys):
