@@ -423,12 +423,14 @@ class Task(ABC):
         model = str(Path(folder).resolve())
         where = f'model = "{model}"  # this folder, where hftk saved it: give its new path if you move it'
         cli = f"or `hftk predict {model} --input FILE --output predictions.jsonl`."
-        if exported or not self.has_pipeline:
-            why = (
-                "an ONNX export: transformers.pipeline cannot load it; hftk.Predictor runs it on onnxruntime"
-                if exported
-                else f"transformers has no {self.pipeline} pipeline; hftk.Predictor loads the folder as is"
-            )
+        unmerged = self.recipe.peft is not None and not self.recipe.peft.merge
+        if exported or unmerged or not self.has_pipeline:
+            if exported:
+                why = "an ONNX export: transformers.pipeline cannot load it; hftk.Predictor runs it on onnxruntime"
+            elif unmerged:
+                why = "an unmerged adapter: hftk.Predictor loads the base model, then the adapter in adapter/"
+            else:
+                why = f"transformers has no {self.pipeline} pipeline; hftk.Predictor loads the folder as is"
             call = f"print(hftk.Predictor(model).predict([{self.example_row()!r}]))"
             return ["```python", f"import hftk  # {why}", "", where, call, "```", "", cli]
         kwargs, call = self.pipeline_example()
