@@ -9,7 +9,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +144,10 @@ class Predictor:
         return records
 
     # -- running ---------------------------------------------------------------------------------------
-    def run(self, features: Features) -> list[Any]:
-        """The model's outputs for every feature, in feature order, batched shortest first."""
+    def run(self, features: Features, **generate: Any) -> list[Any]:
+        """The model's outputs for every feature, in feature order, batched shortest first. `generate`: keyword
+        arguments of `model.generate` for a generating task (a streamer, stopping criteria), which its `forward`
+        hands the batch to."""
         import torch
 
         ids = features["input_ids"]
@@ -180,7 +183,7 @@ class Predictor:
                         else:
                             arr[row, : len(values)] = values
                     tensors[name] = torch.from_numpy(arr).to(self.device)
-                arrays = self.task.forward(self.model, tensors)
+                arrays = self.task.forward(self.model, {**tensors, **generate})
                 for i, out in zip(batch, self.task.unbatch(arrays, [lengths[i] for i in batch])):
                     results[i] = out
         return results
@@ -194,6 +197,32 @@ class Predictor:
         features = self.task.encode(records, with_targets=False)
         return self.task.postprocess(records, features, self.run(features), **options)
 
+    def stream(
+        self,
+        input: str | dict[str, Any],
+        on_text: Callable[[str], None],
+        stop: threading.Event | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """One input's text generated, each piece handed to `on_text` (on this thread) as soon as it decodes into
+        whole characters (transformers' TextStreamer), then its prediction as `predict` gives it, with `details`:
+        why generation ended (TGI's finish reasons: `eos_token`, `length`) and the tokens generated. Setting
+        `stop` ends generation at the next token (a client that went away)."""
+        from transformers import StoppingCriteriaList
+
+        if self.task.pipeline != "text-generation":
+            raise HftkError(f"{self.model_ref}: only text generation streams; this model is {self.task.pipeline}")
+        check_options(self.task, options)
+        records = self.records([input])
+        features = self.task.encode(records, with_targets=False)
+        stopping = StoppingCriteriaList([_Stopped(stop)] if stop is not None else [])
+        (new,) = self.run(features, streamer=_pieces(self.tokenizer, on_text), stopping_criteria=stopping)
+        (prediction,) = self.task.postprocess(records, features, [new], **options)
+        eos = self.model.generation_config.eos_token_id
+        ended = len(new) > 0 and int(new[-1]) in (eos if isinstance(eos, list) else [eos])
+        reason = "stopped" if stop is not None and stop.is_set() else "eos_token" if ended else "length"
+        return {**prediction, "details": {"finish_reason": reason, "generated_tokens": len(new)}}
+
     def evaluate(self, records: Records, report: str | Path | None = None) -> dict[str, float]:
         """The task's metrics on labelled records; `report`: a folder to write the evaluation report into too."""
         features = self.task.encode(records, with_targets=True)
@@ -202,6 +231,28 @@ class Predictor:
         if report is not None:
             self.task.evaluation_report(records, features, outputs, metrics, self.model_ref).write(Path(report))
         return metrics
+
+
+def _pieces(tokenizer: Any, on_text: Callable[[str], None]) -> Any:
+    """transformers' TextStreamer (which holds back a piece until it decodes into whole characters or words),
+    handing each piece of the answer, never the prompt, to `on_text` instead of printing it."""
+    from transformers import TextStreamer
+
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer.on_finalized_text = lambda text, stream_end=False: on_text(text) if text else None
+    return streamer
+
+
+class _Stopped:
+    """A stopping criterion (as `model.generate` calls one) that ends generation once `stop` is set."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Recipe:
