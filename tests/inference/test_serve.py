@@ -650,3 +650,40 @@ def test_messages_to_a_model_that_takes_none_and_streams_of_one_that_cannot_are_
             and answer["error"] == "stream: only text generation streams; this model is feature-extraction"
         )
         assert call(f"{url}/metadata")[1]["streams"] is False
+
+
+def test_a_client_that_goes_away_stops_its_generation(chat_model, monkeypatch):
+    """Closing the connection after the first event stops generation at the next token (each piece is slowed
+    down here so the model cannot finish first), and the server goes on."""
+    predictor = Predictor(chat_model)
+    original, ended = predictor.stream, []
+
+    def slowed(input, on_text, stop=None, **options):
+        def slow(text: str) -> None:
+            on_text(text)
+            time.sleep(0.3)
+
+        prediction = original(input, slow, stop, **options)
+        ended.append(prediction["details"])
+        return prediction
+
+    monkeypatch.setattr(predictor, "stream", slowed)
+    body = json.dumps({"messages": [USER], "stream": True}).encode()
+    with serving(predictor) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(
+                b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            received = b""
+            while b"data: " not in received:
+                received += s.recv(4096)
+        assert b"200 OK" in received and b"text/event-stream" in received
+        deadline = time.monotonic() + 30
+        while not ended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ended == [{"finish_reason": "stopped", "generated_tokens": ended[0]["generated_tokens"]}]
+        assert ended[0]["generated_tokens"] < 12
+        assert call(f"{url}/health")[1] == {"status": "ok", "waiting": 0}
