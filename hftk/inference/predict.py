@@ -193,9 +193,10 @@ class Predictor:
         if not isinstance(inputs, Records) and len(inputs) == 0:
             return []
         check_options(self.task, options)
+        generate = {k: options.pop(k) for k in GENERATE_OPTIONS if k in options}
         records = inputs if isinstance(inputs, Records) else self.records(inputs)
         features = self.task.encode(records, with_targets=False)
-        return self.task.postprocess(records, features, self.run(features), **options)
+        return self.task.postprocess(records, features, self.run(features, **generate), **options)
 
     def stream(
         self,
@@ -213,10 +214,12 @@ class Predictor:
         if self.task.pipeline != "text-generation":
             raise HftkError(f"{self.model_ref}: only text generation streams; this model is {self.task.pipeline}")
         check_options(self.task, options)
+        generate = {k: options.pop(k) for k in GENERATE_OPTIONS if k in options}
         records = self.records([input])
         features = self.task.encode(records, with_targets=False)
         stopping = StoppingCriteriaList([_Stopped(stop)] if stop is not None else [])
-        (new,) = self.run(features, streamer=_pieces(self.tokenizer, on_text), stopping_criteria=stopping)
+        streamer = _pieces(self.tokenizer, on_text)
+        (new,) = self.run(features, streamer=streamer, stopping_criteria=stopping, **generate)
         (prediction,) = self.task.postprocess(records, features, [new], **options)
         eos = self.model.generation_config.eos_token_id
         ended = len(new) > 0 and int(new[-1]) in (eos if isinstance(eos, list) else [eos])
@@ -306,7 +309,10 @@ _RECIPE_FLAGS = {
     "multi_label": "--multi-label",
 }
 _OPTION_FLAGS = {"top_k": "--top-k", "aggregation_strategy": "--aggregation"}  # others: their own names
-AGGREGATIONS = ("none", "simple", "first", "average", "max")  # token classification (--aggregation's choices)
+AGGREGATIONS = ("none", "simple", "first", "average", "max")
+# Options of a generating task that `model.generate` takes (not its postprocess): at most the model's own setting,
+# for which the prompt's truncation left room (a server's request may ask for less, never more).
+GENERATE_OPTIONS = ("max_new_tokens",)  # token classification (--aggregation's choices)
 
 
 def _count(value: Any, most: int | None = None) -> str | None:
@@ -325,6 +331,9 @@ def _option_problem(task: Task | None, key: str, value: Any) -> str | None:
         return _count(value, task.max_top_k if task is not None else None)
     if key == "max_answer_length":
         return _count(value)
+    if key == "max_new_tokens":
+        settings = task.generation_settings() if task is not None else None
+        return _count(value, settings.max_new_tokens if settings is not None else None)
     if key == "windows" and not isinstance(value, bool):
         return "must be true or false"
     if key == "aggregation_strategy" and value not in AGGREGATIONS:
@@ -341,6 +350,8 @@ def check_options(task: Task | None, options: dict[str, Any], *, flags: bool = T
     names = _OPTION_FLAGS if flags else {}
     if task is not None:
         taken = [p.name for p in inspect.signature(task.postprocess).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        if task.generation_settings() is not None:
+            taken += GENERATE_OPTIONS
         for key in options:
             if key not in taken:
                 them = ", ".join(names.get(t, t) for t in taken) or "none"

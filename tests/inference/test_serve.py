@@ -596,10 +596,19 @@ def test_instruction_models_answer_prompts_and_chats_as_hftk_predict_does(shape,
             assert details["finish_reason"] in ("eos_token", "length") and 1 <= details["generated_tokens"] <= 12
             assert (details["finish_reason"] == "length") == (details["generated_tokens"] == 12)
         # Several at once, in a list: the same answers, batched.
-        status, got, _ = call(
-            f"{url}/predict", {"inputs": [b.get("inputs") or {"messages": b["messages"]} for b in requests]}
-        )
+        inputs = [b.get("inputs") or {"messages": b["messages"]} for b in requests]
+        status, got, _ = call(f"{url}/predict", {"inputs": inputs})
         assert status == 200 and got["predictions"] == [{"generated_text": a} for a in expected]
+        # A request may ask for fewer new tokens than the model's own max_new_tokens (12), not more: the answer is
+        # the one the model gives with that setting.
+        shorter = Predictor(model, **{"generation.max_new_tokens": 3}).predict(inputs[:1])
+        status, got, _ = call(f"{url}/predict", {**requests[0], "options": {"max_new_tokens": 3}})
+        assert status == 200 and got["prediction"] == shorter[0], got
+        *pieces, last = stream(f"{url}/predict", {**requests[0], "stream": True, "options": {"max_new_tokens": 3}})[1]
+        assert "".join(e["text"] for e in pieces) == shorter[0]["generated_text"] == last["generated_text"]
+        assert last["details"]["generated_tokens"] <= 3
+        status, got, _ = call(f"{url}/predict", {**requests[0], "options": {"max_new_tokens": 13}})
+        assert status == 422 and got["error"] == "options.max_new_tokens: must be 12 or fewer, got 13"
         if shape == "completion":  # the prompt column alone: a row without a context
             row = next(r for r in rows if not r["context"])
             assert (
