@@ -144,7 +144,8 @@ class Batcher:
         outcomes: list[Any] = [None] * len(batch)
         for i, job in enumerate(batch):
             if job.stream is not None:  # one sequence at a time: a streamer follows one
-                outcomes[i] = self._alone(job)
+                # (not at all when its client went away while it queued)
+                outcomes[i] = None if job.stream.stop.is_set() else self._alone(job)
             else:
                 groups.setdefault(job.group, []).append(i)
         for members in groups.values():
