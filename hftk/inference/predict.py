@@ -9,7 +9,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +144,10 @@ class Predictor:
         return records
 
     # -- running ---------------------------------------------------------------------------------------
-    def run(self, features: Features) -> list[Any]:
-        """The model's outputs for every feature, in feature order, batched shortest first."""
+    def run(self, features: Features, **generate: Any) -> list[Any]:
+        """The model's outputs for every feature, in feature order, batched shortest first. `generate`: keyword
+        arguments of `model.generate` for a generating task (a streamer, stopping criteria), which its `forward`
+        hands the batch to."""
         import torch
 
         ids = features["input_ids"]
@@ -180,7 +183,7 @@ class Predictor:
                         else:
                             arr[row, : len(values)] = values
                     tensors[name] = torch.from_numpy(arr).to(self.device)
-                arrays = self.task.forward(self.model, tensors)
+                arrays = self.task.forward(self.model, {**tensors, **generate})
                 for i, out in zip(batch, self.task.unbatch(arrays, [lengths[i] for i in batch])):
                     results[i] = out
         return results
@@ -190,9 +193,38 @@ class Predictor:
         if not isinstance(inputs, Records) and len(inputs) == 0:
             return []
         check_options(self.task, options)
+        generate = {k: options.pop(k) for k in GENERATE_OPTIONS if k in options}
         records = inputs if isinstance(inputs, Records) else self.records(inputs)
         features = self.task.encode(records, with_targets=False)
-        return self.task.postprocess(records, features, self.run(features), **options)
+        return self.task.postprocess(records, features, self.run(features, **generate), **options)
+
+    def stream(
+        self,
+        input: str | dict[str, Any],
+        on_text: Callable[[str], None],
+        stop: threading.Event | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """One input's text generated, each piece handed to `on_text` (on this thread) as soon as it decodes into
+        whole characters (transformers' TextStreamer), then its prediction as `predict` gives it, with `details`:
+        why generation ended (TGI's finish reasons: `eos_token`, `length`) and the tokens generated. Setting
+        `stop` ends generation at the next token (a client that went away)."""
+        from transformers import StoppingCriteriaList
+
+        if self.task.pipeline != "text-generation":
+            raise HftkError(f"{self.model_ref}: only text generation streams; this model is {self.task.pipeline}")
+        check_options(self.task, options)
+        generate = {k: options.pop(k) for k in GENERATE_OPTIONS if k in options}
+        records = self.records([input])
+        features = self.task.encode(records, with_targets=False)
+        stopping = StoppingCriteriaList([_Stopped(stop)] if stop is not None else [])
+        streamer = _pieces(self.tokenizer, on_text)
+        (new,) = self.run(features, streamer=streamer, stopping_criteria=stopping, **generate)
+        (prediction,) = self.task.postprocess(records, features, [new], **options)
+        eos = self.model.generation_config.eos_token_id
+        ended = len(new) > 0 and int(new[-1]) in (eos if isinstance(eos, list) else [eos])
+        reason = "stopped" if stop is not None and stop.is_set() else "eos_token" if ended else "length"
+        return {**prediction, "details": {"finish_reason": reason, "generated_tokens": len(new)}}
 
     def evaluate(self, records: Records, report: str | Path | None = None) -> dict[str, float]:
         """The task's metrics on labelled records; `report`: a folder to write the evaluation report into too."""
@@ -202,6 +234,28 @@ class Predictor:
         if report is not None:
             self.task.evaluation_report(records, features, outputs, metrics, self.model_ref).write(Path(report))
         return metrics
+
+
+def _pieces(tokenizer: Any, on_text: Callable[[str], None]) -> Any:
+    """transformers' TextStreamer (which holds back a piece until it decodes into whole characters or words),
+    handing each piece of the answer, never the prompt, to `on_text` instead of printing it."""
+    from transformers import TextStreamer
+
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer.on_finalized_text = lambda text, stream_end=False: on_text(text) if text else None
+    return streamer
+
+
+class _Stopped:
+    """A stopping criterion (as `model.generate` calls one) that ends generation once `stop` is set."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Recipe:
@@ -255,7 +309,10 @@ _RECIPE_FLAGS = {
     "multi_label": "--multi-label",
 }
 _OPTION_FLAGS = {"top_k": "--top-k", "aggregation_strategy": "--aggregation"}  # others: their own names
-AGGREGATIONS = ("none", "simple", "first", "average", "max")  # token classification (--aggregation's choices)
+AGGREGATIONS = ("none", "simple", "first", "average", "max")
+# Options of a generating task that `model.generate` takes (not its postprocess): at most the model's own setting,
+# for which the prompt's truncation left room (a server's request may ask for less, never more).
+GENERATE_OPTIONS = ("max_new_tokens",)  # token classification (--aggregation's choices)
 
 
 def _count(value: Any, most: int | None = None) -> str | None:
@@ -274,6 +331,9 @@ def _option_problem(task: Task | None, key: str, value: Any) -> str | None:
         return _count(value, task.max_top_k if task is not None else None)
     if key == "max_answer_length":
         return _count(value)
+    if key == "max_new_tokens":
+        settings = task.generation_settings() if task is not None else None
+        return _count(value, settings.max_new_tokens if settings is not None else None)
     if key == "windows" and not isinstance(value, bool):
         return "must be true or false"
     if key == "aggregation_strategy" and value not in AGGREGATIONS:
@@ -290,6 +350,8 @@ def check_options(task: Task | None, options: dict[str, Any], *, flags: bool = T
     names = _OPTION_FLAGS if flags else {}
     if task is not None:
         taken = [p.name for p in inspect.signature(task.postprocess).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        if task.generation_settings() is not None:
+            taken += GENERATE_OPTIONS
         for key in options:
             if key not in taken:
                 them = ", ".join(names.get(t, t) for t in taken) or "none"

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hftk.errors import SURROGATE, HftkError, did_you_mean
+from hftk.features.instructions import checked_messages
 from hftk.inference.predict import check_options
 from hftk.tasks import Task
 
@@ -52,7 +53,7 @@ class ClientError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
-FIELDS = ("inputs", "options")  # the fields of a request body
+FIELDS = ("inputs", "messages", "options", "stream")  # the fields of a request body
 
 
 class PredictRequest(BaseModel):
@@ -64,7 +65,17 @@ class PredictRequest(BaseModel):
         'answered {"predictions": [...]}; or one string or object alone, as the HF Inference API takes it: '
         'answered {"prediction": {...}}'
     )
+    messages: list[dict[str, str]] | None = Field(
+        default=None,
+        description="a chat model's one chat instead of inputs: [{role, content}, ...] ending with the turn to "
+        'answer; the saved chat template writes the prompt. Answered {"prediction": {"generated_text": ...}}',
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="the task's options, e.g. top_k")
+    stream: bool = Field(
+        default=False,
+        description="text generation, one input or chat: answer with server-sent events, each piece of text as it "
+        "is generated, then the whole answer",
+    )
 
 
 # -- reading a request ---------------------------------------------------------------------------------------
@@ -133,6 +144,7 @@ class Checked:
     options: dict[str, Any]
     group: str  # requests that may share a model call (same options, keys and number of choices)
     single: bool  # one input sent alone, not in a list: answered {"prediction": ...}
+    stream: bool = False  # answered with server-sent events as the text is generated
 
 
 @dataclass(frozen=True)
@@ -145,6 +157,8 @@ class Shape:
     lists: tuple[str, ...]
     choices: str | None  # the key of a multiple-choice input's list of choices
     nonblank: tuple[str, ...] = ()  # multiple-choice columns of one choice each: none may be blank
+    chat: str | None = None  # the column of a chat model's messages (causal-lm, data.shape chat)
+    streams: bool = False  # a text-generation model: a request may ask for a stream
 
     @classmethod
     def of(cls, task: Task) -> Shape:
@@ -155,7 +169,9 @@ class Shape:
         lists = tuple(c for c in (choices, tokens) if c)
         optional = tuple(c for c in (recipe.data.column(r) for r in task.optional_roles) if c not in lists)
         nonblank = tuple(spec) if isinstance(spec, list) else ()
-        return cls(tuple(task.input_columns()), optional, lists, choices, nonblank)
+        chat = recipe.data.column("messages") if "messages" in task.input_roles else None
+        streams = task.pipeline == "text-generation"
+        return cls(tuple(task.input_columns()), optional, lists, choices, nonblank, chat, streams)
 
     @property
     def keys(self) -> list[str]:
@@ -171,7 +187,11 @@ class Shape:
                 f"{_key(extra[0])}: not a field of the request{did_you_mean(extra[0], FIELDS)} (its fields: "
                 f"{', '.join(FIELDS)})",
             )
+        if "messages" in body:  # one chat, as OpenAI's and HF's chat APIs take it
+            return self._chat_request(body, task, limits)
         if "inputs" not in body:
+            if self.chat:
+                raise ClientError(422, 'messages: missing; send {"messages": [{"role": "user", "content": "..."}]}')
             raise ClientError(422, 'inputs: missing; send {"inputs": ["text", ...]} or {"inputs": "text"}')
         inputs, options = body["inputs"], body.get("options") or {}
         # One input alone (a string, or an object of the task's keys), as the HF Inference API takes it: answered
@@ -187,13 +207,8 @@ class Shape:
             raise ClientError(
                 413, f"inputs: {len(inputs)} in one request, more than this server's {limits.max_inputs}; split it"
             )
-        if not isinstance(options, dict):
-            raise ClientError(422, 'options: must be an object, e.g. {"top_k": 2}')
-        options = {k: v for k, v in options.items() if v is not None}  # null: the default, as an absent flag
-        try:
-            check_options(task, options, flags=False)
-        except HftkError as e:
-            raise ClientError(422, f"options.{e}") from None
+        options = _options(body, task)
+        stream = self._stream(body, len(inputs), task)
         first: tuple[str, ...] | None = None
         for i, x in enumerate(inputs):
             keys = self._input("inputs" if single else f"inputs.{i}", x, limits)
@@ -211,12 +226,61 @@ class Shape:
                     f"inputs.{i}.{self.choices}: {len(x[self.choices])} choices but inputs.0 has {n}; send the "
                     "same number in every input of a request",
                 )
-        return Checked(inputs, options, json.dumps([options, first, n], sort_keys=True), single)
+        return Checked(inputs, options, json.dumps([options, first, n], sort_keys=True), single, stream)
+
+    def _chat_request(self, body: dict[str, Any], task: Task, limits: Limits) -> Checked:
+        """`{"messages": [...]}`: one chat, the input {messages column: chat} of a chat model."""
+        if "inputs" in body:
+            raise ClientError(422, "messages: send either inputs or messages, not both")
+        if self.chat is None:
+            shape = getattr(task.recipe.data, "shape", None)
+            trained = f"trained on data.shape {shape}, " if shape else ""
+            raise ClientError(
+                422,
+                f"messages: this model ({task.pipeline}, {trained}not on chats) takes no messages; send "
+                '{"inputs": ...} with its inputs (GET /metadata: inputs)',
+            )
+        options = _options(body, task)
+        stream = self._stream(body, 1, task)
+        self._bound("messages", self._messages("messages", body["messages"]), limits)
+        group = json.dumps([options, [self.chat], 0], sort_keys=True)  # as the same chat sent in inputs
+        return Checked([{self.chat: body["messages"]}], options, group, True, stream)
+
+    def _stream(self, body: dict[str, Any], inputs: int, task: Task) -> bool:
+        stream = body.get("stream", False)
+        if stream is None or stream is False:
+            return False
+        if stream is not True:
+            raise ClientError(422, f"stream: must be true or false, got {json.dumps(stream)[:40]}")
+        if not self.streams:
+            raise ClientError(422, f"stream: only text generation streams; this model is {task.pipeline}")
+        if inputs != 1:
+            raise ClientError(422, f"stream: streams one input, got {inputs}; send one prompt or chat")
+        return True
+
+    def _messages(self, where: str, v: Any) -> list[tuple[str, str]]:
+        """A chat's turns checked as `hftk predict` checks a chat file's rows, ending with the turn to answer: its
+        contents, for the bounds."""
+        try:
+            messages = checked_messages(where, v, training=False)
+        except HftkError as e:
+            raise ClientError(422, str(e)) from None
+        if messages[-1]["role"] == "assistant":
+            raise ClientError(
+                422,
+                f"{where}: the chat ends with an assistant turn; end it with the turn the model should answer",
+            )
+        return [(f"{where}.{n}.content", m["content"]) for n, m in enumerate(messages)]
 
     def _input(self, where: str, x: Any, limits: Limits) -> tuple[str, ...]:
         """The keys of one input, checked: its texts (and lists of texts) bounded, present and not blank."""
         items: list[tuple[str, str]] = []  # the texts of its lists (choices, tokens)
         if isinstance(x, str):
+            if self.chat:
+                raise ClientError(
+                    422,
+                    f'{where}: this model answers chats; send {{"messages": [{{"role": "user", "content": "..."}}]}}',
+                )
             if len(self.required) > 1 or self.choices:
                 raise ClientError(422, f"{where}: this model takes objects with the keys {', '.join(self.keys)}")
             texts = [(where, x)]
@@ -232,7 +296,9 @@ class Shape:
                 raise ClientError(422, f"{where}: needs the text key(s) {', '.join(missing)}")
             texts = []
             for k, v in x.items():
-                if k in self.lists:
+                if k == self.chat:
+                    texts += self._messages(f"{where}.{k}", v)
+                elif k in self.lists:
                     items += self._list(f"{where}.{k}", v, limits, choices=k == self.choices)
                 elif isinstance(v, str):
                     if k in self.nonblank and not v.strip():
@@ -243,9 +309,16 @@ class Shape:
             keys = tuple(sorted(x))
         else:
             raise ClientError(422, f"{where}: must be text, or an object with the keys {', '.join(self.keys)}")
+        self._bound(where, texts, limits, items)
+        return keys
+
+    def _bound(
+        self, where: str, texts: list[tuple[str, str]], limits: Limits, items: list[tuple[str, str]] | None = None
+    ) -> None:
+        """An input's texts (and the items of its lists) not all blank, valid Unicode and within max_input_chars."""
         if not any(t.strip() for _, t in texts):
             raise ClientError(422, f"{where}: empty; send text")
-        texts += items
+        texts = texts + (items or [])
         length = 0
         for place, t in texts:
             if (bad := SURROGATE.search(t)) is not None:
@@ -259,7 +332,6 @@ class Shape:
             raise ClientError(
                 422, f"{where}: {length} characters, more than this server's {limits.max_input_chars}; shorten it"
             )
-        return keys
 
     def _list(self, where: str, v: Any, limits: Limits, *, choices: bool) -> list[tuple[str, str]]:
         if not isinstance(v, list):
@@ -281,6 +353,19 @@ class Shape:
                 raise ClientError(422, f"{where}.{j}: empty; send text")
             out.append((f"{where}.{j}", t))
         return out
+
+
+def _options(body: dict[str, Any], task: Task) -> dict[str, Any]:
+    """A request's options, checked by the rules of `hftk predict`'s flags."""
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise ClientError(422, 'options: must be an object, e.g. {"top_k": 2}')
+    options = {k: v for k, v in options.items() if v is not None}  # null: the default, as an absent flag
+    try:
+        check_options(task, options, flags=False)
+    except HftkError as e:
+        raise ClientError(422, f"options.{e}") from None
+    return options
 
 
 def _kind(v: Any) -> str:

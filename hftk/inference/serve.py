@@ -24,6 +24,9 @@ bad request never fails the others batched with it. `api_key` (--api-key, HFTK_A
 
 `{"inputs": "text"}` (one input alone, a string or an object, as the HF Inference API takes it) is answered with
 its prediction alone, `{"prediction": {...}}`, as that API answers a single input with its output, not a list.
+A text-generation model trained on chats also takes `{"messages": [{"role": "user", "content": ...}]}`, one
+chat written by its saved chat template; `"stream": true` (one input or chat) answers with server-sent events as
+the text is generated (`_streamed`), generated alone on the model thread, within the same queue and limits.
 Each request gets one access log line on stderr (method, path, status, inputs, milliseconds), and the server says
 when it has stopped.
 """
@@ -38,7 +41,9 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,12 +61,22 @@ KEEP_ALIVE_S = 5  # an idle keep-alive connection closes after this long
 
 
 @dataclass
+class Stream:
+    """Where a streamed request's text goes as it is generated (`on_text`, called on the model thread), and the
+    event that stops its generation (the client went away)."""
+
+    on_text: Callable[[str], None]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class _Job:
     inputs: list[Any]
     options: dict[str, Any]
     group: str  # jobs of one group share a model call (Shape.check)
     arrived: float
     future: asyncio.Future = field(repr=False)
+    stream: Stream | None = None  # generated alone, its text handed on as it comes
 
 
 class Batcher:
@@ -86,10 +101,12 @@ class Batcher:
                 await self._task
         self.executor.shutdown(wait=True)
 
-    async def submit(self, inputs: list[Any], options: dict[str, Any], group: str = "") -> list[dict[str, Any]]:
+    async def submit(
+        self, inputs: list[Any], options: dict[str, Any], group: str = "", stream: Stream | None = None
+    ) -> list[dict[str, Any]]:
         if self.waiting + len(inputs) > self.limits.max_queue:
             raise ClientError(503, "the server is at capacity; retry shortly", {"Retry-After": "1"})
-        job = _Job(inputs, options, group, time.monotonic(), asyncio.get_running_loop().create_future())
+        job = _Job(inputs, options, group, time.monotonic(), asyncio.get_running_loop().create_future(), stream)
         self.waiting += len(inputs)
         self.queue.put_nowait(job)
         try:
@@ -124,9 +141,13 @@ class Batcher:
     def _predict(self, batch: list[_Job]) -> list[Any]:
         """Each job's predictions (or its error), the jobs of one group predicted in one call."""
         groups: dict[str, list[int]] = {}
-        for i, job in enumerate(batch):
-            groups.setdefault(job.group, []).append(i)
         outcomes: list[Any] = [None] * len(batch)
+        for i, job in enumerate(batch):
+            if job.stream is not None:  # one sequence at a time: a streamer follows one
+                # (not at all when its client went away while it queued)
+                outcomes[i] = None if job.stream.stop.is_set() else self._alone(job)
+            else:
+                groups.setdefault(job.group, []).append(i)
         for members in groups.values():
             jobs = [batch[i] for i in members]
             try:
@@ -144,6 +165,8 @@ class Batcher:
 
     def _alone(self, job: _Job) -> Any:
         try:
+            if job.stream is not None:
+                return [self.predictor.stream(job.inputs[0], job.stream.on_text, job.stream.stop, **job.options)]
             return self.predictor.predict(job.inputs, **job.options)
         except HftkError as e:
             return ClientError(422, str(e).replace("<inputs>: ", "", 1))
@@ -205,6 +228,8 @@ def build_app(predictor: Predictor, limits: Limits | None = None, *, api_key: st
                 return Response(status_code=400)  # no one to answer
             checked = await asyncio.to_thread(read, body)
             request.scope[_INPUTS] = len(checked.inputs)  # for the access log
+            if checked.stream:
+                return await _streamed(batcher, checked)
             predictions = await batcher.submit(checked.inputs, checked.options, checked.group)
             answer = await asyncio.to_thread(_encode, predictions, single=checked.single)
             return Response(answer, media_type="application/json")
@@ -226,6 +251,7 @@ def build_app(predictor: Predictor, limits: Limits | None = None, *, api_key: st
             "optional_inputs": [k for k in shape.keys if k not in shape.required],
             "device": predictor.policy.device,
             "precision": predictor.policy.precision,
+            "streams": shape.streams,
             "limits": vars(limits),
             "hftk": _version(),
         }
@@ -256,6 +282,58 @@ async def _body(request: Any, limits: Limits) -> bytes:
             f"request body not complete within {limits.request_timeout:g} s; send it whole, or raise --request-timeout",
         ) from None
     return b"".join(parts)
+
+
+async def _streamed(batcher: Batcher, checked: Checked) -> Any:
+    """A generated answer as server-sent events: `data: {"text": ...}` for each piece as it is generated, then
+    `data: {"generated_text": ..., "details": {...}}`, the whole answer. A request refused before its first piece
+    (the queue full, an input the model cannot take) is answered as any other, a JSON error with its status; a
+    failure after it is a last event, `event: error` with `data: {"error": ...}`. A client that goes away stops
+    its generation at the next token."""
+    from fastapi.responses import StreamingResponse
+
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[Any] = asyncio.Queue()  # pieces of text, then the finished job
+    stream = Stream(lambda text: loop.call_soon_threadsafe(events.put_nowait, text))
+    # The job's end is queued behind its pieces: the model thread queued each before its result came back.
+    job = asyncio.ensure_future(batcher.submit(checked.inputs, checked.options, checked.group, stream))
+    job.add_done_callback(events.put_nowait)
+    try:
+        first = await events.get()
+    except BaseException:
+        stream.stop.set()
+        job.cancel()
+        raise
+    if first is job:
+        job.result()  # a refused request raises its ClientError here
+
+    async def sse() -> Any:
+        item = first
+        try:
+            while item is not job:
+                yield _event({"text": item})
+                item = await events.get()
+            try:
+                (prediction,) = job.result()
+            except ClientError as e:
+                yield _event({"error": e.message}, "error")
+                return
+            except Exception as e:
+                yield _event({"error": f"the server failed ({type(e).__name__}); its log says more"}, "error")
+                return
+            yield _event(prediction)
+        finally:  # the answer is complete, or the client went away
+            stream.stop.set()
+            job.cancel()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy holds the pieces back
+    return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
+
+
+def _event(data: dict[str, Any], name: str | None = None) -> bytes:
+    """One server-sent event: its JSON on one `data:` line (JSON escapes newlines), an event name for errors."""
+    head = f"event: {name}\n" if name else ""
+    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
 def _encode(predictions: list[dict[str, Any]], *, single: bool = False) -> bytes:

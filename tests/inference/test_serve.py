@@ -501,3 +501,198 @@ def test_a_request_alone_never_waits_for_company(sst2):
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda s: call(f"{url}/predict", {"inputs": [s]}, timeout=30), SENTENCES[:8]))
     assert [status for status, _, _ in answers] == [200] * 8
+
+
+# -- instruction-tuned text generation: prompts, chats, streaming -------------------------------------------------
+def dolly(n: int) -> list[dict]:
+    """Dolly rows short enough for the fixture's 128 tokens."""
+    rows = [json.loads(line) for line in (DATA / "en/dolly/train.jsonl").read_text().splitlines()[:300]]
+    return [r for r in rows if len(r["instruction"] + r["context"] + r["response"]) < 300][:n]
+
+
+def chat(row: dict, answer: bool = True) -> list[dict]:
+    turns = [{"role": "user", "content": row["instruction"]}, {"role": "assistant", "content": row["response"]}]
+    return turns if answer else turns[:1]
+
+
+def write_jsonl(path, rows: list[dict]):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def completion_model(gpt2_fixture, tmp_path_factory):
+    return tune("completion", gpt2_fixture, tmp_path_factory.mktemp("completion"))
+
+
+@pytest.fixture(scope="module")
+def chat_model(gpt2_fixture, tmp_path_factory):
+    return tune("chat", gpt2_fixture, tmp_path_factory.mktemp("chat"))
+
+
+def tune(shape: str, gpt2_fixture, folder):
+    """The GPT-2 fixture instruction-tuned a few steps on Dolly, as prompt/completion pairs written by a
+    template, or as chats written by hftk's default chat template."""
+    rows = dolly(24)
+    if shape == "chat":
+        data = {
+            "shape": "chat",
+            "train": str(write_jsonl(folder / "train.jsonl", [{"messages": chat(r)} for r in rows])),
+        }
+        extra = {}
+    else:
+        data = {"shape": "completion", "train": str(write_jsonl(folder / "train.jsonl", rows))}
+        data["columns"] = {"prompt": "instruction", "context": "context", "completion": "response"}
+        extra = {"prompt_template": "### Instruction:\n{prompt}\n\n### Context:\n{context}\n\n### Response:\n"}
+    recipe = {
+        "task": "causal-lm",
+        "model": str(gpt2_fixture),
+        "data": data,
+        "max_length": 128,
+        "generation": {"max_new_tokens": 12},
+        "training": {"max_steps": 3, "learning_rate": 3e-3, "per_device_train_batch_size": 8},
+        **extra,
+    }
+    return train(recipe, output_dir=folder / "run").output_dir
+
+
+def stream(url: str, body: dict) -> tuple[str, list[dict]]:
+    """(content type, events) of a streamed answer: each `data:` line's JSON, `event: error` marked as such."""
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        kind, text = r.headers["content-type"], r.read().decode()
+    events = []
+    for block in text.split("\n\n")[:-1]:
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        events.append({**json.loads(fields["data"]), **({"event": fields["event"]} if "event" in fields else {})})
+    return kind, events
+
+
+@pytest.mark.parametrize("shape", ["completion", "chat"])
+def test_instruction_models_answer_prompts_and_chats_as_hftk_predict_does(shape, request, tmp_path):
+    """The served answer is `hftk predict`'s for the same prompt or chat (greedy), without the prompt; streamed,
+    its pieces make the same answer, and a last event holds it whole with why generation ended."""
+    model, rows = request.getfixturevalue(f"{shape}_model"), dolly(30)[24:]  # rows it was not tuned on
+    if shape == "chat":
+        requests = [{"messages": chat(r, answer=False)} for r in rows]
+        dev = write_jsonl(tmp_path / "dev.jsonl", requests)
+    else:
+        requests = [{"inputs": {"instruction": r["instruction"], "context": r["context"]}} for r in rows]
+        dev = write_jsonl(tmp_path / "dev.jsonl", rows)
+    cli("predict", model, "--input", dev, "--output", tmp_path / "out.jsonl")
+    expected = [json.loads(line)["generated_text"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert all(expected) and not any("### Instruction" in a or "<|user|>" in a for a in expected)
+    with serving(Predictor(model)) as url:
+        assert call(f"{url}/metadata")[1]["streams"] is True
+        for body, answer in zip(requests, expected):
+            status, got, _ = call(f"{url}/predict", body)
+            assert status == 200 and got == {"prediction": {"generated_text": answer}}, got
+            kind, events = stream(f"{url}/predict", {**body, "stream": True})
+            assert kind.startswith("text/event-stream")
+            *pieces, last = events
+            assert pieces and all(set(e) == {"text"} for e in pieces)
+            assert "".join(e["text"] for e in pieces) == answer == last["generated_text"]
+            details = last["details"]
+            assert details["finish_reason"] in ("eos_token", "length") and 1 <= details["generated_tokens"] <= 12
+            assert (details["finish_reason"] == "length") == (details["generated_tokens"] == 12)
+        # Several at once, in a list: the same answers, batched.
+        inputs = [b.get("inputs") or {"messages": b["messages"]} for b in requests]
+        status, got, _ = call(f"{url}/predict", {"inputs": inputs})
+        assert status == 200 and got["predictions"] == [{"generated_text": a} for a in expected]
+        # A request may ask for fewer new tokens than the model's own max_new_tokens (12), not more: the answer is
+        # the one the model gives with that setting.
+        shorter = Predictor(model, **{"generation.max_new_tokens": 3}).predict(inputs[:1])
+        status, got, _ = call(f"{url}/predict", {**requests[0], "options": {"max_new_tokens": 3}})
+        assert status == 200 and got["prediction"] == shorter[0], got
+        *pieces, last = stream(f"{url}/predict", {**requests[0], "stream": True, "options": {"max_new_tokens": 3}})[1]
+        assert "".join(e["text"] for e in pieces) == shorter[0]["generated_text"] == last["generated_text"]
+        assert last["details"]["generated_tokens"] <= 3
+        status, got, _ = call(f"{url}/predict", {**requests[0], "options": {"max_new_tokens": 13}})
+        assert status == 422 and got["error"] == "options.max_new_tokens: must be 12 or fewer, got 13"
+        if shape == "completion":  # the prompt column alone: a row without a context
+            row = next(r for r in rows if not r["context"])
+            assert (
+                call(f"{url}/predict", {"inputs": row["instruction"]})[1]
+                == call(f"{url}/predict", {"inputs": {"instruction": row["instruction"]}})[1]
+            )
+
+
+USER = {"role": "user", "content": "Name a colour."}
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ({"messages": [{"role": "bot", "content": "hi"}]}, "messages: message 1 has role 'bot'; use one of system"),
+        ({"messages": []}, "messages: messages must be a non-empty list of {role, content}"),
+        ({"messages": [USER, {"role": "user"}]}, "messages: message 2 must be {role: ..., content: text}"),
+        ({"messages": [USER, {"role": "assistant", "content": "Red."}]}, "messages: the chat ends with an assistant"),
+        ({"messages": [{"role": "user", "content": " "}]}, "messages: empty; send text"),
+        ({"messages": [{"role": "user", "content": "x" * 501}]}, "messages: 501 characters, more than this server's"),
+        ({"messages": [USER], "inputs": "x"}, "messages: send either inputs or messages, not both"),
+        ({"inputs": "Name a colour."}, 'inputs: this model answers chats; send {"messages": '),
+        ({"inputs": [{"messages": [{"role": "robot", "content": "x"}]}]}, "inputs.0.messages: message 1 has role"),
+        ({"messages": [USER], "stream": "yes"}, 'stream: must be true or false, got "yes"'),
+        ({"inputs": [{"messages": [USER]}] * 2, "stream": True}, "stream: streams one input, got 2"),
+        ({"options": {}}, "messages: missing"),
+    ],
+)
+def test_a_bad_chat_request_is_a_422_naming_the_field(chat_model, body, needle):
+    with serving(Predictor(chat_model), max_input_chars=500) as url:
+        status, answer, _ = call(f"{url}/predict", body)
+        assert status == 422 and needle in answer["error"], answer
+        streamed = {**body, "stream": True} if "stream" not in body else body
+        status, answer, _ = call(f"{url}/predict", streamed)  # refused before any event: JSON, not a stream
+        assert status == 422 and answer["error"], answer
+
+
+def test_messages_to_a_model_that_takes_none_and_streams_of_one_that_cannot_are_refused(completion_model):
+    with serving(Predictor(completion_model)) as url:
+        status, answer, _ = call(f"{url}/predict", {"messages": [USER]})
+        assert status == 422 and answer["error"].startswith(
+            "messages: this model (text-generation, trained on data.shape completion, not on chats) takes no messages"
+        )
+    with serving(Predictor(MINILM, task="feature-extraction")) as url:
+        status, answer, _ = call(f"{url}/predict", {"inputs": "a fine film", "stream": True})
+        assert (
+            status == 422
+            and answer["error"] == "stream: only text generation streams; this model is feature-extraction"
+        )
+        assert call(f"{url}/metadata")[1]["streams"] is False
+
+
+def test_a_client_that_goes_away_stops_its_generation(chat_model, monkeypatch):
+    """Closing the connection after the first event stops generation at the next token (each piece is slowed
+    down here so the model cannot finish first), and the server goes on."""
+    predictor = Predictor(chat_model)
+    original, ended = predictor.stream, []
+
+    def slowed(input, on_text, stop=None, **options):
+        def slow(text: str) -> None:
+            on_text(text)
+            time.sleep(0.3)
+
+        prediction = original(input, slow, stop, **options)
+        ended.append(prediction["details"])
+        return prediction
+
+    monkeypatch.setattr(predictor, "stream", slowed)
+    body = json.dumps({"messages": [USER], "stream": True}).encode()
+    with serving(predictor) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(
+                b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            received = b""
+            while b"data: " not in received:
+                received += s.recv(4096)
+        assert b"200 OK" in received and b"text/event-stream" in received
+        deadline = time.monotonic() + 30
+        while not ended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ended == [{"finish_reason": "stopped", "generated_tokens": ended[0]["generated_tokens"]}]
+        assert ended[0]["generated_tokens"] < 12
+        assert call(f"{url}/health")[1] == {"status": "ok", "waiting": 0}
