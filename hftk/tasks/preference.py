@@ -105,44 +105,26 @@ class Preference(CausalLM):
                 )
         return values
 
-    def _pairs(self, records: Records) -> list[tuple[Example, Example]]:
-        """Each row's chosen and rejected examples, each truncated as instruction data is (the answer kept)."""
+    def _examples(self, records: Records) -> list[Example]:
+        """Each row's chosen then rejected answer as an instruction example (causal-lm's `hftk check` counts and
+        lengths read these), truncated as instruction data is: the answer kept, the prompt losing its start."""
         tok = self.tokenizer
         if tok.eos_token_id is None:
             raise HftkError(f"{tok.name_or_path}: the tokenizer has no EOS token, which ends each answer")
         prefix = Template.of(tok).prefix
-
-        def one(prompt: str, answer: str) -> Example:
-            return encode_segments(
-                tok, [(prompt, False), (answer, True)], self.max_length, prefix=prefix, eos=tok.eos_token_id
-            )
-
         pairs = zip(self._prompts(records), self.targets(records))
-        return [(one(p, c), one(p, r)) for p, (c, r) in pairs]
-
-    def summary(self, split: Split) -> dict[str, Any]:
-        if self.tokenizer is None:
-            return {}
-        pairs = self._pairs(split.whole())
-        cut = sum(c.answer_cut or r.answer_cut for c, r in pairs)
-        info: dict[str, Any] = {"answers cut": f"{cut} of {len(pairs)} pairs lose part of an answer"}
-        if cut:
-            info["warning"] = (
-                f"{cut} of {len(pairs)} pairs ({cut / len(pairs):.1%}) have an answer longer than max_length "
-                f"{self.max_length} allows, which loses its end (and EOS); raise max_length to keep them"
-            )
-        return info
-
-    def lengths(self, split: Split) -> list[int] | None:
-        if self.tokenizer is None:
-            return None
-        return [max(c.length, r.length) for c, r in self._pairs(split.whole())]
+        return [
+            encode_segments(tok, [(p, False), (a, True)], self.max_length, prefix=prefix, eos=tok.eos_token_id)
+            for p, answers in pairs
+            for a in answers
+        ]
 
     # -- features --------------------------------------------------------------------------------------
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         if not with_targets:  # prediction: the prompts, as causal-lm's completion shape
             return super().encode(records, with_targets=False)
-        pairs = self._pairs(records)
+        examples = self._examples(records)
+        pairs = list(zip(examples[0::2], examples[1::2]))
         return {
             "chosen_input_ids": [c.input_ids for c, _ in pairs],
             "chosen_labels": [c.labels for c, _ in pairs],
