@@ -49,8 +49,15 @@ def task_names() -> list[str]:
 
 
 def pipeline_names() -> dict[str, str]:
-    """transformers.pipeline task name -> hftk task name (fill-mask -> masked-lm, translation -> seq2seq)."""
-    return {alias: name for name, cls in _registry().items() for alias in (cls.pipeline_task, *cls.pipeline_aliases)}
+    """transformers.pipeline task name -> hftk task name (fill-mask -> masked-lm, translation -> seq2seq). A task that
+    extends another and serves its pipeline (preference: causal-lm's text-generation) leaves the name to it."""
+    registry = _registry()
+    return {
+        alias: name
+        for name, cls in registry.items()
+        for alias in (cls.pipeline_task, *cls.pipeline_aliases)
+        if not any(o is not cls and issubclass(cls, o) and o.pipeline_task == alias for o in registry.values())
+    }
 
 
 def resolve_task(name: str) -> str:

@@ -383,6 +383,11 @@ class Task(ABC):
         document`): the training batches then hold whole documents. None: each feature has its own loss."""
         return None
 
+    def training_loss(self) -> Callable[[Any, dict[str, Any]], tuple[Any, dict[str, Any]]] | None:
+        """A loss of the task's own, from the model and a batch: (the batch's mean loss, the outputs evaluation hands
+        to `metric_fn`), for training and evaluation alike (DPO's). None: the model's own loss."""
+        return None
+
     def learnt(self) -> dict[str, Any]:
         """What the task learnt besides the weights that a reader of the run should see (class weights, tuned
         thresholds), by name: written to metrics.json and the model card."""

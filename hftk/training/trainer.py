@@ -10,6 +10,8 @@
 - For tasks with class weights (the recipe's `class_weights`): a weighted loss on the model's logits.
 - For long documents trained per document (`windows.loss: document`): batches of whole documents, each document's
   loss taken on its windows' pooled logits.
+- For tasks with a loss of their own (`Task.training_loss`: DPO's): that loss on the task's batches, in training and
+  evaluation alike.
 
 The classes live here at module level; `build_trainer` picks one from what the task says it evaluates.
 """
@@ -108,6 +110,7 @@ class HftkTrainerMixin:
         class_weights: per-class loss weights (`Task.loss_weights`), or None for the model's own loss.
         document_loss: the pooling of a document's windows' logits for a loss per document
             (`Task.document_loss`), or None for each feature's own.
+        task_loss: the task's own loss (`Task.training_loss`: DPO's), or None.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class HftkTrainerMixin:
         perplexity: bool = False,
         class_weights: Any = None,
         document_loss: str | None = None,
+        task_loss: Callable[[Any, dict[str, Any]], tuple[Any, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -124,7 +128,8 @@ class HftkTrainerMixin:
         self.perplexity = perplexity
         self.class_weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.document_loss = document_loss
-        if self.class_weights is not None or document_loss is not None:
+        self.task_loss = task_loss
+        if self.class_weights is not None or document_loss is not None or task_loss is not None:
             # classification_loss is a per-batch mean, like the classification heads' own losses: Trainer divides
             # it by the gradient-accumulation steps, and DDP averages the gradients over processes.
             self.loss_is_scaled_for_ga = False
@@ -204,6 +209,9 @@ class HftkTrainerMixin:
         return super()._determine_best_metric(metrics, trial)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.task_loss is not None:
+            loss, outputs = self.task_loss(model, inputs)
+            return (loss, outputs) if return_outputs else loss
         if self.perplexity and not model.training and "labels" in inputs:
             return self._language_model_loss(model, inputs, return_outputs)
         documents = inputs.get("example") if model.training else None  # batches of whole documents
@@ -341,7 +349,10 @@ def build_trainer(
 ) -> tuple[Trainer, StartStep]:
     """The Trainer for `task`, over datasets in `features` ("train", and "validation" when there is one)."""
     collator = task.collator(pad_to_multiple_of)
-    if not hasattr(model, "accepts_loss_kwargs"):  # a model class that declares it knows best
+    task_loss = task.training_loss()
+    if task_loss is not None:  # the model computes no loss of its own: nothing to count items for
+        model.accepts_loss_kwargs = False
+    elif not hasattr(model, "accepts_loss_kwargs"):  # a model class that declares it knows best
         model.accepts_loss_kwargs = loss_counts_items(model, collator, features["train"])
     start = StartStep()
     callbacks: list[Any] = [start, StopOnNonFiniteLoss(), ShareCheckpoint()]
@@ -364,6 +375,7 @@ def build_trainer(
         perplexity=task.evaluates == "loss",
         class_weights=task.loss_weights(),
         document_loss=task.document_loss(),
+        task_loss=task_loss,
     )
     # transformers prints logged floats as quoted text ('loss': '0.6924'); these print them as numbers.
     if trainer.pop_callback(ProgressCallback) is not None:  # progress bars on (the default)
