@@ -118,7 +118,8 @@ def test_train_and_predict_of_an_unreachable_hub_model_fail_fast_with_the_fix(tm
         cwd=ROOT,
         env=env,
     )
-    assert_user_error(proc, "cl-tohoku/bert-base-japanese-v3: the Hugging Face Hub cannot be reached", "--set model=")
+    unreachable = "cl-tohoku/bert-base-japanese-v3: no model folder here, and the Hugging Face Hub cannot be reached"
+    assert_user_error(proc, unreachable, "--set model=")
     assert len(proc.stderr.strip().splitlines()) == 1 and time.perf_counter() - start < 45
     assert not (tmp_path / "run").exists()
     (tmp_path / "in.txt").write_text("猫が好きです。\n", encoding="utf-8")

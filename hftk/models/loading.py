@@ -91,8 +91,8 @@ def _cached_snapshot(repo_id: str) -> str:
         path = None
     if path is None or not (Path(path) / "config.json").is_file():
         raise HftkError(
-            f"{repo_id}: the Hugging Face Hub cannot be reached (offline) and the model is not in the HF cache; "
-            + OFFLINE_HINT
+            f"{repo_id}: no model folder here, and the Hugging Face Hub cannot be reached (offline) nor is the model "
+            f"in the HF cache; check the path, {OFFLINE_HINT}"
         )
     return str(path)
 

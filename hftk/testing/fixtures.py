@@ -181,8 +181,6 @@ def build_gpt2_fixture(out_dir: str | os.PathLike, *, vocab_size: int = 2000, n_
     GPT-2); tokenizer_config.json holds only `model_max_length`, as gpt2's does. The model is a seeded
     `GPT2LMHeadModel` (2 layers, width 64): the same call gives the same files.
     """
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,16 +188,16 @@ def build_gpt2_fixture(out_dir: str | os.PathLike, *, vocab_size: int = 2000, n_
     vocab[_GPT2_EOS] = len(vocab)
     _write_bpe(out, vocab, merges, {"model_max_length": n_positions})
     eos = vocab[_GPT2_EOS]
+    return _save_tiny_gpt2(out, len(vocab), n_positions, bos_token_id=eos, eos_token_id=eos)
+
+
+def _save_tiny_gpt2(out: Path, vocab_size: int, n_positions: int, **token_ids: int) -> Path:
+    """A seeded `GPT2LMHeadModel` (2 layers, width 64) saved as safetensors in `out`: the same call, the same file."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
     torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(vocab),
-        n_positions=n_positions,
-        n_embd=64,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=eos,
-        eos_token_id=eos,
-    )
+    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=64, n_layer=2, n_head=2, **token_ids)
     GPT2LMHeadModel(config).save_pretrained(out, safe_serialization=True)
     return out
 
@@ -288,8 +286,6 @@ def build_gpt2_japanese_fixture(out_dir: str | os.PathLike, *, vocab_size: int =
     import io
 
     import sentencepiece as spm
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -313,19 +309,7 @@ def build_gpt2_japanese_fixture(out_dir: str | os.PathLike, *, vocab_size: int =
     (out / "spiece.model").write_bytes(model.getvalue())
     (out / "tokenizer_config.json").write_text(json.dumps(_RINNA_CONFIG, indent=2) + "\n", encoding="utf-8")
     (out / "special_tokens_map.json").write_text(json.dumps(_RINNA_SPECIALS, indent=2) + "\n", encoding="utf-8")
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=vocab_size,
-        n_positions=n_positions,
-        n_embd=64,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    GPT2LMHeadModel(config).save_pretrained(out, safe_serialization=True)
-    return out
+    return _save_tiny_gpt2(out, vocab_size, n_positions, bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
 
 # ------------------------------------------------------------------------------------------ `hftk fixture`

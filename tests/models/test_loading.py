@@ -66,7 +66,8 @@ def test_a_hub_id_offline_is_its_cached_copy_or_one_error_with_the_fix(tmp_path,
 
     # The tests run with HF_HUB_OFFLINE=1: the Hub counts as unreachable.
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(HftkError, match=r"^org/model: the Hugging Face Hub cannot be reached .* --set model=LOCAL_DIR"):
+    unreachable = r"^org/model: no model folder here, and the Hugging Face Hub cannot be reached .* model=LOCAL_DIR"
+    with pytest.raises(HftkError, match=unreachable):
         resolve_model("org/model")
     # The HF cache's own layout (models--org--model/refs/main -> snapshots/<commit>): the snapshot folder is used.
     snapshot = tmp_path / "models--org--model" / "snapshots" / ("a" * 40)
