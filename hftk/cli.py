@@ -14,6 +14,7 @@ from hftk.errors import HftkError
 from hftk.inference.predict import AGGREGATIONS
 from hftk.models.loading import is_main_process
 from hftk.tasks.metrics import is_reason, shown
+from hftk.testing.fixtures import FIXTURES, build_fixture
 from hftk.training.check import format_report
 
 
@@ -132,6 +133,13 @@ def _parser() -> argparse.ArgumentParser:
 
     ts = sub.add_parser("tasks", help="the tasks hftk trains and predicts, with their data roles")
     ts.add_argument("name", nargs="?", help="one task: print an example recipe for it")
+
+    fx = sub.add_parser(
+        "fixture",
+        help="write a tiny offline stand-in of a hub checkpoint (its files' layout, random weights) for offline runs",
+    )
+    fx.add_argument("kind", help="; ".join(f"{k}: {hub}" for k, (_, hub) in FIXTURES.items()))
+    fx.add_argument("dir", help="a new (or empty) folder to write; then --set model=DIR in a recipe")
 
     ru = sub.add_parser("runs", help="a table of the runs under a folder: the settings that differ, main metric, time")
     ru.add_argument("folder", nargs="?", help="where the runs are, searched recursively (default: runs/)")
@@ -385,6 +393,12 @@ def tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def fixture(args: argparse.Namespace) -> int:
+    out = build_fixture(args.kind, args.dir)
+    print(f"{args.kind} fixture ({FIXTURES[args.kind][1]} layout, random weights) written to {out}")
+    return 0
+
+
 def runs(args: argparse.Namespace) -> int:
     folder = args.folder or "runs"
     if args.compare:
@@ -409,6 +423,7 @@ COMMANDS = {
     "push": push,
     "serve": serve,
     "tasks": tasks,
+    "fixture": fixture,
     "runs": runs,
 }
 

@@ -102,6 +102,14 @@ def bart_fixture(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gpt2_ja_fixture(tmp_path_factory) -> Path:
+    """A tiny Japanese GPT-2 (rinna/japanese-gpt2-small layout), sentencepiece learnt from the text in tests/data/ja."""
+    from hftk.testing.fixtures import build_gpt2_japanese_fixture
+
+    return build_gpt2_japanese_fixture(tmp_path_factory.mktemp("gpt2-ja") / "gpt2-ja")
+
+
+@pytest.fixture(scope="session")
 def minilm_tokenizer():
     """MiniLM's tokenizer (the same as `tok`), by the name the text tests use."""
     from hftk.models.loading import load_tokenizer

@@ -58,7 +58,7 @@ recipe = work / "recipe.yaml"
 
 if sys.argv[2:] == ["hub"]:
     # A hub id is the one thing that goes to the network: the attempt is made, refused, and reported in one
-    # line (after huggingface_hub's retries, about a minute).
+    # line (hftk probes the Hub once and stops; huggingface_hub's own retries took about a minute).
     report["hub_exit"] = main(["train", str(work / "hub.yaml")])
     report["hub_attempts"] = len(attempts)
     (work / "report.json").write_text(json.dumps(report, indent=1))

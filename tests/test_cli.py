@@ -1,5 +1,10 @@
 """The command line: exit status 2 and one line per problem for bad input, never a traceback."""
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
 from .helpers import DATA, ROOT, assert_user_error, cli_error, hftk
@@ -99,3 +104,29 @@ def test_tasks_lists_every_task_and_each_example_recipe_validates(capsys):
         else:
             assert f"--task {get_task(name).pipeline_task}" in example
     assert "roles: text, [text_pair], label" in listing
+
+
+def test_train_and_predict_of_an_unreachable_hub_model_fail_fast_with_the_fix(tmp_path, capsys):
+    """No HF offline switch, a Hub that refuses connections: one probe, then the error, not retries (~80 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: refused at once, with or without a network
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "hftk", "train", "recipes/jsick-ja.yaml", "--output", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    unreachable = "cl-tohoku/bert-base-japanese-v3: no model folder here, and the Hugging Face Hub cannot be reached"
+    assert_user_error(proc, unreachable, "--set model=")
+    assert len(proc.stderr.strip().splitlines()) == 1 and time.perf_counter() - start < 45
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "in.txt").write_text("猫が好きです。\n", encoding="utf-8")
+    for command in (["predict", "--output", tmp_path / "out.jsonl"], ["evaluate", "--data"]):
+        args = [command[0], "cl-tohoku/bert-base-japanese-v3", "--task", "text-classification", *command[1:]]
+        if command[0] == "evaluate":
+            args.append(tmp_path / "in.txt")
+        else:
+            args += ["--input", tmp_path / "in.txt"]
+        assert "the Hugging Face Hub cannot be reached" in cli_error(capsys, *args)

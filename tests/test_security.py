@@ -179,7 +179,7 @@ def test_a_model_that_needs_its_own_code_is_refused_in_one_line(custom_checkpoin
 
 @pytest.mark.slow
 def test_a_hub_id_is_what_goes_online(recipes):
-    """Slow only because huggingface_hub retries a refused connection for about a minute."""
+    """One probe of the Hub (refused), then the one-line error: no retries of every file (about a minute)."""
     report, proc = _probe(recipes, "hub")
     assert report["hub_exit"] == 2 and report["hub_attempts"] > 0
     assert "hftk: error: hftk-tests/no-such-model:" in proc.stderr

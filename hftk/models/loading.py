@@ -40,7 +40,61 @@ def resolve_model(ref: str) -> str:
         return str(path)
     if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
         raise HftkError(f"{ref}: model directory not found; check the path")
+    if hub_unreachable():  # the cached copy, or one line now: not five retries per file (~50 s) and a traceback
+        return _cached_snapshot(ref)
     return ref  # a hub id
+
+
+# What to do about a hub model this machine cannot fetch: `hftk check` warns with it, the loading commands fail with it.
+OFFLINE_HINT = (
+    "run online once, or use a local copy of the checkpoint: --set model=LOCAL_DIR with a recipe, its folder in "
+    "place of the hub id elsewhere"
+)
+
+
+def is_hub_id(ref: str) -> bool:
+    """Whether a model reference names a hub repository (not a local path, not `package:`)."""
+    return not (
+        ref.startswith((PACKAGE_PREFIX, ".", "/", "~")) or ref.count("/") > 1 or Path(ref).expanduser().exists()
+    )
+
+
+@functools.cache
+def hub_unreachable() -> bool:
+    """Whether the Hugging Face Hub cannot be reached: the HF offline switches, or one request to it failing.
+
+    Asked once per process (a quick HEAD through huggingface_hub's own session, so proxies apply): offline, every
+    file transformers fetches would otherwise be retried five times with back-off before it gives up.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("TRANSFORMERS_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return True
+    try:
+        get_session().head(constants.ENDPOINT, timeout=_HUB_PROBE_SECONDS)
+    except Exception:  # any transport error (DNS, refused, timeout, proxy) means not reachable
+        return True
+    return False
+
+
+_HUB_PROBE_SECONDS = 3.0
+
+
+def _cached_snapshot(repo_id: str) -> str:
+    """A hub model's folder in the HF cache, for a machine that cannot reach the Hub; else the error with the fix."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached, or an id the cache cannot hold: either way not here
+        path = None
+    if path is None or not (Path(path) / "config.json").is_file():
+        raise HftkError(
+            f"{repo_id}: no model folder here, and the Hugging Face Hub cannot be reached (offline) nor is the model "
+            f"in the HF cache; check the path, {OFFLINE_HINT}"
+        )
+    return str(path)
 
 
 def load_tokenizer(name_or_dir: str, *, trust_remote_code: bool = False, **kwargs: Any):
@@ -76,7 +130,7 @@ def load_config(name_or_dir: str, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(name_or_dir, trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(resolve_model(name_or_dir), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise HftkError(f"{name_or_dir}: cannot load its config.json ({_loading_problem(e)})") from None
 

@@ -30,6 +30,7 @@ from hftk.data.records import Features, MissingColumn, Records, Split
 from hftk.errors import HftkError
 from hftk.features.cache import tokenizer_fingerprint
 from hftk.features.encode import cache_state, encoded_dataset, streamed_dataset
+from hftk.features.instructions import render_prompt, template_fields
 from hftk.models.loading import DevicePolicy, device_policy, max_length
 from hftk.report import Example, Report, Section
 
@@ -353,6 +354,30 @@ class Task(ABC):
                     "a text column"
                 )
         return values
+
+    def templated_prompts(self, records: Records, template: str | None) -> list[str]:
+        """Each row's `prompt` written into `template` with its context and system (instruction-style rows of any
+        task that generates: causal-lm, seq2seq), or the prompt column as it is without a template."""
+        if template is None:
+            return self.texts(records, "prompt")
+        roles = set(template_fields(template))
+        values = {role: self.optional_texts(records, role) for role in roles if role != "prompt"}
+        prompts = self.texts(records, "prompt")
+        return [
+            render_prompt(template, {"prompt": p, **{role: v[i] for role, v in values.items()}})
+            for i, p in enumerate(prompts)
+        ]
+
+    def optional_texts(self, records: Records, role: str) -> list[str]:
+        """A context or system column named by a prompt template: text, or empty (null) where a row has none."""
+        values = self.column(records, role)
+        for i, v in enumerate(values):
+            if v is not None and not isinstance(v, str):
+                raise HftkError(
+                    f"{records.where(i)}: {role} must be text or null, got {type(v).__name__} {v!r:.60} (column "
+                    f"{self.recipe.data.column(role)!r})"
+                )
+        return [v or "" for v in values]
 
     # -- model -----------------------------------------------------------------------------------------
     @abstractmethod

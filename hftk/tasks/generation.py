@@ -6,11 +6,12 @@ and `transformers` (`model.generate`, `pipeline`) all decode the same way withou
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from hftk.config.recipe import Strict
+from hftk.features.instructions import template_problem
 
 _SAMPLING = ("temperature", "top_p", "top_k")
 
@@ -58,3 +59,14 @@ def seed_sampling(settings: GenerationSettings, seed: int) -> None:
         from transformers import set_seed
 
         set_seed(seed)
+
+
+def _template_builds_prompts(template: str | None) -> str | None:
+    if template is not None and (problem := template_problem(template)) is not None:
+        raise ValueError(problem)
+    return template
+
+
+# A recipe's prompt_template (causal-lm and seq2seq: one recipe shape for both families), checked when the recipe
+# is read: the roles prompt, context and system only, and {prompt} in it.
+PromptTemplate = Annotated[str | None, AfterValidator(_template_builds_prompts)]

@@ -13,7 +13,7 @@ from abc import abstractmethod
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from hftk.config.recipe import DataConfig, Recipe
 from hftk.data.partition import HeldOut
@@ -28,14 +28,11 @@ from hftk.features.instructions import (
     chat_segments,
     checked_messages,
     encode_segments,
-    render_prompt,
-    template_fields,
-    template_problem,
 )
 from hftk.features.packing import Template, pack
 from hftk.report import Section, texts
 from hftk.tasks.base import Features, Task
-from hftk.tasks.generation import GenerationSettings, seed_sampling
+from hftk.tasks.generation import GenerationSettings, PromptTemplate, seed_sampling
 from hftk.tasks.metrics import perplexity
 
 _TOP_K_LIMIT = 50  # fill-mask candidates kept per mask by forward(); --top-k may ask for up to this many
@@ -87,19 +84,12 @@ class CausalLMRecipe(LanguageModelingRecipe):
     # shape completion: how a row's prompt is written, from the roles prompt, context and system, e.g.
     # "{prompt}\n\n{context}\n\n### Response:\n" (a paragraph whose fields are all empty is left out).
     # None: the prompt column as it is, the completion following it directly.
-    prompt_template: str | None = None
+    prompt_template: PromptTemplate = None
     # shape chat: a Jinja chat template (as tokenizer.apply_chat_template takes it) for a tokenizer without one;
     # None: the tokenizer's own, else hftk's default (features/instructions.py). Saved with the tokenizer.
     chat_template: str | None = None
     # Whether the loss also sees the prompt (and, in chats, the non-assistant turns); by default answers only.
     train_on_prompt: bool = False
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _template_builds_prompts(cls, v: str | None) -> str | None:
-        if v is not None and (problem := template_problem(v)) is not None:
-            raise ValueError(problem)
-        return v
 
     @model_validator(mode="after")
     def _instruction_fields_fit(self) -> CausalLMRecipe:
@@ -418,27 +408,7 @@ class CausalLM(LanguageModeling):
         return [m[-1]["content"] for m in self._chats(records, training=True)]
 
     def _prompts(self, records: Records) -> list[str]:
-        template = self.recipe.prompt_template
-        if template is None:
-            return self.texts(records, "prompt")
-        roles = set(template_fields(template))
-        values = {role: self._optional_texts(records, role) for role in roles if role != "prompt"}
-        prompts = self.texts(records, "prompt")
-        return [
-            render_prompt(template, {"prompt": p, **{role: v[i] for role, v in values.items()}})
-            for i, p in enumerate(prompts)
-        ]
-
-    def _optional_texts(self, records: Records, role: str) -> list[str]:
-        """A context or system column named by the template: text, or empty (null) where a row has none."""
-        values = self.column(records, role)
-        for i, v in enumerate(values):
-            if v is not None and not isinstance(v, str):
-                raise HftkError(
-                    f"{records.where(i)}: {role} must be text or null, got {type(v).__name__} {v!r:.60} (column "
-                    f"{self.recipe.data.column(role)!r})"
-                )
-        return [v or "" for v in values]
+        return self.templated_prompts(records, self.recipe.prompt_template)
 
     def _completions(self, records: Records) -> list[str]:
         completions = self.texts(records, "completion")

@@ -1,5 +1,8 @@
 """Sequence to sequence (BART, T5, Marian, ...): document -> summary, or source -> translation.
 
+Instruction-style rows take the causal-lm recipe shape: `data.shape: completion` with the roles prompt, completion
+(and context, system for `prompt_template`); the template's prompt is the encoder input, the completion the target.
+
 `Seq2SeqTrainer` generates during evaluation (with the recipe's `generation:` settings, also saved in the model's
 generation config) and is scored with ROUGE-1/2/L (rouge-score, offline). English text is scored on rouge-score's
 own words (lower-cased, stemmed); Japanese, which has no spaces, on MeCab words or characters, and the metric names
@@ -12,18 +15,29 @@ import functools
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from hftk.config.recipe import Recipe
+from hftk.config.recipe import DataConfig, Recipe
 from hftk.data.records import Records, Split
 from hftk.report import Section, texts
 from hftk.tasks.base import Features, Task
-from hftk.tasks.generation import GenerationSettings, seed_sampling
+from hftk.tasks.generation import GenerationSettings, PromptTemplate, seed_sampling
 from hftk.tasks.metrics import ROUGE_SUFFIX, rouge, rouge_scores, rouge_units
+
+
+class Seq2SeqDataConfig(DataConfig):
+    # text: a `text` and a `target` column (document -> summary, source -> translation). completion: instruction
+    # rows as causal-lm reads them, a `prompt` and a `completion` column (optional `context`, `system` for
+    # prompt_template), so one recipe shape serves decoders and encoder-decoders.
+    shape: Literal["text", "completion"] = "text"
 
 
 class Seq2SeqRecipe(Recipe):
     task: Literal["seq2seq"]
+    data: Seq2SeqDataConfig
+    # shape completion: how a row's encoder input is written from the roles prompt, context and system (as
+    # causal-lm's); None: the prompt column as it is.
+    prompt_template: PromptTemplate = None
     max_target_length: int = Field(default=128, gt=0)  # target tokens kept for training
     prefix: str = ""  # put before every input, e.g. "summarize: " for T5
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
@@ -31,6 +45,12 @@ class Seq2SeqRecipe(Recipe):
     rouge_tokens: Literal["auto", "words", "mecab", "chars"] = "auto"
     # The pipeline the model serves; it names each prediction's key (summary_text, translation_text, ...).
     pipeline: Literal["summarization", "translation", "text2text-generation"] = "summarization"
+
+    @model_validator(mode="after")
+    def _template_needs_prompts(self) -> Seq2SeqRecipe:
+        if self.prompt_template is not None and self.data.shape != "completion":
+            raise ValueError("prompt_template applies to data.shape: completion; set it or remove the template")
+        return self
 
 
 class Seq2Seq(Task):
@@ -49,6 +69,10 @@ class Seq2Seq(Task):
     def __init__(self, recipe: Seq2SeqRecipe, tokenizer: Any) -> None:
         super().__init__(recipe, tokenizer)
         self.rouge_tokens = recipe.rouge_tokens  # "auto" until the training targets (or references) are seen
+        if recipe.data.shape == "completion":
+            self.input_roles = ("prompt",)
+            self.optional_roles = ("context", "system")
+            self.target_roles = ("completion",)
 
     @property
     def main_metric(self) -> str:  # type: ignore[override]
@@ -70,6 +94,12 @@ class Seq2Seq(Task):
     def generation_settings(self) -> GenerationSettings:
         return self.recipe.generation
 
+    @classmethod
+    def recipe_column_problems(cls, data: Any) -> list[str]:
+        if isinstance(data, dict) and data.get("shape", "text") != "text":
+            return []  # instruction rows' roles come with their shape: checked once the recipe reads
+        return super().recipe_column_problems(data)
+
     # -- data ------------------------------------------------------------------------------------------
     def learnt_fields(self) -> dict[str, Any]:
         return {"rouge_tokens": self.rouge_tokens} if self.recipe.rouge_tokens == "auto" else {}
@@ -79,10 +109,15 @@ class Seq2Seq(Task):
             self.rouge_tokens = rouge_units(self.targets(train.whole()))
 
     def targets(self, records: Records) -> list[str]:
-        return self.texts(records, "target")
+        return self.texts(records, self.target_roles[0])
 
     def _inputs(self, records: Records) -> list[str]:
-        return [self.recipe.prefix + t for t in self.texts(records, "text")]
+        """The encoder inputs: the text column, or each instruction row's prompt written by prompt_template."""
+        if self.recipe.data.shape == "completion":
+            inputs = self.templated_prompts(records, self.recipe.prompt_template)
+        else:
+            inputs = self.texts(records, "text")
+        return [self.recipe.prefix + t for t in inputs]
 
     def encode(self, records: Records, *, with_targets: bool) -> Features:
         if not with_targets:  # predicting
@@ -103,7 +138,7 @@ class Seq2Seq(Task):
     def summary(self, split: Split) -> dict[str, Any]:
         # Every split trains or is scored: both columns must be there, also when `hftk check` has no tokenizer.
         records = split.whole()
-        self.texts(records, "text")
+        self._inputs(records)
         targets = self.targets(records)
         if self.tokenizer is None:
             return {}

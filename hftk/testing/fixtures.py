@@ -4,6 +4,8 @@ A Tohoku-style Japanese BERT (`cl-tohoku/bert-base-japanese-v3` layout: vocab.tx
 keys and values, a `BertForMaskedLM` in safetensors) small enough to build on the fly, so the Japanese tokenizer
 and the tasks can be checked against the real `BertJapaneseTokenizer` without a download.
 
+A Japanese GPT-2 in the layout of `rinna/japanese-gpt2-small` (sentencepiece spiece.model read by T5Tokenizer).
+
 GPT-2 and BART in the layout of `openai-community/gpt2` and `facebook/bart-base`: a byte-level BPE tokenizer
 (vocab.json + merges.txt, trained here with `tokenizers` on real English text shipped in data/), the same
 tokenizer_config.json keys, and a small `GPT2LMHeadModel` / `BartForConditionalGeneration` in safetensors.
@@ -11,19 +13,26 @@ tokenizer_config.json keys, and a small `GPT2LMHeadModel` / `BartForConditionalG
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+from hftk.errors import HftkError
+from hftk.files import scratch
 from hftk.models.mecab import mecab_tagger
 
 __all__ = [
+    "FIXTURES",
     "JA_TEXT_DIR",
     "build_bart_fixture",
     "build_bert_japanese_fixture",
+    "build_fixture",
     "build_gpt2_fixture",
+    "build_gpt2_japanese_fixture",
     "japanese_sample_texts",
 ]
 
@@ -172,8 +181,6 @@ def build_gpt2_fixture(out_dir: str | os.PathLike, *, vocab_size: int = 2000, n_
     GPT-2); tokenizer_config.json holds only `model_max_length`, as gpt2's does. The model is a seeded
     `GPT2LMHeadModel` (2 layers, width 64): the same call gives the same files.
     """
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,16 +188,16 @@ def build_gpt2_fixture(out_dir: str | os.PathLike, *, vocab_size: int = 2000, n_
     vocab[_GPT2_EOS] = len(vocab)
     _write_bpe(out, vocab, merges, {"model_max_length": n_positions})
     eos = vocab[_GPT2_EOS]
+    return _save_tiny_gpt2(out, len(vocab), n_positions, bos_token_id=eos, eos_token_id=eos)
+
+
+def _save_tiny_gpt2(out: Path, vocab_size: int, n_positions: int, **token_ids: int) -> Path:
+    """A seeded `GPT2LMHeadModel` (2 layers, width 64) saved as safetensors in `out`: the same call, the same file."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
     torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(vocab),
-        n_positions=n_positions,
-        n_embd=64,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=eos,
-        eos_token_id=eos,
-    )
+    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=64, n_layer=2, n_head=2, **token_ids)
     GPT2LMHeadModel(config).save_pretrained(out, safe_serialization=True)
     return out
 
@@ -243,4 +250,103 @@ def build_bart_fixture(out_dir: str | os.PathLike, *, vocab_size: int = 2000, ma
         forced_eos_token_id=2,
     )
     BartForConditionalGeneration(config).save_pretrained(out, safe_serialization=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ Japanese GPT-2
+
+# tokenizer_config.json of rinna/japanese-gpt2-small: a sentencepiece unigram model (spiece.model) read by
+# T5Tokenizer, lower-cased, with BERT-style extra specials. Its special_tokens_map.json holds the same tokens.
+_RINNA_SPECIALS = {
+    "bos_token": "<s>",
+    "cls_token": "[CLS]",
+    "eos_token": "</s>",
+    "mask_token": "[MASK]",
+    "pad_token": "[PAD]",
+    "sep_token": "[SEP]",
+    "unk_token": "<unk>",
+}
+_RINNA_CONFIG = {
+    "additional_special_tokens": [],
+    **_RINNA_SPECIALS,
+    "do_lower_case": True,
+    "extra_ids": 0,
+    "sp_model_kwargs": {},
+    "tokenizer_class": "T5Tokenizer",
+}
+
+
+def build_gpt2_japanese_fixture(out_dir: str | os.PathLike, *, vocab_size: int = 2000, n_positions: int = 256) -> Path:
+    """Write a tiny Japanese GPT-2 checkpoint (rinna/japanese-gpt2-small layout) to `out_dir` and return its path.
+
+    A sentencepiece unigram model (spiece.model) learnt from the shipped Japanese text, with rinna's special tokens
+    and tokenizer_config.json keys (`T5Tokenizer`), and a seeded `GPT2LMHeadModel` (2 layers, width 64). Needs the
+    `sentencepiece` package, as the real checkpoint's tokenizer does.
+    """
+    import io
+
+    import sentencepiece as spm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(japanese_sample_texts()),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        character_coverage=0.9995,
+        # rinna's ids: [PAD] 0, <s> 1, </s> 2, then <unk>; the BERT-style specials as user-defined pieces.
+        pad_id=0,
+        pad_piece="[PAD]",
+        bos_id=1,
+        eos_id=2,
+        unk_id=3,
+        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"],
+        num_threads=1,  # one thread: the same pieces on every run
+        minloglevel=2,
+    )
+    (out / "spiece.model").write_bytes(model.getvalue())
+    (out / "tokenizer_config.json").write_text(json.dumps(_RINNA_CONFIG, indent=2) + "\n", encoding="utf-8")
+    (out / "special_tokens_map.json").write_text(json.dumps(_RINNA_SPECIALS, indent=2) + "\n", encoding="utf-8")
+    return _save_tiny_gpt2(out, vocab_size, n_positions, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+
+# ------------------------------------------------------------------------------------------ `hftk fixture`
+
+# KIND -> (builder, the hub checkpoint whose layout it copies): what `hftk fixture KIND DIR` writes.
+FIXTURES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "bert-japanese": (build_bert_japanese_fixture, "cl-tohoku/bert-base-japanese-v3"),
+    "bert-japanese-char": (
+        functools.partial(build_bert_japanese_fixture, char=True),
+        "cl-tohoku/bert-base-japanese-char-v3",
+    ),
+    "gpt2": (build_gpt2_fixture, "openai-community/gpt2"),
+    "gpt2-japanese": (build_gpt2_japanese_fixture, "rinna/japanese-gpt2-small"),
+    "bart": (build_bart_fixture, "facebook/bart-base"),
+}
+
+
+def build_fixture(kind: str, out_dir: str | os.PathLike) -> Path:
+    """Write the tiny offline stand-in of one hub checkpoint's layout (`FIXTURES`) to a new folder `out_dir`.
+
+    The folder is built aside and moved into place by one rename, so an interrupted build leaves nothing half-made,
+    and a folder that already holds files is never written into.
+
+    Raises:
+        HftkError: an unknown `kind`, or `out_dir` exists and is not an empty folder.
+    """
+    if kind not in FIXTURES:
+        raise HftkError(f"fixture {kind!r}: unknown kind; choose one of {', '.join(FIXTURES)}")
+    out = Path(out_dir).expanduser()
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise HftkError(f"{out}: already exists and is not an empty folder; give a new folder for the fixture")
+
+    def unwritable(e: OSError) -> HftkError:
+        return HftkError(f"{out}: cannot write there ({e.strerror}); give a folder you can write to")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with scratch(out.parent.resolve(), out.name, unwritable) as work:
+        FIXTURES[kind][0](work / "model")
+        os.replace(work / "model", out)  # onto a missing or empty folder: one rename
     return out

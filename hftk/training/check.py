@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from hftk.config.recipe import Recipe
+from hftk.models.loading import OFFLINE_HINT
 from hftk.tasks import load_recipe
 from hftk.training.prepare import prepare, training_arguments
 from hftk.training.steps import silent_settings
@@ -37,7 +38,7 @@ def check(recipe: Recipe | str | Path | dict[str, Any], overrides: dict[str, Any
     if task.tokenizer is None:
         warnings.append(
             f"{recipe.model}: tokenizer not available here (offline and not in the HF cache); "
-            "token lengths not checked. Run online once, or --set model=LOCAL_DIR"
+            f"token lengths not checked: {OFFLINE_HINT}"
         )
     for name, records in prepared.splits.items():
         streamed = name == "train" and recipe.data.streaming  # fit checked it row by row; it is never held

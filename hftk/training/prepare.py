@@ -16,7 +16,7 @@ from hftk.data.readers import read_hub_split
 from hftk.data.records import Split
 from hftk.errors import HftkError
 from hftk.files import CHECKPOINTS
-from hftk.models.loading import DevicePolicy, check_model_files, load_tokenizer, model_max_length, resolve_model
+from hftk.models.loading import DevicePolicy, check_model_files, is_hub_id, load_tokenizer, model_max_length
 from hftk.tasks import Task, get_task
 
 SPLITS = ("train", "validation", "test")
@@ -41,11 +41,10 @@ def prepare(recipe: Recipe, *, splits: tuple[str, ...] = SPLITS, tokenizer_optio
     With `tokenizer_optional`, a hub model whose tokenizer cannot be fetched (offline, not cached) leaves
     `task.tokenizer` None instead of failing: `hftk check` still validates recipe and data.
     """
-    hub_id = resolve_model(recipe.model) == recipe.model and not Path(recipe.model).exists()  # missing dir: error
     try:
         tokenizer = load_tokenizer(recipe.model, trust_remote_code=recipe.trust_remote_code)
     except HftkError:
-        if not (tokenizer_optional and hub_id):
+        if not (tokenizer_optional and is_hub_id(recipe.model)):
             raise
         tokenizer = None
     check_model_files(recipe.model, tokenizer)  # weights present, vocabulary fits: before any data is read

