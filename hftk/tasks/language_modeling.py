@@ -28,6 +28,7 @@ from hftk.features.instructions import (
     chat_segments,
     checked_messages,
     encode_segments,
+    render_prompt,
 )
 from hftk.features.packing import Template, pack
 from hftk.report import Section, texts
