@@ -125,7 +125,9 @@ class Classification(Task):
         # Multi-label rows have several labels, so no one class to keep the share of; regression has none.
         if self.problem != "single_label":
             return None
-        return [values[0] for values in self._raw_labels(records)]  # the data's values: before fit learns names
+        # The data's values (read before fit learns the labels), named as the recipe's labels: mapping names them.
+        named = {str(k): v for k, v in self.recipe.labels.items()} if isinstance(self.recipe.labels, dict) else {}
+        return [named.get(values[0], values[0]) for values in self._raw_labels(records)]
 
     def fit(self, train: Split) -> None:
         """Learn the labels (and class weights), checking every row on the way (its texts, its labels) a batch at a
