@@ -336,8 +336,8 @@ class MaskedLM(LanguageModeling):
 
 
 class CausalLM(LanguageModeling):
-    """Running text packed into blocks (`data.shape: text`), or instruction tuning on prompt/completion pairs and
-    chats (features/instructions.py): one example per row, the loss on the answers."""
+    """Running text packed into blocks (`data.shape: text`), every token a target. Instruction data (the other
+    shapes) is `InstructionTuning`'s: the same `task: causal-lm`, chosen from `data.shape` when the task is built."""
 
     name = "causal-lm"
     pipeline_task = "text-generation"
@@ -347,17 +347,12 @@ class CausalLM(LanguageModeling):
     padding_side = "left"  # generation continues each prompt from its last token
     peft_task_type = "CAUSAL_LM"
 
-    def __init__(self, recipe: CausalLMRecipe, tokenizer: Any) -> None:
-        super().__init__(recipe, tokenizer)
-        self.shape = recipe.data.shape
-        if self.shape == "completion":
-            self.input_roles = ("prompt",)
-            self.optional_roles = ("context", "system")
-            self.target_roles = ("completion",)
-        elif self.shape == "chat":
-            self.input_roles = ("messages",)
-            if tokenizer is not None:
-                _use_chat_template(tokenizer, recipe.chat_template)
+    def __new__(cls, recipe: CausalLMRecipe, tokenizer: Any) -> CausalLM:
+        # Every place that builds a task (training, predict, runs) builds it from the registry's class: the data's
+        # shape picks the class here, so none of them needs to know there are two.
+        if cls is CausalLM and recipe.data.shape != "text":
+            cls = InstructionTuning
+        return super().__new__(cls)
 
     def example_input(self) -> dict[str, Any]:
         if self.shape == "completion":
@@ -384,17 +379,91 @@ class CausalLM(LanguageModeling):
             return []  # instruction data's roles come with its shape: checked once the recipe reads
         return super().recipe_column_problems(data)
 
+    def scored_tokens(self) -> str:
+        return "causal LM: every token but each block's first, which has nothing before it to predict it from"
+
+    # -- features --------------------------------------------------------------------------------------
+    def encode(self, records: Records, *, with_targets: bool) -> Features:
+        if with_targets:
+            features = self._pack(records, documents=True)
+            del features["word_ids"]
+            features["labels"] = [list(ids) for ids in features["input_ids"]]
+            return features
+        seed_sampling(self.recipe.generation, self.recipe.seed)
+        return self._generation_inputs(records, self.tokenizer(self.texts(records, "text"), verbose=False)["input_ids"])
+
+    def _generation_inputs(self, records: Records, ids: list[list[int]]) -> Features:
+        """Prompts' ids as the model continues them: none empty, each keeping its end (what the continuation
+        follows) within max_length less the tokens to generate."""
+        for i, row in enumerate(ids):
+            if not row:
+                raise HftkError(f"{records.where(i)}: empty prompt; give some text to continue")
+        room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
+        ids = [row[-room:] for row in ids]
+        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
+
+    def auto_model(self) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
+        return BlockCollator(self.tokenizer, None, pad_to_multiple_of)
+
+    def export_outputs(self) -> None:
+        return None  # generate() runs the model token by token
+
+    def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        import torch
+
+        if "labels" in batch:  # evaluation: perplexity of each block
+            labels = batch.pop("labels")
+            # Batches are padded on the left (for generation): positions count from each block's first token, and
+            # that token, which the padding before it would "predict", is not scored (as in Trainer's evaluation).
+            mask = batch["attention_mask"]
+            batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            first = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1) == 0
+            return (nll_per_token(model, batch, labels.masked_fill(first, -100), shift=True),)
+        width = batch["input_ids"].shape[1]
+        out = model.generate(**batch, **_generate_kwargs(self.recipe.generation, model))
+        return (out[:, width:].cpu().numpy(),)
+
+    def unbatch(self, arrays: Any, lengths: list[int]) -> list[Any]:
+        if arrays[0].dtype.kind == "f":  # evaluation: each block's tokens' NLL, padded on the left
+            return [row[len(row) - n :] for row, n in zip(arrays[0], lengths)]
+        return list(arrays[0])  # generation: the new token ids of each prompt
+
+    def _answers(self, outputs: list[Any]) -> list[str]:
+        return [self.tokenizer.decode(new.tolist(), skip_special_tokens=True) for new in outputs]
+
+    def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
+        """As `pipeline("text-generation")`: the prompt followed by the generated text."""
+        return [{"generated_text": p + a} for p, a in zip(self.texts(records, "text"), self._answers(outputs))]
+
+
+class InstructionTuning(CausalLM):
+    """`task: causal-lm` on instruction data (`data.shape: completion` or `chat`): prompt/completion pairs and
+    chats (features/instructions.py), one example per row, the loss on the answers."""
+
+    def __init__(self, recipe: CausalLMRecipe, tokenizer: Any) -> None:
+        super().__init__(recipe, tokenizer)
+        self.shape = recipe.data.shape
+        if self.shape == "completion":
+            self.input_roles = ("prompt",)
+            self.optional_roles = ("context", "system")
+            self.target_roles = ("completion",)
+        else:
+            self.input_roles = ("messages",)
+            if tokenizer is not None:
+                _use_chat_template(tokenizer, recipe.chat_template)
+
     def default_arguments(self, has_eval: bool) -> dict[str, Any]:
-        if self.shape == "text":
-            return super().default_arguments(has_eval)
         # Instruction examples are not packed: packing several into one row without a per-example attention mask
         # lets each attend to the ones before it. Batches of similar length (hftk's default sampling,
         # group_by_length) padded to their longest row carry little padding instead.
         return {"eval_on_start": has_eval}
 
     def scored_tokens(self) -> str:
-        if self.shape == "text":
-            return "causal LM: every token but each block's first, which has nothing before it to predict it from"
         if self.recipe.train_on_prompt:
             return "instruction tuning (train_on_prompt): every token but each example's first"
         turns = "completion" if self.shape == "completion" else "assistant turns"
@@ -402,16 +471,12 @@ class CausalLM(LanguageModeling):
 
     # -- instruction data ------------------------------------------------------------------------------
     def read(self, path: Any) -> Any:
-        if self.shape == "text":
-            return super().read(path)
         if isinstance(path, list):
             raise HftkError(f"data: {path}: data.shape {self.shape} reads one file per split; join the files")
         return Task.read(self, path)
 
     def targets(self, records: Records) -> list[Any]:
-        """The text itself, the completions, or the last assistant turn of each chat (all checked)."""
-        if self.shape == "text":
-            return super().targets(records)
+        """The completions, or the last assistant turn of each chat (all checked)."""
         if self.shape == "completion":
             self._prompts(records)  # a template's missing column is found now, not at the first batch
             return self._completions(records)
@@ -498,8 +563,8 @@ class CausalLM(LanguageModeling):
         return [tok(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts]
 
     def summary(self, split: Split) -> dict[str, Any]:
-        if self.shape == "text" or self.tokenizer is None:
-            return super().summary(split)
+        if self.tokenizer is None:
+            return {}
         examples = self._examples(split.whole())
         cut = sum(e.answer_cut for e in examples)
         info: dict[str, Any] = {"answers cut": f"{cut} of {len(examples)} examples lose part of their answer"}
@@ -511,20 +576,20 @@ class CausalLM(LanguageModeling):
         return info
 
     def lengths(self, split: Split) -> list[int] | None:
-        if self.shape == "text" or self.tokenizer is None:
-            return super().lengths(split)
+        if self.tokenizer is None:
+            return None
         return [e.length for e in self._examples(split.whole())]
 
     def check_lengths(self, lengths: np.ndarray) -> tuple[str | None, dict[str, Any]]:
         over = int((lengths > self.max_length).sum())
-        if self.shape == "text" or not over:
-            return super().check_lengths(lengths)
+        if not over:
+            return None, {}
         share = f"{over} of {len(lengths)} examples ({over / len(lengths):.1%})"
         return f"{share} are longer than max_length {self.max_length} tokens; their prompts lose their start", {}
 
     # -- features --------------------------------------------------------------------------------------
     def encode(self, records: Records, *, with_targets: bool) -> Features:
-        if with_targets and self.shape != "text":
+        if with_targets:
             examples = self._examples(records)
             return {
                 "input_ids": [e.input_ids for e in examples],
@@ -532,63 +597,12 @@ class CausalLM(LanguageModeling):
                 "labels": [e.labels for e in examples],
                 "document": [[i] * len(e.input_ids) for i, e in enumerate(examples)],  # the report's rows
             }
-        if with_targets:
-            features = self._pack(records, documents=True)
-            del features["word_ids"]
-            features["labels"] = [list(ids) for ids in features["input_ids"]]
-            return features
         seed_sampling(self.recipe.generation, self.recipe.seed)
-        if self.shape == "text":
-            texts = self.texts(records, "text")
-            ids = self.tokenizer(texts, verbose=False)["input_ids"]
-        else:
-            ids = self._prompt_ids(records)
-        for i, row in enumerate(ids):
-            if not row:
-                raise HftkError(f"{records.where(i)}: empty prompt; give some text to continue")
-        # The prompt keeps its end: that is what the continuation follows.
-        room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
-        ids = [row[-room:] for row in ids]
-        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
-
-    def auto_model(self) -> Any:
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM
-
-    def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
-        return BlockCollator(self.tokenizer, None, pad_to_multiple_of)
-
-    def export_outputs(self) -> None:
-        return None  # generate() runs the model token by token
-
-    def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
-        import torch
-
-        if "labels" in batch:  # evaluation: perplexity of each block
-            labels = batch.pop("labels")
-            # Batches are padded on the left (for generation): positions count from each block's first token, and
-            # that token, which the padding before it would "predict", is not scored (as in Trainer's evaluation).
-            mask = batch["attention_mask"]
-            batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-            first = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1) == 0
-            return (nll_per_token(model, batch, labels.masked_fill(first, -100), shift=True),)
-        width = batch["input_ids"].shape[1]
-        out = model.generate(**batch, **_generate_kwargs(self.recipe.generation, model))
-        return (out[:, width:].cpu().numpy(),)
-
-    def unbatch(self, arrays: Any, lengths: list[int]) -> list[Any]:
-        if arrays[0].dtype.kind == "f":  # evaluation: each block's tokens' NLL, padded on the left
-            return [row[len(row) - n :] for row, n in zip(arrays[0], lengths)]
-        return list(arrays[0])  # generation: the new token ids of each prompt
+        return self._generation_inputs(records, self._prompt_ids(records))
 
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
-        """As `pipeline("text-generation")`: the prompt followed by the generated text; for instruction data the
-        answer alone (the pipeline's `return_full_text=False`)."""
-        answers = [self.tokenizer.decode(new.tolist(), skip_special_tokens=True) for new in outputs]
-        if self.shape != "text":
-            return [{"generated_text": a} for a in answers]
-        return [{"generated_text": p + a} for p, a in zip(self.texts(records, "text"), answers)]
+        """The answer alone (the pipeline's `return_full_text=False`)."""
+        return [{"generated_text": a} for a in self._answers(outputs)]
 
 
 def _use_chat_template(tokenizer: Any, recipe_template: str | None) -> None:
