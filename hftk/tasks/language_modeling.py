@@ -9,13 +9,14 @@ tokens for each mask) and `text-generation` (with the recipe's `generation:` set
 from __future__ import annotations
 
 import functools
+import math
 from abc import abstractmethod
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from hftk.config.recipe import DataConfig, Recipe
+from hftk.config.recipe import DataConfig, Recipe, Strict
 from hftk.data.partition import HeldOut
 from hftk.data.records import Records, Split
 from hftk.data.text import held_out
@@ -36,7 +37,7 @@ from hftk.features.packing import Template, pack
 from hftk.report import Section, texts
 from hftk.tasks.base import Features, Task
 from hftk.tasks.generation import GenerationSettings, seed_sampling
-from hftk.tasks.metrics import perplexity
+from hftk.tasks.metrics import answer_scores, perplexity, rouge_units
 
 _TOP_K_LIMIT = 50  # fill-mask candidates kept per mask by forward(); --top-k may ask for up to this many
 
@@ -80,6 +81,15 @@ class CausalLMDataConfig(TextDataConfig):
     shape: Literal["text", "completion", "chat"] = "text"
 
 
+class GenerationEval(Strict):
+    """Instruction tuning's answers generated and scored against the references, after training and in `hftk
+    evaluate`: loss on the answer tokens says little about whether the model answers right and stops."""
+
+    # Validation records drawn (seeded) to answer; 0 turns it off. Each costs up to generation.max_new_tokens
+    # decoding steps, so the default keeps the final evaluation to seconds on a small model.
+    samples: int = Field(default=32, ge=0)
+
+
 class CausalLMRecipe(LanguageModelingRecipe):
     task: Literal["causal-lm"]
     data: CausalLMDataConfig
@@ -93,6 +103,7 @@ class CausalLMRecipe(LanguageModelingRecipe):
     chat_template: str | None = None
     # Whether the loss also sees the prompt (and, in chats, the non-assistant turns); by default answers only.
     train_on_prompt: bool = False
+    generation_eval: GenerationEval = Field(default_factory=GenerationEval)
 
     @field_validator("prompt_template")
     @classmethod
@@ -110,6 +121,8 @@ class CausalLMRecipe(LanguageModelingRecipe):
             raise ValueError("chat_template applies to data.shape: chat; set it or remove the template")
         if self.train_on_prompt and shape == "text":
             raise ValueError("train_on_prompt applies to instruction data (data.shape: completion or chat)")
+        if "generation_eval" in self.model_fields_set and shape == "text":
+            raise ValueError("generation_eval applies to instruction data (data.shape: completion or chat)")
         if shape != "text" and self.data.streaming:
             raise ValueError(f"data.streaming: data.shape {shape} is read whole; remove data.streaming")
         return self
@@ -604,6 +617,38 @@ class InstructionTuning(CausalLM):
         """The answer alone (the pipeline's `return_full_text=False`)."""
         return [{"generated_text": a} for a in self._answers(outputs)]
 
+    # -- generated answers -----------------------------------------------------------------------------
+    def generation_sample(self, records: Records) -> Records:
+        """The records `evaluate_generations` answers: `generation_eval.samples` of them, drawn with the recipe's
+        seed (the same ones each run, so runs compare), in file order."""
+        n = min(self.recipe.generation_eval.samples, len(records))
+        rng = np.random.default_rng(self.recipe.seed)
+        return records.subset(sorted(rng.choice(len(records), n, replace=False).tolist()))
+
+    def evaluate_generations(self, model: Any, split: Split) -> tuple[dict[str, float], list[Section]]:
+        """Answers generated with the recipe's `generation:` settings for a seeded sample, scored against the
+        references: ROUGE-L (ROUGE-1/2 too), exact match and chrF (means over the sample, 0-1), and the report's
+        ROUGE-per-example sections with the lowest-scoring answers beside their prompts and references."""
+        sample = self.generation_sample(split.whole())
+        if not len(sample):
+            return {}, []
+        references = self.targets(sample)
+        outputs = _generate(self, model, self.encode(sample, with_targets=False))
+        answers = self._answers(outputs)
+        scores = answer_scores(answers, references, rouge_units(references))
+        names = [k for k in scores if k not in ("gen_len", "ref_len")]
+        metrics = {name: math.fsum(scores[name]) / len(sample) for name in names}  # as the report's means
+        # An answer that runs to max_new_tokens never produced EOS: the model has not learnt to stop.
+        eos = self.tokenizer.eos_token_id
+        metrics["stopped"] = sum(eos in new.tolist() for new in outputs) / len(sample)
+        metrics["generated"] = len(sample)
+        main = next(k for k in names if k.startswith("rougeL"))
+        lengths = np.asarray([len(ids) for ids in self._prompt_ids(sample)])
+        room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
+        inputs = functools.partial(self.shown_input, sample)
+        sections = texts.rouge_by_example(scores, main, references, answers, lengths, room, inputs)
+        return metrics, sections
+
 
 def _use_chat_template(tokenizer: Any, recipe_template: str | None) -> None:
     """The tokenizer's own chat template, else the recipe's, else hftk's default, set on the tokenizer, which saves
@@ -617,6 +662,37 @@ def _use_chat_template(tokenizer: Any, recipe_template: str | None) -> None:
             f"chat_template: the tokenizer of {tokenizer.name_or_path} has its own chat template, which the model "
             "was trained with; remove chat_template from the recipe"
         )
+
+
+_GENERATION_BATCH = 16  # prompts generated for at once in evaluate_generations
+
+
+def _generate(task: CausalLM, model: Any, features: Features) -> list[np.ndarray]:
+    """The new token ids for each prompt, in feature order: batches of prompts of similar length (shortest first),
+    padded on the left so every continuation starts right after its prompt's last token."""
+    import torch
+
+    ids = features["input_ids"]
+    pad = task.tokenizer.pad_token_id if task.tokenizer.pad_token_id is not None else task.tokenizer.eos_token_id
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    device = next(model.parameters()).device
+    results: list[Any] = [None] * len(ids)
+    training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), _GENERATION_BATCH):
+            batch = order[start : start + _GENERATION_BATCH]
+            width = max(len(ids[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, width - len(ids[i]) :] = torch.tensor(ids[i])
+                mask[row, width - len(ids[i]) :] = 1
+            (new,) = task.forward(model, {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)})
+            for row, i in enumerate(batch):
+                results[i] = new[row]
+    model.train(training)
+    return results
 
 
 def _token_nll(outputs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
