@@ -14,7 +14,7 @@ from abc import abstractmethod
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from hftk.config.recipe import DataConfig, Recipe, Strict
 from hftk.data.partition import HeldOut
@@ -112,6 +112,14 @@ class CausalLMRecipe(LanguageModelingRecipe):
             raise ValueError(problem)
         return v
 
+    @field_validator("generation_eval")
+    @classmethod
+    def _generation_eval_has_references(cls, v: GenerationEval, info: ValidationInfo) -> GenerationEval:
+        data = info.data.get("data")  # validated before: a field of the class above
+        if data is not None and data.shape == "text":  # only a recipe that sets generation_eval gets here
+            raise ValueError("applies to instruction data (data.shape: completion or chat); remove it for text")
+        return v
+
     @model_validator(mode="after")
     def _instruction_fields_fit(self) -> CausalLMRecipe:
         shape = self.data.shape
@@ -121,8 +129,6 @@ class CausalLMRecipe(LanguageModelingRecipe):
             raise ValueError("chat_template applies to data.shape: chat; set it or remove the template")
         if self.train_on_prompt and shape == "text":
             raise ValueError("train_on_prompt applies to instruction data (data.shape: completion or chat)")
-        if "generation_eval" in self.model_fields_set and shape == "text":
-            raise ValueError("generation_eval applies to instruction data (data.shape: completion or chat)")
         if shape != "text" and self.data.streaming:
             raise ValueError(f"data.streaming: data.shape {shape} is read whole; remove data.streaming")
         return self

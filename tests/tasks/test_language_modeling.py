@@ -318,7 +318,7 @@ def test_generation_eval_answers_a_seeded_sample_in_file_order():
     assert first != sample(generation_eval={"samples": 5}, seed=7)  # drawn with the recipe's seed
     assert len(sample()) == 32 and len(sample(generation_eval={"samples": 100})) == 40
     assert sample(generation_eval={"samples": 0}) == []
-    with pytest.raises(HftkError, match=re.escape("generation_eval applies to instruction data")):
+    with pytest.raises(HftkError, match=re.escape("generation_eval: applies to instruction data")):
         load_recipe({**clm, "data": {"train": "x.txt"}, "generation_eval": {"samples": 4}})
 
 
