@@ -1,13 +1,13 @@
 """Instruction tuning learns, offline: completion-only loss vs loss on every token, same steps and seed.
 
 No real decoder weights are available here, so a seeded GPT-2 (the fixture's tokenizer, `--layers` x `--width`) is
-trained from scratch on a synthetic instruction task whose answers are computed: "copy", "reverse" or "sort" a few
+trained from scratch on a synthetic instruction task whose answers are computed: "copy", "reverse" or "sort" 3 or 4
 words (single tokens of the fixture's vocabulary), e.g. prompt "reverse: cat dog sun\\nanswer:", completion
 " sun dog cat". Two runs of `hftk train`, identical but for `train_on_prompt` (false: the loss sees the answer and
 its EOS; true: every token), then hftk's generation evaluation on held-out prompts (greedy): answer exact match,
 chrF, and the share of answers that end with EOS within max_new_tokens (`stopped`).
 
-    python bench/instruct.py [--steps 600] [--train 4000] [--eval 200] [--layers 2] [--width 128]
+    python bench/instruct.py [--steps 1000] [--train 4000] [--eval 200] [--words 12] [--layers 2] [--width 128]
 """
 
 from __future__ import annotations
@@ -33,12 +33,16 @@ def vocabulary(fixture: Path, n: int, rng: random.Random) -> list[str]:
     return rng.sample(words, n)
 
 
-def examples(words: list[str], n: int, rng: random.Random) -> list[dict[str, str]]:
+def examples(words: list[str], n: int, rng: random.Random, *, unlike: list[dict] = ()) -> list[dict[str, str]]:
+    """n rows of 3 or 4 words; none with the prompt of a row in `unlike` (held-out prompts are never trained on)."""
+    held_out = {r["prompt"] for r in unlike}
     rows = []
-    for _ in range(n):
+    while len(rows) < n:
         op = rng.choice(sorted(OPS))
-        ws = rng.sample(words, rng.randint(3, 5))
-        rows.append({"prompt": f"{op}: {' '.join(ws)}\nanswer:", "completion": " " + " ".join(OPS[op](ws))})
+        ws = rng.sample(words, rng.randint(3, 4))
+        row = {"prompt": f"{op}: {' '.join(ws)}\nanswer:", "completion": " " + " ".join(OPS[op](ws))}
+        if row["prompt"] not in held_out:
+            rows.append(row)
     return rows
 
 
@@ -72,14 +76,14 @@ def model(out: Path, layers: int, width: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--train", type=int, default=4000)
     parser.add_argument("--eval", type=int, default=200)
-    parser.add_argument("--words", type=int, default=30)
+    parser.add_argument("--words", type=int, default=12)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
@@ -92,8 +96,9 @@ def main() -> None:
     fixture = model(tmp / "gpt2", args.layers, args.width)
     rng = random.Random(args.seed)
     words = vocabulary(fixture, args.words, rng)
-    train_file = write(tmp / "train.jsonl", examples(words, args.train, rng))
-    dev_file = write(tmp / "dev.jsonl", examples(words, args.eval, rng))
+    dev = examples(words, args.eval, rng)
+    dev_file = write(tmp / "dev.jsonl", dev)
+    train_file = write(tmp / "train.jsonl", examples(words, args.train, rng, unlike=dev))
     recipe = {
         "task": "causal-lm",
         "model": str(fixture),

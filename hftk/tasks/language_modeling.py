@@ -103,7 +103,8 @@ class CausalLMRecipe(LanguageModelingRecipe):
     chat_template: str | None = None
     # Whether the loss also sees the prompt (and, in chats, the non-assistant turns); by default answers only.
     train_on_prompt: bool = False
-    generation_eval: GenerationEval = Field(default_factory=GenerationEval)
+    # None: the defaults for instruction data (GenerationEval()); running text has no references to score against.
+    generation_eval: GenerationEval | None = None
 
     @field_validator("prompt_template")
     @classmethod
@@ -114,9 +115,9 @@ class CausalLMRecipe(LanguageModelingRecipe):
 
     @field_validator("generation_eval")
     @classmethod
-    def _generation_eval_has_references(cls, v: GenerationEval, info: ValidationInfo) -> GenerationEval:
+    def _generation_eval_has_references(cls, v: GenerationEval | None, info: ValidationInfo) -> GenerationEval | None:
         data = info.data.get("data")  # validated before: a field of the class above
-        if data is not None and data.shape == "text":  # only a recipe that sets generation_eval gets here
+        if v is not None and data is not None and data.shape == "text":
             raise ValueError("applies to instruction data (data.shape: completion or chat); remove it for text")
         return v
 
@@ -627,7 +628,7 @@ class InstructionTuning(CausalLM):
     def generation_sample(self, records: Records) -> Records:
         """The records `evaluate_generations` answers: `generation_eval.samples` of them, drawn with the recipe's
         seed (the same ones each run, so runs compare), in file order."""
-        n = min(self.recipe.generation_eval.samples, len(records))
+        n = min((self.recipe.generation_eval or GenerationEval()).samples, len(records))
         rng = np.random.default_rng(self.recipe.seed)
         return records.subset(sorted(rng.choice(len(records), n, replace=False).tolist()))
 
