@@ -375,20 +375,12 @@ class CausalLM(LanguageModeling):
         return super().__new__(cls)
 
     def example_input(self) -> dict[str, Any]:
-        if self.shape == "completion":
-            return {"prompt": "Give three tips for staying healthy."}
-        if self.shape == "chat":
-            return {"messages": [{"role": "user", "content": "Give three tips for staying healthy."}]}
         return {"text": "It was a bright cold day in April, and"}
 
     def pipeline_example(self) -> tuple[str, str]:
-        # A bounded answer keeps the example quick; an instruction model's answer without its prompt, as hftk
-        # predict gives it. A chat goes in as messages (the pipeline applies the saved chat template), a
-        # completion prompt as the recipe's prompt_template writes it.
+        # A bounded answer keeps the example quick.
         (value,) = self.example_input().values()
-        if self.shape == "completion" and self.recipe.prompt_template is not None:
-            value = render_prompt(self.recipe.prompt_template, {"prompt": value})
-        return "", f"{value!r}, max_new_tokens=20" + (", return_full_text=False" if self.shape != "text" else "")
+        return "", f"{value!r}, max_new_tokens=20"
 
     def generation_settings(self) -> GenerationSettings:
         return self.recipe.generation
@@ -476,6 +468,19 @@ class InstructionTuning(CausalLM):
             self.input_roles = ("messages",)
             if tokenizer is not None:
                 _use_chat_template(tokenizer, recipe.chat_template)
+
+    def example_input(self) -> dict[str, Any]:
+        if self.shape == "completion":
+            return {"prompt": "Give three tips for staying healthy."}
+        return {"messages": [{"role": "user", "content": "Give three tips for staying healthy."}]}
+
+    def pipeline_example(self) -> tuple[str, str]:
+        # The answer without its prompt, as hftk predict gives it. A chat goes in as messages (the pipeline applies
+        # the saved chat template), a completion prompt as the recipe's prompt_template writes it.
+        (value,) = self.example_input().values()
+        if self.shape == "completion" and self.recipe.prompt_template is not None:
+            value = render_prompt(self.recipe.prompt_template, {"prompt": value})
+        return "", f"{value!r}, max_new_tokens=20, return_full_text=False"
 
     def default_arguments(self, has_eval: bool) -> dict[str, Any]:
         # Instruction examples are not packed: packing several into one row without a per-example attention mask
