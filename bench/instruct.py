@@ -1,8 +1,8 @@
 """Instruction tuning learns, offline: completion-only loss vs loss on every token, same steps and seed.
 
 No real decoder weights are available here, so a seeded GPT-2 (the fixture's tokenizer, `--layers` x `--width`) is
-trained from scratch on a synthetic instruction task whose answers are computed: "copy", "reverse" or "sort" 3 or 4
-words (single tokens of the fixture's vocabulary), e.g. prompt "reverse: cat dog sun\\nanswer:", completion
+trained from scratch on a synthetic instruction task whose answers are computed: "copy", "reverse" or "rotate" 3 words
+(single tokens of the fixture's vocabulary), e.g. prompt "reverse: cat dog sun\\nanswer:", completion
 " sun dog cat". Two runs of `hftk train`, identical but for `train_on_prompt` (false: the loss sees the answer and
 its EOS; true: every token), then hftk's generation evaluation on held-out prompts (greedy): answer exact match,
 chrF, and the share of answers that end with EOS within max_new_tokens (`stopped`).
@@ -23,7 +23,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-OPS = {"copy": lambda ws: ws, "reverse": lambda ws: ws[::-1], "sort": sorted}
+# Each answer word's place follows from its place in the prompt (3 words, always): a 2-layer model learns that in
+# minutes, where content-based rules (sort) and lists of varying length did not in 1,000 steps (bench/RESULTS.md).
+OPS = {"copy": lambda ws: ws, "reverse": lambda ws: ws[::-1], "rotate": lambda ws: [*ws[1:], ws[0]]}
 
 
 def vocabulary(fixture: Path, n: int, rng: random.Random) -> list[str]:
@@ -34,12 +36,12 @@ def vocabulary(fixture: Path, n: int, rng: random.Random) -> list[str]:
 
 
 def examples(words: list[str], n: int, rng: random.Random, *, unlike: list[dict] = ()) -> list[dict[str, str]]:
-    """n rows of 3 or 4 words; none with the prompt of a row in `unlike` (held-out prompts are never trained on)."""
+    """n rows of 3 words; none with the prompt of a row in `unlike` (held-out prompts are never trained on)."""
     held_out = {r["prompt"] for r in unlike}
     rows = []
     while len(rows) < n:
         op = rng.choice(sorted(OPS))
-        ws = rng.sample(words, rng.randint(3, 4))
+        ws = rng.sample(words, 3)
         row = {"prompt": f"{op}: {' '.join(ws)}\nanswer:", "completion": " " + " ".join(OPS[op](ws))}
         if row["prompt"] not in held_out:
             rows.append(row)
@@ -144,8 +146,8 @@ def main() -> None:
         print("| " + " | ".join(v if isinstance(v, str) else f"{v:.3f}" for v in r.values()) + " |")
     a, b = rows
     for name in ("exact match", "ends with EOS"):
-        ratio = a[name] / b[name] if b[name] else float("inf")
-        print(f"{name}: answer-only / every-token = {ratio:.2f}x")
+        ratio = f"{a[name] / b[name]:.2f}x" if b[name] else f"{a[name]:.3f} vs 0"
+        print(f"{name}: answer-only / every-token = {ratio}")
 
 
 if __name__ == "__main__":
