@@ -231,8 +231,12 @@ class Predictor:
         features = self.task.encode(records, with_targets=True)
         outputs = self.run(features)
         metrics = defined(self.task.score(records, features, outputs))  # NaN: undefined, as in training
+        generated, sections = self.task.evaluate_generations(self.model, records)
+        metrics |= generated
         if report is not None:
-            self.task.evaluation_report(records, features, outputs, metrics, self.model_ref).write(Path(report))
+            page = self.task.evaluation_report(records, features, outputs, metrics, self.model_ref)
+            page.sections += sections
+            page.write(Path(report))
         return metrics
 
 

@@ -150,11 +150,12 @@ def rouge_by_example(
 
     Args:
         scores: per example (record order) ROUGE F1 under the metric names (`main` among them), and `gen_len` and
-            `ref_len`, the prediction's and the reference's length in ROUGE's tokens (metrics.rouge_scores).
+            `ref_len`, the prediction's and the reference's length in ROUGE's tokens (metrics.rouge_scores); other
+            per-example scores (exact match, chrF: metrics.answer_scores) are tabled and shown beside ROUGE.
         main: the ROUGE the examples are ranked by (the task's main metric).
         lengths: each input's untruncated token count; `max_length` the tokens the model reads.
     """
-    names = [k for k in scores if k.startswith("rouge")]
+    names = [k for k in scores if k not in ("gen_len", "ref_len")]  # ROUGE, and what else was scored per example
     head = ["metric", "mean", "10th percentile", "median", "90th percentile", "examples at 0"]
     rows = [[name, _mean(scores[name]), *_percentiles(scores[name]), int((scores[name] == 0).sum())] for name in names]
     values = {name: _mean(scores[name]) for name in names}  # the task's scores: means of these

@@ -46,6 +46,7 @@ _TRAINING_ONLY = {
     "peft": True,
     "seed": True,  # a held-out split it draws is known by its rows
     "generation": True,
+    "generation_eval": True,
     "card": True,
     "search": True,
     "tracking": True,
@@ -551,6 +552,11 @@ class Task(ABC):
         self, records: Records, features: Features, outputs: list[Any], metrics: dict[str, Any], model: str
     ) -> Report:
         return Report(self.name, model, records.source, len(records), metrics, self.report(records, features, outputs))
+
+    def evaluate_generations(self, model: Any, split: Split) -> tuple[dict[str, float], list[Section]]:
+        """Metrics and report sections from what the model generates for a labelled split, beside `score`'s (after
+        training and in `hftk evaluate`; instruction tuning answers a sample); most tasks have none and read nothing."""
+        return {}, []
 
     def shown_input(self, records: Records, i: int) -> Example:
         """Record i as the report shows it: its place (file:line) and its input columns, under their roles."""

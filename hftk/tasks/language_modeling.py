@@ -9,13 +9,14 @@ tokens for each mask) and `text-generation` (with the recipe's `generation:` set
 from __future__ import annotations
 
 import functools
+import math
 from abc import abstractmethod
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from hftk.config.recipe import DataConfig, Recipe
+from hftk.config.recipe import DataConfig, Recipe, Strict
 from hftk.data.partition import HeldOut
 from hftk.data.records import Records, Split
 from hftk.data.text import held_out
@@ -34,7 +35,7 @@ from hftk.features.packing import Template, pack
 from hftk.report import Section, texts
 from hftk.tasks.base import Features, Task
 from hftk.tasks.generation import GenerationSettings, PromptTemplate, seed_sampling
-from hftk.tasks.metrics import perplexity
+from hftk.tasks.metrics import answer_scores, perplexity, rouge_units
 
 _TOP_K_LIMIT = 50  # fill-mask candidates kept per mask by forward(); --top-k may ask for up to this many
 
@@ -78,6 +79,15 @@ class CausalLMDataConfig(TextDataConfig):
     shape: Literal["text", "completion", "chat"] = "text"
 
 
+class GenerationEval(Strict):
+    """Instruction tuning's answers generated and scored against the references, after training and in `hftk
+    evaluate`: loss on the answer tokens says little about whether the model answers right and stops."""
+
+    # Validation records drawn (seeded) to answer; 0 turns it off. Each costs up to generation.max_new_tokens
+    # decoding steps, so the default keeps the final evaluation to seconds on a small model.
+    samples: int = Field(default=32, ge=0)
+
+
 class CausalLMRecipe(LanguageModelingRecipe):
     task: Literal["causal-lm"]
     data: CausalLMDataConfig
@@ -91,6 +101,16 @@ class CausalLMRecipe(LanguageModelingRecipe):
     chat_template: str | None = None
     # Whether the loss also sees the prompt (and, in chats, the non-assistant turns); by default answers only.
     train_on_prompt: bool = False
+    # None: the defaults for instruction data (GenerationEval()); running text has no references to score against.
+    generation_eval: GenerationEval | None = None
+
+    @field_validator("generation_eval")
+    @classmethod
+    def _generation_eval_has_references(cls, v: GenerationEval | None, info: ValidationInfo) -> GenerationEval | None:
+        data = info.data.get("data")  # validated before: a field of the class above
+        if v is not None and data is not None and data.shape == "text":
+            raise ValueError("applies to instruction data (data.shape: completion or chat); remove it for text")
+        return v
 
     @model_validator(mode="after")
     def _instruction_fields_fit(self) -> CausalLMRecipe:
@@ -327,8 +347,8 @@ class MaskedLM(LanguageModeling):
 
 
 class CausalLM(LanguageModeling):
-    """Running text packed into blocks (`data.shape: text`), or instruction tuning on prompt/completion pairs and
-    chats (features/instructions.py): one example per row, the loss on the answers."""
+    """Running text packed into blocks (`data.shape: text`), every token a target. Instruction data (the other
+    shapes) is `InstructionTuning`'s: the same `task: causal-lm`, chosen from `data.shape` when the task is built."""
 
     name = "causal-lm"
     pipeline_task = "text-generation"
@@ -338,33 +358,20 @@ class CausalLM(LanguageModeling):
     padding_side = "left"  # generation continues each prompt from its last token
     peft_task_type = "CAUSAL_LM"
 
-    def __init__(self, recipe: CausalLMRecipe, tokenizer: Any) -> None:
-        super().__init__(recipe, tokenizer)
-        self.shape = recipe.data.shape
-        if self.shape == "completion":
-            self.input_roles = ("prompt",)
-            self.optional_roles = ("context", "system")
-            self.target_roles = ("completion",)
-        elif self.shape == "chat":
-            self.input_roles = ("messages",)
-            if tokenizer is not None:
-                _use_chat_template(tokenizer, recipe.chat_template)
+    def __new__(cls, recipe: CausalLMRecipe, tokenizer: Any) -> CausalLM:
+        # Every place that builds a task (training, predict, runs) builds it from the registry's class: the data's
+        # shape picks the class here, so none of them needs to know there are two.
+        if cls is CausalLM and recipe.data.shape != "text":
+            cls = InstructionTuning
+        return super().__new__(cls)
 
     def example_input(self) -> dict[str, Any]:
-        if self.shape == "completion":
-            return {"prompt": "Give three tips for staying healthy."}
-        if self.shape == "chat":
-            return {"messages": [{"role": "user", "content": "Give three tips for staying healthy."}]}
         return {"text": "It was a bright cold day in April, and"}
 
     def pipeline_example(self) -> tuple[str, str]:
-        # A bounded answer keeps the example quick; an instruction model's answer without its prompt, as hftk
-        # predict gives it. A chat goes in as messages (the pipeline applies the saved chat template), a
-        # completion prompt as the recipe's prompt_template writes it.
+        # A bounded answer keeps the example quick.
         (value,) = self.example_input().values()
-        if self.shape == "completion" and self.recipe.prompt_template is not None:
-            value = render_prompt(self.recipe.prompt_template, {"prompt": value})
-        return "", f"{value!r}, max_new_tokens=20" + (", return_full_text=False" if self.shape != "text" else "")
+        return "", f"{value!r}, max_new_tokens=20"
 
     def generation_settings(self) -> GenerationSettings:
         return self.recipe.generation
@@ -375,17 +382,104 @@ class CausalLM(LanguageModeling):
             return []  # instruction data's roles come with its shape: checked once the recipe reads
         return super().recipe_column_problems(data)
 
+    def scored_tokens(self) -> str:
+        return "causal LM: every token but each block's first, which has nothing before it to predict it from"
+
+    # -- features --------------------------------------------------------------------------------------
+    def encode(self, records: Records, *, with_targets: bool) -> Features:
+        if with_targets:
+            features = self._pack(records, documents=True)
+            del features["word_ids"]
+            features["labels"] = [list(ids) for ids in features["input_ids"]]
+            return features
+        seed_sampling(self.recipe.generation, self.recipe.seed)
+        return self._generation_inputs(records, self.tokenizer(self.texts(records, "text"), verbose=False)["input_ids"])
+
+    def _generation_inputs(self, records: Records, ids: list[list[int]]) -> Features:
+        """Prompts' ids as the model continues them: none empty, each keeping its end (what the continuation
+        follows) within max_length less the tokens to generate."""
+        for i, row in enumerate(ids):
+            if not row:
+                raise HftkError(f"{records.where(i)}: empty prompt; give some text to continue")
+        room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
+        ids = [row[-room:] for row in ids]
+        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
+
+    def auto_model(self) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
+        return BlockCollator(self.tokenizer, None, pad_to_multiple_of)
+
+    def export_outputs(self) -> None:
+        return None  # generate() runs the model token by token
+
+    def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        import torch
+
+        if "labels" in batch:  # evaluation: perplexity of each block
+            labels = batch.pop("labels")
+            # Batches are padded on the left (for generation): positions count from each block's first token, and
+            # that token, which the padding before it would "predict", is not scored (as in Trainer's evaluation).
+            mask = batch["attention_mask"]
+            batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            first = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1) == 0
+            return (nll_per_token(model, batch, labels.masked_fill(first, -100), shift=True),)
+        width = batch["input_ids"].shape[1]
+        out = model.generate(**batch, **_generate_kwargs(self.recipe.generation, model))
+        return (out[:, width:].cpu().numpy(),)
+
+    def unbatch(self, arrays: Any, lengths: list[int]) -> list[Any]:
+        if arrays[0].dtype.kind == "f":  # evaluation: each block's tokens' NLL, padded on the left
+            return [row[len(row) - n :] for row, n in zip(arrays[0], lengths)]
+        return list(arrays[0])  # generation: the new token ids of each prompt
+
+    def _answers(self, outputs: list[Any]) -> list[str]:
+        return [self.tokenizer.decode(new.tolist(), skip_special_tokens=True) for new in outputs]
+
+    def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
+        """As `pipeline("text-generation")`: the prompt followed by the generated text."""
+        return [{"generated_text": p + a} for p, a in zip(self.texts(records, "text"), self._answers(outputs))]
+
+
+class InstructionTuning(CausalLM):
+    """`task: causal-lm` on instruction data (`data.shape: completion` or `chat`): prompt/completion pairs and
+    chats (features/instructions.py), one example per row, the loss on the answers."""
+
+    def __init__(self, recipe: CausalLMRecipe, tokenizer: Any) -> None:
+        super().__init__(recipe, tokenizer)
+        self.shape = recipe.data.shape
+        if self.shape == "completion":
+            self.input_roles = ("prompt",)
+            self.optional_roles = ("context", "system")
+            self.target_roles = ("completion",)
+        else:
+            self.input_roles = ("messages",)
+            if tokenizer is not None:
+                _use_chat_template(tokenizer, recipe.chat_template)
+
+    def example_input(self) -> dict[str, Any]:
+        if self.shape == "completion":
+            return {"prompt": "Give three tips for staying healthy."}
+        return {"messages": [{"role": "user", "content": "Give three tips for staying healthy."}]}
+
+    def pipeline_example(self) -> tuple[str, str]:
+        # The answer without its prompt, as hftk predict gives it. A chat goes in as messages (the pipeline applies
+        # the saved chat template), a completion prompt as the recipe's prompt_template writes it.
+        (value,) = self.example_input().values()
+        if self.shape == "completion" and self.recipe.prompt_template is not None:
+            value = render_prompt(self.recipe.prompt_template, {"prompt": value})
+        return "", f"{value!r}, max_new_tokens=20, return_full_text=False"
+
     def default_arguments(self, has_eval: bool) -> dict[str, Any]:
-        if self.shape == "text":
-            return super().default_arguments(has_eval)
         # Instruction examples are not packed: packing several into one row without a per-example attention mask
         # lets each attend to the ones before it. Batches of similar length (hftk's default sampling,
         # group_by_length) padded to their longest row carry little padding instead.
         return {"eval_on_start": has_eval}
 
     def scored_tokens(self) -> str:
-        if self.shape == "text":
-            return "causal LM: every token but each block's first, which has nothing before it to predict it from"
         if self.recipe.train_on_prompt:
             return "instruction tuning (train_on_prompt): every token but each example's first"
         turns = "completion" if self.shape == "completion" else "assistant turns"
@@ -393,16 +487,12 @@ class CausalLM(LanguageModeling):
 
     # -- instruction data ------------------------------------------------------------------------------
     def read(self, path: Any) -> Any:
-        if self.shape == "text":
-            return super().read(path)
         if isinstance(path, list):
             raise HftkError(f"data: {path}: data.shape {self.shape} reads one file per split; join the files")
         return Task.read(self, path)
 
     def targets(self, records: Records) -> list[Any]:
-        """The text itself, the completions, or the last assistant turn of each chat (all checked)."""
-        if self.shape == "text":
-            return super().targets(records)
+        """The completions, or the last assistant turn of each chat (all checked)."""
         if self.shape == "completion":
             self._prompts(records)  # a template's missing column is found now, not at the first batch
             return self._completions(records)
@@ -469,8 +559,8 @@ class CausalLM(LanguageModeling):
         return [tok(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts]
 
     def summary(self, split: Split) -> dict[str, Any]:
-        if self.shape == "text" or self.tokenizer is None:
-            return super().summary(split)
+        if self.tokenizer is None:
+            return {}
         examples = self._examples(split.whole())
         cut = sum(e.answer_cut for e in examples)
         info: dict[str, Any] = {"answers cut": f"{cut} of {len(examples)} examples lose part of their answer"}
@@ -482,20 +572,20 @@ class CausalLM(LanguageModeling):
         return info
 
     def lengths(self, split: Split) -> list[int] | None:
-        if self.shape == "text" or self.tokenizer is None:
-            return super().lengths(split)
+        if self.tokenizer is None:
+            return None
         return [e.length for e in self._examples(split.whole())]
 
     def check_lengths(self, lengths: np.ndarray) -> tuple[str | None, dict[str, Any]]:
         over = int((lengths > self.max_length).sum())
-        if self.shape == "text" or not over:
-            return super().check_lengths(lengths)
+        if not over:
+            return None, {}
         share = f"{over} of {len(lengths)} examples ({over / len(lengths):.1%})"
         return f"{share} are longer than max_length {self.max_length} tokens; their prompts lose their start", {}
 
     # -- features --------------------------------------------------------------------------------------
     def encode(self, records: Records, *, with_targets: bool) -> Features:
-        if with_targets and self.shape != "text":
+        if with_targets:
             examples = self._examples(records)
             return {
                 "input_ids": [e.input_ids for e in examples],
@@ -503,63 +593,48 @@ class CausalLM(LanguageModeling):
                 "labels": [e.labels for e in examples],
                 "document": [[i] * len(e.input_ids) for i, e in enumerate(examples)],  # the report's rows
             }
-        if with_targets:
-            features = self._pack(records, documents=True)
-            del features["word_ids"]
-            features["labels"] = [list(ids) for ids in features["input_ids"]]
-            return features
         seed_sampling(self.recipe.generation, self.recipe.seed)
-        if self.shape == "text":
-            texts = self.texts(records, "text")
-            ids = self.tokenizer(texts, verbose=False)["input_ids"]
-        else:
-            ids = self._prompt_ids(records)
-        for i, row in enumerate(ids):
-            if not row:
-                raise HftkError(f"{records.where(i)}: empty prompt; give some text to continue")
-        # The prompt keeps its end: that is what the continuation follows.
-        room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
-        ids = [row[-room:] for row in ids]
-        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
-
-    def auto_model(self) -> Any:
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM
-
-    def collator(self, pad_to_multiple_of: int | None = None) -> BlockCollator:
-        return BlockCollator(self.tokenizer, None, pad_to_multiple_of)
-
-    def export_outputs(self) -> None:
-        return None  # generate() runs the model token by token
-
-    def forward(self, model: Any, batch: dict[str, Any]) -> tuple[np.ndarray, ...]:
-        import torch
-
-        if "labels" in batch:  # evaluation: perplexity of each block
-            labels = batch.pop("labels")
-            # Batches are padded on the left (for generation): positions count from each block's first token, and
-            # that token, which the padding before it would "predict", is not scored (as in Trainer's evaluation).
-            mask = batch["attention_mask"]
-            batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-            first = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1) == 0
-            return (nll_per_token(model, batch, labels.masked_fill(first, -100), shift=True),)
-        width = batch["input_ids"].shape[1]
-        out = model.generate(**batch, **_generate_kwargs(self.recipe.generation, model))
-        return (out[:, width:].cpu().numpy(),)
-
-    def unbatch(self, arrays: Any, lengths: list[int]) -> list[Any]:
-        if arrays[0].dtype.kind == "f":  # evaluation: each block's tokens' NLL, padded on the left
-            return [row[len(row) - n :] for row, n in zip(arrays[0], lengths)]
-        return list(arrays[0])  # generation: the new token ids of each prompt
+        return self._generation_inputs(records, self._prompt_ids(records))
 
     def postprocess(self, records: Records, features: Features, outputs: list[Any], **_: Any) -> list[dict]:
-        """As `pipeline("text-generation")`: the prompt followed by the generated text; for instruction data the
-        answer alone (the pipeline's `return_full_text=False`)."""
-        answers = [self.tokenizer.decode(new.tolist(), skip_special_tokens=True) for new in outputs]
-        if self.shape != "text":
-            return [{"generated_text": a} for a in answers]
-        return [{"generated_text": p + a} for p, a in zip(self.texts(records, "text"), answers)]
+        """The answer alone (the pipeline's `return_full_text=False`)."""
+        return [{"generated_text": a} for a in self._answers(outputs)]
+
+    # -- generated answers -----------------------------------------------------------------------------
+    def generation_sample(self, records: Records) -> Records:
+        """The records `evaluate_generations` answers: `generation_eval.samples` of them, drawn with the recipe's
+        seed (the same ones each run, so runs compare), in file order."""
+        n = min((self.recipe.generation_eval or GenerationEval()).samples, len(records))
+        rng = np.random.default_rng(self.recipe.seed)
+        return records.subset(sorted(rng.choice(len(records), n, replace=False).tolist()))
+
+    def references(self, records: Records) -> list[str]:
+        """The answers generated ones are scored against: each row's completion or last assistant turn."""
+        return self.targets(records)
+
+    def evaluate_generations(self, model: Any, split: Split) -> tuple[dict[str, float], list[Section]]:
+        """Answers generated with the recipe's `generation:` settings for a seeded sample, scored against the
+        references: ROUGE-L (ROUGE-1/2 too), exact match and chrF (means over the sample, 0-1), and the report's
+        ROUGE-per-example sections with the lowest-scoring answers beside their prompts and references."""
+        sample = self.generation_sample(split.whole())
+        if not len(sample):
+            return {}, []
+        references = self.references(sample)
+        outputs = _generate(self, model, self.encode(sample, with_targets=False))
+        answers = self._answers(outputs)
+        scores = answer_scores(answers, references, rouge_units(references))
+        names = [k for k in scores if k not in ("gen_len", "ref_len")]
+        metrics = {name: math.fsum(scores[name]) / len(sample) for name in names}  # as the report's means
+        # An answer that runs to max_new_tokens never produced EOS: the model has not learnt to stop.
+        eos = self.tokenizer.eos_token_id
+        metrics["stopped"] = sum(eos in new.tolist() for new in outputs) / len(sample)
+        metrics["generated"] = len(sample)
+        main = next(k for k in names if k.startswith("rougeL"))
+        lengths = np.asarray([len(ids) for ids in self._prompt_ids(sample)])
+        room = max(1, self.max_length - self.recipe.generation.max_new_tokens)
+        inputs = functools.partial(self.shown_input, sample)
+        sections = texts.rouge_by_example(scores, main, references, answers, lengths, room, inputs)
+        return metrics, sections
 
 
 def _use_chat_template(tokenizer: Any, recipe_template: str | None) -> None:
@@ -574,6 +649,37 @@ def _use_chat_template(tokenizer: Any, recipe_template: str | None) -> None:
             f"chat_template: the tokenizer of {tokenizer.name_or_path} has its own chat template, which the model "
             "was trained with; remove chat_template from the recipe"
         )
+
+
+_GENERATION_BATCH = 16  # prompts generated for at once in evaluate_generations
+
+
+def _generate(task: CausalLM, model: Any, features: Features) -> list[np.ndarray]:
+    """The new token ids for each prompt, in feature order: batches of prompts of similar length (shortest first),
+    padded on the left so every continuation starts right after its prompt's last token."""
+    import torch
+
+    ids = features["input_ids"]
+    pad = task.tokenizer.pad_token_id if task.tokenizer.pad_token_id is not None else task.tokenizer.eos_token_id
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    device = next(model.parameters()).device
+    results: list[Any] = [None] * len(ids)
+    training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), _GENERATION_BATCH):
+            batch = order[start : start + _GENERATION_BATCH]
+            width = max(len(ids[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, width - len(ids[i]) :] = torch.tensor(ids[i])
+                mask[row, width - len(ids[i]) :] = 1
+            (new,) = task.forward(model, {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)})
+            for row, i in enumerate(batch):
+                results[i] = new[row]
+    model.train(training)
+    return results
 
 
 def _token_nll(outputs: list[Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -369,3 +369,48 @@ def rouge_scores(predictions: list[str], references: list[str], tokens: str = "w
     out["gen_len"] = np.asarray([len(tokenizer.tokenize(p)) for p in predictions], dtype=float)
     out["ref_len"] = np.asarray([len(tokenizer.tokenize(r)) for r in references], dtype=float)
     return out
+
+
+# ------------------------------------------------------------------------------------------ generated answers
+
+_CHRF_ORDER = 6  # character n-grams 1..6, recall weighted twice (beta 2): sacrebleu's chrF defaults
+_CHRF_BETA = 2
+
+
+def chrf(prediction: str, reference: str) -> float:
+    """Sentence chrF (0-1) as sacrebleu's `CHRF().sentence_score` computes it by default (whitespace removed,
+    character 1..6-grams, precision and recall averaged over the orders both texts have, then F-beta with beta 2):
+    a score that needs no word segmentation, so it reads Japanese as it reads English. Written out (a dozen lines)
+    rather than adding sacrebleu and its dependencies for one function."""
+    hyp, ref = "".join(prediction.split()), "".join(reference.split())
+    precision = recall = 0.0
+    orders = 0
+    for n in range(1, _CHRF_ORDER + 1):
+        h = Counter(hyp[i : i + n] for i in range(len(hyp) - n + 1))
+        r = Counter(ref[i : i + n] for i in range(len(ref) - n + 1))
+        if h and r:
+            matched = sum((h & r).values())
+            precision += matched / sum(h.values())
+            recall += matched / sum(r.values())
+            orders += 1
+    if not orders or not precision + recall:
+        return 0.0
+    precision, recall = precision / orders, recall / orders
+    factor = _CHRF_BETA**2
+    return (1 + factor) * precision * recall / (factor * precision + recall)
+
+
+def exact_match(prediction: str, reference: str) -> bool:
+    """The same text, whitespace runs and the ends aside (a generated answer often differs only in a trailing
+    space or newline)."""
+    return prediction.split() == reference.split()
+
+
+def answer_scores(predictions: list[str], references: list[str], tokens: str = "words") -> dict[str, np.ndarray]:
+    """Each generated answer against its reference: `rouge_scores` (names, `gen_len`, `ref_len`), `exact_match`
+    (1 or 0) and `chrf` (0-1)."""
+    scores = rouge_scores(predictions, references, tokens)
+    pairs = list(zip(predictions, references))
+    scores["exact_match"] = np.asarray([float(exact_match(p, r)) for p, r in pairs])
+    scores["chrf"] = np.asarray([chrf(p, r) for p, r in pairs])
+    return scores

@@ -31,7 +31,7 @@ from hftk.features.packing import Template
 from hftk.features.preference import PAIR_COLUMNS, LossType, PairCollator, answer_logps, dpo_loss, reward_metrics
 from hftk.models.loading import check_weights, resolve_model
 from hftk.tasks.base import Features
-from hftk.tasks.language_modeling import CausalLM, CausalLMDataConfig, CausalLMRecipe
+from hftk.tasks.language_modeling import CausalLMDataConfig, CausalLMRecipe, InstructionTuning
 
 _REFERENCE_BATCH = 8  # pairs per forward pass of the reference model
 
@@ -59,7 +59,7 @@ class PreferenceRecipe(CausalLMRecipe):
         return self
 
 
-class Preference(CausalLM):
+class Preference(InstructionTuning):
     """DPO: the policy learns to give the chosen answer a higher log-probability than the rejected one, relative to
     the reference model."""
 
@@ -80,13 +80,13 @@ class Preference(CausalLM):
 
     def __init__(self, recipe: PreferenceRecipe, tokenizer: Any) -> None:
         super().__init__(recipe, tokenizer)
-        self.target_roles = type(self).target_roles  # CausalLM's completion shape names its own
+        self.target_roles = type(self).target_roles  # instruction tuning's completion shape names its own
 
     # -- data ------------------------------------------------------------------------------------------
     def targets(self, records: Records) -> list[Any]:
         """Each row's (chosen, rejected), checked: text, neither empty, not the same."""
         self._prompts(records)  # a template's missing column is found now, not at the first batch
-        chosen, rejected = self._answers(records, "chosen"), self._answers(records, "rejected")
+        chosen, rejected = self._pair_answers(records, "chosen"), self._pair_answers(records, "rejected")
         for i, (c, r) in enumerate(zip(chosen, rejected)):
             if c.strip() == r.strip():
                 raise HftkError(
@@ -95,7 +95,7 @@ class Preference(CausalLM):
                 )
         return list(zip(chosen, rejected))
 
-    def _answers(self, records: Records, role: str) -> list[str]:
+    def _pair_answers(self, records: Records, role: str) -> list[str]:
         values = self.texts(records, role)
         for i, v in enumerate(values):
             if not v.strip():
@@ -104,6 +104,10 @@ class Preference(CausalLM):
                     "the answer, or drop the row"
                 )
         return values
+
+    def references(self, records: Records) -> list[str]:
+        """Generated answers are scored against the chosen ones."""
+        return self._pair_answers(records, "chosen")
 
     def _examples(self, records: Records) -> list[Example]:
         """Each row's chosen then rejected answer as an instruction example (causal-lm's `hftk check` counts and

@@ -372,11 +372,18 @@ def _final_metrics(
         outputs: list[Any] = []
         trainer.compute_metrics = _metric_fn(prepared, features, "validation", tune=True, keep=outputs)
         metrics["eval"] = trainer.evaluate()
-        if outputs and args.process_index == 0:
-            records, (_, validation) = prepared.splits["validation"].whole(), features["validation"]
-            report = prepared.task.evaluation_report(
-                records, validation, outputs, metrics["eval"], prepared.recipe.output_dir
-            )
+        if args.process_index == 0:
+            split, (_, validation) = prepared.splits["validation"], features["validation"]
+            generated, sections = prepared.task.evaluate_generations(trainer.model, split)
+            metrics["eval"] |= {f"eval_{k}": v for k, v in generated.items()}
+            if outputs:
+                report = prepared.task.evaluation_report(
+                    split.whole(), validation, outputs, metrics["eval"], prepared.recipe.output_dir
+                )
+            if sections:  # a loss-only task's report holds these alone
+                name, source = prepared.task.name, split.source
+                report = report or Report(name, prepared.recipe.output_dir, source, len(split), metrics["eval"], [])
+                report.sections += sections
     if "test" in features:
         trainer.compute_metrics = _metric_fn(prepared, features, "test")
         metrics["test"] = trainer.evaluate(features["test"][0], metric_key_prefix="test")

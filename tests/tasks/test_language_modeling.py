@@ -302,6 +302,26 @@ def test_instruction_recipe_fields_fit_the_data_shape():
         load_recipe({**text, "train_on_prompt": True})
 
 
+def test_generation_eval_answers_a_seeded_sample_in_file_order():
+    from hftk.data.records import Records
+
+    records = Records("dev.jsonl", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(40)], list(range(1, 41)))
+    clm = {"task": "causal-lm", "model": "gpt2", "data": {"train": "x.jsonl", "shape": "completion"}}
+
+    def sample(**fields) -> list[str]:
+        task = get_task("causal-lm")(load_recipe({**clm, **fields}), None)
+        return [task.generation_sample(records).where(i) for i in range(len(task.generation_sample(records)))]
+
+    first = sample(generation_eval={"samples": 5})
+    assert len(first) == 5 and first == sample(generation_eval={"samples": 5})  # the same rows each run
+    assert first == sorted(first, key=lambda w: int(w.rsplit(":", 1)[1]))  # in file order
+    assert first != sample(generation_eval={"samples": 5}, seed=7)  # drawn with the recipe's seed
+    assert len(sample()) == 32 and len(sample(generation_eval={"samples": 100})) == 40
+    assert sample(generation_eval={"samples": 0}) == []
+    with pytest.raises(HftkError, match=re.escape("generation_eval: applies to instruction data")):
+        load_recipe({**clm, "data": {"train": "x.txt"}, "generation_eval": {"samples": 4}})
+
+
 def dolly_rows(name: str, n: int, tok, limit: int) -> list[dict]:
     """The first n Dolly rows whose prompt and answer fit in `limit` tokens of the fixture's tokenizer."""
     rows = [json.loads(line) for line in (DATA / f"en/dolly/{name}.jsonl").read_text().splitlines()]
@@ -378,6 +398,33 @@ def test_sft_on_dolly_scores_and_answers_the_response_only(gpt2_fixture, tmp_pat
     ]
     assert answers == [pipe(p, return_full_text=False)[0]["generated_text"] for p in prompts]
     assert all(a and not a.startswith("### Instruction") for a in answers)
+
+    # Generation evaluation after training and in hftk evaluate: generation_eval.samples (32) is more than the 6
+    # dev rows, so it answers them all, as the pipeline did; each score worked out here from those answers.
+    from rouge_score import rouge_scorer
+
+    from hftk.tasks.metrics import chrf
+
+    refs = [r["response"] for r in dev]
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge_l = [scorer.score(r, a)["rougeL"].fmeasure for a, r in zip(answers, refs)]
+    new_ids = [model.generate(**tok(p, return_tensors="pt"))[0, len(tok(p)["input_ids"]) :] for p in prompts]
+    expected = {
+        "rougeL": sum(rouge_l) / 6,
+        "exact_match": sum(a.split() == r.split() for a, r in zip(answers, refs)) / 6,
+        "chrf": sum(chrf(a, r) for a, r in zip(answers, refs)) / 6,
+        "stopped": sum(tok.eos_token_id in ids.tolist() for ids in new_ids) / 6,
+        "generated": 6,
+    }
+    assert {k: result.metrics["eval"][f"eval_{k}"] for k in expected} == pytest.approx(expected)
+    metrics = evaluate(out, dev_file, report=tmp_path / "report")
+    assert {k: metrics[k] for k in expected} == pytest.approx(expected)
+    for page in (out / "report", tmp_path / "report"):
+        sections = {s["title"]: s for s in json.loads((page / "report.json").read_text())["sections"]}
+        worst = sections["Lowest rougeL"]["examples"]
+        assert [e["fields"]["rougeL"] for e in worst] == sorted(rouge_l)
+        assert {e["fields"]["predicted"] for e in worst} == set(answers) and "reference" in worst[0]["fields"]
+        assert "prompt" in worst[0]["fields"] and worst[0]["where"].startswith(str(dev_file))
 
 
 def test_sft_on_chats_saves_the_chat_template_the_pipeline_uses(gpt2_fixture, tmp_path):

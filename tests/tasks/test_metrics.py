@@ -156,3 +156,24 @@ def test_rouge_english_words_and_japanese_units():
     chars = rouge(["猫が寝た"], ["猫が座った"], "chars")  # 3 of 4 and 3 of 5 characters
     assert chars["rouge1_chars"] == pytest.approx(2 * 0.75 * 0.6 / 1.35)
     assert rouge_units(["猫が座った。", "A cat."]) == "words" and rouge_units(["猫が座った。"]) == "mecab"
+
+
+# ------------------------------------------------------------------------------------------ generated answers
+
+
+def test_chrf_and_exact_match_of_generated_answers_hand_checked():
+    # "ab" against "abc": 1-grams P 2/2, R 2/3; 2-grams P 1/1, R 1/2; no 3-gram in "ab", so 2 orders count:
+    # P 1, R (2/3 + 1/2) / 2 = 7/12; F-beta 2: 5 P R / (4 P + R) = (35/12) / (55/12) = 7/11.
+    assert metrics.chrf("ab", "abc") == pytest.approx(7 / 11)
+    # 猫が座った against 猫がマットに座った: 1-grams P 5/5 R 5/9; 2-grams (猫が 座っ った) P 3/4 R 3/8; 3-grams (座った)
+    # P 1/3 R 1/7; 4- and 5-grams none of 2 and 1 (R 0 of 6 and 5); no 6-gram in the answer: 5 orders.
+    p, r = (1 + 3 / 4 + 1 / 3) / 5, (5 / 9 + 3 / 8 + 1 / 7) / 5
+    assert metrics.chrf("猫が座った", "猫がマットに座った") == pytest.approx(5 * p * r / (4 * p + r))
+    assert metrics.chrf("the cat", " the  cat\n") == 1.0  # whitespace is not scored
+    assert metrics.chrf("", "abc") == metrics.chrf("xyz", "abc") == 0.0
+    assert metrics.exact_match("the cat", " the  cat\n") and not metrics.exact_match("the cat", "The cat")
+
+    scores = metrics.answer_scores(["ab", "the cat"], ["abc", "the cat sat"])
+    assert scores["exact_match"].tolist() == [0.0, 0.0] and scores["chrf"][0] == pytest.approx(7 / 11)
+    # ROUGE-L of "the cat" against "the cat sat": LCS 2, P 1, R 2/3 -> F1 0.8; "ab" and "abc" share no word.
+    assert scores["rougeL"].tolist() == pytest.approx([0.0, 0.8])
