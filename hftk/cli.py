@@ -261,6 +261,8 @@ def tune(args: argparse.Namespace) -> int:
         backend=args.backend,
     )
     print(result.table())
+    shares = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:.2f}" for k, v in result.importances.items())
+    print(result.importance_note or f"parameter importances: {shares}")
     print(
         f"best {result.metric} {result.best_value:.4g} with {json.dumps(result.best_params)}\n"
         f"model: {result.best_dir}; recipe: {result.output_dir / 'best-recipe.yaml'}; "

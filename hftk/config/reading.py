@@ -104,9 +104,17 @@ def _beside(value: str, folder: Path) -> str:
     return candidate if found else value
 
 
-def validate_recipe(cls: type[Recipe], raw: RawRecipe, elsewhere: dict[str, list[str]] | None = None) -> Recipe:
+def validate_recipe(
+    cls: type[Recipe],
+    raw: RawRecipe,
+    elsewhere: dict[str, list[str]] | None = None,
+    *,
+    trained: bool = False,
+) -> Recipe:
     """`raw` as the task's Recipe class; every problem at once, one line each, located in the file. `elsewhere`:
     the tasks whose recipes have a top-level key this one lacks, to name when a recipe gives it.
+    `trained`: a model folder's recipe, whose training: and search: blocks were checked (against TrainingArguments,
+    which imports Trainer's stack) when it trained.
 
     Raises:
         HftkError: with one line per problem.
@@ -119,13 +127,13 @@ def validate_recipe(cls: type[Recipe], raw: RawRecipe, elsewhere: dict[str, list
     except ValidationError as e:
         errors.extend(_format_pydantic_error(err, cls, raw, elsewhere or {}) for err in e.errors())
     training = raw.data.get("training") or {}
-    if isinstance(training, dict):
+    if isinstance(training, dict) and not trained:
         errors.extend(check_training(training, raw.data, raw.locate))
     if isinstance(raw.data.get("peft"), dict):
         errors.extend(f"{raw.locate(*key.split('.'))}{key}: {msg}" for key, msg in lora.problems(raw.data["peft"]))
     if errors or recipe is None:
         raise HftkError("\n".join(errors))
-    if errors := _check_search(cls, recipe, raw):
+    if not trained and (errors := _check_search(cls, recipe, raw)):
         raise HftkError("\n".join(errors))
     return recipe
 

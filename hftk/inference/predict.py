@@ -275,7 +275,7 @@ def _recipe_for(model_ref: str, task: str | None, options: dict[str, Any]) -> Re
     saved = Path(model_ref) / "recipe.yaml"
     base: Recipe | dict[str, Any] = {"task": task, "model": model_ref, "data": {}}
     if saved.is_file():
-        recipe = load_recipe(saved)
+        recipe = load_recipe(saved, trained=True)
         if task is None or task == recipe.task:
             unset = type(recipe).model_fields.keys() - recipe.model_fields_set  # keys its recipe.yaml lacks
             base = recipe.model_copy(update={k: v for k, v in OLD_DEFAULTS.items() if k in unset})

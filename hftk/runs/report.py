@@ -213,6 +213,8 @@ class TuneResult:
     best_dir: Path | None
     trials: list[dict[str, Any]] = field(default_factory=list)  # trials.csv's rows
     seconds: float = 0.0
+    importances: dict[str, float] = field(default_factory=dict)  # searched key -> share; {} with a note why not
+    importance_note: str | None = None
 
     def table(self) -> str:
         """The trials as an aligned table, the best marked, for the console."""
@@ -271,37 +273,80 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def plot_study(study: Any, metric: str, path: Path) -> None:
-    """Objective by trial (best so far as a line, pruned trials at their last evaluation) and the parameters'
-    importances (Optuna's default evaluator, once two trials have finished)."""
+IMPORTANCE_TRIALS = 4  # fewer finished trials give each parameter an equal share (0.5 / 0.5 from one trial)
+
+
+def importances(study: Any) -> tuple[dict[str, float], str | None]:
+    """The searched parameters' importances (Optuna's default evaluator) over the finished trials, for the
+    parameters that varied among them; or ({}, the reason) when there are too few finished trials or none varied."""
+    import optuna
+    from optuna.trial import TrialState
+
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if len(complete) < IMPORTANCE_TRIALS:
+        return {}, (
+            f"parameter importances need {IMPORTANCE_TRIALS} finished trials; this study has {len(complete)} "
+            "(pruned and failed trials do not count)"
+        )
+    keys = dict.fromkeys(k for t in complete for k in t.params)
+    varied = [k for k in keys if len({repr(t.params.get(k)) for t in complete}) > 1]
+    if not varied:
+        return {}, "parameter importances: no searched parameter varied among the finished trials"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(optuna.importance.get_param_importances(study, params=varied)), None
+    except (RuntimeError, ValueError) as e:  # a space the evaluator cannot split
+        return {}, f"parameter importances: none computed ({e})"
+
+
+def study_figure(study: Any, metric: str, weights: dict[str, float], note: str | None) -> Any:
+    """tune.png's figure: the objective by trial (complete trials as dots, pruned ones as x at their last
+    evaluation, the best complete so far as a line, each named in the legend) and the parameters' importances, or
+    the note saying why there are none."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import optuna
+    from optuna.trial import TrialState
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    best, best_line = None, []
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    complete, pruned, best_line, best = [], [], [], None
     for t in study.trials:
-        if t.value is not None:
-            left.scatter(t.number, t.value, color="tab:blue")
+        if t.state == TrialState.COMPLETE and t.value is not None:
+            complete.append((t.number, t.value))
             if best is None or (t.value > best if maximize else t.value < best):
                 best = t.value
-        elif t.intermediate_values:
-            left.scatter(t.number, t.intermediate_values[max(t.intermediate_values)], marker="x", color="tab:gray")
-        best_line.append((t.number, best))
-    left.plot([n for n, b in best_line if b is not None], [b for _, b in best_line if b is not None], color="tab:red")
+        elif t.state == TrialState.PRUNED and t.intermediate_values:  # Optuna gives it its last value as well
+            pruned.append((t.number, t.intermediate_values[max(t.intermediate_values)]))
+        if best is not None:
+            best_line.append((t.number, best))
+    for points, style, label in (
+        (complete, {"marker": "o", "color": "tab:blue"}, "complete"),
+        (pruned, {"marker": "x", "color": "tab:gray"}, "pruned (last evaluation)"),
+        (best_line, {"color": "tab:red"}, "best so far"),
+    ):
+        if points:
+            xs, ys = zip(*points)
+            left.plot(xs, ys, linestyle="-" if "marker" not in style else "none", label=label, **style)
     left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    left.set(xlabel="trial", ylabel=metric, title="objective (x: pruned; line: best so far)")
-    try:
-        with warnings.catch_warnings():  # too few trials: importances come out equal, and the plot shows it
-            warnings.simplefilter("ignore")
-            importances = optuna.importance.get_param_importances(study)
-    except (RuntimeError, ValueError):  # fewer than two finished trials, or nothing varied
-        importances = {}
-    right.barh(list(importances)[::-1], list(importances.values())[::-1], color="tab:green")
+    left.set(xlabel="trial", ylabel=metric, title="objective")
+    if complete or pruned:
+        left.legend()
+    right.barh(list(weights)[::-1], list(weights.values())[::-1], color="tab:green")
+    if note:
+        right.text(0.5, 0.5, note, ha="center", va="center", wrap=True, transform=right.transAxes)
     right.set(xlabel="importance (Optuna's PED-ANOVA)", title="parameter importances")
     fig.tight_layout()
+    return fig
+
+
+def plot_study(study: Any, metric: str, path: Path, weights: dict[str, float], note: str | None) -> None:
+    """tune.png (study_figure)."""
+    import matplotlib.pyplot as plt
+
+    fig = study_figure(study, metric, weights, note)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -2,7 +2,8 @@
 Hyper-parameter search).
 
 The study lives in OUTPUT/study.db, so `--resume` never runs a finished trial again and reruns the one a kill
-interrupted with its values. The median pruner stops a trial below the others at the same evaluation; the first
+interrupted with its values. The median pruner stops a trial below the others at the same evaluation, once enough
+trials have finished and the trial has been evaluated more than a warm-up (both scaled to the budget); the first
 trial is the recipe's own values where the space holds them; a space of `choices` only is a grid, each point once.
 Only the running trial's folder lives in trials/: the best so far becomes best/ (with best-recipe.yaml), the others
 are deleted, their scores kept. `--backend ray` runs the same trials through Ray Tune (tune_ray.py).
@@ -24,10 +25,19 @@ from hftk.config.recipe import Recipe, SearchSpace
 from hftk.errors import HftkError
 from hftk.files import atomic_write_text
 from hftk.runs.folder import RunsFolder, settings, trained_with
-from hftk.runs.report import TuneResult, best_recipe, csv_text, plot_study, shown_params, trial_rows
+from hftk.runs.report import (
+    TuneResult,
+    best_recipe,
+    csv_text,
+    importances,
+    plot_study,
+    shown_params,
+    trial_rows,
+)
 from hftk.tasks.metrics import why_undefined
 from hftk.training.output import relocate, remove_whole
-from hftk.training.prepare import prepare
+from hftk.training.prepare import prepare, training_arguments
+from hftk.training.steps import total_steps
 from hftk.training.train import train
 from hftk.training.trainer import EvaluationReport
 
@@ -76,6 +86,7 @@ def tune(
     if not prepared.has_eval:
         raise HftkError("recipe: tune compares trials on the validation metric; give data.validation")
     task = prepared.task
+    evaluations = evaluations_per_trial(prepared)
     study = Study(
         Path(recipe.output_dir),
         recipe,
@@ -84,6 +95,9 @@ def tune(
         direction="maximize" if task.greater_is_better else "minimize",
     )
     trials = study.trial_count(trials)
+    if prune and (off := study.plan_pruning(trials, evaluations)):
+        logger.warning("hftk tune: pruning is off: %s", off)
+        prune = False
     with study.held(resume=resume, overwrite=overwrite):
         study.settle(resume=resume)
         start = time.perf_counter()
@@ -109,6 +123,7 @@ class Study(RunsFolder):
         self.recipe, self.base = recipe, base
         self.metric, self.direction = metric, direction
         self.space: dict[str, SearchSpace] = recipe.search
+        self.startup_trials, self.warmup_evaluations = self.pruning_warmup(10, None)
 
     # -- optuna ----------------------------------------------------------------------------------------
     def settle(self, *, resume: bool) -> None:
@@ -136,6 +151,7 @@ class Study(RunsFolder):
         self.out.mkdir(parents=True, exist_ok=True)
         sampler = self.sampler(seed_offset=seed_offset, trials=trials)
         pruner = (
+            # The evaluation warm-up is counted by optuna_report (steps differ between trials); Optuna's is in steps.
             optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials) if prune else optuna.pruners.NopPruner()
         )
         return optuna.create_study(
@@ -173,12 +189,32 @@ class Study(RunsFolder):
             return _grid_sampler()(self.grid, seed=seed)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials // 2)))
 
-    @functools.cached_property
-    def startup_trials(self) -> int:
-        """Finished trials before any is pruned (a trial's first evaluation can stop it then). One when the first
-        trial is the recipe's own values: a trial behind the recipe at the same step has shown enough; else two,
-        so that one unlucky draw is not the yardstick."""
-        return 1 if self.recipe_point is not None else 2
+    def pruning_warmup(self, trials: int, evaluations: int | None) -> tuple[int, int]:
+        """(finished trials, evaluations of the trial itself) before the pruner may stop a trial. A median of one or
+        two runs, or a trial's first evaluation, is noise at a few steps: on 3 trials of 12 steps, both trials after
+        the recipe's were once pruned at their first evaluation. So: 2 finished trials when the first is the recipe's
+        own values (else 3), a quarter of the budget for larger ones (at most 5); and a third of a trial's
+        evaluations, at least its first."""
+        startup = max(2 if self.recipe_point is not None else 3, min(5, trials // 4))
+        warmup = max(1, (evaluations or 0) // 3)
+        return startup, warmup
+
+    def plan_pruning(self, trials: int, evaluations: int | None) -> str | None:
+        """Set the pruner's warm-up for a budget of `trials` of about `evaluations` each (None: unknown); the
+        reason pruning is off when no trial could be stopped before its end, else None."""
+        self.startup_trials, self.warmup_evaluations = self.pruning_warmup(trials, evaluations)
+        if trials <= self.startup_trials:
+            return (
+                f"{trials} trial{'s' * (trials != 1)} leave none to prune after the {self.startup_trials} finished "
+                f"trials it waits for; give --trials {self.startup_trials + 2} or more"
+            )
+        if evaluations is not None and evaluations <= self.warmup_evaluations + 1:
+            return (
+                f"a trial evaluates about {evaluations} time{'s' * (evaluations != 1)}, and stopping one is no saving "
+                f"before its evaluation {self.warmup_evaluations + 1} or at its last; evaluate more often "
+                "(training.eval_strategy: steps, a smaller training.eval_steps)"
+            )
+        return None
 
     @functools.cached_property
     def recipe_point(self) -> dict[str, Any] | None:
@@ -213,7 +249,8 @@ class Study(RunsFolder):
             )
             started = time.perf_counter()
             try:
-                value = self.value_of(self.train_trial(trial.number, trial.params, optuna_report(trial)), trial.number)
+                report = optuna_report(trial, self.warmup_evaluations)
+                value = self.value_of(self.train_trial(trial.number, trial.params, report), trial.number)
                 state, why = TrialState.COMPLETE, ""
             except optuna.TrialPruned as pruned:
                 value, state, why = None, TrialState.PRUNED, f"pruned ({pruned})"
@@ -320,28 +357,52 @@ class Study(RunsFolder):
             self.out / BEST if best else None,
             rows,
             round(seconds, 1),
+            *importances(study),
         )
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items() if k != "trials"}
         summary["best_trial"] = best.number if best else None
         summary["states"] = {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail")}
         atomic_write_text(self.out / "tune.json", json.dumps(summary, indent=2) + "\n")
-        plot_study(study, self.metric, self.out / "tune.png")
+        plot_study(study, self.metric, self.out / "tune.png", result.importances, result.importance_note)
         return result
 
 
-def optuna_report(trial: Any) -> EvaluationReport:
-    """Reports to an Optuna trial; raises `optuna.TrialPruned` out of the run when the pruner says so."""
+def optuna_report(trial: Any, warmup: int = 1) -> EvaluationReport:
+    """Reports to an Optuna trial; raises `optuna.TrialPruned` out of the run when the pruner says so, never at the
+    trial's first `warmup` evaluations."""
     import optuna
 
+    reported = 0
+
     def send(value: float, step: int) -> None:
+        nonlocal reported
         trial.report(value, step)
-        if trial.should_prune():
+        reported += 1
+        if reported > warmup and trial.should_prune():
             raise optuna.TrialPruned(f"{value:.4g} at step {step}, below the median of the other trials")
 
     return EvaluationReport(send)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+
+def evaluations_per_trial(prepared: Any) -> int | None:
+    """About how many evaluations a trial reports, by the recipe's own settings (a searched max_steps, epochs or
+    eval_steps moves it); None where the run's length is unknown (a stream) or evaluation is by epoch within
+    max_steps."""
+    task = prepared.task
+    train_split = prepared.splits["train"]
+    rows = len(train_split) if hasattr(train_split, "__len__") else None
+    args = training_arguments(task, task.device_policy(), prepared.recipe.output_dir, has_eval=True)
+    total = total_steps(args, rows)
+    strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
+    if total is None or strategy not in ("steps", "epoch"):
+        return None
+    if strategy == "epoch":
+        return math.ceil(args.num_train_epochs) if args.max_steps <= 0 else None
+    every = args.eval_steps if args.eval_steps >= 1 else math.ceil(total * args.eval_steps)
+    return math.ceil(total / every)
 
 
 def _counts(trial: Any) -> bool:

@@ -57,7 +57,11 @@ def run_ray(study: Any, trials: int, *, resume: bool, prune: bool) -> None:
                 storage=optuna.storages.RDBStorage(study.storage),
             )
             scheduler = (
-                MedianStoppingRule(grace_period=1, min_samples_required=study.startup_trials)
+                MedianStoppingRule(  # the pruner's warm-up: its finished trials, and the trial's own evaluations
+                    time_attr="training_iteration",
+                    grace_period=study.warmup_evaluations + 1,
+                    min_samples_required=study.startup_trials,
+                )
                 if prune
                 else FIFOScheduler()
             )

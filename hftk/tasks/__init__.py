@@ -79,12 +79,17 @@ def get_task(name: str, *, where: str = "--task ") -> type[Task]:
     return cls
 
 
-def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[str, Any] | None = None) -> Recipe:
+def load_recipe(
+    source: str | Path | dict[str, Any] | Recipe, overrides: dict[str, Any] | None = None, *, trained: bool = False
+) -> Recipe:
     """Read and validate a recipe from a YAML path, a dict or an existing Recipe.
 
     Args:
         source: path to a YAML file, a dict with the same shape, or a Recipe.
         overrides: dotted keys to set before validation, e.g. {"training.learning_rate": 3e-5}.
+        trained: the recipe.yaml of a model folder, read to predict: its training: block was checked when it
+            trained and is not checked again (building TrainingArguments imports Trainer's stack, seconds of
+            `hftk predict`'s start-up).
 
     Raises:
         HftkError: with one line per problem, all problems at once.
@@ -104,7 +109,7 @@ def load_recipe(source: str | Path | dict[str, Any] | Recipe, overrides: dict[st
         for key in other.recipe_class.model_fields.keys() - own.keys():
             elsewhere.setdefault(key, []).append(name)
     try:
-        return validate_recipe(cls.recipe_class, raw, elsewhere)
+        return validate_recipe(cls.recipe_class, raw, elsewhere, trained=trained)
     except HftkError as e:  # a column typo is reported with the recipe's other errors, not after they are fixed
         if columns := cls.recipe_column_problems(raw.data.get("data")):
             raise HftkError("\n".join([str(e), *columns])) from None

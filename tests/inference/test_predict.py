@@ -35,3 +35,30 @@ def test_inference_precision_is_this_machines_not_the_training_runs(sst2_model, 
     assert Predictor(folder, precision="fp32").policy.precision == "fp32"
     with pytest.raises(HftkError, match="fp16 needs a CUDA GPU"):
         Predictor(folder, precision="fp16")
+
+
+def test_predict_reads_a_model_folders_recipe_without_trainers_stack(tmp_path):
+    # hftk predict's start-up (issue 29): a trained folder's recipe.yaml was checked when it trained; building
+    # TrainingArguments again (for training: and for each search: value) imported Trainer's stack (peft, pandas,
+    # sklearn: most of 12-35 s here). A recipe a user gives is still checked against TrainingArguments.
+    import subprocess
+    import sys
+
+    from ..helpers import RECIPE_YAML, ROOT
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE_YAML + "search:\n  training.learning_rate: {low: 1.0e-5, high: 1.0e-4, log: true}\n")
+    heavy = ("optuna", "matplotlib", "peft", "sklearn", "pandas", "datasets", "fastapi", "transformers.training_args")
+    probe = (
+        "import sys; import hftk.inference.predict; from hftk.tasks import load_recipe; "
+        f"load_recipe({str(recipe)!r}, trained={{}}); print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+
+    def imported(trained: bool) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", probe.format(trained)], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return run.stdout.strip()
+
+    assert imported(True) == "[]"
+    assert "'transformers.training_args'" in imported(False)

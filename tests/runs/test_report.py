@@ -61,3 +61,58 @@ def test_the_trials_table_marks_the_best_and_a_trials_values_log_short():
     assert shown_params({"training.learning_rate": 3.14159e-5, "training.num_train_epochs": 2}) == (
         "learning_rate=3.14e-05, num_train_epochs=2"
     )
+
+
+def _study(values: list[tuple[str, float, dict]]) -> object:
+    """A real in-memory Optuna study: (state, value, params) per trial; a pruned trial reports its value first."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    space = {"lr": FloatDistribution(1e-5, 1e-3, log=True), "batch": CategoricalDistribution([8, 16])}
+    for state, value, params in values:
+        if params:
+            study.enqueue_trial(params)
+        trial = study.ask(space)
+        if state == "pruned":
+            trial.report(value, 2)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
+    return study
+
+
+def test_the_study_plot_marks_pruned_trials_as_its_legend_says():
+    from optuna.trial import TrialState
+
+    from hftk.runs.report import importances, study_figure
+
+    study = _study([("complete", 0.7, {}), ("pruned", 0.5, {}), ("complete", 0.8, {}), ("pruned", 0.6, {})])
+    # Optuna gives a pruned trial its last value too: it must still be drawn (and named) as pruned, not complete
+    assert [t.state for t in study.trials][1] == TrialState.PRUNED and study.trials[1].value == 0.5
+    weights, note = importances(study)
+    assert weights == {} and note.startswith("parameter importances need 4 finished trials; this study has 2")
+    fig = study_figure(study, "eval_accuracy", weights, note)
+    left, right = fig.axes
+    lines = {line.get_label(): line for line in left.get_lines()}
+    assert lines["complete"].get_marker() == "o" and list(lines["complete"].get_xdata()) == [0, 2]
+    assert lines["pruned (last evaluation)"].get_marker() == "x"
+    assert list(lines["pruned (last evaluation)"].get_ydata()) == [0.5, 0.6]
+    assert list(lines["best so far"].get_ydata()) == [0.7, 0.7, 0.8, 0.8]  # pruned trials never count as best
+    legend = left.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["complete", "pruned (last evaluation)", "best so far"]
+    assert [h.get_marker() for h in legend.legend_handles][:2] == ["o", "x"]
+    assert [t.get_text() for t in right.texts] == [note]
+
+
+def test_importances_need_four_finished_trials_and_count_only_what_varied():
+    from hftk.runs.report import importances
+
+    rates = [1e-5, 3e-5, 1e-4, 3e-4]
+    study = _study([("complete", 0.6 + r * 100, {"lr": r, "batch": 16}) for r in rates])
+    weights, note = importances(study)
+    assert note is None and list(weights) == ["lr"] and weights["lr"] == pytest.approx(1.0)  # batch never varied
+    same = _study([("complete", v, {"lr": 1e-4, "batch": 16}) for v in (0.6, 0.7, 0.8, 0.9)])
+    assert importances(same) == ({}, "parameter importances: no searched parameter varied among the finished trials")

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import hftk
+from hftk.cli import main as cli_main
 from hftk.runs.tune import optuna_report, tune
 
 from ..helpers import (
@@ -178,7 +179,7 @@ def test_a_trial_below_the_median_is_pruned_at_its_evaluation():
     good_trial = study.ask()
     good = optuna_report(good_trial)
     good.on_evaluate(args, state, control, metrics={"eval_accuracy": 0.9})  # above the median: runs on
-    bad = optuna_report(study.ask())
+    bad = optuna_report(study.ask(), warmup=0)
     with pytest.raises(optuna.TrialPruned, match=r"0\.5 at step 4, below the median"):
         bad.on_evaluate(args, state, control, metrics={"eval_accuracy": 0.5})
     # the final evaluation repeats the best step's: reported once, never pruned twice
@@ -212,3 +213,68 @@ def test_an_undefined_objective_fails_the_trial_and_is_never_ranked(small, tmp_p
         study.value_of(run({"eval_f1": None, "eval_f1_undefined": why}), 3)
     with pytest.raises(hftk.HftkError, match="no finite eval_f1"):
         study.value_of(run({"eval_f1": float("inf")}), 3)
+
+
+def test_pruning_waits_for_a_trials_second_evaluation():
+    import optuna
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    for value in (0.80, 0.84):  # two finished trials, evaluated at steps 4 and 8
+        trial = study.ask()
+        trial.report(value, 4)
+        trial.report(value, 8)
+        study.tell(trial, value)
+    args = TrainingArguments(output_dir="unused", metric_for_best_model="accuracy", report_to="none")
+    bad = optuna_report(study.ask())  # the default warm-up: its first evaluation
+    bad.on_evaluate(args, TrainerState(global_step=4), TrainerControl(), metrics={"eval_accuracy": 0.5})
+    with pytest.raises(optuna.TrialPruned, match=r"0\.5 at step 8"):  # below at its second: stopped there
+        bad.on_evaluate(args, TrainerState(global_step=8), TrainerControl(), metrics={"eval_accuracy": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("trials", "evaluations", "point", "warmup", "off"),
+    [
+        (3, 3, True, (2, 1), None),  # the budget: only the third trial may stop, at its 2nd evaluation
+        (2, 3, True, (2, 1), "2 trials leave none to prune after the 2 finished trials it waits for"),
+        (3, 3, False, (3, 1), "3 trials leave none to prune after the 3 finished trials it waits for"),
+        (6, 2, True, (2, 1), "a trial evaluates about 2 times, and stopping one is no saving before its evaluation 2"),
+        (6, None, True, (2, 1), None),  # evaluations unknown (a stream): the first is the warm-up
+        (40, 12, True, (5, 4), None),  # a larger budget waits for more evidence
+    ],
+)
+def test_the_pruners_warm_up_scales_with_the_budget(small, tmp_path, trials, evaluations, point, warmup, off):
+    from hftk.runs.tune import Study
+
+    space = TUNE_SPACE if point else {"training.learning_rate": {"low": 2e-4, "high": 3e-4}}
+    recipe = hftk.load_recipe(tune_recipe(small, tmp_path, per_device_train_batch_size=16) | {"search": space})
+    study = Study(tmp_path, recipe, base={}, metric="eval_accuracy", direction="maximize")
+    said = study.plan_pruning(trials, evaluations)
+    assert (study.startup_trials, study.warmup_evaluations) == warmup
+    assert said is None if off is None else said.startswith(off)
+
+
+def test_a_small_budget_explores_prunes_late_and_leaves_out_importances(small, tmp_path, capsys, caplog):
+    # The budget, shortened: trials of 3 steps, evaluated at each. Two trials leave none to prune (and the
+    # run says so); resumed to three, the first two (the recipe's values and one draw) have finished and the third
+    # is never stopped before its second evaluation; importances wait for 4 finished trials.
+    out = tmp_path / "study"
+    recipe = tmp_path / "recipe.yaml"
+    settings = {"max_steps": 3, "eval_steps": 1, "save_steps": 1, "per_device_train_batch_size": 16}
+    recipe.write_text(yaml.safe_dump(tune_recipe(small, out, **settings)))
+    assert cli_main(["tune", str(recipe), "--trials", "2"]) == 0
+    printed = capsys.readouterr()
+    assert "hftk tune: pruning is off: 2 trials leave none to prune after the 2 finished trials" in caplog.text
+    assert "parameter importances need 4 finished trials; this study has 2" in printed.out
+    caplog.clear()
+    assert cli_main(["tune", str(recipe), "--trials", "3", "--resume"]) == 0
+    printed = capsys.readouterr()
+    assert "pruning is off" not in caplog.text
+    trials = study_trials(out)
+    assert [t.state.name for t in trials[:2]] == ["COMPLETE", "COMPLETE"]
+    assert len(trials) == 3 and len(trials[2].intermediate_values) >= 2  # 3 evaluations, or stopped at the 2nd
+    complete = sum(t.state.name == "COMPLETE" for t in trials)
+    note = f"parameter importances need 4 finished trials; this study has {complete}"
+    assert note in printed.out
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["importances"] == {} and summary["importance_note"].startswith(note)
