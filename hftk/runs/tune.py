@@ -95,11 +95,11 @@ def tune(
         direction="maximize" if task.greater_is_better else "minimize",
     )
     trials = study.trial_count(trials)
-    if prune and (off := study.plan_pruning(trials, evaluations)):
-        logger.warning("hftk tune: pruning is off: %s", off)
-        prune = False
     with study.held(resume=resume, overwrite=overwrite):
         study.settle(resume=resume)
+        if prune and (off := study.plan_pruning(trials, evaluations)):  # once the folder and study are good
+            logger.warning("hftk tune: pruning is off: %s", off)
+            prune = False
         start = time.perf_counter()
         if backend == "ray":
             from hftk.runs.tune_ray import run_ray
