@@ -30,6 +30,7 @@ from hftk.features.instructions import Example, encode_segments
 from hftk.features.packing import Template
 from hftk.features.preference import PAIR_COLUMNS, LossType, PairCollator, answer_logps, dpo_loss, reward_metrics
 from hftk.models.loading import check_weights, resolve_model
+from hftk.report import Section
 from hftk.tasks.base import Features
 from hftk.tasks.language_modeling import CausalLMDataConfig, CausalLMRecipe, InstructionTuning
 
@@ -147,16 +148,22 @@ class Preference(InstructionTuning):
         dataset = dataset.add_column("reference", reference.tolist())
         return dataset, ({"reference": reference} if evaluation else None)
 
-    def reference_logps(self, dataset: Any) -> np.ndarray:
+    def reference_logps(self, dataset: Any, device: Any = None) -> np.ndarray:
         """The reference model's summed answer log-probs of every pair (N x 2: chosen, rejected), in fp32 with
-        dropout off, a few pairs at a time; the model is freed before the policy loads."""
+        dropout off, a few pairs at a time; the model is freed before the policy loads (or, in `hftk evaluate`,
+        beside the trained one). `device`: the recipe's by default."""
         import torch
         from transformers import AutoModelForCausalLM
 
         name = self.recipe.reference_model or self.recipe.model
-        path = resolve_model(name)
+        try:
+            path = resolve_model(name)
+        except HftkError as e:  # e.g. `hftk evaluate` where the SFT model has moved since training
+            raise HftkError(
+                f"reference model (what the rewards are measured against; where it is now: --set reference_model="
+                f"PATH): {e}"
+            ) from None
         check_weights(path)
-        device = self.device_policy().device
         model = AutoModelForCausalLM.from_pretrained(
             path, use_safetensors=True, trust_remote_code=self.recipe.trust_remote_code, dtype=torch.float32
         )
@@ -165,7 +172,14 @@ class Preference(InstructionTuning):
                 f"reference_model: {name} has fewer token embeddings than the tokenizer of {self.recipe.model} has "
                 "tokens; the reference must share the policy's tokenizer (use the SFT model itself)"
             )
-        model.to(device).eval()
+        model.to(device or self.device_policy().device).eval()
+        return self._pair_logps(model, dataset)
+
+    def _pair_logps(self, model: Any, dataset: Any) -> np.ndarray:
+        """A model's summed answer log-probs of every pair of encoded features (N x 2: chosen, rejected)."""
+        import torch
+
+        device = next(model.parameters()).device
         collate = PairCollator(self.tokenizer)
         rows = dataset.select_columns(list(PAIR_COLUMNS))
         out = []
@@ -173,8 +187,17 @@ class Preference(InstructionTuning):
             for start in range(0, len(rows), _REFERENCE_BATCH):
                 batch = collate(list(rows.select(range(start, min(start + _REFERENCE_BATCH, len(rows))))))
                 out.append(answer_logps(model, {k: v.to(device) for k, v in batch.items()}).cpu().numpy())
-        del model
         return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.float32)
+
+    def evaluation_outputs(self, model: Any, features: Features) -> list[np.ndarray]:
+        """`hftk evaluate`: each pair's answer log-probs under the trained model and under the reference (2 x 2:
+        rows policy, reference; columns chosen, rejected), the reference's computed as before training."""
+        from datasets import Dataset
+
+        pairs = Dataset.from_dict({k: features[k] for k in PAIR_COLUMNS})
+        policy = self._pair_logps(model, pairs)
+        reference = self.reference_logps(pairs, next(model.parameters()).device)
+        return list(np.stack([policy, reference], axis=1))
 
     def collator(self, pad_to_multiple_of: int | None = None) -> PairCollator:
         return PairCollator(self.tokenizer, pad_to_multiple_of)
@@ -189,6 +212,22 @@ class Preference(InstructionTuning):
             return per_pair.mean(), {"logps": policy.detach()}
 
         return loss
+
+    def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
+        """The DPO loss (the recipe's loss_type and beta) and the reward metrics, as training's evaluation gives
+        them, from `evaluation_outputs`."""
+        import torch
+
+        logps = np.stack(outputs) if outputs else np.zeros((0, 2, 2), dtype=np.float32)
+        policy, reference = logps[:, 0], logps[:, 1]
+        per_pair = dpo_loss(
+            torch.from_numpy(policy), torch.from_numpy(reference), self.recipe.beta, self.recipe.loss_type
+        )
+        return {"loss": float(per_pair.mean()), **reward_metrics(policy, reference, self.recipe.beta)}
+
+    def report(self, records: Records, features: Features, outputs: list[Any]) -> list[Section]:
+        """No per-token sections (causal LM's perplexity by document): the report holds the generated answers'."""
+        return []
 
     def metric_fn(self, split: Split, features: Features, *, tune: bool = False, keep: list[Any] | None = None) -> Any:
         beta = self.recipe.beta

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hftk import HftkError, load_recipe, train
+from hftk import HftkError, evaluate, load_recipe, train
 from hftk.tasks import get_task
 
 from ..helpers import DATA, ROOT, cli
@@ -90,6 +90,17 @@ def test_dpo_trains_on_dolly_pairs_with_the_loss_computed_by_hand(gpt2_fixture, 
     assert end["eval_reward_margin"] == pytest.approx(np.mean(margins), rel=1e-4)
     assert end["eval_rewards_chosen"] == pytest.approx(np.mean(chosen), rel=1e-3, abs=1e-5)
     assert end["eval_reward_accuracy"] == np.mean(np.array(margins) > 0)
+
+    # hftk evaluate on the same pairs: the DPO metrics of training's final evaluation (the reference log-probs from
+    # the recipe's reference model, as in training: the fixture, not the trained folder), and the greedy answers of
+    # the same seeded sample scored against the chosen answers, with their report.
+    metrics = evaluate(out, data, report=tmp_path / "report")
+    for name in ("loss", "rewards_chosen", "rewards_rejected", "reward_accuracy", "reward_margin"):
+        assert metrics[name] == pytest.approx(end[f"eval_{name}"], rel=1e-4, abs=1e-6), name
+    for name in ("rougeL", "exact_match", "chrf", "stopped", "generated"):
+        assert metrics[name] == pytest.approx(end[f"eval_{name}"]), name
+    assert metrics["generated"] == len(rows)
+    assert "Lowest rougeL" in (tmp_path / "report" / "report.html").read_text()
 
     card = (out / "README.md").read_text()
     assert "DPO loss" in card and "beta 0.5" in card and f"`{gpt2_fixture}` (the model it started from)" in card
