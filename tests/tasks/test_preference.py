@@ -11,7 +11,7 @@ import pytest
 from hftk import HftkError, evaluate, load_recipe, train
 from hftk.tasks import get_task
 
-from ..helpers import DATA, ROOT, cli
+from ..helpers import DATA, ROOT, assert_resume_is_bit_exact, cli
 
 PAIRS = DATA / "en/dolly_preference"
 
@@ -114,6 +114,23 @@ def test_dpo_trains_on_dolly_pairs_with_the_loss_computed_by_hand(gpt2_fixture, 
         render_prompt(recipe.prompt_template, {"prompt": r["instruction"], "context": r["context"]}) for r in rows[:3]
     ]
     assert answers == [pipe(p, return_full_text=False)[0]["generated_text"] for p in prompts]
+
+
+def test_dpo_resume_is_bit_exact(gpt2_fixture, tmp_path, own_cache):
+    """A run resumed from a mid-epoch checkpoint recomputes the reference log-probs and draws the same pairs in the
+    same batches: the same losses and weights as the run it continues."""
+    from transformers import AutoTokenizer
+
+    rows = short_pairs("train", 12, AutoTokenizer.from_pretrained(gpt2_fixture), 96)
+    overrides = {
+        "model": str(gpt2_fixture),
+        "data.train": str(write_jsonl(tmp_path / "pairs.jsonl", rows)),
+        "data.validation": None,
+        "max_length": 96,
+        "training.learning_rate": 1e-3,
+        "training.per_device_train_batch_size": 2,
+    }
+    assert_resume_is_bit_exact(ROOT / "recipes/dpo-gpt2.yaml", overrides, tmp_path)
 
 
 @pytest.mark.parametrize(
