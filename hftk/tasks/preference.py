@@ -87,7 +87,7 @@ class Preference(InstructionTuning):
     def targets(self, records: Records) -> list[Any]:
         """Each row's (chosen, rejected), checked: text, neither empty, not the same."""
         self._prompts(records)  # a template's missing column is found now, not at the first batch
-        chosen, rejected = self._pair_answers(records, "chosen"), self._pair_answers(records, "rejected")
+        chosen, rejected = self._given_answers(records, "chosen"), self._given_answers(records, "rejected")
         for i, (c, r) in enumerate(zip(chosen, rejected)):
             if c.strip() == r.strip():
                 raise HftkError(
@@ -96,19 +96,9 @@ class Preference(InstructionTuning):
                 )
         return list(zip(chosen, rejected))
 
-    def _pair_answers(self, records: Records, role: str) -> list[str]:
-        values = self.texts(records, role)
-        for i, v in enumerate(values):
-            if not v.strip():
-                raise HftkError(
-                    f"{records.where(i)}: empty {role} answer (column {self.recipe.data.column(role)!r}); give "
-                    "the answer, or drop the row"
-                )
-        return values
-
     def references(self, records: Records) -> list[str]:
         """Generated answers are scored against the chosen ones."""
-        return self._pair_answers(records, "chosen")
+        return self._given_answers(records, "chosen")
 
     def _examples(self, records: Records) -> list[Example]:
         """Each row's chosen then rejected answer as an instruction example (causal-lm's `hftk check` counts and
