@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 from hftk.data.records import Records, Split
 from hftk.errors import HftkError
 from hftk.features.encode import encoded_dataset
-from hftk.features.instructions import Example, encode_segments
+from hftk.features.instructions import Example, chat_segments, encode_segments
 from hftk.features.packing import Template
 from hftk.features.preference import PAIR_COLUMNS, LossType, PairCollator, answer_logps, dpo_loss, reward_metrics
 from hftk.models.loading import check_weights, resolve_model
@@ -38,9 +38,11 @@ _REFERENCE_BATCH = 8  # pairs per forward pass of the reference model
 
 
 class PreferenceDataConfig(CausalLMDataConfig):
-    """One file per split, one pair a row: prompt (optional context, system for prompt_template), chosen, rejected."""
+    """One file per split, one pair a row: the prompt, then chosen and rejected answers (text). completion: a
+    prompt column (optional context, system for prompt_template); chat: a messages column, the turns before the
+    answer, written by the chat template with its generation prompt."""
 
-    shape: Literal["completion"] = "completion"
+    shape: Literal["completion", "chat"] = "completion"
 
 
 class PreferenceRecipe(CausalLMRecipe):
@@ -86,7 +88,7 @@ class Preference(InstructionTuning):
     # -- data ------------------------------------------------------------------------------------------
     def targets(self, records: Records) -> list[Any]:
         """Each row's (chosen, rejected), checked: text, neither empty, not the same."""
-        self._prompts(records)  # a template's missing column is found now, not at the first batch
+        self._pair_prompts(records)  # a bad prompt (or a template's missing column) is found now, not in training
         chosen, rejected = self._given_answers(records, "chosen"), self._given_answers(records, "rejected")
         for i, (c, r) in enumerate(zip(chosen, rejected)):
             if c.strip() == r.strip():
@@ -100,14 +102,35 @@ class Preference(InstructionTuning):
         """Generated answers are scored against the chosen ones."""
         return self._given_answers(records, "chosen")
 
+    def _pair_prompts(self, records: Records) -> list[Any]:
+        """Each row's prompt: the templated text (completion), or the chat turns the answers follow (chat)."""
+        if self.shape == "completion":
+            return self._prompts(records)
+        chats = self._chats(records, training=False)
+        for i, chat in enumerate(chats):
+            if chat[-1]["role"] == "assistant":
+                raise HftkError(
+                    f"{records.where(i)}: the prompt's messages end with an assistant turn; they are the turns "
+                    "before the answer, and chosen and rejected are the answers (drop the last turn)"
+                )
+        return chats
+
     def _examples(self, records: Records) -> list[Example]:
         """Each row's chosen then rejected answer as an instruction example (causal-lm's `hftk check` counts and
-        lengths read these), truncated as instruction data is: the answer kept, the prompt losing its start."""
+        lengths read these), encoded as instruction data is (a chat's answer as its assistant turn, end-of-turn
+        included) and truncated so: the answer kept, the prompt losing its start."""
         tok = self.tokenizer
+        pairs = zip(self._pair_prompts(records), self.targets(records))
+        if self.shape == "chat":
+            examples = []
+            for i, (chat, answers) in enumerate(pairs):
+                for a in answers:
+                    segments = chat_segments(tok, [*chat, {"role": "assistant", "content": a}], records.where(i))
+                    examples.append(encode_segments(tok, segments, self.max_length))
+            return examples
         if tok.eos_token_id is None:
             raise HftkError(f"{tok.name_or_path}: the tokenizer has no EOS token, which ends each answer")
         prefix = Template.of(tok).prefix
-        pairs = zip(self._prompts(records), self.targets(records))
         return [
             encode_segments(tok, [(p, False), (a, True)], self.max_length, prefix=prefix, eos=tok.eos_token_id)
             for p, answers in pairs
