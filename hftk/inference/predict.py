@@ -229,7 +229,9 @@ class Predictor:
     def evaluate(self, records: Records, report: str | Path | None = None) -> dict[str, float]:
         """The task's metrics on labelled records; `report`: a folder to write the evaluation report into too."""
         features = self.task.encode(records, with_targets=True)
-        outputs = self.run(features)
+        outputs = self.task.evaluation_outputs(self.model, features)
+        if outputs is None:
+            outputs = self.run(features)
         metrics = defined(self.task.score(records, features, outputs))  # NaN: undefined, as in training
         generated, sections = self.task.evaluate_generations(self.model, records)
         metrics |= generated

@@ -553,6 +553,11 @@ class Task(ABC):
     ) -> Report:
         return Report(self.name, model, records.source, len(records), metrics, self.report(records, features, outputs))
 
+    def evaluation_outputs(self, model: Any, features: Features) -> list[Any] | None:
+        """`score`'s outputs on labelled features, for a task whose features the predictor's batching does not take
+        (preference pairs, scored with a reference model too); None: the predictor runs `forward` over them."""
+        return None
+
     def evaluate_generations(self, model: Any, split: Split) -> tuple[dict[str, float], list[Section]]:
         """Metrics and report sections from what the model generates for a labelled split, beside `score`'s (after
         training and in `hftk evaluate`; instruction tuning answers a sample); most tasks have none and read nothing."""

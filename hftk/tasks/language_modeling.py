@@ -502,14 +502,19 @@ class InstructionTuning(CausalLM):
         return self.templated_prompts(records, self.recipe.prompt_template)
 
     def _completions(self, records: Records) -> list[str]:
-        completions = self.texts(records, "completion")
-        for i, c in enumerate(completions):
-            if not c.strip():
+        return self._given_answers(records, "completion")
+
+    def _given_answers(self, records: Records, role: str) -> list[str]:
+        """The answers in a role's column (the completion; preference's chosen and rejected), none blank: training
+        on an empty answer teaches the model to stop at once."""
+        answers = self.texts(records, role)
+        for i, a in enumerate(answers):
+            if not a.strip():
                 raise HftkError(
-                    f"{records.where(i)}: empty completion (column {self.recipe.data.column('completion')!r}); "
-                    "give the answer the model should learn, or drop the row"
+                    f"{records.where(i)}: empty {role} answer (column {self.recipe.data.column(role)!r}); give "
+                    "the answer, or drop the row"
                 )
-        return completions
+        return answers
 
     def _chats(self, records: Records, *, training: bool) -> list[list[dict[str, str]]]:
         return [

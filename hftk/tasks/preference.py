@@ -26,10 +26,11 @@ from pydantic import Field, model_validator
 from hftk.data.records import Records, Split
 from hftk.errors import HftkError
 from hftk.features.encode import encoded_dataset
-from hftk.features.instructions import Example, encode_segments
+from hftk.features.instructions import Example, chat_segments, encode_segments
 from hftk.features.packing import Template
 from hftk.features.preference import PAIR_COLUMNS, LossType, PairCollator, answer_logps, dpo_loss, reward_metrics
 from hftk.models.loading import check_weights, resolve_model
+from hftk.report import Section
 from hftk.tasks.base import Features
 from hftk.tasks.language_modeling import CausalLMDataConfig, CausalLMRecipe, InstructionTuning
 
@@ -37,9 +38,11 @@ _REFERENCE_BATCH = 8  # pairs per forward pass of the reference model
 
 
 class PreferenceDataConfig(CausalLMDataConfig):
-    """One file per split, one pair a row: prompt (optional context, system for prompt_template), chosen, rejected."""
+    """One file per split, one pair a row: the prompt, then chosen and rejected answers (text). completion: a
+    prompt column (optional context, system for prompt_template); chat: a messages column, the turns before the
+    answer, written by the chat template with its generation prompt."""
 
-    shape: Literal["completion"] = "completion"
+    shape: Literal["completion", "chat"] = "completion"
 
 
 class PreferenceRecipe(CausalLMRecipe):
@@ -85,8 +88,8 @@ class Preference(InstructionTuning):
     # -- data ------------------------------------------------------------------------------------------
     def targets(self, records: Records) -> list[Any]:
         """Each row's (chosen, rejected), checked: text, neither empty, not the same."""
-        self._prompts(records)  # a template's missing column is found now, not at the first batch
-        chosen, rejected = self._pair_answers(records, "chosen"), self._pair_answers(records, "rejected")
+        self._pair_prompts(records)  # a bad prompt (or a template's missing column) is found now, not in training
+        chosen, rejected = self._given_answers(records, "chosen"), self._given_answers(records, "rejected")
         for i, (c, r) in enumerate(zip(chosen, rejected)):
             if c.strip() == r.strip():
                 raise HftkError(
@@ -95,28 +98,39 @@ class Preference(InstructionTuning):
                 )
         return list(zip(chosen, rejected))
 
-    def _pair_answers(self, records: Records, role: str) -> list[str]:
-        values = self.texts(records, role)
-        for i, v in enumerate(values):
-            if not v.strip():
-                raise HftkError(
-                    f"{records.where(i)}: empty {role} answer (column {self.recipe.data.column(role)!r}); give "
-                    "the answer, or drop the row"
-                )
-        return values
-
     def references(self, records: Records) -> list[str]:
         """Generated answers are scored against the chosen ones."""
-        return self._pair_answers(records, "chosen")
+        return self._given_answers(records, "chosen")
+
+    def _pair_prompts(self, records: Records) -> list[Any]:
+        """Each row's prompt: the templated text (completion), or the chat turns the answers follow (chat)."""
+        if self.shape == "completion":
+            return self._prompts(records)
+        chats = self._chats(records, training=False)
+        for i, chat in enumerate(chats):
+            if chat[-1]["role"] == "assistant":
+                raise HftkError(
+                    f"{records.where(i)}: the prompt's messages end with an assistant turn; they are the turns "
+                    "before the answer, and chosen and rejected are the answers (drop the last turn)"
+                )
+        return chats
 
     def _examples(self, records: Records) -> list[Example]:
         """Each row's chosen then rejected answer as an instruction example (causal-lm's `hftk check` counts and
-        lengths read these), truncated as instruction data is: the answer kept, the prompt losing its start."""
+        lengths read these), encoded as instruction data is (a chat's answer as its assistant turn, end-of-turn
+        included) and truncated so: the answer kept, the prompt losing its start."""
         tok = self.tokenizer
+        pairs = zip(self._pair_prompts(records), self.targets(records))
+        if self.shape == "chat":
+            examples = []
+            for i, (chat, answers) in enumerate(pairs):
+                for a in answers:
+                    segments = chat_segments(tok, [*chat, {"role": "assistant", "content": a}], records.where(i))
+                    examples.append(encode_segments(tok, segments, self.max_length))
+            return examples
         if tok.eos_token_id is None:
             raise HftkError(f"{tok.name_or_path}: the tokenizer has no EOS token, which ends each answer")
         prefix = Template.of(tok).prefix
-        pairs = zip(self._prompts(records), self.targets(records))
         return [
             encode_segments(tok, [(p, False), (a, True)], self.max_length, prefix=prefix, eos=tok.eos_token_id)
             for p, answers in pairs
@@ -147,16 +161,22 @@ class Preference(InstructionTuning):
         dataset = dataset.add_column("reference", reference.tolist())
         return dataset, ({"reference": reference} if evaluation else None)
 
-    def reference_logps(self, dataset: Any) -> np.ndarray:
+    def reference_logps(self, dataset: Any, device: Any = None) -> np.ndarray:
         """The reference model's summed answer log-probs of every pair (N x 2: chosen, rejected), in fp32 with
-        dropout off, a few pairs at a time; the model is freed before the policy loads."""
+        dropout off, a few pairs at a time; the model is freed before the policy loads (or, in `hftk evaluate`,
+        beside the trained one). `device`: the recipe's by default."""
         import torch
         from transformers import AutoModelForCausalLM
 
         name = self.recipe.reference_model or self.recipe.model
-        path = resolve_model(name)
+        try:
+            path = resolve_model(name)
+        except HftkError as e:  # e.g. `hftk evaluate` where the SFT model has moved since training
+            raise HftkError(
+                f"reference model (what the rewards are measured against; where it is now: --set reference_model="
+                f"PATH): {e}"
+            ) from None
         check_weights(path)
-        device = self.device_policy().device
         model = AutoModelForCausalLM.from_pretrained(
             path, use_safetensors=True, trust_remote_code=self.recipe.trust_remote_code, dtype=torch.float32
         )
@@ -165,7 +185,14 @@ class Preference(InstructionTuning):
                 f"reference_model: {name} has fewer token embeddings than the tokenizer of {self.recipe.model} has "
                 "tokens; the reference must share the policy's tokenizer (use the SFT model itself)"
             )
-        model.to(device).eval()
+        model.to(device or self.device_policy().device).eval()
+        return self._pair_logps(model, dataset)
+
+    def _pair_logps(self, model: Any, dataset: Any) -> np.ndarray:
+        """A model's summed answer log-probs of every pair of encoded features (N x 2: chosen, rejected)."""
+        import torch
+
+        device = next(model.parameters()).device
         collate = PairCollator(self.tokenizer)
         rows = dataset.select_columns(list(PAIR_COLUMNS))
         out = []
@@ -173,8 +200,17 @@ class Preference(InstructionTuning):
             for start in range(0, len(rows), _REFERENCE_BATCH):
                 batch = collate(list(rows.select(range(start, min(start + _REFERENCE_BATCH, len(rows))))))
                 out.append(answer_logps(model, {k: v.to(device) for k, v in batch.items()}).cpu().numpy())
-        del model
         return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.float32)
+
+    def evaluation_outputs(self, model: Any, features: Features) -> list[np.ndarray]:
+        """`hftk evaluate`: each pair's answer log-probs under the trained model and under the reference (2 x 2:
+        rows policy, reference; columns chosen, rejected), the reference's computed as before training."""
+        from datasets import Dataset
+
+        pairs = Dataset.from_dict({k: features[k] for k in PAIR_COLUMNS})
+        policy = self._pair_logps(model, pairs)
+        reference = self.reference_logps(pairs, next(model.parameters()).device)
+        return list(np.stack([policy, reference], axis=1))
 
     def collator(self, pad_to_multiple_of: int | None = None) -> PairCollator:
         return PairCollator(self.tokenizer, pad_to_multiple_of)
@@ -189,6 +225,22 @@ class Preference(InstructionTuning):
             return per_pair.mean(), {"logps": policy.detach()}
 
         return loss
+
+    def score(self, records: Records, features: Features, outputs: list[Any]) -> dict[str, float]:
+        """The DPO loss (the recipe's loss_type and beta) and the reward metrics, as training's evaluation gives
+        them, from `evaluation_outputs`."""
+        import torch
+
+        logps = np.stack(outputs) if outputs else np.zeros((0, 2, 2), dtype=np.float32)
+        policy, reference = logps[:, 0], logps[:, 1]
+        per_pair = dpo_loss(
+            torch.from_numpy(policy), torch.from_numpy(reference), self.recipe.beta, self.recipe.loss_type
+        )
+        return {"loss": float(per_pair.mean()), **reward_metrics(policy, reference, self.recipe.beta)}
+
+    def report(self, records: Records, features: Features, outputs: list[Any]) -> list[Section]:
+        """No per-token sections (causal LM's perplexity by document): the report holds the generated answers'."""
+        return []
 
     def metric_fn(self, split: Split, features: Features, *, tune: bool = False, keep: list[Any] | None = None) -> Any:
         beta = self.recipe.beta

@@ -14,7 +14,7 @@ from hftk.models.loading import DevicePolicy
 from hftk.tasks import get_task
 from hftk.training.prepare import training_arguments
 
-from ..helpers import DATA, MINILM, ROOT, cli, cli_error, head, sst2_recipe
+from ..helpers import DATA, MINILM, ROOT, assert_resume_is_bit_exact, cli, cli_error, head, sst2_recipe
 
 
 def lines_of(src: Path, dst: Path, start: int, n: int) -> Path:
@@ -29,36 +29,6 @@ def assert_perplexity_dropped(metrics: dict) -> tuple[float, float]:
     assert metrics["eval_start"]["step"] == 0
     assert after < before, (before, after)
     return before, after
-
-
-def assert_resume_is_bit_exact(recipe: Path, overrides: dict, tmp_path: Path) -> None:
-    """4 steps straight (a checkpoint at step 2, mid-epoch) vs a run resumed from that checkpoint: the same losses
-    and weights, bit for bit."""
-    import shutil
-
-    from safetensors.numpy import load_file
-
-    overrides = {
-        **overrides,
-        "training.max_steps": 4,
-        "training.save_strategy": "steps",
-        "training.save_steps": 2,
-        "training.logging_steps": 1,
-        "training.warmup_steps": 0,
-    }
-    straight = train(recipe, overrides=overrides, output_dir=tmp_path / "straight")
-    checkpoints = tmp_path / "resumed" / "checkpoints"
-    shutil.copytree(straight.output_dir / "checkpoints" / "checkpoint-2", checkpoints / "checkpoint-2")
-    resumed = train(recipe, overrides=overrides, output_dir=tmp_path / "resumed", resume=True)
-    assert (resumed.start_step, resumed.global_step) == (2, 4)
-
-    def losses(out: Path) -> list[tuple[int, float]]:
-        state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
-        return [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h]
-
-    assert losses(resumed.output_dir) == losses(straight.output_dir)  # steps 1-2 from the checkpoint, 3-4 anew
-    a, b = load_file(straight.output_dir / "model.safetensors"), load_file(resumed.output_dir / "model.safetensors")
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 # ------------------------------------------------------------------------------------------------ recipes

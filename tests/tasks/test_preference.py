@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hftk import HftkError, load_recipe, train
+from hftk import HftkError, evaluate, load_recipe, train
 from hftk.tasks import get_task
 
-from ..helpers import DATA, ROOT, cli
+from ..helpers import DATA, ROOT, assert_resume_is_bit_exact, cli
 
 PAIRS = DATA / "en/dolly_preference"
 
@@ -91,6 +91,17 @@ def test_dpo_trains_on_dolly_pairs_with_the_loss_computed_by_hand(gpt2_fixture, 
     assert end["eval_rewards_chosen"] == pytest.approx(np.mean(chosen), rel=1e-3, abs=1e-5)
     assert end["eval_reward_accuracy"] == np.mean(np.array(margins) > 0)
 
+    # hftk evaluate on the same pairs: the DPO metrics of training's final evaluation (the reference log-probs from
+    # the recipe's reference model, as in training: the fixture, not the trained folder), and the greedy answers of
+    # the same seeded sample scored against the chosen answers, with their report.
+    metrics = evaluate(out, data, report=tmp_path / "report")
+    for name in ("loss", "rewards_chosen", "rewards_rejected", "reward_accuracy", "reward_margin"):
+        assert metrics[name] == pytest.approx(end[f"eval_{name}"], rel=1e-4, abs=1e-6), name
+    for name in ("rougeL", "exact_match", "chrf", "stopped", "generated"):
+        assert metrics[name] == pytest.approx(end[f"eval_{name}"]), name
+    assert metrics["generated"] == len(rows)
+    assert "Lowest rougeL" in (tmp_path / "report" / "report.html").read_text()
+
     card = (out / "README.md").read_text()
     assert "DPO loss" in card and "beta 0.5" in card and f"`{gpt2_fixture}` (the model it started from)" in card
 
@@ -103,6 +114,23 @@ def test_dpo_trains_on_dolly_pairs_with_the_loss_computed_by_hand(gpt2_fixture, 
         render_prompt(recipe.prompt_template, {"prompt": r["instruction"], "context": r["context"]}) for r in rows[:3]
     ]
     assert answers == [pipe(p, return_full_text=False)[0]["generated_text"] for p in prompts]
+
+
+def test_dpo_resume_is_bit_exact(gpt2_fixture, tmp_path, own_cache):
+    """A run resumed from a mid-epoch checkpoint recomputes the reference log-probs and draws the same pairs in the
+    same batches: the same losses and weights as the run it continues."""
+    from transformers import AutoTokenizer
+
+    rows = short_pairs("train", 12, AutoTokenizer.from_pretrained(gpt2_fixture), 96)
+    overrides = {
+        "model": str(gpt2_fixture),
+        "data.train": str(write_jsonl(tmp_path / "pairs.jsonl", rows)),
+        "data.validation": None,
+        "max_length": 96,
+        "training.learning_rate": 1e-3,
+        "training.per_device_train_batch_size": 2,
+    }
+    assert_resume_is_bit_exact(ROOT / "recipes/dpo-gpt2.yaml", overrides, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +178,57 @@ def test_preference_recipe_fields(gpt2_fixture):
         ({"beta": 0}, "beta"),
         ({"loss_type": "kto"}, "loss_type"),
         ({"train_on_prompt": True}, "train_on_prompt"),
-        ({"data": {"train": "x.jsonl", "shape": "chat"}}, "shape"),
+        ({"data": {"train": "x.jsonl", "shape": "text"}}, "shape"),
+        ({"data": {"train": "x.jsonl", "shape": "chat"}, "prompt_template": "{prompt}"}, "prompt_template"),
     ]:
         with pytest.raises(HftkError, match=needle):
             load_recipe({**base, **bad})
+
+
+def test_chat_prompts_encode_as_chat_tuning_does_and_train(gpt2_fixture, tmp_path):
+    """data.shape: chat: the prompt is a messages column (the turns before the answer), each answer its assistant
+    turn: a pair's two sequences are the ones causal-lm's chat shape trains on for those chats, and prediction
+    continues the chat template's generation prompt, as the pipeline does."""
+    from transformers import AutoTokenizer, pipeline
+
+    from hftk.data.records import Records
+
+    tok = AutoTokenizer.from_pretrained(gpt2_fixture)
+    rows = [
+        {
+            "messages": [
+                {"role": "system", "content": "Answer briefly."},
+                {"role": "user", "content": r["instruction"]},
+            ],
+            "chosen": r["chosen"],
+            "rejected": r["rejected"],
+        }
+        for r in short_pairs("train", 8, tok, 96)
+    ]
+    base = {"model": str(gpt2_fixture), "data": {"train": "x.jsonl", "shape": "chat"}, "max_length": 96}
+    dpo = get_task("preference")(load_recipe({"task": "preference", **base}), tok)
+    sft = get_task("causal-lm")(load_recipe({"task": "causal-lm", **base}), AutoTokenizer.from_pretrained(gpt2_fixture))
+    pairs = dpo.encode(Records("pairs.jsonl", rows, columns=list(rows[0])), with_targets=True)
+    for answer in ("chosen", "rejected"):
+        chats = [{"messages": [*r["messages"], {"role": "assistant", "content": r[answer]}]} for r in rows]
+        chat = sft.encode(Records("chats.jsonl", chats, columns=["messages"]), with_targets=True)
+        assert pairs[f"{answer}_input_ids"] == chat["input_ids"] and pairs[f"{answer}_labels"] == chat["labels"]
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    overrides = {
+        **{k: v for k, v in base.items() if k != "data"},
+        "data": {"train": str(data), "validation": str(data), "shape": "chat", "columns": {}},
+        "prompt_template": None,
+        "generation": {"max_new_tokens": 4},
+        "training.max_steps": 4,
+        "training.learning_rate": 1e-3,
+        "training.per_device_train_batch_size": 4,
+        "training.per_device_eval_batch_size": 64,
+    }
+    result = train(ROOT / "recipes/dpo-gpt2.yaml", overrides=overrides, output_dir=tmp_path / "run")
+    assert result.metrics["eval_start"]["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert result.metrics["eval"]["eval_reward_margin"] > 0, result.metrics["eval"]
+    cli("predict", str(result.output_dir), "--input", str(data), "--output", str(tmp_path / "answers.jsonl"))
+    answers = [json.loads(line)["generated_text"] for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    pipe = pipeline("text-generation", model=str(result.output_dir), device="cpu")
+    assert answers == [pipe(r["messages"], return_full_text=False)[0]["generated_text"] for r in rows]
