@@ -131,6 +131,7 @@ def test_rows_json_cannot_carry_are_encoded_in_this_process(tmp_path, tok):
 # ------------------------------------------------------------------------------------------------ streaming
 
 
+@pytest.mark.slow  # 63 s; make test-slow runs it (keeps make test under CI's 30 minutes)
 def test_a_streamed_classifier_learns_shuffled_rows_and_resumes_on_the_same_batches(sst2_small, tmp_path, monkeypatch):
     """data.streaming: rows are read, encoded and shuffled (within a buffer) on the fly; MiniLM still learns
     SST-2 from them, and a run stopped at step 2 and resumed to 4 trains steps 3 and 4 on the straight run's

@@ -154,6 +154,7 @@ def hold_scratch(parent: Path) -> tuple[subprocess.Popen, Path]:
     return child, Path(child.stdout.readline().strip())
 
 
+@pytest.mark.slow  # 36 s; make test-slow runs it (keeps make test under CI's 30 minutes)
 def test_overwrite_replaces_the_model_keeps_other_files_and_a_dead_exports_folder_is_swept(sst2_model, tmp_path):
     dev = head(DATA / "en/sst2/dev.tsv", tmp_path / "dev.tsv", 20)
     killed, dead = hold_scratch(tmp_path)

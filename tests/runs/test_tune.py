@@ -83,6 +83,7 @@ def test_study_keeps_the_best_model_and_resume_never_redoes_a_trial(small, tmp_p
     assert len(study_trials(out)) == 3
 
 
+@pytest.mark.slow  # 32 s; make test-slow runs it (keeps make test under CI's 30 minutes)
 def test_a_killed_trial_runs_again_with_its_values(small, tmp_path):
     out = tmp_path / "study"
     recipe = tmp_path / "recipe.yaml"
@@ -187,6 +188,7 @@ def test_a_trial_below_the_median_is_pruned_at_its_evaluation():
     assert study.trials[good_trial.number].intermediate_values == {4: 0.9}
 
 
+@pytest.mark.slow  # 31 s; make test-slow runs it (keeps make test under CI's 30 minutes)
 def test_a_grid_of_choices_runs_each_point_once(small, tmp_path):
     out = tmp_path / "study"
     grid = {"training.learning_rate": {"choices": [5.0e-5, 1.0e-4]}, "training.max_steps": {"choices": [4, 6]}}

@@ -112,6 +112,7 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
         train(recipe, resume=True)
 
 
+@pytest.mark.slow  # 50 s, kept out of make test for CI's 30 minutes (make test-slow runs it)
 def test_pair_regression_and_multi_label_train_on_real_data(tmp_path, caplog):
     """Each problem type runs end to end and reports its own metrics."""
     stsb = {
@@ -189,6 +190,7 @@ def _losses(out: Path) -> list[tuple[int, float]]:
     return [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h]
 
 
+@pytest.mark.slow  # 74 s, kept out of make test for CI's 30 minutes; test_resume_continues_from_last_checkpoint stays
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     rows = {
         "train": head(DATA / "en/sst2/train.tsv", tmp_path / "train.tsv", 128),
