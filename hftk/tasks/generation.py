@@ -70,3 +70,19 @@ def _template_builds_prompts(template: str | None) -> str | None:
 # A recipe's prompt_template (causal-lm and seq2seq: one recipe shape for both families), checked when the recipe
 # is read: the roles prompt, context and system only, and {prompt} in it.
 PromptTemplate = Annotated[str | None, AfterValidator(_template_builds_prompts)]
+
+
+class Generates:
+    """What the generating tasks (causal LM, seq2seq) share: the recipe's generation settings, and instruction data
+    (`data.shape` other than text), whose roles come with its shape and are checked once the recipe reads."""
+
+    recipe: Any
+
+    def generation_settings(self) -> GenerationSettings:
+        return self.recipe.generation
+
+    @classmethod
+    def recipe_column_problems(cls, data: Any) -> list[str]:
+        if isinstance(data, dict) and data.get("shape", "text") != "text":
+            return []
+        return super().recipe_column_problems(data)  # type: ignore[misc]

@@ -34,7 +34,7 @@ from hftk.features.instructions import (
 from hftk.features.packing import Template, pack
 from hftk.report import Section, texts
 from hftk.tasks.base import Features, Task
-from hftk.tasks.generation import GenerationSettings, PromptTemplate, seed_sampling
+from hftk.tasks.generation import Generates, GenerationSettings, PromptTemplate, seed_sampling
 from hftk.tasks.metrics import answer_scores, perplexity, rouge_units
 
 _TOP_K_LIMIT = 50  # fill-mask candidates kept per mask by forward(); --top-k may ask for up to this many
@@ -346,7 +346,7 @@ class MaskedLM(LanguageModeling):
         return results
 
 
-class CausalLM(LanguageModeling):
+class CausalLM(Generates, LanguageModeling):
     """Running text packed into blocks (`data.shape: text`), every token a target. Instruction data (the other
     shapes) is `InstructionTuning`'s: the same `task: causal-lm`, chosen from `data.shape` when the task is built."""
 
@@ -372,15 +372,6 @@ class CausalLM(LanguageModeling):
         # A bounded answer keeps the example quick.
         (value,) = self.example_input().values()
         return "", f"{value!r}, max_new_tokens=20"
-
-    def generation_settings(self) -> GenerationSettings:
-        return self.recipe.generation
-
-    @classmethod
-    def recipe_column_problems(cls, data: Any) -> list[str]:
-        if isinstance(data, dict) and data.get("shape", "text") != "text":
-            return []  # instruction data's roles come with its shape: checked once the recipe reads
-        return super().recipe_column_problems(data)
 
     def scored_tokens(self) -> str:
         return "causal LM: every token but each block's first, which has nothing before it to predict it from"

@@ -21,7 +21,7 @@ from hftk.config.recipe import DataConfig, Recipe
 from hftk.data.records import Records, Split
 from hftk.report import Section, texts
 from hftk.tasks.base import Features, Task
-from hftk.tasks.generation import GenerationSettings, PromptTemplate, seed_sampling
+from hftk.tasks.generation import Generates, GenerationSettings, PromptTemplate, seed_sampling
 from hftk.tasks.metrics import ROUGE_SUFFIX, rouge, rouge_scores, rouge_units
 
 
@@ -53,7 +53,7 @@ class Seq2SeqRecipe(Recipe):
         return self
 
 
-class Seq2Seq(Task):
+class Seq2Seq(Generates, Task):
     name = "seq2seq"
     # transformers 5 removed pipeline("summarization"); hftk.pipeline("summarization", model=DIR) serves it.
     pipeline_task = "summarization"
@@ -90,15 +90,6 @@ class Seq2Seq(Task):
 
     def pipeline_example(self) -> tuple[str, str]:
         return "", f"{self.example_input()['text']!r}, max_new_tokens=30"
-
-    def generation_settings(self) -> GenerationSettings:
-        return self.recipe.generation
-
-    @classmethod
-    def recipe_column_problems(cls, data: Any) -> list[str]:
-        if isinstance(data, dict) and data.get("shape", "text") != "text":
-            return []  # instruction rows' roles come with their shape: checked once the recipe reads
-        return super().recipe_column_problems(data)
 
     # -- data ------------------------------------------------------------------------------------------
     def learnt_fields(self) -> dict[str, Any]:
